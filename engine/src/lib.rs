@@ -1,0 +1,42 @@
+//! # voxflow-engine
+//!
+//! The dataflow engine of voxflow: it loads graph files (RON), validates them as a
+//! whole, and runs them with independent nodes in parallel. It knows no node type and
+//! nothing of medicine; node types come from a [`Registry`] filled by another crate.
+//!
+//! - [`volume`], [`table`], [`value`]: what travels on edges (`Image`, `Mask`, `Labels`,
+//!   `Table`), always shared behind `Arc`.
+//! - [`node`]: the [`NodeType`] interface: spec (ports, params, implementations,
+//!   examples), `build` (params only, no I/O) and `run`.
+//! - [`graph`]: loading a graph file with positions for every value, `${param}`
+//!   substitution and macro expansion (a graph file used as a node).
+//! - [`validate`]: every problem at once, each with `file:line:col`.
+//! - [`run`]: the scheduler (petgraph DAG on the rayon pool) and the run report.
+//!
+//!
+//! Why a hand-written RON reader ([`ron_spanned`]): the `ron` crate reports positions
+//! only for syntax errors, and validation must point at the exact value that is wrong.
+#![deny(missing_docs)]
+
+pub mod diag;
+pub mod dot;
+pub mod fsutil;
+pub mod graph;
+pub mod node;
+pub mod registry;
+pub mod ron_spanned;
+pub mod run;
+pub mod suggest;
+pub mod table;
+pub mod validate;
+pub mod value;
+pub mod volume;
+
+pub use node::{
+    parse_params, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec, NodeType,
+    OutputSpec, ParamError, ParamSpec,
+};
+pub use registry::Registry;
+pub use table::{Cell, Table};
+pub use value::{PortType, Value};
+pub use volume::{Geometry, Image, Labels, Mask, Volume};
