@@ -1,1 +1,982 @@
-//! (being written)
+//! Loading graph files: structure checks, `${param}` substitution, command-line
+//! overrides and macro expansion.
+//!
+//! A graph file is `Graph(name: "...", params: {..}, inputs: [..], nodes: {..},
+//! outputs: {..})`. A node whose `node` is a path ending in `.ron` is a macro: that graph
+//! file is expanded in place, its nodes renamed `macro_id/inner_id`, its `params` set from
+//! the macro node's `params`, its `inputs` bound to the macro node's `inputs`, and its
+//! `outputs` available as `"macro_id.output"`. The result is one flat [`Graph`] that
+//! validation checks as a whole.
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+
+use crate::diag::{Diagnostic, Diagnostics, FileId, Location, Sources};
+use crate::ron_spanned::{self, Key, RonValue, Span, Spanned};
+use crate::suggest::hint;
+
+/// Options for loading a graph.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// `KEY=VALUE` overrides from the command line: `name=value` sets a graph param,
+    /// `node.param=value` a node param. Values are RON; text that is not valid RON is
+    /// taken as a string.
+    pub set: Vec<String>,
+}
+
+/// A reference to an output port: `"node"` or `"node.port"`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PortRef {
+    /// Node id (qualified with macro prefixes after expansion).
+    pub node: String,
+    /// Port name, when given.
+    pub port: Option<String>,
+    /// Where the reference is written.
+    pub loc: Location,
+}
+
+impl std::fmt::Display for PortRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.port {
+            Some(p) => write!(f, "{}.{p}", self.node),
+            None => f.write_str(&self.node),
+        }
+    }
+}
+
+/// An input port binding of a node.
+#[derive(Clone, Debug)]
+pub struct InputBinding {
+    /// Port name.
+    pub port: String,
+    /// Where the port name is written.
+    pub loc: Location,
+    /// Connected outputs (one, or several for list inputs).
+    pub refs: Vec<PortRef>,
+    /// Written as a list `[..]`.
+    pub is_list: bool,
+}
+
+/// One node of the flattened graph.
+#[derive(Clone, Debug)]
+pub struct GraphNode {
+    /// Unique id (`macro/inner` inside macros).
+    pub id: String,
+    /// Node type name.
+    pub type_name: String,
+    /// Where the node's name is written.
+    pub loc: Location,
+    /// Where the type name is written.
+    pub type_loc: Location,
+    /// Params after substitution (`None` when not written).
+    pub params: Option<Spanned>,
+    /// File the params belong to.
+    pub params_file: FileId,
+    /// Chosen implementation, when written.
+    pub implementation: Option<(String, Location)>,
+    /// Input bindings.
+    pub inputs: Vec<InputBinding>,
+    /// Whether `${...}` substitution in the params failed (already reported; the params
+    /// are not checked further to avoid a second error about the same value).
+    pub params_unresolved: bool,
+    /// Params set with `--set node.param=value`; their spans point into the
+    /// command-line pseudo file ([`CLI_FILE`]).
+    pub cli_params: Vec<String>,
+}
+
+/// File id of the command-line pseudo file holding `--set` values.
+pub const CLI_FILE: FileId = 0;
+
+/// A loaded, flattened graph (not yet validated against node types).
+#[derive(Clone, Debug)]
+pub struct Graph {
+    /// Name from the file.
+    pub name: String,
+    /// The top-level file.
+    pub file: PathBuf,
+    /// Graph params with their effective values (after `--set`).
+    pub params: IndexMap<String, serde_json::Value>,
+    /// Nodes in file order (macros expanded).
+    pub nodes: IndexMap<String, GraphNode>,
+    /// Declared outputs of the top-level graph.
+    pub outputs: IndexMap<String, PortRef>,
+    /// Problems found so far (load errors and warnings); validation adds its own.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Text of all files involved.
+    pub sources: Sources,
+}
+
+impl Graph {
+    /// Whether loading found errors.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity == crate::diag::Severity::Error)
+    }
+}
+
+/// Load a graph file. Returns `Err` only when the file cannot be read or parsed at all;
+/// other problems are collected in [`Graph::diagnostics`] so validation can report
+/// everything at once.
+pub fn load_graph(path: &Path, opts: &LoadOptions) -> Result<Graph, Diagnostics> {
+    let mut ld = Loader {
+        sources: Sources::default(),
+        diags: Vec::new(),
+        nodes: IndexMap::new(),
+        macros: IndexMap::new(),
+        stack: Vec::new(),
+    };
+    let (graph_sets, node_sets) = ld.parse_sets(&opts.set);
+    let scope = ld.expand(path, "", graph_sets, IndexMap::new(), None);
+    let Some(scope) = scope else {
+        return Err(Diagnostics {
+            items: ld.diags,
+            sources: ld.sources,
+        });
+    };
+    ld.resolve_macro_refs();
+    ld.apply_node_sets(node_sets);
+    let mut outputs = IndexMap::new();
+    for (name, r) in scope.outputs {
+        if let Some(r) = ld.resolve_ref(r) {
+            outputs.insert(name, r);
+        }
+    }
+    crate::diag::sort(&mut ld.diags);
+    Ok(Graph {
+        name: scope.name,
+        file: path.to_path_buf(),
+        params: scope.params,
+        nodes: ld.nodes,
+        outputs,
+        diagnostics: ld.diags,
+        sources: ld.sources,
+    })
+}
+
+struct Scope {
+    name: String,
+    params: IndexMap<String, serde_json::Value>,
+    outputs: IndexMap<String, PortRef>,
+}
+
+struct MacroInstance {
+    outputs: IndexMap<String, PortRef>,
+    file: String,
+}
+
+struct Loader {
+    sources: Sources,
+    diags: Vec<Diagnostic>,
+    nodes: IndexMap<String, GraphNode>,
+    macros: IndexMap<String, MacroInstance>,
+    stack: Vec<PathBuf>,
+}
+
+const GRAPH_FIELDS: [&str; 6] = ["name", "doc", "params", "inputs", "nodes", "outputs"];
+const NODE_FIELDS: [&str; 4] = ["node", "params", "inputs", "impl"];
+
+/// A command-line `--set` value with its position in the synthetic command-line source.
+type Sets = IndexMap<String, (Spanned, Location)>;
+
+impl Loader {
+    fn err(&mut self, loc: Location, msg: impl Into<String>, help: Option<String>) {
+        self.diags.push(Diagnostic::error(loc, msg).with_help(help));
+    }
+
+    /// Parse `--set` arguments into graph-level and node-level overrides. The command line
+    /// becomes a pseudo file so that errors in values point at them.
+    fn parse_sets(&mut self, sets: &[String]) -> (Sets, Vec<(String, String, Spanned, Location)>) {
+        let mut text = String::new();
+        let mut graph = IndexMap::new();
+        let mut nodes = Vec::new();
+        let mut parsed = Vec::new();
+        for s in sets {
+            let start = text.len() + "--set ".len();
+            text.push_str(&format!("--set {s}\n"));
+            parsed.push((s.clone(), start));
+        }
+        let cli = self.sources.add(Path::new("<command line>"), text);
+        debug_assert_eq!(cli, CLI_FILE, "the command line is the first source");
+        for (s, start) in parsed {
+            let Some(eq) = s.find('=') else {
+                let loc = Location {
+                    file: cli,
+                    span: Span {
+                        start,
+                        end: start + s.len(),
+                    },
+                };
+                self.err(loc, format!("`--set {s}` needs the form KEY=VALUE"), None);
+                continue;
+            };
+            let (key, raw) = (&s[..eq], &s[eq + 1..]);
+            let vstart = start + eq + 1;
+            let loc = Location {
+                file: cli,
+                span: Span {
+                    start: vstart,
+                    end: vstart + raw.len(),
+                },
+            };
+            let mut value = match ron_spanned::parse(raw) {
+                Ok(v) if !matches!(v.value, RonValue::Ident(_)) => v,
+                _ => Spanned {
+                    value: RonValue::Str(raw.to_string()),
+                    span: Span::default(),
+                },
+            };
+            shift_spans(&mut value, vstart);
+            value.span = loc.span;
+            match key.rsplit_once('.') {
+                Some((node, param)) => {
+                    nodes.push((node.to_string(), param.to_string(), value, loc))
+                }
+                None => {
+                    graph.insert(key.to_string(), (value, loc));
+                }
+            }
+        }
+        (graph, nodes)
+    }
+
+    fn read(&mut self, path: &Path) -> Option<(FileId, Spanned)> {
+        let file = match self.sources.find(path) {
+            Some(id) => id,
+            None => {
+                let text = match std::fs::read_to_string(path) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        self.diags.push(Diagnostic::file_error(
+                            path,
+                            format!("cannot read graph file: {e}"),
+                        ));
+                        return None;
+                    }
+                };
+                self.sources.add(path, text)
+            }
+        };
+        match ron_spanned::parse(self.sources.text(file)) {
+            Ok(v) => Some((file, v)),
+            Err(e) => {
+                self.err(
+                    Location { file, span: e.span },
+                    format!("syntax error: {}", e.message),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    /// Expand one graph file under `prefix`. `overrides` set its params, `bindings` its
+    /// inputs (already qualified in the parent), `site` is where the macro is used.
+    fn expand(
+        &mut self,
+        path: &Path,
+        prefix: &str,
+        overrides: Sets,
+        bindings: IndexMap<String, Vec<PortRef>>,
+        site: Option<Location>,
+    ) -> Option<Scope> {
+        let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        if self.stack.contains(&canonical) {
+            let chain: Vec<String> = self
+                .stack
+                .iter()
+                .chain([&canonical])
+                .map(|p| p.display().to_string())
+                .collect();
+            let msg = format!("macro includes itself: {}", chain.join(" -> "));
+            match site {
+                Some(loc) => self.err(loc, msg, None),
+                None => self.diags.push(Diagnostic::file_error(path, msg)),
+            }
+            return None;
+        }
+        let (file, root) = self.read(path)?;
+        self.stack.push(canonical);
+        let scope = self.expand_parsed(path, file, &root, prefix, overrides, bindings, site);
+        self.stack.pop();
+        scope
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn expand_parsed(
+        &mut self,
+        path: &Path,
+        file: FileId,
+        root: &Spanned,
+        prefix: &str,
+        overrides: Sets,
+        bindings: IndexMap<String, Vec<PortRef>>,
+        site: Option<Location>,
+    ) -> Option<Scope> {
+        let at = |span: Span| Location { file, span };
+        let fields = match &root.value {
+            RonValue::Struct {
+                name,
+                is_map: false,
+                fields,
+            } if name.as_deref().is_none_or(|n| n == "Graph") => fields,
+            _ => {
+                self.err(
+                    at(root.span),
+                    "a graph file holds one `Graph(name: ..., nodes: {...})`",
+                    None,
+                );
+                return None;
+            }
+        };
+        for (k, _) in fields {
+            if !GRAPH_FIELDS.contains(&k.name.as_str()) {
+                self.err(
+                    at(k.span),
+                    format!("unknown field `{}` in Graph", k.name),
+                    hint(&k.name, GRAPH_FIELDS),
+                );
+            }
+        }
+        let name = match root.get("name") {
+            Some(v) => match v.as_str() {
+                Some(s) => s.to_string(),
+                None => {
+                    self.err(at(v.span), "`name` must be a string", None);
+                    String::new()
+                }
+            },
+            None => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
+
+        // Graph params: defaults from the file, overridden by the parent or command line.
+        let mut params: IndexMap<String, (Spanned, Location)> = IndexMap::new();
+        if let Some(p) = root.get("params") {
+            match p.fields() {
+                Some(fs) => {
+                    for (k, v) in fs {
+                        params.insert(k.name.clone(), (v.clone(), at(v.span)));
+                    }
+                }
+                None => self.err(
+                    at(p.span),
+                    "`params` must be a map like { \"name\": value }",
+                    None,
+                ),
+            }
+        }
+        let declared: Vec<String> = params.keys().cloned().collect();
+        for (k, (v, loc)) in overrides {
+            if params.contains_key(&k) {
+                params.insert(k, (v, loc));
+            } else {
+                let what = if site.is_some() {
+                    "the macro"
+                } else {
+                    "the graph"
+                };
+                self.err(
+                    loc,
+                    format!("{what} {} has no param `{k}`", path.display()),
+                    hint(&k, &declared).or_else(|| Some(list_choices("params", &declared))),
+                );
+            }
+        }
+        // Params may refer to each other; substitute in declaration order.
+        let mut resolved: IndexMap<String, Spanned> = IndexMap::new();
+        for (k, (v, loc)) in &params {
+            // A value from the command line or a parent lives in that file.
+            let mut v = v.clone();
+            self.substitute(&mut v, loc.file, &resolved, &declared);
+            resolved.insert(k.clone(), v);
+        }
+
+        // Declared inputs (macros only).
+        let mut inputs: Vec<(String, Location)> = Vec::new();
+        if let Some(i) = root.get("inputs") {
+            match &i.value {
+                RonValue::List(items) => {
+                    for it in items {
+                        match it.as_str() {
+                            Some(s) => inputs.push((s.to_string(), at(it.span))),
+                            None => self.err(
+                                at(it.span),
+                                "graph inputs are names: inputs: [\"ct\", \"mask\"]",
+                                None,
+                            ),
+                        }
+                    }
+                }
+                RonValue::Struct { fields, .. } => {
+                    for (k, _) in fields {
+                        inputs.push((k.name.clone(), at(k.span)));
+                    }
+                }
+                _ => self.err(
+                    at(i.span),
+                    "graph inputs are names: inputs: [\"ct\", \"mask\"]",
+                    None,
+                ),
+            }
+        }
+        for (k, refs) in &bindings {
+            if !inputs.iter().any(|(n, _)| n == k) {
+                let loc = refs
+                    .first()
+                    .map(|r| r.loc)
+                    .or(site)
+                    .expect("binding has a location");
+                let names: Vec<&str> = inputs.iter().map(|(n, _)| n.as_str()).collect();
+                self.err(
+                    loc,
+                    format!("the macro {} has no input `{k}`", path.display()),
+                    hint(k, &names).or_else(|| Some(list_choices("inputs", &names))),
+                );
+            }
+        }
+
+        let Some(nodes_v) = root.get("nodes") else {
+            self.err(at(root.span), "the graph has no `nodes`", None);
+            return None;
+        };
+        let Some(entries) = nodes_v.fields() else {
+            self.err(
+                at(nodes_v.span),
+                "`nodes` must be a map like { \"id\": (node: \"Type\", ...) }",
+                None,
+            );
+            return None;
+        };
+        let local_names: Vec<String> = entries
+            .iter()
+            .map(|(k, _)| k.name.clone())
+            .chain(inputs.iter().map(|(n, _)| n.clone()))
+            .collect();
+        let local = LocalScope {
+            prefix,
+            file,
+            inputs: &inputs,
+            bindings: &bindings,
+            names: &local_names,
+            site,
+        };
+
+        for (key, entry) in entries {
+            if inputs.iter().any(|(n, _)| n == &key.name) {
+                self.err(
+                    at(key.span),
+                    format!("node `{}` has the same name as a graph input", key.name),
+                    None,
+                );
+            }
+            self.node_entry(&local, key, entry, &resolved, &declared, path);
+        }
+
+        let mut outputs = IndexMap::new();
+        if let Some(o) = root.get("outputs") {
+            match o.fields() {
+                Some(fs) => {
+                    for (k, v) in fs {
+                        match v.as_str() {
+                            Some(s) => {
+                                if let Some(mut refs) = self.local_ref(&local, s, at(v.span)) {
+                                    if refs.len() == 1 {
+                                        outputs.insert(k.name.clone(), refs.remove(0));
+                                    }
+                                }
+                            }
+                            None => self.err(
+                                at(v.span),
+                                "an output is a string \"node\" or \"node.port\"",
+                                None,
+                            ),
+                        }
+                    }
+                }
+                None => self.err(
+                    at(o.span),
+                    "`outputs` must be a map like { \"name\": \"node.port\" }",
+                    None,
+                ),
+            }
+        }
+        let params_json = resolved
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_json()))
+            .collect();
+        Some(Scope {
+            name,
+            params: params_json,
+            outputs,
+        })
+    }
+
+    fn node_entry(
+        &mut self,
+        local: &LocalScope,
+        key: &Key,
+        entry: &Spanned,
+        params: &IndexMap<String, Spanned>,
+        declared: &[String],
+        path: &Path,
+    ) {
+        let file = local.file;
+        let at = |span: Span| Location { file, span };
+        let id = format!("{}{}", local.prefix, key.name);
+        if key.name.is_empty() || key.name.contains(['.', '/', '$']) {
+            self.err(
+                at(key.span),
+                format!(
+                    "node id `{}` may not be empty or contain `.`, `/` or `$`",
+                    key.name
+                ),
+                None,
+            );
+            return;
+        }
+        let Some(fields) = entry
+            .fields()
+            .filter(|_| matches!(entry.value, RonValue::Struct { is_map: false, .. }))
+        else {
+            self.err(
+                at(entry.span),
+                format!(
+                    "node `{}` must be written (node: \"Type\", params: (...), inputs: (...))",
+                    key.name
+                ),
+                None,
+            );
+            return;
+        };
+        for (k, _) in fields {
+            if !NODE_FIELDS.contains(&k.name.as_str()) {
+                self.err(
+                    at(k.span),
+                    format!("unknown field `{}` in node `{}`", k.name, key.name),
+                    hint(&k.name, NODE_FIELDS),
+                );
+            }
+        }
+        let Some(type_v) = entry.get("node") else {
+            self.err(
+                at(key.span),
+                format!("node `{}` has no `node:` type", key.name),
+                None,
+            );
+            return;
+        };
+        let Some(type_name) = type_v.as_str() else {
+            self.err(
+                at(type_v.span),
+                "`node` must be a string naming the node type",
+                None,
+            );
+            return;
+        };
+        let mut node_params = entry.get("params").cloned();
+        let errors_before = self.diags.len();
+        if let Some(p) = &mut node_params {
+            self.substitute(p, file, params, declared);
+        }
+        let params_unresolved = self.diags.len() > errors_before;
+        let mut bindings: Vec<InputBinding> = Vec::new();
+        if let Some(iv) = entry.get("inputs") {
+            match iv.fields() {
+                Some(fs) => {
+                    for (k, v) in fs {
+                        let (items, is_list) = match &v.value {
+                            RonValue::List(items) => (items.iter().collect::<Vec<_>>(), true),
+                            _ => (vec![v], false),
+                        };
+                        let mut refs = Vec::new();
+                        for it in items {
+                            match it.as_str() {
+                                Some(s) => refs.extend(self.local_ref(local, s, at(it.span)).unwrap_or_default()),
+                                None => self.err(at(it.span), "an input is a string \"node\" or \"node.port\", or a list of them", None),
+                            }
+                        }
+                        bindings.push(InputBinding {
+                            port: k.name.clone(),
+                            loc: at(k.span),
+                            refs,
+                            is_list,
+                        });
+                    }
+                }
+                None => self.err(
+                    at(iv.span),
+                    "`inputs` must be written (port: \"node\", other: \"node.port\")",
+                    None,
+                ),
+            }
+        }
+        let implementation = match entry.get("impl") {
+            Some(v) => match v.as_str() {
+                Some(s) => Some((s.to_string(), at(v.span))),
+                None => {
+                    self.err(
+                        at(v.span),
+                        "`impl` must be a string naming an implementation",
+                        None,
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+
+        if type_name.ends_with(".ron") {
+            let base = path.parent().unwrap_or(Path::new("."));
+            let macro_path = base.join(type_name);
+            if let Some((_, loc)) = &implementation {
+                self.err(
+                    *loc,
+                    "a macro node has no implementations; set `impl` on the nodes inside it",
+                    None,
+                );
+            }
+            let mut overrides = IndexMap::new();
+            if let Some(p) = &node_params {
+                match p.fields() {
+                    Some(fs) => {
+                        for (k, v) in fs {
+                            overrides.insert(k.name.clone(), (v.clone(), at(k.span)));
+                        }
+                    }
+                    None => self.err(
+                        at(p.span),
+                        "macro params must be written (name: value, ...)",
+                        None,
+                    ),
+                }
+            }
+            let macro_bindings = bindings.into_iter().map(|b| (b.port, b.refs)).collect();
+            if !macro_path.exists() {
+                self.err(
+                    at(type_v.span),
+                    format!("macro graph file {} does not exist", macro_path.display()),
+                    None,
+                );
+                return;
+            }
+            let scope = self.expand(
+                &macro_path,
+                &format!("{id}/"),
+                overrides,
+                macro_bindings,
+                Some(at(type_v.span)),
+            );
+            if let Some(scope) = scope {
+                self.macros.insert(
+                    id,
+                    MacroInstance {
+                        outputs: scope.outputs,
+                        file: type_name.to_string(),
+                    },
+                );
+            }
+            return;
+        }
+        self.nodes.insert(
+            id.clone(),
+            GraphNode {
+                id,
+                type_name: type_name.to_string(),
+                loc: at(key.span),
+                type_loc: at(type_v.span),
+                params: node_params,
+                params_file: file,
+                implementation,
+                inputs: bindings,
+                params_unresolved,
+                cli_params: Vec::new(),
+            },
+        );
+    }
+
+    /// Resolve `"node"` / `"node.port"` written in a scope: graph inputs become the
+    /// parent's bindings; other names get the scope's prefix.
+    fn local_ref(&mut self, local: &LocalScope, text: &str, loc: Location) -> Option<Vec<PortRef>> {
+        let (node, port) = match text.split_once('.') {
+            Some((n, p)) => (n, Some(p.to_string())),
+            None => (text, None),
+        };
+        if local.inputs.iter().any(|(n, _)| n == node) {
+            if port.is_some() {
+                self.err(
+                    loc,
+                    format!("`{node}` is a graph input; refer to it without a port"),
+                    None,
+                );
+                return None;
+            }
+            return match local.bindings.get(node) {
+                Some(refs) => Some(refs.clone()),
+                None => {
+                    let msg = match local.site {
+                        Some(_) => format!("graph input `{node}` is not connected where the macro is used"),
+                        None => format!("graph input `{node}` has no value: a graph with inputs runs only as a macro inside another graph"),
+                    };
+                    self.err(local.site.unwrap_or(loc), msg, None);
+                    None
+                }
+            };
+        }
+        if !local.names.iter().any(|n| n == node) {
+            self.err(
+                loc,
+                format!("no node named `{node}`"),
+                hint(node, local.names),
+            );
+            return None;
+        }
+        Some(vec![PortRef {
+            node: format!("{}{node}", local.prefix),
+            port,
+            loc,
+        }])
+    }
+
+    /// Replace references to macro nodes by the macro's output refs, transitively.
+    fn resolve_macro_refs(&mut self) {
+        let ids: Vec<String> = self.nodes.keys().cloned().collect();
+        for id in ids {
+            let mut inputs = std::mem::take(&mut self.nodes[&id].inputs);
+            for b in &mut inputs {
+                let refs = std::mem::take(&mut b.refs);
+                b.refs = refs
+                    .into_iter()
+                    .filter_map(|r| self.resolve_ref(r))
+                    .collect();
+            }
+            self.nodes[&id].inputs = inputs;
+        }
+    }
+
+    fn resolve_ref(&mut self, mut r: PortRef) -> Option<PortRef> {
+        for _ in 0..=self.macros.len() {
+            let Some(m) = self.macros.get(&r.node) else {
+                return Some(r);
+            };
+            let names: Vec<&str> = m.outputs.keys().map(String::as_str).collect();
+            let target = match &r.port {
+                Some(p) => match m.outputs.get(p) {
+                    Some(t) => t.clone(),
+                    None => {
+                        let (msg, help) = (
+                            format!("macro `{}` ({}) has no output `{p}`", r.node, m.file),
+                            hint(p, &names).or_else(|| Some(list_choices("outputs", &names))),
+                        );
+                        self.err(r.loc, msg, help);
+                        return None;
+                    }
+                },
+                None if m.outputs.len() == 1 => m.outputs[0].clone(),
+                None => {
+                    let msg = format!(
+                        "macro `{}` has {} outputs; name one as `{}.OUTPUT`",
+                        r.node,
+                        m.outputs.len(),
+                        r.node
+                    );
+                    let help = Some(list_choices("outputs", &names));
+                    self.err(r.loc, msg, help);
+                    return None;
+                }
+            };
+            r = PortRef {
+                node: target.node,
+                port: target.port,
+                loc: r.loc,
+            };
+        }
+        self.err(r.loc, "macro outputs refer to each other in a loop", None);
+        None
+    }
+
+    fn apply_node_sets(&mut self, sets: Vec<(String, String, Spanned, Location)>) {
+        for (node, param, value, loc) in sets {
+            let Some(n) = self.nodes.get_mut(&node) else {
+                let names: Vec<&str> = self.nodes.keys().map(String::as_str).collect();
+                let help = hint(&node, &names);
+                self.err(loc, format!("--set: no node named `{node}`"), help);
+                continue;
+            };
+            n.cli_params.push(param.clone());
+            let key = Key {
+                name: param,
+                span: loc.span,
+            };
+            match &mut n.params {
+                Some(Spanned {
+                    value: RonValue::Struct { fields, .. },
+                    ..
+                }) => {
+                    fields.retain(|(k, _)| k.name != key.name);
+                    fields.push((key, value));
+                }
+                Some(p) if matches!(p.value, RonValue::Unit) => {
+                    p.value = RonValue::Struct {
+                        name: None,
+                        is_map: false,
+                        fields: vec![(key, value)],
+                    };
+                }
+                Some(p) => {
+                    let span = p.span;
+                    let file = n.params_file;
+                    self.err(
+                        Location { file, span },
+                        "params must be written (name: value, ...)",
+                        None,
+                    );
+                }
+                None => {
+                    n.params = Some(Spanned {
+                        value: RonValue::Struct {
+                            name: None,
+                            is_map: false,
+                            fields: vec![(key, value)],
+                        },
+                        span: loc.span,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Replace `${name}` in strings: a string that is exactly `${name}` takes the param's
+    /// value (any type); otherwise the param's text is spliced into the string.
+    fn substitute(
+        &mut self,
+        v: &mut Spanned,
+        file: FileId,
+        params: &IndexMap<String, Spanned>,
+        declared: &[String],
+    ) {
+        match &mut v.value {
+            RonValue::Str(s) if s.contains("${") => {
+                let span = v.span;
+                let at = Location { file, span };
+                let whole = s
+                    .strip_prefix("${")
+                    .and_then(|r| r.strip_suffix('}'))
+                    .filter(|n| !n.contains(['{', '}', '$']));
+                if let Some(name) = whole {
+                    match params.get(name) {
+                        Some(p) if matches!(p.value, RonValue::None) => {
+                            self.err(at, format!("graph param `{name}` has no value; set it with --set {name}=VALUE"), None);
+                        }
+                        Some(p) => {
+                            v.value = p.value.clone();
+                            relocate(v, span);
+                        }
+                        None => self.unresolved(at, name, declared),
+                    }
+                    return;
+                }
+                let mut out = String::new();
+                let mut rest = s.as_str();
+                while let Some(i) = rest.find("${") {
+                    out.push_str(&rest[..i]);
+                    let after = &rest[i + 2..];
+                    let Some(j) = after.find('}') else {
+                        self.err(at, "`${` without a closing `}`", None);
+                        return;
+                    };
+                    let name = &after[..j];
+                    match params.get(name).map(|p| &p.value) {
+                        Some(RonValue::Str(t)) => out.push_str(t),
+                        Some(RonValue::Int(i)) => out.push_str(&i.to_string()),
+                        Some(RonValue::Float(f)) => out.push_str(&f.to_string()),
+                        Some(RonValue::Bool(b)) => out.push_str(&b.to_string()),
+                        Some(RonValue::None) => {
+                            self.err(at, format!("graph param `{name}` has no value; set it with --set {name}=VALUE"), None);
+                        }
+                        Some(_) => self.err(at, format!("graph param `{name}` is not text or a number and cannot be spliced into a string"), None),
+                        None => self.unresolved(at, name, declared),
+                    }
+                    rest = &after[j + 1..];
+                }
+                out.push_str(rest);
+                *s = out;
+            }
+            RonValue::List(items) | RonValue::Tuple(_, items) => {
+                for it in items {
+                    self.substitute(it, file, params, declared);
+                }
+            }
+            RonValue::Struct { fields, .. } => {
+                for (_, it) in fields {
+                    self.substitute(it, file, params, declared);
+                }
+            }
+            RonValue::Some(inner) => self.substitute(inner, file, params, declared),
+            _ => {}
+        }
+    }
+
+    fn unresolved(&mut self, at: Location, name: &str, declared: &[String]) {
+        self.err(
+            at,
+            format!("unresolved `${{{name}}}`: the graph declares no param `{name}`"),
+            hint(name, declared),
+        );
+    }
+}
+
+struct LocalScope<'a> {
+    prefix: &'a str,
+    file: FileId,
+    inputs: &'a [(String, Location)],
+    bindings: &'a IndexMap<String, Vec<PortRef>>,
+    names: &'a [String],
+    site: Option<Location>,
+}
+
+fn list_choices<S: AsRef<str>>(what: &str, names: &[S]) -> String {
+    if names.is_empty() {
+        format!("it declares no {what}")
+    } else {
+        let n: Vec<String> = names.iter().map(|s| format!("`{}`", s.as_ref())).collect();
+        format!("{what}: {}", n.join(", "))
+    }
+}
+
+/// Values substituted from elsewhere take the span of the place they are used, so
+/// errors point at the `${name}` that brought them in.
+fn relocate(v: &mut Spanned, span: Span) {
+    v.span = span;
+    match &mut v.value {
+        RonValue::List(items) | RonValue::Tuple(_, items) => {
+            items.iter_mut().for_each(|i| relocate(i, span))
+        }
+        RonValue::Struct { fields, .. } => fields.iter_mut().for_each(|(k, i)| {
+            k.span = span;
+            relocate(i, span)
+        }),
+        RonValue::Some(inner) => relocate(inner, span),
+        _ => {}
+    }
+}
+
+fn shift_spans(v: &mut Spanned, by: usize) {
+    v.span.start += by;
+    v.span.end += by;
+    match &mut v.value {
+        RonValue::List(items) | RonValue::Tuple(_, items) => {
+            items.iter_mut().for_each(|i| shift_spans(i, by))
+        }
+        RonValue::Struct { fields, .. } => fields.iter_mut().for_each(|(k, i)| {
+            k.span.start += by;
+            k.span.end += by;
+            shift_spans(i, by)
+        }),
+        RonValue::Some(inner) => shift_spans(inner, by),
+        _ => {}
+    }
+}

@@ -32,16 +32,42 @@ pub struct InputSpec {
 
 impl InputSpec {
     /// A required single-value input.
-    pub const fn required(name: &'static str, types: &'static [PortType], doc: &'static str) -> Self {
-        InputSpec { name, types, required: true, multiple: false, doc }
+    pub const fn required(
+        name: &'static str,
+        types: &'static [PortType],
+        doc: &'static str,
+    ) -> Self {
+        InputSpec {
+            name,
+            types,
+            required: true,
+            multiple: false,
+            doc,
+        }
     }
     /// An optional single-value input.
-    pub const fn optional(name: &'static str, types: &'static [PortType], doc: &'static str) -> Self {
-        InputSpec { name, types, required: false, multiple: false, doc }
+    pub const fn optional(
+        name: &'static str,
+        types: &'static [PortType],
+        doc: &'static str,
+    ) -> Self {
+        InputSpec {
+            name,
+            types,
+            required: false,
+            multiple: false,
+            doc,
+        }
     }
     /// A required input taking a list of one or more values.
     pub const fn list(name: &'static str, types: &'static [PortType], doc: &'static str) -> Self {
-        InputSpec { name, types, required: true, multiple: true, doc }
+        InputSpec {
+            name,
+            types,
+            required: true,
+            multiple: true,
+            doc,
+        }
     }
 }
 
@@ -88,11 +114,28 @@ impl ParamSpec {
         unit: &'static str,
         doc: &'static str,
     ) -> Self {
-        ParamSpec { name, ty, default: Some(default), unit, doc }
+        ParamSpec {
+            name,
+            ty,
+            default: Some(default),
+            unit,
+            doc,
+        }
     }
     /// A parameter the graph must set.
-    pub const fn required(name: &'static str, ty: &'static str, unit: &'static str, doc: &'static str) -> Self {
-        ParamSpec { name, ty, default: None, unit, doc }
+    pub const fn required(
+        name: &'static str,
+        ty: &'static str,
+        unit: &'static str,
+        doc: &'static str,
+    ) -> Self {
+        ParamSpec {
+            name,
+            ty,
+            default: None,
+            unit,
+            doc,
+        }
     }
 }
 
@@ -110,7 +153,11 @@ pub struct ImplSpec {
 impl ImplSpec {
     /// An implementation at version 1.
     pub const fn new(name: &'static str, doc: &'static str) -> Self {
-        ImplSpec { name, version: 1, doc }
+        ImplSpec {
+            name,
+            version: 1,
+            doc,
+        }
     }
 }
 
@@ -173,7 +220,10 @@ pub struct ParamError {
 impl ParamError {
     /// An error about one named parameter.
     pub fn field(name: &str, message: impl Into<String>) -> Self {
-        ParamError { path: vec![name.to_string()], message: message.into() }
+        ParamError {
+            path: vec![name.to_string()],
+            message: message.into(),
+        }
     }
 }
 
@@ -191,7 +241,10 @@ pub fn parse_params<P: DeserializeOwned>(params: &serde_json::Value) -> Result<P
                 serde_path_to_error::Segment::Unknown => None,
             })
             .collect();
-        ParamError { path, message: e.into_inner().to_string() }
+        ParamError {
+            path,
+            message: e.into_inner().to_string(),
+        }
     })
 }
 
@@ -203,7 +256,11 @@ pub trait NodeType: Send + Sync + 'static {
     fn examples(&self) -> Vec<Example>;
     /// Parse and check params for one node of this type, with the chosen implementation
     /// (always one of `spec().impls`). No I/O here: this runs during validation.
-    fn build(&self, params: &serde_json::Value, implementation: &str) -> Result<Box<dyn Node>, Vec<ParamError>>;
+    fn build(
+        &self,
+        params: &serde_json::Value,
+        implementation: &str,
+    ) -> Result<Box<dyn Node>, Vec<ParamError>>;
 }
 
 /// A configured node, ready to run.
@@ -251,7 +308,10 @@ pub enum NodeError {
 impl NodeError {
     /// A file error.
     pub fn file(path: &Path, message: impl std::fmt::Display) -> Self {
-        NodeError::File { path: path.to_path_buf(), message: message.to_string() }
+        NodeError::File {
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        }
     }
 }
 
@@ -291,8 +351,14 @@ impl NodeContext {
 
     /// Give an input value (standalone use; the scheduler fills inputs itself).
     pub fn with_input(mut self, port: &str, value: Value) -> Self {
-        let src = Source { node: format!("<{port}>"), port: "out".into() };
-        self.inputs.entry(port.to_string()).or_default().push((src, value));
+        let src = Source {
+            node: format!("<{port}>"),
+            port: "out".into(),
+        };
+        self.inputs
+            .entry(port.to_string())
+            .or_default()
+            .push((src, value));
         self
     }
 
@@ -313,12 +379,18 @@ impl NodeContext {
 
     /// The value on an input port, if connected.
     pub fn input(&self, port: &str) -> Option<&Value> {
-        self.inputs.get(port).and_then(|v| v.first()).map(|(_, v)| v)
+        self.inputs
+            .get(port)
+            .and_then(|v| v.first())
+            .map(|(_, v)| v)
     }
 
     /// All values on a list input, in the order the graph gives them.
     pub fn input_list(&self, port: &str) -> Vec<&Value> {
-        self.inputs.get(port).map(|v| v.iter().map(|(_, v)| v).collect()).unwrap_or_default()
+        self.inputs
+            .get(port)
+            .map(|v| v.iter().map(|(_, v)| v).collect())
+            .unwrap_or_default()
     }
 
     /// `port (from node.port)`, for messages.
@@ -330,7 +402,10 @@ impl NodeContext {
     }
 
     fn missing(&self, port: &str) -> NodeError {
-        NodeError::Input { port: port.into(), message: "not connected".into() }
+        NodeError::Input {
+            port: port.into(),
+            message: "not connected".into(),
+        }
     }
 
     /// A required Image input.
@@ -370,7 +445,10 @@ impl NodeContext {
     }
 
     fn wrong_type(&self, port: &str, want: PortType, got: &Value) -> NodeError {
-        NodeError::Input { port: port.into(), message: format!("expected {want}, got {}", got.port_type()) }
+        NodeError::Input {
+            port: port.into(),
+            message: format!("expected {want}, got {}", got.port_type()),
+        }
     }
 
     /// Check that two connected volume inputs share a grid; the error names both ports,
@@ -413,7 +491,10 @@ impl NodeContext {
 
     /// Record a file this node wrote (for the run report and provenance).
     pub fn file_written(&self, path: &Path) {
-        self.files_written.lock().expect("lock").push(path.to_path_buf());
+        self.files_written
+            .lock()
+            .expect("lock")
+            .push(path.to_path_buf());
     }
 
     /// Add a line to the run report for this node (e.g. which device ran it).

@@ -22,7 +22,11 @@ impl Registry {
     /// both are programming errors caught by the registry tests.
     pub fn add<T: NodeType>(&mut self, node: T) {
         let spec = node.spec();
-        assert!(!spec.impls.is_empty(), "node type {} declares no implementation", spec.name);
+        assert!(
+            !spec.impls.is_empty(),
+            "node type {} declares no implementation",
+            spec.name
+        );
         let name = spec.name;
         let previous = self.types.insert(name, (Arc::new(node), spec));
         assert!(previous.is_none(), "node type {name} registered twice");

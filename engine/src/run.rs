@@ -1,1 +1,424 @@
-//! (being written)
+//! The scheduler: runs a validated [`Plan`] with independent nodes in parallel.
+//!
+//! Ready nodes (all inputs computed) are spawned on the rayon pool, so independent
+//! branches overlap and a node's own parallel loops share the same threads. Only needed
+//! nodes run. A failing node marks its dependants as skipped; independent branches go on.
+//! Each value is dropped as soon as its last reader has started (readers hold an `Arc`),
+//! so memory follows the graph's frontier rather than its size.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use crate::node::{NodeContext, Source};
+use crate::validate::Plan;
+use crate::value::Value;
+
+/// How to run a plan.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// Folder that relative output paths resolve against (default `out`).
+    pub out_dir: PathBuf,
+    /// Size of a dedicated thread pool; `None` uses rayon's global pool.
+    pub threads: Option<usize>,
+    /// Called from worker threads as nodes start and finish (progress display).
+    pub observer: Option<Arc<dyn Fn(&Event) + Send + Sync>>,
+}
+
+/// Progress of a run.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A node started.
+    Started {
+        /// Node id.
+        id: String,
+    },
+    /// A node finished (or failed).
+    Finished {
+        /// Node id.
+        id: String,
+        /// Its status.
+        status: Status,
+        /// Wall time in milliseconds.
+        wall_ms: f64,
+    },
+}
+
+/// What happened to a node.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "status", content = "reason", rename_all = "snake_case")]
+pub enum Status {
+    /// Ran and produced its outputs.
+    Ok,
+    /// Ran and failed; the error chain.
+    Failed(String),
+    /// Did not run because a node it depends on failed.
+    Skipped(String),
+    /// Not needed for the requested outputs.
+    NotNeeded,
+}
+
+/// One node in the run report.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct NodeRecord {
+    /// Node id.
+    pub id: String,
+    /// Node type.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Implementation that ran.
+    pub implementation: String,
+    /// Outcome.
+    #[serde(flatten)]
+    pub status: Status,
+    /// Start, in milliseconds since the run started.
+    pub start_ms: f64,
+    /// Wall time in milliseconds.
+    pub wall_ms: f64,
+    /// Size of the node's outputs in bytes (memory estimate).
+    pub output_bytes: usize,
+    /// Notes the node added (e.g. which device ran it).
+    pub notes: Vec<String>,
+}
+
+/// The result of a run: per-node records, requested outputs and files written.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// Graph name.
+    pub graph: String,
+    /// Graph file.
+    pub file: PathBuf,
+    /// Start time (UTC, RFC 3339).
+    pub started: String,
+    /// Total wall time in milliseconds.
+    pub wall_ms: f64,
+    /// One record per node, in graph order.
+    pub nodes: Vec<NodeRecord>,
+    /// Values of the requested outputs (`node.port`).
+    pub outputs: BTreeMap<String, Value>,
+    /// Files written by nodes.
+    pub files: Vec<PathBuf>,
+}
+
+impl RunReport {
+    /// True when no node failed or was skipped.
+    pub fn ok(&self) -> bool {
+        self.nodes
+            .iter()
+            .all(|n| matches!(n.status, Status::Ok | Status::NotNeeded))
+    }
+
+    /// Failed nodes with their errors.
+    pub fn failures(&self) -> impl Iterator<Item = &NodeRecord> {
+        self.nodes
+            .iter()
+            .filter(|n| matches!(n.status, Status::Failed(_)))
+    }
+
+    /// The report as JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "graph": self.graph,
+            "file": self.file,
+            "started": self.started,
+            "wall_ms": self.wall_ms,
+            "ok": self.ok(),
+            "nodes": self.nodes,
+            "outputs": self.outputs.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.summary()))).collect::<serde_json::Map<_, _>>(),
+            "files": self.files,
+        })
+    }
+
+    /// Write the JSON report atomically.
+    pub fn write(&self, path: &Path) -> Result<(), crate::fsutil::WriteError> {
+        let text = serde_json::to_string_pretty(&self.to_json()).expect("json") + "\n";
+        crate::fsutil::write_atomic(path, |w| w.write_all(text.as_bytes()))
+    }
+}
+
+/// Run a plan to completion (failures are recorded, never panics through).
+pub fn run(plan: &Plan, opts: &RunOptions) -> RunReport {
+    match opts.threads {
+        Some(t) => match rayon::ThreadPoolBuilder::new().num_threads(t).build() {
+            Ok(pool) => pool.install(|| run_in_pool(plan, opts)),
+            Err(_) => run_in_pool(plan, opts),
+        },
+        None => run_in_pool(plan, opts),
+    }
+}
+
+struct Done {
+    index: usize,
+    result: Result<BTreeMap<String, Value>, String>,
+    start_ms: f64,
+    wall_ms: f64,
+    notes: Vec<String>,
+}
+
+fn run_in_pool(plan: &Plan, opts: &RunOptions) -> RunReport {
+    let n = plan.nodes.len();
+    let t0 = Instant::now();
+    let started = utc_now();
+    let out_dir = if opts.out_dir.as_os_str().is_empty() {
+        PathBuf::from("out")
+    } else {
+        opts.out_dir.clone()
+    };
+    let files = Arc::new(Mutex::new(Vec::new()));
+
+    let mut pending = vec![0usize; n];
+    let mut dependants: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut readers: HashMap<(usize, String), usize> = HashMap::new();
+    for (i, node) in plan.nodes.iter().enumerate() {
+        if !node.needed {
+            continue;
+        }
+        for (_, edges) in &node.inputs {
+            for e in edges {
+                pending[i] += 1;
+                dependants[e.from].push(i);
+                *readers.entry((e.from, e.port.clone())).or_default() += 1;
+            }
+        }
+    }
+    for (i, port) in &plan.targets {
+        *readers.entry((*i, port.clone())).or_default() += 1;
+    }
+
+    let mut records: Vec<NodeRecord> = plan
+        .nodes
+        .iter()
+        .map(|p| NodeRecord {
+            id: p.id.clone(),
+            type_name: p.type_name.clone(),
+            implementation: p.implementation.clone(),
+            status: Status::NotNeeded,
+            start_ms: 0.0,
+            wall_ms: 0.0,
+            output_bytes: 0,
+            notes: Vec::new(),
+        })
+        .collect();
+    let mut values: HashMap<(usize, String), Value> = HashMap::new();
+    let mut outputs = BTreeMap::new();
+    let (tx, rx) = mpsc::channel::<Done>();
+
+    rayon::in_place_scope(|scope| {
+        let mut running = 0usize;
+        let start = |i: usize,
+                     values: &mut HashMap<(usize, String), Value>,
+                     readers: &mut HashMap<(usize, String), usize>,
+                     running: &mut usize| {
+            let node = &plan.nodes[i];
+            let mut inputs: BTreeMap<String, Vec<(Source, Value)>> = BTreeMap::new();
+            for (port, edges) in &node.inputs {
+                for e in edges {
+                    let key = (e.from, e.port.clone());
+                    let v = values
+                        .get(&key)
+                        .cloned()
+                        .expect("inputs of a ready node are computed");
+                    let left = readers.get_mut(&key).expect("reader counted");
+                    *left -= 1;
+                    if *left == 0 {
+                        values.remove(&key);
+                    }
+                    let src = Source {
+                        node: plan.nodes[e.from].id.clone(),
+                        port: e.port.clone(),
+                    };
+                    inputs.entry(port.clone()).or_default().push((src, v));
+                }
+            }
+            let mut ctx = NodeContext {
+                node_id: node.id.clone(),
+                node_type: node.type_name.clone(),
+                inputs,
+                outputs: BTreeMap::new(),
+                out_dir: out_dir.clone(),
+                files_written: files.clone(),
+                notes: Vec::new(),
+            };
+            let tx = tx.clone();
+            let observer = opts.observer.clone();
+            *running += 1;
+            scope.spawn(move |_| {
+                if let Some(o) = &observer {
+                    o(&Event::Started { id: node.id.clone() });
+                }
+                let span = tracing::info_span!("node", id = %node.id, r#type = %node.type_name, implementation = %node.implementation);
+                let _guard = span.enter();
+                let t = Instant::now();
+                let start_ms = t.duration_since(t0).as_secs_f64() * 1e3;
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.node.run(&mut ctx)));
+                let result = match result {
+                    Ok(Ok(())) => check_outputs(node, ctx.outputs),
+                    Ok(Err(e)) => Err(error_chain(&e)),
+                    Err(panic) => Err(format!("internal error (panic): {}", panic_message(&panic))),
+                };
+                let wall_ms = t.elapsed().as_secs_f64() * 1e3;
+                match &result {
+                    Ok(_) => tracing::debug!(wall_ms, "node finished"),
+                    Err(e) => tracing::warn!(error = %e, "node failed"),
+                }
+                let _ = tx.send(Done { index: i, result, start_ms, wall_ms, notes: ctx.notes });
+            });
+        };
+
+        for i in 0..n {
+            if plan.nodes[i].needed && pending[i] == 0 {
+                start(i, &mut values, &mut readers, &mut running);
+            }
+        }
+        while running > 0 {
+            let done = rx.recv().expect("workers hold a sender");
+            running -= 1;
+            let i = done.index;
+            let rec = &mut records[i];
+            rec.start_ms = done.start_ms;
+            rec.wall_ms = done.wall_ms;
+            rec.notes = done.notes;
+            match done.result {
+                Ok(outs) => {
+                    rec.status = Status::Ok;
+                    rec.output_bytes = outs.values().map(Value::size_bytes).sum();
+                    for (port, v) in outs {
+                        let key = (i, port);
+                        if plan.targets.iter().any(|(t, p)| *t == i && *p == key.1) {
+                            outputs.insert(format!("{}.{}", plan.nodes[i].id, key.1), v.clone());
+                        }
+                        if readers.get(&key).copied().unwrap_or(0) > 0 {
+                            values.insert(key, v);
+                        }
+                    }
+                    for &d in &dependants[i] {
+                        pending[d] -= 1;
+                        if pending[d] == 0 && records[d].status == Status::NotNeeded {
+                            start(d, &mut values, &mut readers, &mut running);
+                        }
+                    }
+                }
+                Err(e) => {
+                    rec.status = Status::Failed(e);
+                    let reason = format!(
+                        "upstream node `{}` ({}) failed",
+                        plan.nodes[i].id, plan.nodes[i].type_name
+                    );
+                    let mut stack = dependants[i].clone();
+                    while let Some(d) = stack.pop() {
+                        if records[d].status == Status::NotNeeded {
+                            records[d].status = Status::Skipped(reason.clone());
+                            stack.extend(dependants[d].iter().copied());
+                        }
+                    }
+                }
+            }
+            if let Some(o) = &opts.observer {
+                o(&Event::Finished {
+                    id: records[i].id.clone(),
+                    status: records[i].status.clone(),
+                    wall_ms: records[i].wall_ms,
+                });
+            }
+        }
+    });
+
+    let files = files.lock().expect("lock").clone();
+    RunReport {
+        graph: plan.name.clone(),
+        file: plan.file.clone(),
+        started,
+        wall_ms: t0.elapsed().as_secs_f64() * 1e3,
+        nodes: records,
+        outputs,
+        files,
+    }
+}
+
+/// A node must set every output it declares, with the declared type.
+fn check_outputs(
+    node: &crate::validate::PlanNode,
+    outs: BTreeMap<String, Value>,
+) -> Result<BTreeMap<String, Value>, String> {
+    for (name, ty) in &node.outputs {
+        match outs.get(name) {
+            None => {
+                return Err(format!(
+                    "internal error: {} did not produce its output `{name}`",
+                    node.type_name
+                ))
+            }
+            Some(v) if v.port_type() != *ty => {
+                return Err(format!(
+                    "internal error: {} produced {} on output `{name}`, declared {ty}",
+                    node.type_name,
+                    v.port_type()
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(outs)
+}
+
+/// The error and its sources, joined with ": ".
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".into()
+    }
+}
+
+/// Current time as RFC 3339 UTC (`2026-11-27T04:43:52Z`).
+pub fn utc_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format_utc(secs)
+}
+
+/// Seconds since the Unix epoch as RFC 3339 UTC (civil-from-days, H. Hinnant).
+pub fn format_utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_formatting() {
+        assert_eq!(super::format_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::format_utc(1_795_754_632), "2026-11-27T04:43:52Z");
+    }
+}

@@ -103,13 +103,20 @@ pub struct Table {
 impl Table {
     /// An empty table with these columns.
     pub fn new<S: Into<String>>(columns: impl IntoIterator<Item = S>) -> Self {
-        Table { columns: columns.into_iter().map(Into::into).collect(), rows: Vec::new() }
+        Table {
+            columns: columns.into_iter().map(Into::into).collect(),
+            rows: Vec::new(),
+        }
     }
 
     /// Append a row; panics when its length differs from the column count (a bug in the
     /// node that builds the table, not a user error).
     pub fn push(&mut self, row: Vec<Cell>) {
-        assert_eq!(row.len(), self.columns.len(), "row length must match the columns");
+        assert_eq!(
+            row.len(),
+            self.columns.len(),
+            "row length must match the columns"
+        );
         self.rows.push(row);
     }
 
@@ -153,7 +160,11 @@ impl Table {
     /// Write as CSV (`.csv`, `.tsv` is tab-separated) or JSON (`.json`), chosen by the
     /// extension, atomically (temporary file, then rename).
     pub fn write(&self, path: &Path) -> Result<(), WriteError> {
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
         let text = match ext.as_str() {
             "csv" => self.to_csv(),
             "tsv" => self.to_csv_with(b'\t'),
@@ -182,4 +193,3 @@ impl Table {
             + "\n"
     }
 }
-

@@ -1,1 +1,658 @@
-//! (being written)
+//! Whole-graph validation: every problem at once, before anything runs.
+//!
+//! Checks node types, implementations, params (unknown, ill-typed, out of range, via each
+//! node type's `build`), inputs (unknown or missing ports, dangling references, port type
+//! mismatches), cycles, `--output` targets, and warns about nodes whose outputs nobody
+//! reads. The result is a [`Plan`]: built nodes and edges, ready to run.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use indexmap::IndexMap;
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use crate::diag::{Diagnostic, Diagnostics, Location, Severity, Sources};
+use crate::graph::Graph;
+use crate::node::{Node, NodeSpec, ParamError};
+use crate::registry::Registry;
+use crate::ron_spanned::RonValue;
+use crate::suggest::hint;
+use crate::value::PortType;
+
+/// Options that change what is validated.
+#[derive(Clone, Debug, Default)]
+pub struct ValidateOptions {
+    /// `Type=impl` choices from the command line (`--impl`), applied to every node of that
+    /// type that does not choose in the graph file.
+    pub implementations: Vec<String>,
+    /// Outputs to compute (`node` or `node.port`); empty means every node's results
+    /// that nobody else reads (the graph's leaves).
+    pub targets: Vec<String>,
+}
+
+/// A connection feeding an input port.
+#[derive(Clone, Debug)]
+pub struct Edge {
+    /// Index of the producing node in [`Plan::nodes`].
+    pub from: usize,
+    /// Its output port.
+    pub port: String,
+}
+
+/// A validated node, built and ready to run.
+pub struct PlanNode {
+    /// Node id.
+    pub id: String,
+    /// Node type name.
+    pub type_name: String,
+    /// Implementation that will run.
+    pub implementation: String,
+    /// Its version (for cache keys).
+    pub impl_version: u32,
+    /// Params as given (canonical JSON), for reports and cache keys.
+    pub params: serde_json::Value,
+    /// The runnable node.
+    pub node: Box<dyn Node>,
+    /// Input ports and what feeds them.
+    pub inputs: Vec<(String, Vec<Edge>)>,
+    /// Output ports and their types.
+    pub outputs: Vec<(String, PortType)>,
+    /// Whether the node must run for the requested targets.
+    pub needed: bool,
+}
+
+/// A validated graph.
+pub struct Plan {
+    /// Graph name.
+    pub name: String,
+    /// Graph file.
+    pub file: PathBuf,
+    /// Nodes in file order.
+    pub nodes: Vec<PlanNode>,
+    /// Requested outputs: (node index, port), reported after the run.
+    pub targets: Vec<(usize, String)>,
+    /// Warnings found (validation succeeded despite them).
+    pub warnings: Diagnostics,
+    /// Effective graph params.
+    pub params: IndexMap<String, serde_json::Value>,
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<&str> = self.nodes.iter().map(|n| n.id.as_str()).collect();
+        f.debug_struct("Plan")
+            .field("name", &self.name)
+            .field("nodes", &ids)
+            .finish()
+    }
+}
+
+impl Plan {
+    /// Index of a node by id.
+    pub fn index(&self, id: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.id == id)
+    }
+}
+
+/// Validate a loaded graph against the registry.
+pub fn validate(
+    graph: &Graph,
+    registry: &Registry,
+    opts: &ValidateOptions,
+) -> Result<Plan, Diagnostics> {
+    let mut v = Validator {
+        diags: graph.diagnostics.clone(),
+        sources: graph.sources.clone(),
+    };
+    let globals = v.global_impls(registry, &opts.implementations);
+    let ids: Vec<&str> = graph.nodes.keys().map(String::as_str).collect();
+
+    // Pass 1: node types, implementations, params.
+    let mut built: Vec<Option<Built>> = Vec::new();
+    for n in graph.nodes.values() {
+        built.push(v.build_node(n, registry, &globals));
+    }
+
+    // Pass 2: inputs and edges.
+    let index: BTreeMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    let mut all_inputs: Vec<Vec<(String, Vec<Edge>)>> = Vec::new();
+    for (i, n) in graph.nodes.values().enumerate() {
+        let mut inputs = Vec::new();
+        let Some(Built { spec, .. }) = &built[i] else {
+            all_inputs.push(inputs);
+            continue;
+        };
+        let port_names: Vec<&str> = spec.inputs.iter().map(|p| p.name).collect();
+        for b in &n.inputs {
+            let Some(pspec) = spec.input(&b.port) else {
+                v.error(
+                    b.loc,
+                    format!("{} `{}` has no input `{}`", spec.name, n.id, b.port),
+                    hint(&b.port, &port_names).or_else(|| Some(choices("inputs", &port_names))),
+                );
+                continue;
+            };
+            if !pspec.multiple && (b.is_list || b.refs.len() > 1) {
+                v.error(
+                    b.loc,
+                    format!(
+                        "input `{}` of {} takes one value, not a list",
+                        b.port, spec.name
+                    ),
+                    None,
+                );
+            }
+            let mut edges = Vec::new();
+            for r in &b.refs {
+                let Some(&from) = index.get(r.node.as_str()) else {
+                    v.error(
+                        r.loc,
+                        format!("no node named `{}`", r.node),
+                        hint(&r.node, &ids),
+                    );
+                    continue;
+                };
+                let Some(Built { spec: src_spec, .. }) = &built[from] else {
+                    continue;
+                };
+                let outs: Vec<&str> = src_spec.outputs.iter().map(|o| o.name).collect();
+                let port = match &r.port {
+                    Some(p) => match src_spec.output(p) {
+                        Some(o) => o,
+                        None => {
+                            v.error(
+                                r.loc,
+                                format!("{} `{}` has no output `{p}`", src_spec.name, r.node),
+                                hint(p, &outs).or_else(|| Some(choices("outputs", &outs))),
+                            );
+                            continue;
+                        }
+                    },
+                    None if src_spec.outputs.len() == 1 => &src_spec.outputs[0],
+                    None if src_spec.outputs.is_empty() => {
+                        v.error(
+                            r.loc,
+                            format!("{} `{}` has no outputs to connect", src_spec.name, r.node),
+                            None,
+                        );
+                        continue;
+                    }
+                    None => {
+                        v.error(
+                            r.loc,
+                            format!(
+                                "{} `{}` has {} outputs; name one as `{}.PORT`",
+                                src_spec.name,
+                                r.node,
+                                outs.len(),
+                                r.node
+                            ),
+                            Some(choices("outputs", &outs)),
+                        );
+                        continue;
+                    }
+                };
+                if !pspec.types.contains(&port.ty) {
+                    let want: Vec<String> = pspec.types.iter().map(|t| t.to_string()).collect();
+                    v.error(
+                        r.loc,
+                        format!(
+                            "port type mismatch: `{}.{}` is {}, but input `{}` of {} `{}` takes {}",
+                            r.node,
+                            port.name,
+                            port.ty,
+                            b.port,
+                            spec.name,
+                            n.id,
+                            want.join(" or ")
+                        ),
+                        None,
+                    );
+                    continue;
+                }
+                edges.push(Edge {
+                    from,
+                    port: port.name.to_string(),
+                });
+            }
+            inputs.push((b.port.clone(), edges));
+        }
+        for p in &spec.inputs {
+            if p.required && !n.inputs.iter().any(|b| b.port == p.name) {
+                let types: Vec<String> = p.types.iter().map(|t| t.to_string()).collect();
+                v.error(
+                    n.loc,
+                    format!(
+                        "{} `{}` needs input `{}` ({})",
+                        spec.name,
+                        n.id,
+                        p.name,
+                        types.join(" or ")
+                    ),
+                    None,
+                );
+            }
+        }
+        all_inputs.push(inputs);
+    }
+
+    // Pass 3: cycles.
+    let mut dag: DiGraph<usize, ()> = DiGraph::new();
+    let nidx: Vec<NodeIndex> = (0..ids.len()).map(|i| dag.add_node(i)).collect();
+    for (i, inputs) in all_inputs.iter().enumerate() {
+        for (_, edges) in inputs {
+            for e in edges {
+                dag.update_edge(nidx[e.from], nidx[i], ());
+            }
+        }
+    }
+    for scc in petgraph::algo::tarjan_scc(&dag) {
+        let self_loop = scc.len() == 1 && dag.contains_edge(scc[0], scc[0]);
+        if scc.len() > 1 || self_loop {
+            let mut members: Vec<usize> = scc.iter().map(|n| dag[*n]).collect();
+            members.sort();
+            let path = cycle_path(&dag, &nidx, &members);
+            let names: Vec<&str> = path.iter().map(|&i| ids[i]).collect();
+            let first = graph.nodes[members[0]].loc;
+            v.error(
+                first,
+                format!("cycle: {}", names.join(" -> ")),
+                Some("a graph must not feed a node's result back into itself".into()),
+            );
+        }
+    }
+
+    // Targets.
+    let mut targets = Vec::new();
+    for t in &opts.targets {
+        let (node, port) = match t.split_once('.') {
+            Some((n, p)) => (n, Some(p)),
+            None => (t.as_str(), None),
+        };
+        let Some(&i) = index.get(node) else {
+            v.diags.push(
+                Diagnostic::file_error(
+                    &graph.file,
+                    format!("--output {t}: no node named `{node}`"),
+                )
+                .with_help(hint(node, &ids)),
+            );
+            continue;
+        };
+        let Some(Built { spec, .. }) = &built[i] else {
+            continue;
+        };
+        let outs: Vec<&str> = spec.outputs.iter().map(|o| o.name).collect();
+        match port {
+            Some(p) if spec.output(p).is_some() => targets.push((i, p.to_string())),
+            Some(p) => v.diags.push(
+                Diagnostic::file_error(
+                    &graph.file,
+                    format!("--output {t}: {} `{node}` has no output `{p}`", spec.name),
+                )
+                .with_help(hint(p, &outs).or_else(|| Some(choices("outputs", &outs)))),
+            ),
+            None if outs.is_empty() => targets.push((i, String::new())),
+            None => targets.extend(outs.iter().map(|o| (i, o.to_string()))),
+        }
+    }
+
+    if v.diags.iter().any(|d| d.severity == Severity::Error) {
+        crate::diag::sort(&mut v.diags);
+        return Err(Diagnostics {
+            items: v.diags,
+            sources: v.sources,
+        });
+    }
+
+    // Needed nodes: ancestors of the targets, or of every leaf when none are given.
+    let n = ids.len();
+    let mut consumers = vec![0usize; n];
+    for inputs in &all_inputs {
+        for (_, edges) in inputs {
+            for e in edges {
+                consumers[e.from] += 1;
+            }
+        }
+    }
+    let roots: Vec<usize> = if opts.targets.is_empty() {
+        (0..n).filter(|&i| consumers[i] == 0).collect()
+    } else {
+        targets.iter().map(|t| t.0).collect()
+    };
+    let mut needed = vec![false; n];
+    let mut stack = roots;
+    while let Some(i) = stack.pop() {
+        if !needed[i] {
+            needed[i] = true;
+            stack.extend(
+                all_inputs[i]
+                    .iter()
+                    .flat_map(|(_, es)| es.iter().map(|e| e.from)),
+            );
+        }
+    }
+
+    // Warnings: nodes whose outputs nobody reads (unless declared as graph outputs).
+    let declared: Vec<&str> = graph.outputs.values().map(|r| r.node.as_str()).collect();
+    for (i, gn) in graph.nodes.values().enumerate() {
+        let spec = &built[i].as_ref().expect("no errors").spec;
+        if consumers[i] == 0
+            && !spec.outputs.is_empty()
+            && !declared.contains(&gn.id.as_str())
+            && !targets.iter().any(|t| t.0 == i)
+        {
+            let outs: Vec<&str> = spec.outputs.iter().map(|o| o.name).collect();
+            v.diags.push(Diagnostic::warning(
+                gn.loc,
+                format!(
+                    "nobody uses the output of {} `{}` ({})",
+                    spec.name,
+                    gn.id,
+                    outs.join(", ")
+                ),
+            ));
+        }
+    }
+
+    let mut nodes = Vec::new();
+    for ((gn, b), inputs) in graph.nodes.values().zip(built).zip(all_inputs) {
+        let Built {
+            spec,
+            implementation,
+            impl_version,
+            node,
+        } = b.expect("no errors");
+        let node = node.expect("no errors");
+        let i = nodes.len();
+        nodes.push(PlanNode {
+            id: gn.id.clone(),
+            type_name: gn.type_name.clone(),
+            implementation,
+            impl_version,
+            params: gn
+                .params
+                .as_ref()
+                .map(|p| p.to_json())
+                .unwrap_or(serde_json::Value::Object(Default::default())),
+            node,
+            inputs,
+            outputs: spec
+                .outputs
+                .iter()
+                .map(|o| (o.name.to_string(), o.ty))
+                .collect(),
+            needed: needed[i],
+        });
+    }
+    crate::diag::sort(&mut v.diags);
+    Ok(Plan {
+        name: graph.name.clone(),
+        file: graph.file.clone(),
+        nodes,
+        targets,
+        warnings: Diagnostics {
+            items: v.diags,
+            sources: v.sources,
+        },
+        params: graph.params.clone(),
+    })
+}
+
+/// A node type resolved for a graph node; `node` is `None` when its params are wrong.
+struct Built {
+    spec: NodeSpec,
+    implementation: String,
+    impl_version: u32,
+    node: Option<Box<dyn Node>>,
+}
+
+struct Validator {
+    diags: Vec<Diagnostic>,
+    sources: Sources,
+}
+
+impl Validator {
+    fn error(&mut self, loc: Location, msg: String, help: Option<String>) {
+        self.diags.push(Diagnostic::error(loc, msg).with_help(help));
+    }
+
+    fn global_impls(&mut self, registry: &Registry, given: &[String]) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let names: Vec<&str> = registry.names().collect();
+        for g in given {
+            let Some((ty, name)) = g.split_once('=') else {
+                self.diags.push(Diagnostic {
+                    severity: Severity::Error,
+                    location: None,
+                    file: None,
+                    message: format!("--impl {g}: expected TYPE=NAME"),
+                    help: None,
+                });
+                continue;
+            };
+            match registry.get(ty) {
+                None => self.diags.push(Diagnostic {
+                    severity: Severity::Error,
+                    location: None,
+                    file: None,
+                    message: format!("--impl {g}: no node type `{ty}`"),
+                    help: hint(ty, &names),
+                }),
+                Some((_, spec)) if !spec.impls.iter().any(|i| i.name == name) => {
+                    let choices_: Vec<&str> = spec.impls.iter().map(|i| i.name).collect();
+                    self.diags.push(Diagnostic {
+                        severity: Severity::Error,
+                        location: None,
+                        file: None,
+                        message: format!("--impl {g}: {ty} has no implementation `{name}`"),
+                        help: Some(choices("implementations", &choices_)),
+                    })
+                }
+                Some(_) => {
+                    out.insert(ty.to_string(), name.to_string());
+                }
+            }
+        }
+        out
+    }
+
+    fn build_node(
+        &mut self,
+        n: &crate::graph::GraphNode,
+        registry: &Registry,
+        globals: &BTreeMap<String, String>,
+    ) -> Option<Built> {
+        let Some((ty, spec)) = registry.get(&n.type_name) else {
+            let names: Vec<&str> = registry.names().collect();
+            self.error(
+                n.type_loc,
+                format!("unknown node type `{}`", n.type_name),
+                hint(&n.type_name, &names)
+                    .or_else(|| Some("`voxflow nodes` lists the node types".into())),
+            );
+            return None;
+        };
+        let impl_names: Vec<&str> = spec.impls.iter().map(|i| i.name).collect();
+        let chosen = match &n.implementation {
+            Some((name, loc)) => {
+                if !impl_names.contains(&name.as_str()) {
+                    self.error(
+                        *loc,
+                        format!("{} has no implementation `{name}`", spec.name),
+                        Some(choices("implementations", &impl_names)),
+                    );
+                    return Some(Built {
+                        spec: spec.clone(),
+                        implementation: name.clone(),
+                        impl_version: 0,
+                        node: None,
+                    });
+                }
+                name.clone()
+            }
+            None => globals
+                .get(spec.name)
+                .cloned()
+                .unwrap_or_else(|| spec.default_impl().name.to_string()),
+        };
+        let version = spec
+            .impls
+            .iter()
+            .find(|i| i.name == chosen)
+            .map(|i| i.version)
+            .unwrap_or(1);
+        let unbuilt = |chosen: String| {
+            Some(Built {
+                spec: spec.clone(),
+                implementation: chosen,
+                impl_version: version,
+                node: None,
+            })
+        };
+        if n.params_unresolved {
+            return unbuilt(chosen);
+        }
+
+        // Unknown params first, with did-you-mean, at the key.
+        let param_names: Vec<&str> = spec.params.iter().map(|p| p.name).collect();
+        let mut ok = true;
+        let params_loc = n
+            .params
+            .as_ref()
+            .map(|p| Location {
+                file: n.params_file,
+                span: p.span,
+            })
+            .unwrap_or(n.loc);
+        if let Some(p) = &n.params {
+            match &p.value {
+                RonValue::Struct {
+                    fields,
+                    is_map: false,
+                    ..
+                } => {
+                    for (k, _) in fields {
+                        if !param_names.contains(&k.name.as_str()) {
+                            ok = false;
+                            let loc = Location {
+                                file: param_file(n, std::slice::from_ref(&k.name)),
+                                span: k.span,
+                            };
+                            self.error(
+                                loc,
+                                format!("{} has no param `{}`", spec.name, k.name),
+                                hint(&k.name, &param_names)
+                                    .or_else(|| Some(choices("params", &param_names))),
+                            );
+                        }
+                    }
+                }
+                RonValue::Unit => {}
+                _ => {
+                    self.error(
+                        params_loc,
+                        "params must be written (name: value, ...)".to_string(),
+                        None,
+                    );
+                    return unbuilt(chosen);
+                }
+            }
+        }
+        if !ok {
+            return unbuilt(chosen);
+        }
+        let json = n
+            .params
+            .as_ref()
+            .map(|p| p.to_json())
+            .unwrap_or(serde_json::Value::Object(Default::default()));
+        let json = if json.is_null() {
+            serde_json::Value::Object(Default::default())
+        } else {
+            json
+        };
+        match ty.build(&json, &chosen) {
+            Ok(node) => Some(Built {
+                spec: spec.clone(),
+                implementation: chosen,
+                impl_version: version,
+                node: Some(node),
+            }),
+            Err(errors) => {
+                for ParamError { path, message } in errors {
+                    let (loc, what) = match n.params.as_ref().and_then(|p| p.find(&path)) {
+                        Some(v) => (
+                            Location {
+                                file: param_file(n, &path),
+                                span: v.span,
+                            },
+                            path.join("."),
+                        ),
+                        None => (params_loc, path.join(".")),
+                    };
+                    let msg = if what.is_empty() {
+                        format!("{} `{}`: {message}", spec.name, n.id)
+                    } else {
+                        format!("{} param `{what}`: {message}", spec.name)
+                    };
+                    self.error(loc, msg, None);
+                }
+                unbuilt(chosen)
+            }
+        }
+    }
+}
+
+/// The file a param's span points into: the command line for `--set` values.
+fn param_file(n: &crate::graph::GraphNode, path: &[String]) -> usize {
+    match path.first() {
+        Some(k) if n.cli_params.contains(k) => crate::graph::CLI_FILE,
+        _ => n.params_file,
+    }
+}
+
+fn choices(what: &str, names: &[&str]) -> String {
+    if names.is_empty() {
+        format!("there are no {what}")
+    } else {
+        format!(
+            "{what}: {}",
+            names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+/// One cycle through the strongly connected component, in edge order.
+fn cycle_path(dag: &DiGraph<usize, ()>, nidx: &[NodeIndex], members: &[usize]) -> Vec<usize> {
+    let start = members[0];
+    let mut path = vec![start];
+    let mut cur = start;
+    let mut seen = vec![start];
+    loop {
+        let next = dag
+            .neighbors(nidx[cur])
+            .map(|n| dag[n])
+            .filter(|m| members.contains(m))
+            .min_by_key(|m| (seen.contains(m) && *m != start, *m));
+        match next {
+            Some(m) if m == start => {
+                path.push(start);
+                return path;
+            }
+            Some(m) if !seen.contains(&m) => {
+                path.push(m);
+                seen.push(m);
+                cur = m;
+            }
+            _ => {
+                path.push(start);
+                return path;
+            }
+        }
+    }
+}

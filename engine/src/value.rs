@@ -97,7 +97,11 @@ impl Value {
     pub fn summary(&self) -> String {
         match self {
             Value::Image(v) => format!("Image {} ({})", v.geometry().describe(), v.dtype()),
-            Value::Mask(v) => format!("Mask {} ({} voxels set)", v.geometry().describe(), v.count()),
+            Value::Mask(v) => format!(
+                "Mask {} ({} voxels set)",
+                v.geometry().describe(),
+                v.count()
+            ),
             Value::Labels(v) => format!("Labels {}", v.geometry().describe()),
             Value::Table(t) => format!("Table {} rows x {} columns", t.rows.len(), t.columns.len()),
             Value::Opaque(t, _) => format!("{t}"),

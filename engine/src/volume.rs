@@ -33,15 +33,26 @@ impl Geometry {
             affine[a][a] = *s;
         }
         affine[3][3] = 1.0;
-        Geometry { dims, spacing, affine }
+        Geometry {
+            dims,
+            spacing,
+            affine,
+        }
     }
 
     /// A grid from a voxel-to-world affine; spacing is the length of each affine column.
     pub fn from_affine(dims: [usize; 3], affine: [[f64; 4]; 4]) -> Self {
         let spacing = std::array::from_fn(|c| {
-            (0..3).map(|r| affine[r][c] * affine[r][c]).sum::<f64>().sqrt()
+            (0..3)
+                .map(|r| affine[r][c] * affine[r][c])
+                .sum::<f64>()
+                .sqrt()
         });
-        Geometry { dims, spacing, affine }
+        Geometry {
+            dims,
+            spacing,
+            affine,
+        }
     }
 
     /// Number of voxels.
@@ -67,7 +78,11 @@ impl Geometry {
     /// Unit direction of each voxel axis in world space (columns of the affine, normalised).
     pub fn direction(&self) -> [[f64; 3]; 3] {
         std::array::from_fn(|c| {
-            let s = if self.spacing[c] > 0.0 { self.spacing[c] } else { 1.0 };
+            let s = if self.spacing[c] > 0.0 {
+                self.spacing[c]
+            } else {
+                1.0
+            };
             std::array::from_fn(|r| self.affine[r][c] / s)
         })
     }
@@ -147,7 +162,11 @@ impl<T: Clone> Volume<T> {
     pub fn from_vec(geometry: Geometry, voxels: Vec<T>) -> Result<Self, ShapeError> {
         let [nx, ny, nz] = geometry.dims;
         if voxels.len() != geometry.len() {
-            return Err(ShapeError { got: voxels.len(), want: geometry.len(), dims: geometry.dims });
+            return Err(ShapeError {
+                got: voxels.len(),
+                want: geometry.len(),
+                dims: geometry.dims,
+            });
         }
         let data = Array3::from_shape_vec((nx, ny, nz).f(), voxels).expect("length checked");
         Ok(Volume { geometry, data })
@@ -181,12 +200,16 @@ impl<T: Clone> Volume<T> {
 
     /// The voxels in x-fastest order.
     pub fn as_slice(&self) -> &[T] {
-        self.data.as_slice_memory_order().expect("volumes are contiguous")
+        self.data
+            .as_slice_memory_order()
+            .expect("volumes are contiguous")
     }
 
     /// The voxels in x-fastest order, mutable.
     pub fn as_mut_slice(&mut self) -> &mut [T] {
-        self.data.as_slice_memory_order_mut().expect("volumes are contiguous")
+        self.data
+            .as_slice_memory_order_mut()
+            .expect("volumes are contiguous")
     }
 
     /// Consume into the voxels in x-fastest order.
@@ -209,7 +232,11 @@ impl<T: Clone> Volume<T> {
     /// The same voxels on another grid of the same size (for loaders fixing geometry).
     pub fn with_geometry(mut self, geometry: Geometry) -> Result<Self, ShapeError> {
         if geometry.dims != self.geometry.dims {
-            return Err(ShapeError { got: self.geometry.len(), want: geometry.len(), dims: geometry.dims });
+            return Err(ShapeError {
+                got: self.geometry.len(),
+                want: geometry.len(),
+                dims: geometry.dims,
+            });
         }
         self.geometry = geometry;
         Ok(self)
@@ -272,7 +299,10 @@ impl Mask {
     /// Number of foreground voxels.
     pub fn count(&self) -> usize {
         use rayon::prelude::*;
-        self.as_slice().par_chunks(1 << 16).map(|c| c.iter().filter(|&&v| v != 0).count()).sum()
+        self.as_slice()
+            .par_chunks(1 << 16)
+            .map(|c| c.iter().filter(|&&v| v != 0).count())
+            .sum()
     }
 }
 
