@@ -1,1 +1,120 @@
-//! placeholder
+//! Test support for voxflow: run a graph file and turn its outputs into readable,
+//! stable text for insta snapshots.
+//!
+//! Volumes become a summary (kind, dims, spacing, dtype, voxel counts per value for
+//! masks and labels, value range and mean for images, and a blake3 hash of the voxels),
+//! tables become CSV. A change in behaviour then shows up as a readable diff.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use voxflow_engine::graph::{load_graph, LoadOptions};
+use voxflow_engine::run::{run, RunOptions, RunReport};
+use voxflow_engine::validate::{validate, Plan, ValidateOptions};
+use voxflow_engine::{Image, Value, Volume};
+
+/// The repository root (parent of this crate).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
+}
+
+/// Load and validate a graph with `--set` overrides and `--impl` choices; panics with the
+/// rendered diagnostics when invalid (tests want to see them).
+pub fn plan(path: &Path, set: &[String], implementations: &[String], targets: &[String]) -> Plan {
+    let graph = load_graph(path, &LoadOptions { set: set.to_vec() }).unwrap_or_else(|d| panic!("{d}"));
+    validate(&graph, &voxflow_nodes::registry(), &ValidateOptions { implementations: implementations.to_vec(), targets: targets.to_vec() })
+        .unwrap_or_else(|d| panic!("{d}"))
+}
+
+/// Run a plan with outputs under `out`; panics listing failed nodes.
+pub fn run_ok(plan: &Plan, out: &Path) -> RunReport {
+    let report = run(plan, &RunOptions { out_dir: out.to_path_buf(), ..Default::default() });
+    let failures: Vec<String> = report.failures().map(|n| format!("{} ({}): {:?}", n.id, n.type_name, n.status)).collect();
+    assert!(failures.is_empty(), "nodes failed: {failures:#?}");
+    assert!(report.ok(), "some nodes were skipped: {:?}", report.nodes);
+    report
+}
+
+/// Voxel types whose little-endian bytes define the content hash.
+trait LeBytes: Copy {
+    fn extend_le(self, out: &mut Vec<u8>);
+}
+macro_rules! le_bytes {
+    ($($t:ty),*) => {$(impl LeBytes for $t {
+        fn extend_le(self, out: &mut Vec<u8>) {
+            out.extend_from_slice(&self.to_le_bytes());
+        }
+    })*};
+}
+le_bytes!(u8, u16, i16, f32);
+
+/// First 16 hex digits of the blake3 hash of the voxels (little endian, x fastest).
+fn hash<T: LeBytes>(voxels: &[T]) -> String {
+    let mut bytes = Vec::with_capacity(std::mem::size_of_val(voxels));
+    voxels.iter().for_each(|v| v.extend_le(&mut bytes));
+    blake3::hash(&bytes).to_hex()[..16].to_string()
+}
+
+fn geometry_lines<T: Clone>(v: &Volume<T>, out: &mut String) {
+    let g = v.geometry();
+    let _ = writeln!(out, "dims: {:?}", g.dims);
+    let _ = writeln!(out, "spacing_mm: [{:.4}, {:.4}, {:.4}]", g.spacing[0], g.spacing[1], g.spacing[2]);
+    let o = g.origin();
+    let _ = writeln!(out, "origin_mm: [{:.3}, {:.3}, {:.3}]", o[0], o[1], o[2]);
+}
+
+/// A readable, stable summary of a value.
+pub fn summarize(value: &Value) -> String {
+    let mut s = String::new();
+    match value {
+        Value::Mask(m) => {
+            let _ = writeln!(s, "kind: Mask");
+            geometry_lines(m, &mut s);
+            let _ = writeln!(s, "dtype: u8");
+            let counts = voxflow_engine::volume::value_counts(m.as_slice());
+            let _ = writeln!(s, "counts: {counts:?}");
+            let _ = writeln!(s, "blake3: {}", hash(m.as_slice()));
+        }
+        Value::Labels(l) => {
+            let _ = writeln!(s, "kind: Labels");
+            geometry_lines(l, &mut s);
+            let _ = writeln!(s, "dtype: u16");
+            let counts = voxflow_engine::volume::value_counts(l.as_slice());
+            let _ = writeln!(s, "counts: {counts:?}");
+            let _ = writeln!(s, "blake3: {}", hash(l.as_slice()));
+        }
+        Value::Image(img) => {
+            let _ = writeln!(s, "kind: Image");
+            match img.as_ref() {
+                Image::I16(v) => {
+                    geometry_lines(v, &mut s);
+                    let (min, max) = v.as_slice().iter().fold((i16::MAX, i16::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+                    let mean = v.as_slice().iter().map(|&x| x as f64).sum::<f64>() / v.as_slice().len().max(1) as f64;
+                    let _ = writeln!(s, "dtype: i16\nrange: [{min}, {max}]\nmean: {mean:.3}\nblake3: {}", hash(v.as_slice()));
+                }
+                Image::F32(v) => {
+                    geometry_lines(v, &mut s);
+                    let (min, max) = v.as_slice().iter().fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+                    let mean = v.as_slice().iter().map(|&x| x as f64).sum::<f64>() / v.as_slice().len().max(1) as f64;
+                    let _ = writeln!(s, "dtype: f32\nrange: [{min}, {max}]\nmean: {mean:.3}\nblake3: {}", hash(v.as_slice()));
+                }
+            }
+        }
+        Value::Table(t) => {
+            let _ = write!(s, "{}", t.to_csv());
+        }
+        Value::Opaque(t, _) => {
+            let _ = writeln!(s, "kind: {t}");
+        }
+    }
+    s
+}
+
+/// Summaries of every output of a run, keyed `node.port`, in one text.
+pub fn summarize_outputs(report: &RunReport) -> String {
+    let mut s = String::new();
+    for (name, v) in &report.outputs {
+        let _ = writeln!(s, "== {name}\n{}", summarize(v));
+    }
+    s
+}

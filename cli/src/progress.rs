@@ -1,0 +1,57 @@
+//! Progress display: a bar on a terminal (indicatif), plain lines otherwise.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use voxflow_engine::run::{Event, Status};
+
+/// Shows node progress of one run.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    plain: bool,
+}
+
+impl Progress {
+    /// A bar for `total` nodes on a terminal; plain lines when stderr is not a terminal;
+    /// nothing when quiet.
+    pub fn new(total: usize, quiet: bool) -> Self {
+        if quiet {
+            return Progress { bar: None, plain: false };
+        }
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(total as u64);
+            bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} nodes {msg}").expect("template"));
+            Progress { bar: Some(bar), plain: false }
+        } else {
+            Progress { bar: None, plain: true }
+        }
+    }
+
+    /// The callback the scheduler calls.
+    pub fn observer(&self) -> Arc<dyn Fn(&Event) + Send + Sync> {
+        let bar = self.bar.clone();
+        let plain = self.plain;
+        Arc::new(move |e: &Event| match (e, &bar) {
+            (Event::Started { id }, Some(b)) => b.set_message(id.clone()),
+            (Event::Finished { .. }, Some(b)) => b.inc(1),
+            (Event::Finished { id, status, wall_ms }, None) if plain => {
+                let what = match status {
+                    Status::Ok => "ok".to_string(),
+                    Status::Failed(_) => "FAILED".to_string(),
+                    Status::Skipped(_) => "skipped".to_string(),
+                    Status::NotNeeded => "not needed".to_string(),
+                };
+                eprintln!("node {id}: {what} ({wall_ms:.1} ms)");
+            }
+            _ => {}
+        })
+    }
+
+    /// Clear the bar.
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Shipped graphs (being written).
