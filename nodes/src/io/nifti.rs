@@ -1,0 +1,1165 @@
+//! The NIfTI-1 format: header parsing and writing, voxel bytes of `.nii` and `.nii.gz`
+//! files read in one go, conversions to voxflow's voxel types, and the qform quaternion.
+//!
+//! Why not the `nifti` crate for the header: loading must read the whole file once and
+//! inflate it in one call straight into the final voxel buffer (no intermediate copies;
+//! see [`NiftiReader`]), and every error must say exactly what is wrong with which file
+//! (bad `sizeof_hdr`, bad magic, NIfTI-2, unsupported dtype). The crate's reader works on
+//! a `Read` stream and returns its own error enum, and its affine helpers return
+//! `nalgebra` matrices with an sform/qform choice we need to control ourselves. The
+//! header is 348 fixed bytes, so parsing and writing it here is short and lets loading
+//! and saving share one definition of every field. The crate is still used in tests as
+//! an independent reader to cross-check this one.
+
+// Matrix code reads best with explicit row/column indices.
+#![allow(clippy::needless_range_loop)]
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use flate2::{Compress, Compression, Crc, Decompress, FlushCompress, FlushDecompress, Status};
+use rayon::prelude::*;
+use voxflow_engine::{Geometry, NodeError};
+
+/// Size of a NIfTI-1 header in bytes (`sizeof_hdr`).
+pub const HEADER_SIZE: usize = 348;
+/// Offset of the voxels in files this module writes (header plus 4 extension bytes).
+pub const WRITE_VOX_OFFSET: usize = 352;
+/// Uncompressed bytes per independently compressed gzip block when writing. Fixed (not
+/// derived from the thread count) so the bytes of a written file never depend on the
+/// machine.
+pub const GZIP_BLOCK: usize = 1 << 20;
+/// Deflate level used when writing `.nii.gz` (zlib's default: a good size/speed balance).
+pub const GZIP_LEVEL: u32 = 6;
+
+/// Voxel types of NIfTI-1 that voxflow reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dtype {
+    /// `DT_UINT8` (2).
+    U8,
+    /// `DT_INT8` (256).
+    I8,
+    /// `DT_INT16` (4).
+    I16,
+    /// `DT_UINT16` (512).
+    U16,
+    /// `DT_INT32` (8).
+    I32,
+    /// `DT_UINT32` (768).
+    U32,
+    /// `DT_FLOAT32` (16).
+    F32,
+    /// `DT_FLOAT64` (64).
+    F64,
+}
+
+impl Dtype {
+    /// The dtype of a NIfTI `datatype` code, or a message naming unsupported ones.
+    pub fn from_code(code: i16) -> Result<Dtype, String> {
+        Ok(match code {
+            2 => Dtype::U8,
+            256 => Dtype::I8,
+            4 => Dtype::I16,
+            512 => Dtype::U16,
+            8 => Dtype::I32,
+            768 => Dtype::U32,
+            16 => Dtype::F32,
+            64 => Dtype::F64,
+            other => {
+                let what = match other {
+                    1 => "binary (1 bit)",
+                    32 => "complex64",
+                    1792 => "complex128",
+                    2048 => "complex256",
+                    128 => "rgb24",
+                    2304 => "rgba32",
+                    1024 => "int64",
+                    1280 => "uint64",
+                    1536 => "float128",
+                    0 => "unknown (0)",
+                    _ => "unknown",
+                };
+                return Err(format!(
+                    "unsupported NIfTI datatype {other} ({what}); supported: uint8, int8, \
+                     int16, uint16, int32, uint32, float32, float64"
+                ));
+            }
+        })
+    }
+
+    /// The NIfTI `datatype` code.
+    pub fn code(self) -> i16 {
+        match self {
+            Dtype::U8 => 2,
+            Dtype::I8 => 256,
+            Dtype::I16 => 4,
+            Dtype::U16 => 512,
+            Dtype::I32 => 8,
+            Dtype::U32 => 768,
+            Dtype::F32 => 16,
+            Dtype::F64 => 64,
+        }
+    }
+
+    /// Bytes per voxel.
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::U8 | Dtype::I8 => 1,
+            Dtype::I16 | Dtype::U16 => 2,
+            Dtype::I32 | Dtype::U32 | Dtype::F32 => 4,
+            Dtype::F64 => 8,
+        }
+    }
+
+    /// Lower-case name, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::U8 => "uint8",
+            Dtype::I8 => "int8",
+            Dtype::I16 => "int16",
+            Dtype::U16 => "uint16",
+            Dtype::I32 => "int32",
+            Dtype::U32 => "uint32",
+            Dtype::F32 => "float32",
+            Dtype::F64 => "float64",
+        }
+    }
+
+    /// Whether the voxels are integers.
+    pub fn is_integer(self) -> bool {
+        !matches!(self, Dtype::F32 | Dtype::F64)
+    }
+}
+
+/// Evaluate `$body` with the type alias `$T` bound to the Rust type of a [`Dtype`].
+macro_rules! dispatch {
+    ($dtype:expr, $T:ident => $body:expr) => {
+        match $dtype {
+            $crate::io::nifti::Dtype::U8 => {
+                type $T = u8;
+                $body
+            }
+            $crate::io::nifti::Dtype::I8 => {
+                type $T = i8;
+                $body
+            }
+            $crate::io::nifti::Dtype::I16 => {
+                type $T = i16;
+                $body
+            }
+            $crate::io::nifti::Dtype::U16 => {
+                type $T = u16;
+                $body
+            }
+            $crate::io::nifti::Dtype::I32 => {
+                type $T = i32;
+                $body
+            }
+            $crate::io::nifti::Dtype::U32 => {
+                type $T = u32;
+                $body
+            }
+            $crate::io::nifti::Dtype::F32 => {
+                type $T = f32;
+                $body
+            }
+            $crate::io::nifti::Dtype::F64 => {
+                type $T = f64;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use dispatch;
+
+/// The fields of a NIfTI-1 header that voxflow uses (others are ignored on reading and
+/// zero on writing).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Header {
+    /// `dim[0..8]`: rank, then size along each axis.
+    pub dim: [i16; 8],
+    /// Voxel type.
+    pub dtype: Dtype,
+    /// `pixdim[0..8]`: qfac, then voxel size along each axis.
+    pub pixdim: [f32; 8],
+    /// Byte offset of the voxels in the (decompressed) file.
+    pub vox_offset: usize,
+    /// Data scaling slope; 0 or non-finite means no scaling.
+    pub scl_slope: f32,
+    /// Data scaling intercept (used only with a valid slope).
+    pub scl_inter: f32,
+    /// `xyzt_units` (2 = mm).
+    pub xyzt_units: u8,
+    /// How the qform is to be interpreted; 0 = absent.
+    pub qform_code: i16,
+    /// How the sform is to be interpreted; 0 = absent.
+    pub sform_code: i16,
+    /// Quaternion b, c, d of the qform rotation.
+    pub quatern: [f32; 3],
+    /// qform translation (mm).
+    pub qoffset: [f32; 3],
+    /// The three rows of the sform affine.
+    pub srow: [[f32; 4]; 3],
+    /// Whether the file is big-endian.
+    pub big_endian: bool,
+}
+
+/// Read a little- or big-endian value at a byte offset of a header.
+struct Fields<'a> {
+    b: &'a [u8],
+    big: bool,
+}
+
+impl Fields<'_> {
+    fn i16(&self, at: usize) -> i16 {
+        let a = [self.b[at], self.b[at + 1]];
+        if self.big {
+            i16::from_be_bytes(a)
+        } else {
+            i16::from_le_bytes(a)
+        }
+    }
+    fn f32(&self, at: usize) -> f32 {
+        let a = [self.b[at], self.b[at + 1], self.b[at + 2], self.b[at + 3]];
+        if self.big {
+            f32::from_be_bytes(a)
+        } else {
+            f32::from_le_bytes(a)
+        }
+    }
+}
+
+impl Header {
+    /// Parse the first 348 bytes of a file; the message says what is wrong.
+    pub fn parse(b: &[u8]) -> Result<Header, String> {
+        if b.len() < HEADER_SIZE {
+            return Err(format!(
+                "not a NIfTI file: only {} bytes, a NIfTI-1 header needs {HEADER_SIZE}",
+                b.len()
+            ));
+        }
+        let size_le = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let size_be = i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        let big = match (size_le, size_be) {
+            (348, _) => false,
+            (_, 348) => true,
+            (540, _) | (_, 540) => {
+                return Err(
+                    "NIfTI-2 files are not supported (sizeof_hdr 540); save as NIfTI-1".into(),
+                )
+            }
+            _ => {
+                return Err(format!(
+                    "not a NIfTI file: sizeof_hdr is {size_le}, expected 348 (first bytes {:02x?})",
+                    &b[..4]
+                ))
+            }
+        };
+        let magic = &b[344..348];
+        if magic == b"ni1\0" {
+            return Err(
+                "is the header of a .hdr/.img pair; only single-file NIfTI (.nii, .nii.gz) \
+                        is supported"
+                    .into(),
+            );
+        }
+        if magic != b"n+1\0" {
+            return Err(format!(
+                "not a NIfTI-1 file: bad magic {:?} (expected \"n+1\"); ANALYZE 7.5 files are not \
+                 supported",
+                String::from_utf8_lossy(magic).trim_end_matches('\0')
+            ));
+        }
+        let f = Fields { b, big };
+        let dim: [i16; 8] = std::array::from_fn(|i| f.i16(40 + 2 * i));
+        if !(1..=7).contains(&dim[0]) {
+            return Err(format!(
+                "bad header: dim[0] (rank) is {}, expected 1 to 7",
+                dim[0]
+            ));
+        }
+        for (i, d) in dim.iter().enumerate().take(dim[0] as usize + 1).skip(1) {
+            if *d < 1 {
+                return Err(format!(
+                    "bad header: dim[{i}] is {d}, sizes must be at least 1"
+                ));
+            }
+        }
+        let dtype = Dtype::from_code(f.i16(70))?;
+        let pixdim: [f32; 8] = std::array::from_fn(|i| f.f32(76 + 4 * i));
+        let vox = f.f32(108);
+        if !(vox.is_finite() && vox >= HEADER_SIZE as f32 && vox.fract() == 0.0) {
+            return Err(format!(
+                "bad header: vox_offset is {vox}, expected a whole number >= 348"
+            ));
+        }
+        Ok(Header {
+            dim,
+            dtype,
+            pixdim,
+            vox_offset: vox as usize,
+            scl_slope: f.f32(112),
+            scl_inter: f.f32(116),
+            xyzt_units: b[123],
+            qform_code: f.i16(252),
+            sform_code: f.i16(254),
+            quatern: std::array::from_fn(|i| f.f32(256 + 4 * i)),
+            qoffset: std::array::from_fn(|i| f.f32(268 + 4 * i)),
+            srow: std::array::from_fn(|r| std::array::from_fn(|c| f.f32(280 + 16 * r + 4 * c))),
+            big_endian: big,
+        })
+    }
+
+    /// Grid size (x, y, z); axes beyond the rank count as 1.
+    pub fn dims3(&self) -> [usize; 3] {
+        std::array::from_fn(|i| {
+            if i < self.dim[0] as usize {
+                self.dim[i + 1] as usize
+            } else {
+                1
+            }
+        })
+    }
+
+    /// Number of 3D volumes (the product of dims 4 to 7).
+    pub fn volumes(&self) -> usize {
+        (4..=self.dim[0] as usize)
+            .map(|i| self.dim[i] as usize)
+            .product()
+    }
+
+    /// Voxels in one 3D volume.
+    pub fn voxels(&self) -> usize {
+        self.dims3().iter().product()
+    }
+
+    /// The data scaling `(slope, intercept)`, `None` when the header asks for none
+    /// (slope 0 or not finite, or slope 1 with intercept 0).
+    pub fn scaling(&self) -> Option<(f64, f64)> {
+        let (s, i) = (self.scl_slope, self.scl_inter);
+        if s == 0.0 || !s.is_finite() {
+            return None;
+        }
+        let i = if i.is_finite() { i } else { 0.0 };
+        if s == 1.0 && i == 0.0 {
+            None
+        } else {
+            Some((s as f64, i as f64))
+        }
+    }
+
+    /// The voxel-to-world affine: the sform when `sform_code > 0`, else the qform
+    /// (quaternion) when `qform_code > 0`, else the pixdim scaling (NIfTI "method 1").
+    ///
+    /// Every element is rounded to f32 precision, the precision a header stores: the
+    /// affine of a loaded file then survives save and load bit for bit.
+    pub fn affine(&self) -> [[f64; 4]; 4] {
+        let mut a = if self.sform_code > 0 {
+            let mut a = [[0.0; 4]; 4];
+            for (r, row) in self.srow.iter().enumerate() {
+                a[r] = row.map(|v| v as f64);
+            }
+            a
+        } else if self.qform_code > 0 {
+            let b = self.quatern.map(|v| v as f64);
+            let o = self.qoffset.map(|v| v as f64);
+            let d = [1, 2, 3].map(|i| self.pixdim[i] as f64);
+            quatern_to_affine(b, o, d, self.pixdim[0] as f64)
+        } else {
+            let mut a = [[0.0; 4]; 4];
+            for i in 0..3 {
+                let p = self.pixdim[i + 1] as f64;
+                a[i][i] = if p > 0.0 && p.is_finite() { p } else { 1.0 };
+            }
+            a
+        };
+        for row in a.iter_mut().take(3) {
+            for v in row.iter_mut() {
+                *v = *v as f32 as f64;
+            }
+        }
+        a[3] = [0.0, 0.0, 0.0, 1.0];
+        a
+    }
+
+    /// The grid of the first 3D volume.
+    pub fn geometry(&self) -> Geometry {
+        Geometry::from_affine(self.dims3(), self.affine())
+    }
+
+    /// A header for a 3D volume of this dtype on this grid, with the sform and qform both
+    /// set from the affine (codes 1, scanner-based: the geometry carries no code, so
+    /// voxflow writes the same one for both) and pixdim from the spacing.
+    pub fn for_geometry(geometry: &Geometry, dtype: Dtype) -> Header {
+        let [nx, ny, nz] = geometry.dims;
+        let (quatern, qoffset, qfac) = affine_to_quatern(&geometry.affine);
+        let mut pixdim = [1.0f32; 8];
+        pixdim[0] = qfac as f32;
+        for i in 0..3 {
+            pixdim[i + 1] = geometry.spacing[i] as f32;
+        }
+        Header {
+            dim: [3, nx as i16, ny as i16, nz as i16, 1, 1, 1, 1],
+            dtype,
+            pixdim,
+            vox_offset: WRITE_VOX_OFFSET,
+            scl_slope: 1.0,
+            scl_inter: 0.0,
+            xyzt_units: 2,
+            qform_code: 1,
+            sform_code: 1,
+            quatern: quatern.map(|v| v as f32),
+            qoffset: qoffset.map(|v| v as f32),
+            srow: std::array::from_fn(|r| geometry.affine[r].map(|v| v as f32)),
+            big_endian: false,
+        }
+    }
+
+    /// The 352 bytes (header and an empty extension flag) of a little-endian single file.
+    pub fn to_bytes(&self) -> [u8; WRITE_VOX_OFFSET] {
+        let mut b = [0u8; WRITE_VOX_OFFSET];
+        let mut put = |at: usize, bytes: &[u8]| b[at..at + bytes.len()].copy_from_slice(bytes);
+        put(0, &(HEADER_SIZE as i32).to_le_bytes());
+        put(38, b"r");
+        for (i, d) in self.dim.iter().enumerate() {
+            put(40 + 2 * i, &d.to_le_bytes());
+        }
+        put(70, &self.dtype.code().to_le_bytes());
+        put(72, &((self.dtype.size() * 8) as i16).to_le_bytes());
+        for (i, p) in self.pixdim.iter().enumerate() {
+            put(76 + 4 * i, &p.to_le_bytes());
+        }
+        put(108, &(self.vox_offset as f32).to_le_bytes());
+        put(112, &self.scl_slope.to_le_bytes());
+        put(116, &self.scl_inter.to_le_bytes());
+        put(123, &[self.xyzt_units]);
+        put(148, b"voxflow");
+        put(252, &self.qform_code.to_le_bytes());
+        put(254, &self.sform_code.to_le_bytes());
+        for i in 0..3 {
+            put(256 + 4 * i, &self.quatern[i].to_le_bytes());
+            put(268 + 4 * i, &self.qoffset[i].to_le_bytes());
+        }
+        for r in 0..3 {
+            for c in 0..4 {
+                put(280 + 16 * r + 4 * c, &self.srow[r][c].to_le_bytes());
+            }
+        }
+        put(344, b"n+1\0");
+        b
+    }
+}
+
+/// The qform affine (NIfTI `quatern_to_mat44`): rotation from the quaternion (b, c, d),
+/// voxel sizes `d` (non-positive ones count as 1), `qfac` < 0 flips the third axis.
+pub fn quatern_to_affine(q: [f64; 3], offset: [f64; 3], d: [f64; 3], qfac: f64) -> [[f64; 4]; 4] {
+    let [mut b, mut c, mut dd] = q;
+    let mut a = 1.0 - (b * b + c * c + dd * dd);
+    if a < 1e-7 {
+        // Not a unit quaternion: normalise (b, c, d) and use a 180° rotation.
+        let n = 1.0 / (b * b + c * c + dd * dd).sqrt();
+        b *= n;
+        c *= n;
+        dd *= n;
+        a = 0.0;
+    } else {
+        a = a.sqrt();
+    }
+    let s = d.map(|v| if v > 0.0 { v } else { 1.0 });
+    let zs = if qfac < 0.0 { -s[2] } else { s[2] };
+    let r = [
+        [
+            a * a + b * b - c * c - dd * dd,
+            2.0 * (b * c - a * dd),
+            2.0 * (b * dd + a * c),
+        ],
+        [
+            2.0 * (b * c + a * dd),
+            a * a + c * c - b * b - dd * dd,
+            2.0 * (c * dd - a * b),
+        ],
+        [
+            2.0 * (b * dd - a * c),
+            2.0 * (c * dd + a * b),
+            a * a + dd * dd - c * c - b * b,
+        ],
+    ];
+    let mut m = [[0.0; 4]; 4];
+    for i in 0..3 {
+        m[i] = [r[i][0] * s[0], r[i][1] * s[1], r[i][2] * zs, offset[i]];
+    }
+    m[3] = [0.0, 0.0, 0.0, 1.0];
+    m
+}
+
+fn det3(m: &[[f64; 3]; 3]) -> f64 {
+    m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+        - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+        + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+}
+
+fn inv_transpose3(m: &[[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
+    let d = det3(m);
+    if d.abs() < 1e-12 {
+        return None;
+    }
+    // The cofactor matrix divided by the determinant is the inverse transposed.
+    let c =
+        |r0: usize, r1: usize, c0: usize, c1: usize| m[r0][c0] * m[r1][c1] - m[r0][c1] * m[r1][c0];
+    Some([
+        [c(1, 2, 1, 2) / d, -c(1, 2, 0, 2) / d, c(1, 2, 0, 1) / d],
+        [-c(0, 2, 1, 2) / d, c(0, 2, 0, 2) / d, -c(0, 2, 0, 1) / d],
+        [c(0, 1, 1, 2) / d, -c(0, 1, 0, 2) / d, c(0, 1, 0, 1) / d],
+    ])
+}
+
+/// The qform of an affine (NIfTI `mat44_to_quatern`): quaternion (b, c, d), offset and
+/// qfac. Columns are normalised and the rotation is made orthogonal by polar
+/// decomposition, so shears are dropped (the sform keeps them).
+pub fn affine_to_quatern(m: &[[f64; 4]; 4]) -> ([f64; 3], [f64; 3], f64) {
+    let offset = [m[0][3], m[1][3], m[2][3]];
+    let mut r = [[0.0; 3]; 3];
+    for c in 0..3 {
+        let n = (0..3).map(|i| m[i][c] * m[i][c]).sum::<f64>().sqrt();
+        for i in 0..3 {
+            r[i][c] = if n > 0.0 {
+                m[i][c] / n
+            } else if i == c {
+                1.0
+            } else {
+                0.0
+            };
+        }
+    }
+    // Polar decomposition by the Newton iteration X <- (X + X^-T) / 2.
+    for _ in 0..100 {
+        let Some(it) = inv_transpose3(&r) else {
+            r = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+            break;
+        };
+        let mut change = 0.0f64;
+        for i in 0..3 {
+            for j in 0..3 {
+                let v = 0.5 * (r[i][j] + it[i][j]);
+                change = change.max((v - r[i][j]).abs());
+                r[i][j] = v;
+            }
+        }
+        if change < 1e-15 {
+            break;
+        }
+    }
+    let qfac = if det3(&r) > 0.0 {
+        1.0
+    } else {
+        for row in r.iter_mut() {
+            row[2] = -row[2];
+        }
+        -1.0
+    };
+    let (r11, r12, r13) = (r[0][0], r[0][1], r[0][2]);
+    let (r21, r22, r23) = (r[1][0], r[1][1], r[1][2]);
+    let (r31, r32, r33) = (r[2][0], r[2][1], r[2][2]);
+    let trace = r11 + r22 + r33 + 1.0;
+    let [a, b, c, d] = if trace > 0.5 {
+        let a = 0.5 * trace.sqrt();
+        [
+            a,
+            0.25 * (r32 - r23) / a,
+            0.25 * (r13 - r31) / a,
+            0.25 * (r21 - r12) / a,
+        ]
+    } else {
+        let xd = 1.0 + r11 - (r22 + r33);
+        let yd = 1.0 + r22 - (r11 + r33);
+        let zd = 1.0 + r33 - (r11 + r22);
+        if xd > 1.0 {
+            let b = 0.5 * xd.sqrt();
+            [
+                0.25 * (r32 - r23) / b,
+                b,
+                0.25 * (r12 + r21) / b,
+                0.25 * (r13 + r31) / b,
+            ]
+        } else if yd > 1.0 {
+            let c = 0.5 * yd.sqrt();
+            [
+                0.25 * (r13 - r31) / c,
+                0.25 * (r12 + r21) / c,
+                c,
+                0.25 * (r23 + r32) / c,
+            ]
+        } else {
+            let d = 0.5 * zd.sqrt();
+            [
+                0.25 * (r21 - r12) / d,
+                0.25 * (r13 + r31) / d,
+                0.25 * (r23 + r32) / d,
+                d,
+            ]
+        }
+    };
+    // q and -q are the same rotation; NIfTI keeps a >= 0 (a is implied by b, c, d).
+    let [b, c, d] = if a < 0.0 { [-b, -c, -d] } else { [b, c, d] };
+    ([b, c, d], offset, qfac)
+}
+
+/// Where the bytes come from: a plain file read in place, or a whole gzip file in
+/// memory inflated on demand.
+enum Source {
+    Plain(File),
+    Gzip(GzipBytes),
+}
+
+/// A whole `.gz` file in memory and an inflater over it; handles multi-member files.
+struct GzipBytes {
+    input: Vec<u8>,
+    pos: usize,
+    inflate: Decompress,
+    member_done: bool,
+}
+
+impl GzipBytes {
+    /// Fill `out` completely; `Err` says what is wrong.
+    fn read_exact(&mut self, out: &mut [u8]) -> Result<(), String> {
+        let mut filled = 0;
+        while filled < out.len() {
+            if self.member_done {
+                // A gzip file may hold several members back to back (e.g. bgzip).
+                if self.input.len() - self.pos >= 2
+                    && self.input[self.pos..self.pos + 2] == [0x1f, 0x8b]
+                {
+                    self.inflate = Decompress::new_gzip(15);
+                    self.member_done = false;
+                } else {
+                    return Err(format!(
+                        "file too short: the gzip stream ended {} bytes before the end of the \
+                         voxel data",
+                        out.len() - filled
+                    ));
+                }
+            }
+            let (in0, out0) = (self.inflate.total_in(), self.inflate.total_out());
+            let status = self
+                .inflate
+                .decompress(
+                    &self.input[self.pos..],
+                    &mut out[filled..],
+                    FlushDecompress::None,
+                )
+                .map_err(|e| format!("corrupt gzip data: {e}"))?;
+            let used = (self.inflate.total_in() - in0) as usize;
+            let made = (self.inflate.total_out() - out0) as usize;
+            self.pos += used;
+            filled += made;
+            match status {
+                Status::StreamEnd => self.member_done = true,
+                Status::Ok | Status::BufError if used == 0 && made == 0 => {
+                    return Err(format!(
+                        "truncated gzip stream: it ends {} bytes before the end of the voxel data",
+                        out.len() - filled
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Inflate the rest of the current member, checking its CRC and length trailer
+    /// (zlib does when it reaches the end): a file truncated after the voxels, or with a
+    /// damaged trailer, is reported rather than silently accepted.
+    fn finish(&mut self) -> Result<(), String> {
+        let mut scratch = vec![0u8; 1 << 16];
+        while !self.member_done {
+            let (in0, out0) = (self.inflate.total_in(), self.inflate.total_out());
+            let status = self
+                .inflate
+                .decompress(&self.input[self.pos..], &mut scratch, FlushDecompress::None)
+                .map_err(|e| format!("corrupt gzip data: {e}"))?;
+            let used = (self.inflate.total_in() - in0) as usize;
+            let made = (self.inflate.total_out() - out0) as usize;
+            self.pos += used;
+            match status {
+                Status::StreamEnd => self.member_done = true,
+                _ if used == 0 && made == 0 => {
+                    return Err(
+                        "truncated gzip stream: the voxels are complete but the gzip \
+                                trailer (checksum) is missing"
+                            .into(),
+                    )
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An open NIfTI-1 file, header parsed, positioned at the first voxel.
+///
+/// Reading strategy (speed): a `.nii.gz` is read into memory whole and inflated with one
+/// decompressor call straight into the caller's voxel buffer (no intermediate copies);
+/// a `.nii` is read from disk straight into that buffer. Compression is detected from
+/// the gzip magic bytes, not the file name.
+pub struct NiftiReader {
+    path: PathBuf,
+    header: Header,
+    source: Source,
+}
+
+impl NiftiReader {
+    /// Open a file and parse its header; errors name the file and say what is wrong.
+    pub fn open(path: &Path) -> Result<NiftiReader, NodeError> {
+        let err = |m: String| NodeError::file(path, m);
+        let mut file = File::open(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => err("file not found".into()),
+            _ => err(format!("cannot open: {e}")),
+        })?;
+        let mut magic = [0u8; 2];
+        let n = file
+            .read(&mut magic)
+            .map_err(|e| err(format!("cannot read: {e}")))?;
+        let gz = n == 2 && magic == [0x1f, 0x8b];
+        let mut head = vec![0u8; HEADER_SIZE];
+        let (header, source) = if gz {
+            let mut input = Vec::new();
+            file.seek(SeekFrom::Start(0))
+                .map_err(|e| err(format!("cannot read: {e}")))?;
+            file.read_to_end(&mut input)
+                .map_err(|e| err(format!("cannot read: {e}")))?;
+            let mut gz = GzipBytes {
+                input,
+                pos: 0,
+                inflate: Decompress::new_gzip(15),
+                member_done: false,
+            };
+            gz.read_exact(&mut head).map_err(|m| {
+                if m.starts_with("corrupt") || m.starts_with("truncated") {
+                    err(m)
+                } else {
+                    err(format!(
+                        "not a NIfTI file: decompressed content is shorter than a header ({m})"
+                    ))
+                }
+            })?;
+            let header = Header::parse(&head).map_err(&err)?;
+            let mut skip = vec![0u8; header.vox_offset - HEADER_SIZE];
+            gz.read_exact(&mut skip).map_err(&err)?;
+            (header, Source::Gzip(gz))
+        } else {
+            file.seek(SeekFrom::Start(0))
+                .map_err(|e| err(format!("cannot read: {e}")))?;
+            let mut got = 0;
+            while got < HEADER_SIZE {
+                match file.read(&mut head[got..]) {
+                    Ok(0) => break,
+                    Ok(k) => got += k,
+                    Err(e) => return Err(err(format!("cannot read: {e}"))),
+                }
+            }
+            let header = Header::parse(&head[..got]).map_err(&err)?;
+            file.seek(SeekFrom::Start(header.vox_offset as u64))
+                .map_err(|e| err(format!("cannot read: {e}")))?;
+            (header, Source::Plain(file))
+        };
+        if header.volumes() > 1 {
+            return Err(err(format!(
+                "holds {} volumes (dims {:?}); only 3D images or 4D with a single volume are \
+                 supported",
+                header.volumes(),
+                &header.dim[1..=header.dim[0] as usize]
+            )));
+        }
+        Ok(NiftiReader {
+            path: path.to_path_buf(),
+            header,
+            source,
+        })
+    }
+
+    /// The parsed header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Read the voxels of the volume into `out`, which must hold exactly
+    /// `voxels * dtype.size()` bytes (file byte order; see [`Sample::swap_all`]).
+    pub fn read_voxels(mut self, out: &mut [u8]) -> Result<(), NodeError> {
+        let path = self.path.clone();
+        let err = |m: String| NodeError::file(&path, m);
+        assert_eq!(
+            out.len(),
+            self.header.voxels() * self.header.dtype.size(),
+            "voxel buffer size"
+        );
+        match &mut self.source {
+            Source::Gzip(gz) => {
+                gz.read_exact(out).map_err(err)?;
+                gz.finish().map_err(err)?;
+            }
+            Source::Plain(file) => {
+                let len = file.metadata().map(|m| m.len()).unwrap_or(0) as usize;
+                let need = self.header.vox_offset + out.len();
+                if len < need {
+                    return Err(err(format!(
+                        "truncated file: {len} bytes, but the header needs {need} ({} voxels of \
+                         {} from offset {})",
+                        self.header.voxels(),
+                        self.header.dtype.name(),
+                        self.header.vox_offset
+                    )));
+                }
+                file.read_exact(out)
+                    .map_err(|e| err(format!("cannot read voxels: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A primitive voxel type of the file format.
+pub trait Sample: Copy + Send + Sync + Default + PartialOrd + 'static {
+    /// Bytes per value.
+    const SIZE: usize;
+    /// The NIfTI dtype.
+    const DTYPE: Dtype;
+    /// The value as f64 (exact for every type but 64-bit ones).
+    fn to_f64(self) -> f64;
+    /// Reverse the byte order of a value.
+    fn swap(self) -> Self;
+    /// From little-endian bytes.
+    fn from_le(b: &[u8]) -> Self;
+    /// Reverse the byte order of every value, in parallel.
+    fn swap_all(values: &mut [Self]) {
+        values
+            .par_chunks_mut(1 << 16)
+            .for_each(|c| c.iter_mut().for_each(|v| *v = v.swap()));
+    }
+}
+
+macro_rules! sample {
+    ($t:ty, $d:expr, $swap:expr) => {
+        impl Sample for $t {
+            const SIZE: usize = std::mem::size_of::<$t>();
+            const DTYPE: Dtype = $d;
+            #[inline]
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            #[inline]
+            fn swap(self) -> Self {
+                #[allow(clippy::redundant_closure_call)]
+                ($swap)(self)
+            }
+            #[inline]
+            fn from_le(b: &[u8]) -> Self {
+                <$t>::from_le_bytes(b.try_into().expect("size"))
+            }
+        }
+    };
+}
+sample!(u8, Dtype::U8, |v: u8| v);
+sample!(i8, Dtype::I8, |v: i8| v);
+sample!(i16, Dtype::I16, i16::swap_bytes);
+sample!(u16, Dtype::U16, u16::swap_bytes);
+sample!(i32, Dtype::I32, i32::swap_bytes);
+sample!(u32, Dtype::U32, u32::swap_bytes);
+sample!(f32, Dtype::F32, |v: f32| f32::from_bits(
+    v.to_bits().swap_bytes()
+));
+sample!(f64, Dtype::F64, |v: f64| f64::from_bits(
+    v.to_bits().swap_bytes()
+));
+
+/// View a slice of samples as bytes (every sample type is plain old data).
+pub fn as_bytes<T: Sample>(v: &[T]) -> &[u8] {
+    // SAFETY: Sample is implemented only for primitive integers and floats, which have
+    // no padding and no invalid bit patterns; the length covers exactly the same memory.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
+}
+
+/// View a mutable slice of samples as bytes (every byte pattern is a valid sample).
+pub fn as_bytes_mut<T: Sample>(v: &mut [T]) -> &mut [u8] {
+    // SAFETY: as in `as_bytes`; any bytes written form valid values of T.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v)) }
+}
+
+/// Read the voxels of `reader` as a vector of their own type, in native byte order.
+pub fn read_samples<T: Sample>(reader: NiftiReader) -> Result<Vec<T>, NodeError> {
+    assert_eq!(
+        reader.header().dtype,
+        T::DTYPE,
+        "sample type matches the file"
+    );
+    let big = reader.header().big_endian;
+    let mut v = vec![T::default(); reader.header().voxels()];
+    reader.read_voxels(as_bytes_mut(&mut v))?;
+    if big != cfg!(target_endian = "big") {
+        T::swap_all(&mut v);
+    }
+    Ok(v)
+}
+
+/// Map every value in parallel (chunks of 64 Ki voxels), keeping order.
+pub fn par_map<T: Sample, U: Send + Sync + Copy + Default>(
+    src: &[T],
+    f: impl Fn(T) -> U + Sync,
+) -> Vec<U> {
+    let mut out = vec![U::default(); src.len()];
+    out.par_chunks_mut(1 << 16)
+        .zip(src.par_chunks(1 << 16))
+        .for_each(|(o, s)| o.iter_mut().zip(s).for_each(|(o, &s)| *o = f(s)));
+    out
+}
+
+/// Smallest and largest value (NaN ignored), in parallel; `None` when empty or all NaN.
+pub fn par_min_max<T: Sample>(v: &[T]) -> Option<(T, T)> {
+    v.par_chunks(1 << 16)
+        .filter_map(|c| {
+            let mut it = c.iter().copied().filter(|x| x.partial_cmp(x).is_some());
+            let first = it.next()?;
+            Some(it.fold((first, first), |(lo, hi), x| {
+                (if x < lo { x } else { lo }, if x > hi { x } else { hi })
+            }))
+        })
+        .reduce_with(|(a, b), (c, d)| (if c < a { c } else { a }, if d > b { d } else { b }))
+}
+
+/// Little-endian bytes of samples: borrowed on little-endian machines.
+pub fn le_bytes<T: Sample>(v: &[T]) -> std::borrow::Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        std::borrow::Cow::Borrowed(as_bytes(v))
+    } else {
+        let mut w = v.to_vec();
+        T::swap_all(&mut w);
+        std::borrow::Cow::Owned(as_bytes(&w).to_vec())
+    }
+}
+
+/// The gzip stream of a NIfTI-1 file holding `header` and `voxels` (little-endian), as
+/// a list of byte blocks to write in order.
+///
+/// Compression runs in parallel the way pigz does it: blocks of [`GZIP_BLOCK`] bytes are
+/// deflated independently, each ended with a sync flush (the last with a final block),
+/// concatenated and wrapped in one gzip member whose CRC is combined from the blocks'.
+/// Any gzip reader sees a single ordinary stream.
+pub fn encode_gzip(header: &Header, voxels: &[u8]) -> Vec<Vec<u8>> {
+    let head = header.to_bytes();
+    let mut blocks: Vec<&[u8]> = vec![&head[..]];
+    blocks.extend(voxels.chunks(GZIP_BLOCK));
+    let last = blocks.len() - 1;
+    let parts: Vec<(Vec<u8>, Crc)> = blocks
+        .par_iter()
+        .enumerate()
+        .map(|(i, block)| {
+            let mut c = Compress::new(Compression::new(GZIP_LEVEL), false);
+            // Room for incompressible data: deflate's worst case is a few bytes per 16 KiB.
+            let mut out = Vec::with_capacity(block.len() + block.len() / 1000 + 1024);
+            let flush = if i == last {
+                FlushCompress::Finish
+            } else {
+                FlushCompress::Sync
+            };
+            loop {
+                let consumed = c.total_in() as usize;
+                let status = c
+                    .compress_vec(&block[consumed..], &mut out, flush)
+                    .expect("deflate in memory");
+                // Done when all input is in and the flush completed (output space left
+                // over, or the end of the stream for the last block).
+                let flushed = match flush {
+                    FlushCompress::Finish => status == Status::StreamEnd,
+                    _ => out.len() < out.capacity(),
+                };
+                if c.total_in() as usize == block.len() && flushed {
+                    break;
+                }
+                out.reserve(out.capacity().max(1024));
+            }
+            let mut crc = Crc::new();
+            crc.update(block);
+            (out, crc)
+        })
+        .collect();
+    let mut crc = Crc::new();
+    let mut out = Vec::with_capacity(parts.len() + 2);
+    // Gzip header: magic, deflate, no flags, no mtime (reproducible), unknown OS.
+    out.push(vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+    for (data, c) in parts {
+        crc.combine(&c);
+        out.push(data);
+    }
+    let mut trailer = crc.sum().to_le_bytes().to_vec();
+    // ISIZE is the length modulo 2^32.
+    trailer.extend_from_slice(&((WRITE_VOX_OFFSET + voxels.len()) as u32).to_le_bytes());
+    out.push(trailer);
+    out
+}
+
+/// Write a NIfTI-1 file atomically (temporary file, then rename): `.nii.gz` compressed
+/// (see [`encode_gzip`]), `.nii` plain; any other extension is an error.
+pub fn write_file(path: &Path, header: &Header, voxels: &[u8]) -> Result<(), NodeError> {
+    let Some(gzip) = nifti_kind(path) else {
+        return Err(NodeError::file(
+            path,
+            "unknown extension: expected .nii or .nii.gz",
+        ));
+    };
+    let result = if gzip {
+        let parts = encode_gzip(header, voxels);
+        voxflow_engine::fsutil::write_atomic(path, |w| {
+            parts.iter().try_for_each(|p| w.write_all(p))
+        })
+    } else {
+        let head = header.to_bytes();
+        voxflow_engine::fsutil::write_atomic(path, |w| {
+            w.write_all(&head)?;
+            w.write_all(voxels)
+        })
+    };
+    result.map_err(|e| NodeError::file(path, format!("cannot write: {e}")))
+}
+
+/// Whether a path names a gzip-compressed NIfTI (`.nii.gz`), a plain one (`.nii`), or
+/// neither (`None`).
+pub fn nifti_kind(path: &Path) -> Option<bool> {
+    let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+    if name.ends_with(".nii.gz") {
+        Some(true)
+    } else if name.ends_with(".nii") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: &[[f64; 4]; 4], b: &[[f64; 4]; 4], tol: f64) -> bool {
+        a.iter()
+            .flatten()
+            .zip(b.iter().flatten())
+            .all(|(x, y)| (x - y).abs() <= tol)
+    }
+
+    #[test]
+    fn quaternion_round_trips_rotations_and_flips() {
+        // Rotations about several axes, with and without a flipped third axis.
+        let cases: Vec<[[f64; 3]; 3]> = vec![
+            [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+            [[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]],
+            [[-1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+            [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
+            {
+                let (s, c) = (0.3f64.sin(), 0.3f64.cos());
+                [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, -1.0]]
+            },
+            {
+                let (s, c) = (2.9f64.sin(), 2.9f64.cos());
+                [[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]]
+            },
+        ];
+        let spacing = [0.7, 0.8, 2.5];
+        for r in cases {
+            let mut a = [[0.0; 4]; 4];
+            for i in 0..3 {
+                for j in 0..3 {
+                    a[i][j] = r[i][j] * spacing[j];
+                }
+                a[i][3] = 10.0 * i as f64 - 3.0;
+            }
+            a[3][3] = 1.0;
+            let (q, o, qfac) = affine_to_quatern(&a);
+            let back = quatern_to_affine(q, o, spacing, qfac);
+            assert!(close(&a, &back, 1e-9), "{a:?} -> {back:?}");
+        }
+    }
+
+    #[test]
+    fn header_bytes_parse_back() {
+        let mut g = Geometry::new([5, 6, 7], [0.5, 0.75, 3.0]);
+        g.affine[0][0] = -0.5;
+        g.affine[0][3] = 12.5;
+        g.affine[2][3] = -80.0;
+        let h = Header::for_geometry(&g, Dtype::I16);
+        let parsed = Header::parse(&h.to_bytes()).unwrap();
+        assert_eq!(parsed, h);
+        assert_eq!(parsed.geometry(), g);
+        // The qform alone gives the same affine.
+        let mut q = parsed.clone();
+        q.sform_code = 0;
+        assert!(close(&q.affine(), &g.affine, 1e-6));
+    }
+
+    #[test]
+    fn big_endian_headers_parse() {
+        let g = Geometry::new([3, 4, 5], [1.0, 2.0, 3.0]);
+        let le = Header::for_geometry(&g, Dtype::F32).to_bytes();
+        // Byte-swap every multi-byte field we read to fake a big-endian header.
+        let mut be = le;
+        let swap = |b: &mut [u8; WRITE_VOX_OFFSET], at: usize, n: usize| b[at..at + n].reverse();
+        swap(&mut be, 0, 4);
+        for i in 0..8 {
+            swap(&mut be, 40 + 2 * i, 2);
+            swap(&mut be, 76 + 4 * i, 4);
+        }
+        for at in [70, 72, 252, 254] {
+            swap(&mut be, at, 2);
+        }
+        for at in (108..124)
+            .step_by(4)
+            .filter(|a| *a != 120)
+            .chain((256..328).step_by(4))
+        {
+            swap(&mut be, at, 4);
+        }
+        let h = Header::parse(&be).unwrap();
+        assert!(h.big_endian);
+        assert_eq!(h.dims3(), [3, 4, 5]);
+        assert_eq!(h.geometry(), g);
+    }
+
+    #[test]
+    fn parallel_gzip_is_one_valid_stream() {
+        let g = Geometry::new([64, 64, 300], [1.0; 3]);
+        let h = Header::for_geometry(&g, Dtype::I16);
+        let voxels: Vec<i16> = (0..g.len())
+            .map(|i| ((i * 7919) % 3001) as i16 - 1000)
+            .collect();
+        let parts = encode_gzip(&h, as_bytes(&voxels));
+        let bytes: Vec<u8> = parts.concat();
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_end(&mut plain)
+            .unwrap();
+        assert_eq!(&plain[..WRITE_VOX_OFFSET], &h.to_bytes()[..]);
+        assert_eq!(&plain[WRITE_VOX_OFFSET..], as_bytes(&voxels));
+    }
+
+    #[test]
+    fn unsupported_dtypes_are_named() {
+        assert!(Dtype::from_code(32).unwrap_err().contains("complex64"));
+        assert!(Dtype::from_code(128).unwrap_err().contains("rgb24"));
+        for d in [
+            Dtype::U8,
+            Dtype::I8,
+            Dtype::I16,
+            Dtype::U16,
+            Dtype::I32,
+            Dtype::U32,
+            Dtype::F32,
+            Dtype::F64,
+        ] {
+            assert_eq!(Dtype::from_code(d.code()), Ok(d));
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! `SaveNifti`: write an Image, Mask or Labels map as a NIfTI-1 file.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use voxflow_engine::{
+    parse_params, Example, Geometry, Image, ImplSpec, InputSpec, Labels, Mask, Node, NodeContext,
+    NodeError, NodeSpec, NodeType, ParamError, ParamSpec, PortType, Value,
+};
+
+use super::nifti::{le_bytes, nifti_kind, par_map, par_min_max, write_file, Header, Sample};
+
+/// Params of `SaveNifti`.
+#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SaveNiftiParams {
+    /// File to write, `.nii` or `.nii.gz` (gzip). Required (no default). Relative paths
+    /// resolve against the run's output folder.
+    pub path: String,
+}
+
+fn check_grid(path: &Path, g: &Geometry) -> Result<(), NodeError> {
+    if let Some(d) = g.dims.iter().find(|&&d| d > i16::MAX as usize) {
+        return Err(NodeError::file(
+            path,
+            format!("cannot write: a NIfTI-1 axis holds at most 32767 voxels, got {d}"),
+        ));
+    }
+    Ok(())
+}
+
+fn write<T: Sample>(path: &Path, g: &Geometry, voxels: &[T]) -> Result<(), NodeError> {
+    check_grid(path, g)?;
+    write_file(path, &Header::for_geometry(g, T::DTYPE), &le_bytes(voxels))
+}
+
+/// Write an Image: int16 voxels for i16 images, float32 for f32 ones.
+pub fn save_image(path: &Path, image: &Image) -> Result<(), NodeError> {
+    match image {
+        Image::I16(v) => write(path, v.geometry(), v.as_slice()),
+        Image::F32(v) => write(path, v.geometry(), v.as_slice()),
+    }
+}
+
+/// Write a Mask as uint8 (0/1).
+pub fn save_mask(path: &Path, mask: &Mask) -> Result<(), NodeError> {
+    write(path, mask.geometry(), mask.as_slice())
+}
+
+/// Write a Labels map: uint8 when every label is at most 255, else uint16.
+pub fn save_labels(path: &Path, labels: &Labels) -> Result<(), NodeError> {
+    let max = par_min_max(labels.as_slice())
+        .map(|(_, hi)| hi)
+        .unwrap_or(0);
+    if max <= u8::MAX as u16 {
+        write(
+            path,
+            labels.geometry(),
+            &par_map(labels.as_slice(), |v| v as u8),
+        )
+    } else {
+        write(path, labels.geometry(), labels.as_slice())
+    }
+}
+
+/// Write any volume value (Image, Mask, Labels) by its type.
+pub fn save_value(path: &Path, value: &Value) -> Result<(), NodeError> {
+    match value {
+        Value::Image(v) => save_image(path, v),
+        Value::Mask(v) => save_mask(path, v),
+        Value::Labels(v) => save_labels(path, v),
+        other => Err(NodeError::Input {
+            port: "volume".into(),
+            message: format!("expected Image, Mask or Labels, got {}", other.port_type()),
+        }),
+    }
+}
+
+struct SaveNode {
+    path: String,
+}
+
+impl Node for SaveNode {
+    fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
+        let value = ctx
+            .input("volume")
+            .cloned()
+            .ok_or_else(|| NodeError::Input {
+                port: "volume".into(),
+                message: "not connected".into(),
+            })?;
+        let path: PathBuf = ctx.output_path(&self.path);
+        save_value(&path, &value)?;
+        ctx.file_written(&path);
+        Ok(())
+    }
+}
+
+/// Write a volume as a NIfTI-1 file.
+pub struct SaveNifti;
+
+impl NodeType for SaveNifti {
+    fn spec(&self) -> NodeSpec {
+        NodeSpec {
+            name: "SaveNifti",
+            summary: "Write an Image, Mask or Labels map as a NIfTI-1 file (.nii, .nii.gz).",
+            doc: concat!(
+                "Voxel types: Image i16 -> int16, Image f32 -> float32, Mask -> uint8, Labels -> ",
+                "uint8 when every label is <= 255, else uint16; no scaling (slope 1). Geometry: ",
+                "the affine is written as the sform and as the qform (quaternion; shears only in ",
+                "the sform), both with code 1 (scanner), and pixdim holds the spacing. Files ",
+                "written here load back bit for bit (voxels and affine). `.nii.gz` is compressed ",
+                "in parallel into one standard gzip stream (level 6, 1 MiB blocks, the same bytes ",
+                "on any machine). The file appears atomically (temporary file, then rename); any ",
+                "other extension is an error."
+            ),
+            category: "io",
+            inputs: vec![InputSpec::required(
+                "volume",
+                &[PortType::Image, PortType::Mask, PortType::Labels],
+                "The volume to write.",
+            )],
+            outputs: vec![],
+            params: vec![ParamSpec::required(
+                "path",
+                "String",
+                "",
+                "File to write: `.nii` or `.nii.gz` (gzip). Relative paths resolve against the \
+                 run's output folder.",
+            )],
+            impls: vec![ImplSpec::new(
+                "native",
+                "Header written here; gzip blocks deflated in parallel (zlib-rs, rayon).",
+            )],
+        }
+    }
+
+    fn examples(&self) -> Vec<Example> {
+        vec![Example {
+            description: "Save the phantom CT (int16) and its labels (uint8).",
+            graph: r#"Graph(
+    name: "save_nifti_example",
+    nodes: {
+        "phantom": (node: "Phantom", params: (seed: 1, dims: (64, 64, 8))),
+        "ct":      (node: "SaveNifti", inputs: (volume: "phantom.ct"), params: (path: "ct.nii.gz")),
+        "truth":   (node: "SaveNifti", inputs: (volume: "phantom.truth"), params: (path: "truth.nii")),
+    },
+)"#,
+        }]
+    }
+
+    fn build(
+        &self,
+        params: &serde_json::Value,
+        _implementation: &str,
+    ) -> Result<Box<dyn Node>, Vec<ParamError>> {
+        let p: SaveNiftiParams = parse_params(params).map_err(|e| vec![e])?;
+        if p.path.is_empty() {
+            return Err(vec![ParamError::field(
+                "path",
+                "is required: the .nii or .nii.gz file to write",
+            )]);
+        }
+        if nifti_kind(Path::new(&p.path)).is_none() {
+            return Err(vec![ParamError::field(
+                "path",
+                format!(
+                    "unknown extension in {:?}: expected .nii or .nii.gz",
+                    p.path
+                ),
+            )]);
+        }
+        Ok(Box::new(SaveNode { path: p.path }))
+    }
+}

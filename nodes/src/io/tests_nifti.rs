@@ -1,0 +1,596 @@
+//! Tests of NIfTI loading and saving: every dtype, scaling, geometry sources, header
+//! extensions, each error, round trips, and the real data in `../shared/data`.
+
+use std::path::{Path, PathBuf};
+
+use voxflow_engine::{Geometry, Image, NodeContext, NodeError, NodeType, Value, Volume};
+
+use super::nifti::{as_bytes, Dtype, Header, Sample};
+use super::nifti_load::{load_image, load_labels, load_mask, LoadLabels, LoadMask, LoadNifti};
+use super::nifti_save::{save_image, save_labels, save_mask, save_value, SaveNifti};
+use super::test_support::{gzip, peer_python, run_python};
+use crate::testdata::shared_data;
+
+fn geom() -> Geometry {
+    let mut g = Geometry::new([4, 3, 2], [0.5, 0.75, 2.0]);
+    g.affine[0][0] = -0.5;
+    g.affine[0][3] = 12.5;
+    g.affine[1][3] = -7.25;
+    g.affine[2][3] = 40.0;
+    g.spacing = [0.5, 0.75, 2.0];
+    g
+}
+
+/// The bytes of a single-file NIfTI: header, optional extension, voxels.
+fn nii_bytes(h: &Header, voxels: &[u8], extension: &[u8]) -> Vec<u8> {
+    let mut h = h.clone();
+    h.vox_offset = 352 + extension.len();
+    let mut b = h.to_bytes().to_vec();
+    if !extension.is_empty() {
+        b[348] = 1;
+        b.extend_from_slice(extension);
+    }
+    b.extend_from_slice(voxels);
+    b
+}
+
+/// Write a file of samples `T` with a scaling, plain or gzip.
+fn write_typed<T: Sample>(dir: &Path, name: &str, values: &[T], slope: f32, inter: f32) -> PathBuf {
+    let mut h = Header::for_geometry(&geom(), T::DTYPE);
+    h.scl_slope = slope;
+    h.scl_inter = inter;
+    let bytes = nii_bytes(&h, as_bytes(values), &[]);
+    let path = dir.join(name);
+    let bytes = if name.ends_with(".gz") {
+        gzip(&bytes)
+    } else {
+        bytes
+    };
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn ramp(n: usize) -> Vec<f64> {
+    (0..n).map(|i| i as f64 * 3.0 - 20.0).collect()
+}
+
+fn image_values(img: &Image) -> Vec<f64> {
+    (0..img.geometry().len()).map(|i| img.get_f64(i)).collect()
+}
+
+fn err_text(e: NodeError) -> String {
+    e.to_string()
+}
+
+#[test]
+fn every_dtype_loads_with_and_without_scaling() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = geom().len();
+    macro_rules! case {
+        ($t:ty, $unsigned:expr, $i16:expr) => {{
+            let raw: Vec<f64> = ramp(n)
+                .iter()
+                .map(|v| if $unsigned { v + 20.0 } else { *v })
+                .collect();
+            let vals: Vec<$t> = raw.iter().map(|&v| v as $t).collect();
+            for (slope, inter, ext) in [
+                (0.0f32, 0.0f32, "nii"),
+                (1.0, 0.0, "nii.gz"),
+                (0.5, -3.0, "nii.gz"),
+            ] {
+                let name = format!("{}_{slope}.{ext}", <$t as Sample>::DTYPE.name());
+                let path = write_typed(dir.path(), &name, &vals, slope, inter);
+                let img = load_image(&path).unwrap();
+                let scaled = slope != 0.0 && !(slope == 1.0 && inter == 0.0);
+                let want: Vec<f64> = raw
+                    .iter()
+                    .map(|&v| {
+                        if scaled {
+                            (v * slope as f64 + inter as f64) as f32 as f64
+                        } else {
+                            v
+                        }
+                    })
+                    .collect();
+                assert_eq!(image_values(&img), want, "{name}");
+                let want_type = if $i16 && !scaled { "i16" } else { "f32" };
+                assert_eq!(img.dtype(), want_type, "{name}");
+                assert_eq!(img.geometry(), &geom(), "{name}");
+            }
+        }};
+    }
+    case!(u8, true, true);
+    case!(i8, false, true);
+    case!(i16, false, true);
+    case!(u16, true, false);
+    case!(i32, false, false);
+    case!(u32, true, false);
+    case!(f32, false, false);
+    case!(f64, false, false);
+}
+
+#[test]
+fn integral_scaling_stays_i16_when_it_fits() {
+    let dir = tempfile::tempdir().unwrap();
+    let vals: Vec<u8> = (0..24).map(|i| i * 10).collect();
+    // A whole slope and intercept with results inside i16: stays i16.
+    let p = write_typed(dir.path(), "fits.nii", &vals, 2.0, -1024.0);
+    let img = load_image(&p).unwrap();
+    assert_eq!(img.dtype(), "i16");
+    assert_eq!(
+        image_values(&img),
+        vals.iter()
+            .map(|&v| v as f64 * 2.0 - 1024.0)
+            .collect::<Vec<_>>()
+    );
+    // Results beyond i16: f32.
+    let big: Vec<i16> = (0..24).map(|i| i * 1000).collect();
+    let p = write_typed(dir.path(), "overflows.nii", &big, 4.0, 0.0);
+    let img = load_image(&p).unwrap();
+    assert_eq!(img.dtype(), "f32");
+    assert_eq!(img.get_f64(23), 23.0 * 4000.0);
+}
+
+#[test]
+fn masks_are_nonzero_and_labels_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let vals: Vec<f32> = (0..24).map(|i| [0.0, 2.0, f32::NAN, -1.5][i % 4]).collect();
+    let p = write_typed(dir.path(), "m.nii.gz", &vals, 0.0, 0.0);
+    let m = load_mask(&p).unwrap();
+    assert_eq!(
+        m.as_slice(),
+        &(0..24).map(|i| [0, 1, 0, 1][i % 4]).collect::<Vec<u8>>()[..]
+    );
+
+    let labels: Vec<f32> = (0..24).map(|i| (i % 5) as f32 * 100.0).collect();
+    let p = write_typed(dir.path(), "l.nii", &labels, 0.0, 0.0);
+    let l = load_labels(&p).unwrap();
+    assert_eq!(
+        l.as_slice(),
+        &labels.iter().map(|&v| v as u16).collect::<Vec<_>>()[..]
+    );
+
+    let wide: Vec<i32> = (0..24).map(|i| i * 2800).collect();
+    let p = write_typed(dir.path(), "wide.nii", &wide, 0.0, 0.0);
+    assert_eq!(load_labels(&p).unwrap().as_slice()[23], 64400);
+}
+
+#[test]
+fn label_maps_with_bad_values_are_errors_naming_file_and_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut vals = vec![1.0f32; 24];
+    vals[5] = 2.5; // voxel (1, 1, 0)
+    vals[9] = 0.25;
+    let p = write_typed(dir.path(), "frac.nii.gz", &vals, 0.0, 0.0);
+    let e = err_text(load_labels(&p).unwrap_err());
+    assert!(
+        e.contains("frac.nii.gz") && e.contains("non-integral label value 2.5 at voxel (1, 1, 0)"),
+        "{e}"
+    );
+
+    let mut neg = vec![3i16; 24];
+    neg[23] = -1;
+    let p = write_typed(dir.path(), "neg.nii", &neg, 0.0, 0.0);
+    let e = err_text(load_labels(&p).unwrap_err());
+    assert!(
+        e.contains("neg.nii")
+            && e.contains("label value -1 at voxel (3, 2, 1) is outside 0..=65535"),
+        "{e}"
+    );
+}
+
+#[test]
+fn geometry_from_sform_then_qform_then_pixdim() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = geom();
+    let vals = vec![0i16; g.len()];
+    let mut h = Header::for_geometry(&g, Dtype::I16);
+    // sform wins over a different qform.
+    h.qoffset = [1.0, 2.0, 3.0];
+    let p = dir.path().join("s.nii");
+    std::fs::write(&p, nii_bytes(&h, as_bytes(&vals), &[])).unwrap();
+    assert_eq!(load_image(&p).unwrap().geometry(), &g);
+    // No sform: the qform (a y-flip here through the quaternion) gives the affine.
+    let mut flipped = g.clone();
+    flipped.affine[1][1] = -0.75;
+    let mut h = Header::for_geometry(&flipped, Dtype::I16);
+    h.sform_code = 0;
+    h.srow = [[0.0; 4]; 3];
+    let p = dir.path().join("q.nii");
+    std::fs::write(&p, nii_bytes(&h, as_bytes(&vals), &[])).unwrap();
+    let got = load_image(&p).unwrap().geometry().clone();
+    for r in 0..4 {
+        for c in 0..4 {
+            assert!(
+                (got.affine[r][c] - flipped.affine[r][c]).abs() < 1e-6,
+                "{got:?}"
+            );
+        }
+    }
+    // Neither: pixdim scaling, origin 0.
+    h.qform_code = 0;
+    let p = dir.path().join("p.nii");
+    std::fs::write(&p, nii_bytes(&h, as_bytes(&vals), &[])).unwrap();
+    assert_eq!(
+        load_image(&p).unwrap().geometry(),
+        &Geometry::new(g.dims, g.spacing)
+    );
+}
+
+#[test]
+fn header_extensions_and_4d_single_volume_and_big_endian() {
+    let dir = tempfile::tempdir().unwrap();
+    let vals: Vec<i16> = (0..24).map(|i| i * 7 - 50).collect();
+    let mut ext = vec![0u8; 64];
+    ext[..4].copy_from_slice(&64i32.to_le_bytes());
+    ext[4..8].copy_from_slice(&6i32.to_le_bytes());
+    ext[8..40].copy_from_slice(b"a comment that is not voxel data");
+    let mut h = Header::for_geometry(&geom(), Dtype::I16);
+    h.dim = [4, 4, 3, 2, 1, 1, 1, 1];
+    let p = dir.path().join("ext.nii.gz");
+    std::fs::write(&p, gzip(&nii_bytes(&h, as_bytes(&vals), &ext))).unwrap();
+    let img = load_image(&p).unwrap();
+    assert_eq!(
+        image_values(&img),
+        vals.iter().map(|&v| v as f64).collect::<Vec<_>>()
+    );
+
+    // Big-endian: swap the header fields and the voxels.
+    let mut b = nii_bytes(
+        &Header::for_geometry(&geom(), Dtype::I16),
+        as_bytes(&vals),
+        &[],
+    );
+    let swap = |b: &mut Vec<u8>, at: usize, n: usize| b[at..at + n].reverse();
+    swap(&mut b, 0, 4);
+    for i in 0..8 {
+        swap(&mut b, 40 + 2 * i, 2);
+        swap(&mut b, 76 + 4 * i, 4);
+    }
+    for at in [70, 72, 252, 254] {
+        swap(&mut b, at, 2);
+    }
+    for at in [108, 112, 116].into_iter().chain((256..328).step_by(4)) {
+        swap(&mut b, at, 4);
+    }
+    for i in 0..24 {
+        swap(&mut b, 352 + 2 * i, 2);
+    }
+    let p = dir.path().join("be.nii");
+    std::fs::write(&p, b).unwrap();
+    let img = load_image(&p).unwrap();
+    assert_eq!(
+        image_values(&img),
+        vals.iter().map(|&v| v as f64).collect::<Vec<_>>()
+    );
+    assert_eq!(img.geometry(), &geom());
+}
+
+#[test]
+fn multi_member_gzip_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let vals: Vec<i16> = (0..24).map(|i| i * 11).collect();
+    let bytes = nii_bytes(
+        &Header::for_geometry(&geom(), Dtype::I16),
+        as_bytes(&vals),
+        &[],
+    );
+    let mut two = gzip(&bytes[..400]);
+    two.extend(gzip(&bytes[400..]));
+    let p = dir.path().join("two.nii.gz");
+    std::fs::write(&p, two).unwrap();
+    assert_eq!(
+        image_values(&load_image(&p).unwrap()),
+        vals.iter().map(|&v| v as f64).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn errors_name_the_file_and_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let vals: Vec<i16> = (0..2400).map(|i| (i * 7919 % 4000) as i16).collect();
+    let mut big = geom();
+    big.dims = [40, 30, 2];
+    let good = nii_bytes(
+        &Header::for_geometry(&big, Dtype::I16),
+        as_bytes(&vals),
+        &[],
+    );
+    let check = |name: &str, bytes: Option<Vec<u8>>, want: &str| {
+        let p = d.join(name);
+        if let Some(b) = bytes {
+            std::fs::write(&p, b).unwrap();
+        }
+        let e = err_text(load_image(&p).unwrap_err());
+        assert!(e.contains(name) && e.contains(want), "{name}: {e}");
+    };
+    check("missing.nii.gz", None, "file not found");
+    let gz = gzip(&good);
+    check(
+        "truncated.nii.gz",
+        Some(gz[..gz.len() / 2].to_vec()),
+        "truncated gzip stream",
+    );
+    check(
+        "no_trailer.nii.gz",
+        Some(gz[..gz.len() - 6].to_vec()),
+        "truncated gzip stream",
+    );
+    let mut corrupt = gz.clone();
+    let at = corrupt.len() - 3;
+    corrupt[at] ^= 0xff; // the length in the trailer
+    check("corrupt.nii.gz", Some(corrupt), "corrupt gzip data");
+    check("short.nii", Some(good[..1000].to_vec()), "truncated file");
+    check(
+        "text.nii",
+        Some(b"hello, this is not an image".to_vec()),
+        "not a NIfTI file",
+    );
+    check(
+        "zeros.nii.gz",
+        Some(gzip(&[0u8; 600])),
+        "not a NIfTI file: sizeof_hdr is 0",
+    );
+    let mut magic = good.clone();
+    magic[344..348].copy_from_slice(b"abcd");
+    check("magic.nii", Some(magic), "bad magic");
+    let mut nifti2 = good.clone();
+    nifti2[..4].copy_from_slice(&540i32.to_le_bytes());
+    check("v2.nii", Some(nifti2), "NIfTI-2");
+    let mut four = Header::for_geometry(&geom(), Dtype::I16);
+    four.dim = [4, 4, 3, 2, 3, 1, 1, 1];
+    let vals4 = vec![0i16; 72];
+    check(
+        "four.nii.gz",
+        Some(gzip(&nii_bytes(&four, as_bytes(&vals4), &[]))),
+        "holds 3 volumes",
+    );
+    for (code, what) in [(32i16, "complex64"), (128, "rgb24")] {
+        let mut b = good.clone();
+        b[70..72].copy_from_slice(&code.to_le_bytes());
+        check(&format!("dtype{code}.nii"), Some(b), what);
+    }
+}
+
+#[test]
+fn round_trip_is_bit_exact_for_every_value_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = geom();
+    // An oblique affine with f32-exact values, as a loaded file would have.
+    g.affine[0][1] = 0.125;
+    g = Geometry::from_affine(g.dims, g.affine);
+    let n = g.len();
+    let f: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin() * 1000.0).collect();
+    let img = Image::F32(Volume::from_vec(g.clone(), f).unwrap());
+    for ext in ["nii", "nii.gz"] {
+        let p = dir.path().join(format!("f.{ext}"));
+        save_image(&p, &img).unwrap();
+        assert_eq!(load_image(&p).unwrap(), img);
+        let p2 = dir.path().join(format!("f2.{ext}"));
+        save_image(&p2, &load_image(&p).unwrap()).unwrap();
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            std::fs::read(&p2).unwrap(),
+            "same bytes twice"
+        );
+    }
+    let labels = Volume::from_vec(g.clone(), (0..n as u16).map(|i| i * 2000).collect()).unwrap();
+    let p = dir.path().join("l.nii.gz");
+    save_labels(&p, &labels).unwrap();
+    assert_eq!(
+        super::nifti::NiftiReader::open(&p).unwrap().header().dtype,
+        Dtype::U16
+    );
+    assert_eq!(load_labels(&p).unwrap(), labels);
+    let small = labels.map(|v| v % 200);
+    save_labels(&p, &small).unwrap();
+    assert_eq!(
+        super::nifti::NiftiReader::open(&p).unwrap().header().dtype,
+        Dtype::U8
+    );
+    assert_eq!(load_labels(&p).unwrap(), small);
+    let mask = labels.map(|v| (v % 3 == 0) as u8);
+    save_mask(&p, &mask).unwrap();
+    assert_eq!(load_mask(&p).unwrap(), mask);
+}
+
+#[test]
+fn saved_files_read_back_with_the_nifti_crate() {
+    use nifti::{IntoNdArray, NiftiObject, ReaderOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let g = geom();
+    let vals: Vec<i16> = (0..g.len() as i16).map(|i| i * 5 - 30).collect();
+    let p = dir.path().join("x.nii.gz");
+    save_image(
+        &p,
+        &Image::I16(Volume::from_vec(g.clone(), vals.clone()).unwrap()),
+    )
+    .unwrap();
+    let obj = ReaderOptions::new().read_file(&p).unwrap();
+    let h = obj.header();
+    assert_eq!((h.sform_code, h.qform_code, h.datatype), (1, 1, 4));
+    assert_eq!(h.srow_x, [-0.5, 0.0, 0.0, 12.5]);
+    assert_eq!(&h.pixdim[1..4], &[0.5, 0.75, 2.0]);
+    let arr = obj.into_volume().into_ndarray::<i16>().unwrap();
+    let flat: Vec<i16> = arr.t().iter().copied().collect::<Vec<_>>();
+    // ndarray's logical order is (x, y, z) row-major; transposed iteration is x-fastest.
+    assert_eq!(flat, vals);
+    // nibabel reads the qform (quaternion) and the sform as the same affine.
+    let Some(py) = peer_python("nibabel qform check", "nibabel, numpy") else {
+        return;
+    };
+    let script = "import sys, json, nibabel as nib\n\
+                  h = nib.load(sys.argv[1]).header\n\
+                  print(json.dumps([h.get_qform().tolist(), h.get_sform().tolist()]))";
+    let out = run_python(&py, script, &[p.to_str().unwrap()]);
+    let forms: Vec<Vec<Vec<f64>>> = serde_json::from_str(out.trim()).unwrap();
+    for form in forms {
+        for r in 0..4 {
+            for c in 0..4 {
+                assert!((form[r][c] - g.affine[r][c]).abs() < 1e-6, "{form:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn save_rejects_unknown_extensions() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = Value::Image(std::sync::Arc::new(Image::I16(Volume::filled(geom(), 0))));
+    let p = dir.path().join("x.nrrd");
+    let e = err_text(save_value(&p, &img).unwrap_err());
+    assert!(
+        e.contains("x.nrrd") && e.contains("unknown extension"),
+        "{e}"
+    );
+    assert!(!p.exists());
+    let errs = SaveNifti
+        .build(&serde_json::json!({"path": "out.mha"}), "native")
+        .err()
+        .unwrap();
+    assert_eq!(errs[0].path, vec!["path".to_string()]);
+    assert!(errs[0].message.contains("unknown extension"));
+    assert!(
+        LoadNifti.build(&serde_json::json!({}), "native").is_err(),
+        "path is required"
+    );
+}
+
+#[test]
+fn nodes_load_and_save_through_the_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = Volume::from_vec(geom(), (0..24u16).map(|i| i % 4).collect()).unwrap();
+    let save = SaveNifti
+        .build(&serde_json::json!({"path": "sub/l.nii.gz"}), "native")
+        .unwrap();
+    let mut ctx = NodeContext::standalone("SaveNifti", dir.path())
+        .with_input("volume", Value::Labels(std::sync::Arc::new(labels.clone())));
+    save.run(&mut ctx).unwrap();
+    let path = dir.path().join("sub/l.nii.gz");
+    let p = path.to_str().unwrap();
+    for (ty, port) in [
+        (&LoadLabels as &dyn NodeType, "labels"),
+        (&LoadMask, "mask"),
+        (&LoadNifti, "image"),
+    ] {
+        let node = ty
+            .build(&serde_json::json!({ "path": p }), "native")
+            .unwrap();
+        let mut ctx = NodeContext::standalone("Load", dir.path());
+        node.run(&mut ctx).unwrap();
+        let out = ctx.take_outputs();
+        let v = &out[port];
+        assert_eq!(v.geometry(), Some(&geom()));
+        match v {
+            Value::Labels(l) => assert_eq!(**l, labels),
+            Value::Mask(m) => assert_eq!(
+                m.as_slice(),
+                labels.map(|&v| (v != 0) as u8).as_slice()
+            ),
+            Value::Image(i) => assert_eq!(i.dtype(), "i16"),
+            _ => unreachable!(),
+        }
+    }
+}
+
+// ---- real data -------------------------------------------------------------------
+
+#[test]
+fn real_ct_matches_reference_and_the_nifti_crate() {
+    use nifti::{IntoNdArray, NiftiObject, ReaderOptions};
+    let Some(data) = shared_data("real CT load") else {
+        return;
+    };
+    let refs: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(data.join("reference_values_ct_sm.json")).unwrap(),
+    )
+    .unwrap();
+    let path = data.join("ct_sm.nii.gz");
+    let img = load_image(&path).unwrap();
+    let Image::I16(v) = &img else {
+        panic!("ct_sm is int16, got {}", img.dtype())
+    };
+    let shape: Vec<usize> = serde_json::from_value(refs["ct_sm"]["shape"].clone()).unwrap();
+    assert_eq!(v.dims().to_vec(), shape);
+    let (lo, hi) = super::nifti::par_min_max(v.as_slice()).unwrap();
+    assert_eq!(
+        (lo as f64, hi as f64),
+        (
+            refs["ct_sm"]["min"].as_f64().unwrap(),
+            refs["ct_sm"]["max"].as_f64().unwrap()
+        )
+    );
+    let mean = v.as_slice().iter().map(|&x| x as f64).sum::<f64>() / v.as_slice().len() as f64;
+    let want = refs["ct_sm"]["mean"].as_f64().unwrap();
+    assert!((mean - want).abs() <= 1e-9 * want.abs(), "{mean} vs {want}");
+    // The nifti crate, an independent reader, agrees on voxels and the sform.
+    let obj = ReaderOptions::new().read_file(&path).unwrap();
+    let h = obj.header().clone();
+    for (r, row) in [h.srow_x, h.srow_y, h.srow_z].iter().enumerate() {
+        for (c, x) in row.iter().enumerate() {
+            assert_eq!(v.geometry().affine[r][c], *x as f64);
+        }
+    }
+    let arr = obj.into_volume().into_ndarray::<i16>().unwrap();
+    assert!(arr.t().iter().copied().eq(v.as_slice().iter().copied()));
+}
+
+#[test]
+fn real_files_round_trip_bit_exact() {
+    let Some(data) = shared_data("real round trip") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ct = load_image(&data.join("ct_sm.nii.gz")).unwrap();
+    let p = dir.path().join("ct.nii.gz");
+    save_image(&p, &ct).unwrap();
+    assert_eq!(load_image(&p).unwrap(), ct);
+    let total = load_labels(&data.join("ct_sm_total.nii.gz")).unwrap();
+    let p = dir.path().join("total.nii");
+    save_labels(&p, &total).unwrap();
+    assert_eq!(load_labels(&p).unwrap(), total);
+    let seg = load_labels(&data.join("dicom/ct_series_seg.nii.gz")).unwrap();
+    let p = dir.path().join("seg.nii.gz");
+    save_labels(&p, &seg).unwrap();
+    assert_eq!(load_labels(&p).unwrap(), seg);
+    let muscle = load_mask(&data.join("ct_sm_tissue_skeletal_muscle.nii.gz")).unwrap();
+    assert_eq!(muscle.count(), 35293);
+    let p = dir.path().join("m.nii.gz");
+    save_mask(&p, &muscle).unwrap();
+    assert_eq!(load_mask(&p).unwrap(), muscle);
+}
+
+#[test]
+fn total_map_with_header_extension_has_nibabel_label_counts() {
+    let Some(data) = shared_data("ct_sm_total label counts") else {
+        return;
+    };
+    let path = data.join("ct_sm_total.nii.gz");
+    assert_eq!(
+        super::nifti::NiftiReader::open(&path)
+            .unwrap()
+            .header()
+            .vox_offset,
+        13168
+    );
+    let labels = load_labels(&path).unwrap();
+    let counts = voxflow_engine::volume::value_counts(labels.as_slice());
+    assert_eq!(counts.iter().map(|c| c.1).sum::<usize>(), 122 * 101 * 30);
+    for l in [1u16, 5, 86, 87] {
+        assert!(
+            counts.iter().any(|c| c.0 == l && c.1 > 0),
+            "label {l} present"
+        );
+    }
+    let Some(py) = peer_python("nibabel label counts", "nibabel, numpy") else {
+        return;
+    };
+    let script = "import sys, json, numpy as np, nibabel as nib\n\
+                  a = np.asarray(nib.load(sys.argv[1]).dataobj)\n\
+                  v, c = np.unique(a, return_counts=True)\n\
+                  print(json.dumps([[int(x), int(y)] for x, y in zip(v, c)]))";
+    let out = run_python(&py, script, &[path.to_str().unwrap()]);
+    let want: Vec<(u16, usize)> = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(counts, want);
+}
