@@ -1,0 +1,86 @@
+//! Reference binary morphology (the `naive` implementation): the direct definitions,
+//! offset by offset on byte masks, with the border conventions written out. Slow
+//! (work = voxels x element size) but easy to check; the fast kernels are tested
+//! against it.
+
+use rayon::prelude::*;
+use voxflow_engine::{Geometry, Mask};
+
+use super::element::Element;
+
+/// `out[v] = any/all over offsets o of in[v + o]`, with `outside` for voxels off the grid.
+fn apply(mask: &Mask, element: &Element, all: bool, outside: bool) -> Mask {
+    let [nx, ny, nz] = mask.dims();
+    let src = mask.as_slice();
+    let offsets = element.offsets();
+    let mut out = vec![0u8; src.len()];
+    if !out.is_empty() {
+        out.par_chunks_mut(nx * ny).enumerate().for_each(|(z, slice)| {
+            for y in 0..ny {
+                for x in 0..nx {
+                    let value = |o: &[isize; 3]| -> bool {
+                        let (a, b, c) = (x as isize + o[0], y as isize + o[1], z as isize + o[2]);
+                        if a < 0 || b < 0 || c < 0 || a >= nx as isize || b >= ny as isize || c >= nz as isize {
+                            outside
+                        } else {
+                            src[a as usize + nx * (b as usize + ny * c as usize)] != 0
+                        }
+                    };
+                    let v = if all { offsets.iter().all(value) } else { offsets.iter().any(value) };
+                    slice[x + nx * y] = v as u8;
+                }
+            }
+        });
+    }
+    Mask::from_vec(mask.geometry().clone(), out).expect("same grid")
+}
+
+/// `mask` grown by `pad` voxels on both sides of each axis, the margin set to `fill`.
+fn padded(mask: &Mask, pad: [usize; 3], fill: u8) -> Mask {
+    let [nx, ny, nz] = mask.dims();
+    let dims = [nx + 2 * pad[0], ny + 2 * pad[1], nz + 2 * pad[2]];
+    let g = Geometry::new(dims, mask.geometry().spacing);
+    let mut out = Mask::filled(g, fill);
+    let mut v = out.view_mut();
+    for ((x, y, z), &m) in mask.view().indexed_iter() {
+        v[[x + pad[0], y + pad[1], z + pad[2]]] = (m != 0) as u8;
+    }
+    out
+}
+
+/// The inner part of a mask padded by `pad`, on the original grid.
+fn cropped(m: &Mask, pad: [usize; 3], original: &Mask) -> Mask {
+    let mut out = Mask::filled(original.geometry().clone(), 0);
+    let v = m.view();
+    for ((x, y, z), o) in out.view_mut().indexed_iter_mut() {
+        *o = v[[x + pad[0], y + pad[1], z + pad[2]]];
+    }
+    out
+}
+
+/// Dilation: `out[v] = 1` when some `v + o` (o in the element) is set; outside is
+/// background.
+pub fn dilate(mask: &Mask, element: &Element) -> Mask {
+    apply(mask, element, false, false)
+}
+
+/// Erosion: `out[v] = 1` when every `v + o` is set or outside the volume (outside is
+/// foreground).
+pub fn erode(mask: &Mask, element: &Element) -> Mask {
+    apply(mask, element, true, true)
+}
+
+/// Closing: pad by the element radius with background, dilate, erode, crop (the
+/// recipe of `sarcopenia_ref.closing` and ITK's `SafeBorder`).
+pub fn close(mask: &Mask, element: &Element) -> Mask {
+    let pad = element.radius();
+    let p = padded(mask, pad, 0);
+    cropped(&erode(&dilate(&p, element), element), pad, mask)
+}
+
+/// Opening: pad by the element radius with foreground, erode, dilate, crop.
+pub fn open(mask: &Mask, element: &Element) -> Mask {
+    let pad = element.radius();
+    let p = padded(mask, pad, 1);
+    cropped(&dilate(&erode(&p, element), element), pad, mask)
+}
