@@ -1,0 +1,51 @@
+//! What `MaskAnd`, `MaskOr`, `MaskSubtract` and `MaskNot` share: no params, and a node
+//! that applies a voxel-wise kernel after checking grids.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use voxflow_engine::{
+    parse_params, ImplSpec, InputSpec, Mask, Node, NodeContext, NodeError, NodeSpec, OutputSpec,
+    ParamError, PortType, Value,
+};
+
+/// The (empty) params of the voxel-wise mask nodes; unknown fields are rejected.
+#[derive(Deserialize, Serialize, Debug, Clone, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+/// The spec of a two-input mask node (`a`, `b` -> `mask`).
+pub fn spec2(name: &'static str, summary: &'static str, doc: &'static str, out_doc: &'static str) -> NodeSpec {
+    NodeSpec {
+        name,
+        summary,
+        doc,
+        category: "masks",
+        inputs: vec![
+            InputSpec::required("a", &[PortType::Mask], "First mask."),
+            InputSpec::required("b", &[PortType::Mask], "Second mask, on the grid of `a`."),
+        ],
+        outputs: vec![OutputSpec::new("mask", PortType::Mask, out_doc)],
+        params: vec![],
+        impls: vec![ImplSpec::new("default", "One parallel voxel-wise pass.")],
+    }
+}
+
+/// A node applying `f` to inputs `a` and `b`.
+pub fn build2(params: &serde_json::Value, f: fn(&Mask, &Mask) -> Mask) -> Result<Box<dyn Node>, Vec<ParamError>> {
+    let _: NoParams = parse_params(params).map_err(|e| vec![e])?;
+    Ok(Box::new(Binary { f }))
+}
+
+struct Binary {
+    f: fn(&Mask, &Mask) -> Mask,
+}
+
+impl Node for Binary {
+    fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
+        let (a, b) = (ctx.mask("a")?, ctx.mask("b")?);
+        ctx.check_same_grid("a", "b")?;
+        ctx.set_output("mask", Value::Mask(Arc::new((self.f)(&a, &b))));
+        Ok(())
+    }
+}
