@@ -462,6 +462,7 @@ impl Loader {
             inputs: &inputs,
             bindings: &bindings,
             names: &local_names,
+            name_set: local_names.iter().map(String::as_str).collect(),
             site,
         };
 
@@ -726,7 +727,7 @@ impl Loader {
                 }
             };
         }
-        if !local.names.iter().any(|n| n == node) {
+        if !local.name_set.contains(node) {
             self.err(
                 loc,
                 format!("no node named `{node}`"),
@@ -935,6 +936,7 @@ struct LocalScope<'a> {
     inputs: &'a [(String, Location)],
     bindings: &'a IndexMap<String, Vec<PortRef>>,
     names: &'a [String],
+    name_set: std::collections::HashSet<&'a str>,
     site: Option<Location>,
 }
 

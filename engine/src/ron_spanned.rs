@@ -374,6 +374,7 @@ impl<'a> Parser<'a> {
         };
         if is_struct {
             let mut fields = Vec::new();
+            let mut seen = std::collections::HashSet::new();
             loop {
                 self.skip_ws()?;
                 if self.peek() == Some(b')') {
@@ -395,7 +396,7 @@ impl<'a> Parser<'a> {
                 }
                 self.pos += 1;
                 let v = self.value()?;
-                if fields.iter().any(|(k, _): &(Key, Spanned)| k.name == key) {
+                if !seen.insert(key.clone()) {
                     return Err(SyntaxError {
                         message: format!("field `{key}` is given twice"),
                         span: kspan,
@@ -445,6 +446,7 @@ impl<'a> Parser<'a> {
 
     fn map_body(&mut self) -> Result<Vec<(Key, Spanned)>, SyntaxError> {
         let mut fields = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         loop {
             self.skip_ws()?;
             if self.peek() == Some(b'}') {
@@ -468,10 +470,7 @@ impl<'a> Parser<'a> {
             }
             self.pos += 1;
             let v = self.value()?;
-            if fields
-                .iter()
-                .any(|(key, _): &(Key, Spanned)| key.name == name)
-            {
+            if !seen.insert(name.clone()) {
                 return Err(SyntaxError {
                     message: format!("key \"{name}\" is given twice"),
                     span: k.span,

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use crate::node::{NodeContext, Source};
@@ -148,12 +148,24 @@ pub fn run(plan: &Plan, opts: &RunOptions) -> RunReport {
     }
 }
 
-struct Done {
-    index: usize,
-    result: Result<BTreeMap<String, Value>, String>,
-    start_ms: f64,
-    wall_ms: f64,
-    notes: Vec<String>,
+/// Bookkeeping shared by the workers: each finishing node updates it and launches the
+/// dependants it made ready, so a chain of nodes never round-trips through one thread.
+struct State {
+    pending: Vec<usize>,
+    readers: HashMap<(usize, String), usize>,
+    values: HashMap<(usize, String), Value>,
+    records: Vec<NodeRecord>,
+    outputs: BTreeMap<String, Value>,
+}
+
+struct Shared<'a> {
+    plan: &'a Plan,
+    opts: &'a RunOptions,
+    out_dir: PathBuf,
+    t0: Instant,
+    files: Arc<Mutex<Vec<PathBuf>>>,
+    dependants: Vec<Vec<usize>>,
+    state: Mutex<State>,
 }
 
 fn run_in_pool(plan: &Plan, opts: &RunOptions) -> RunReport {
@@ -165,7 +177,6 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions) -> RunReport {
     } else {
         opts.out_dir.clone()
     };
-    let files = Arc::new(Mutex::new(Vec::new()));
 
     let mut pending = vec![0usize; n];
     let mut dependants: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -185,8 +196,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions) -> RunReport {
     for (i, port) in &plan.targets {
         *readers.entry((*i, port.clone())).or_default() += 1;
     }
-
-    let mut records: Vec<NodeRecord> = plan
+    let records = plan
         .nodes
         .iter()
         .map(|p| NodeRecord {
@@ -200,140 +210,181 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions) -> RunReport {
             notes: Vec::new(),
         })
         .collect();
-    let mut values: HashMap<(usize, String), Value> = HashMap::new();
-    let mut outputs = BTreeMap::new();
-    let (tx, rx) = mpsc::channel::<Done>();
-
-    rayon::in_place_scope(|scope| {
-        let mut running = 0usize;
-        let start = |i: usize,
-                     values: &mut HashMap<(usize, String), Value>,
-                     readers: &mut HashMap<(usize, String), usize>,
-                     running: &mut usize| {
-            let node = &plan.nodes[i];
-            let mut inputs: BTreeMap<String, Vec<(Source, Value)>> = BTreeMap::new();
-            for (port, edges) in &node.inputs {
-                for e in edges {
-                    let key = (e.from, e.port.clone());
-                    let v = values
-                        .get(&key)
-                        .cloned()
-                        .expect("inputs of a ready node are computed");
-                    let left = readers.get_mut(&key).expect("reader counted");
-                    *left -= 1;
-                    if *left == 0 {
-                        values.remove(&key);
-                    }
-                    let src = Source {
-                        node: plan.nodes[e.from].id.clone(),
-                        port: e.port.clone(),
-                    };
-                    inputs.entry(port.clone()).or_default().push((src, v));
-                }
-            }
-            let mut ctx = NodeContext {
-                node_id: node.id.clone(),
-                node_type: node.type_name.clone(),
-                inputs,
-                outputs: BTreeMap::new(),
-                out_dir: out_dir.clone(),
-                files_written: files.clone(),
-                notes: Vec::new(),
-            };
-            let tx = tx.clone();
-            let observer = opts.observer.clone();
-            *running += 1;
-            scope.spawn(move |_| {
-                if let Some(o) = &observer {
-                    o(&Event::Started { id: node.id.clone() });
-                }
-                let span = tracing::info_span!("node", id = %node.id, r#type = %node.type_name, implementation = %node.implementation);
-                let _guard = span.enter();
-                let t = Instant::now();
-                let start_ms = t.duration_since(t0).as_secs_f64() * 1e3;
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.node.run(&mut ctx)));
-                let result = match result {
-                    Ok(Ok(())) => check_outputs(node, ctx.outputs),
-                    Ok(Err(e)) => Err(error_chain(&e)),
-                    Err(panic) => Err(format!("internal error (panic): {}", panic_message(&panic))),
-                };
-                let wall_ms = t.elapsed().as_secs_f64() * 1e3;
-                match &result {
-                    Ok(_) => tracing::debug!(wall_ms, "node finished"),
-                    Err(e) => tracing::warn!(error = %e, "node failed"),
-                }
-                let _ = tx.send(Done { index: i, result, start_ms, wall_ms, notes: ctx.notes });
-            });
-        };
-
-        for i in 0..n {
-            if plan.nodes[i].needed && pending[i] == 0 {
-                start(i, &mut values, &mut readers, &mut running);
-            }
-        }
-        while running > 0 {
-            let done = rx.recv().expect("workers hold a sender");
-            running -= 1;
-            let i = done.index;
-            let rec = &mut records[i];
-            rec.start_ms = done.start_ms;
-            rec.wall_ms = done.wall_ms;
-            rec.notes = done.notes;
-            match done.result {
-                Ok(outs) => {
-                    rec.status = Status::Ok;
-                    rec.output_bytes = outs.values().map(Value::size_bytes).sum();
-                    for (port, v) in outs {
-                        let key = (i, port);
-                        if plan.targets.iter().any(|(t, p)| *t == i && *p == key.1) {
-                            outputs.insert(format!("{}.{}", plan.nodes[i].id, key.1), v.clone());
-                        }
-                        if readers.get(&key).copied().unwrap_or(0) > 0 {
-                            values.insert(key, v);
-                        }
-                    }
-                    for &d in &dependants[i] {
-                        pending[d] -= 1;
-                        if pending[d] == 0 && records[d].status == Status::NotNeeded {
-                            start(d, &mut values, &mut readers, &mut running);
-                        }
-                    }
-                }
-                Err(e) => {
-                    rec.status = Status::Failed(e);
-                    let reason = format!(
-                        "upstream node `{}` ({}) failed",
-                        plan.nodes[i].id, plan.nodes[i].type_name
-                    );
-                    let mut stack = dependants[i].clone();
-                    while let Some(d) = stack.pop() {
-                        if records[d].status == Status::NotNeeded {
-                            records[d].status = Status::Skipped(reason.clone());
-                            stack.extend(dependants[d].iter().copied());
-                        }
-                    }
-                }
-            }
-            if let Some(o) = &opts.observer {
-                o(&Event::Finished {
-                    id: records[i].id.clone(),
-                    status: records[i].status.clone(),
-                    wall_ms: records[i].wall_ms,
-                });
-            }
+    let ready: Vec<usize> = (0..n)
+        .filter(|&i| plan.nodes[i].needed && pending[i] == 0)
+        .collect();
+    let shared = Shared {
+        plan,
+        opts,
+        out_dir,
+        t0,
+        files: Arc::default(),
+        dependants,
+        state: Mutex::new(State {
+            pending,
+            readers,
+            values: HashMap::new(),
+            records,
+            outputs: BTreeMap::new(),
+        }),
+    };
+    rayon::scope(|scope| {
+        let mut st = shared.state.lock().expect("state");
+        let contexts: Vec<(usize, NodeContext)> = ready
+            .into_iter()
+            .map(|i| (i, shared.take_inputs(i, &mut st)))
+            .collect();
+        drop(st);
+        for (i, ctx) in contexts {
+            launch(scope, &shared, i, ctx);
         }
     });
 
-    let files = files.lock().expect("lock").clone();
+    let files = shared.files.lock().expect("lock").clone();
+    let st = shared.state.into_inner().expect("state");
     RunReport {
         graph: plan.name.clone(),
         file: plan.file.clone(),
         started,
         wall_ms: t0.elapsed().as_secs_f64() * 1e3,
-        nodes: records,
-        outputs,
+        nodes: st.records,
+        outputs: st.outputs,
         files,
     }
+}
+
+impl Shared<'_> {
+    /// Gather a ready node's inputs, releasing values whose last reader this is.
+    fn take_inputs(&self, i: usize, st: &mut State) -> NodeContext {
+        let node = &self.plan.nodes[i];
+        let mut inputs: BTreeMap<String, Vec<(Source, Value)>> = BTreeMap::new();
+        for (port, edges) in &node.inputs {
+            for e in edges {
+                let key = (e.from, e.port.clone());
+                let v = st
+                    .values
+                    .get(&key)
+                    .cloned()
+                    .expect("inputs of a ready node are computed");
+                let left = st.readers.get_mut(&key).expect("reader counted");
+                *left -= 1;
+                if *left == 0 {
+                    st.values.remove(&key);
+                }
+                let src = Source {
+                    node: self.plan.nodes[e.from].id.clone(),
+                    port: e.port.clone(),
+                };
+                inputs.entry(port.clone()).or_default().push((src, v));
+            }
+        }
+        NodeContext {
+            node_id: node.id.clone(),
+            node_type: node.type_name.clone(),
+            inputs,
+            outputs: BTreeMap::new(),
+            out_dir: self.out_dir.clone(),
+            files_written: self.files.clone(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// Record a finished node; returns the dependants it made ready, with their inputs.
+    fn finish(
+        &self,
+        i: usize,
+        result: Result<BTreeMap<String, Value>, String>,
+        start_ms: f64,
+        wall_ms: f64,
+        notes: Vec<String>,
+    ) -> Vec<(usize, NodeContext)> {
+        let plan = self.plan;
+        let mut st = self.state.lock().expect("state");
+        let st = &mut *st;
+        let rec = &mut st.records[i];
+        rec.start_ms = start_ms;
+        rec.wall_ms = wall_ms;
+        rec.notes = notes;
+        let mut ready = Vec::new();
+        match result {
+            Ok(outs) => {
+                rec.status = Status::Ok;
+                rec.output_bytes = outs.values().map(Value::size_bytes).sum();
+                for (port, v) in outs {
+                    if plan.targets.iter().any(|(t, p)| *t == i && *p == port) {
+                        st.outputs
+                            .insert(format!("{}.{port}", plan.nodes[i].id), v.clone());
+                    }
+                    let key = (i, port);
+                    if st.readers.get(&key).copied().unwrap_or(0) > 0 {
+                        st.values.insert(key, v);
+                    }
+                }
+                for &d in &self.dependants[i] {
+                    st.pending[d] -= 1;
+                    if st.pending[d] == 0 && !matches!(st.records[d].status, Status::Skipped(_)) {
+                        ready.push(d);
+                    }
+                }
+            }
+            Err(e) => {
+                rec.status = Status::Failed(e);
+                let reason = format!(
+                    "upstream node `{}` ({}) failed",
+                    plan.nodes[i].id, plan.nodes[i].type_name
+                );
+                let mut stack = self.dependants[i].clone();
+                while let Some(d) = stack.pop() {
+                    if st.records[d].status == Status::NotNeeded {
+                        st.records[d].status = Status::Skipped(reason.clone());
+                        stack.extend(self.dependants[d].iter().copied());
+                    }
+                }
+            }
+        }
+        if let Some(o) = &self.opts.observer {
+            o(&Event::Finished {
+                id: st.records[i].id.clone(),
+                status: st.records[i].status.clone(),
+                wall_ms,
+            });
+        }
+        ready
+            .into_iter()
+            .map(|d| (d, self.take_inputs(d, st)))
+            .collect()
+    }
+}
+
+/// Run node `i` on the pool; when it finishes, launch what it made ready.
+fn launch<'s>(scope: &rayon::Scope<'s>, shared: &'s Shared<'s>, i: usize, mut ctx: NodeContext) {
+    scope.spawn(move |scope| {
+        let node = &shared.plan.nodes[i];
+        if let Some(o) = &shared.opts.observer {
+            o(&Event::Started { id: node.id.clone() });
+        }
+        let span = tracing::info_span!("node", id = %node.id, r#type = %node.type_name, implementation = %node.implementation);
+        let guard = span.enter();
+        let t = Instant::now();
+        let start_ms = t.duration_since(shared.t0).as_secs_f64() * 1e3;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.node.run(&mut ctx)));
+        let result = match result {
+            Ok(Ok(())) => check_outputs(node, std::mem::take(&mut ctx.outputs)),
+            Ok(Err(e)) => Err(error_chain(&e)),
+            Err(panic) => Err(format!("internal error (panic): {}", panic_message(&panic))),
+        };
+        let wall_ms = t.elapsed().as_secs_f64() * 1e3;
+        match &result {
+            Ok(_) => tracing::debug!(wall_ms, "node finished"),
+            Err(e) => tracing::warn!(error = %e, "node failed"),
+        }
+        drop(guard);
+        let notes = std::mem::take(&mut ctx.notes);
+        drop(ctx); // release the inputs before the dependants start
+        for (d, dctx) in shared.finish(i, result, start_ms, wall_ms, notes) {
+            launch(scope, shared, d, dctx);
+        }
+    });
 }
 
 /// A node must set every output it declares, with the declared type.

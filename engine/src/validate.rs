@@ -242,7 +242,7 @@ pub fn validate(
     for (i, inputs) in all_inputs.iter().enumerate() {
         for (_, edges) in inputs {
             for e in edges {
-                dag.update_edge(nidx[e.from], nidx[i], ());
+                dag.add_edge(nidx[e.from], nidx[i], ());
             }
         }
     }
