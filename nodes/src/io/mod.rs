@@ -6,6 +6,7 @@
 
 use voxflow_engine::Registry;
 
+pub mod dicom;
 pub mod nifti;
 pub mod nifti_load;
 pub mod nifti_save;
@@ -16,9 +17,12 @@ pub fn register(reg: &mut Registry) {
     reg.add(nifti_load::LoadMask);
     reg.add(nifti_load::LoadLabels);
     reg.add(nifti_save::SaveNifti);
+    reg.add(dicom::LoadDicomSeries);
 }
 
 #[cfg(test)]
 pub(crate) mod test_support;
+#[cfg(test)]
+mod tests_dicom;
 #[cfg(test)]
 mod tests_nifti;

@@ -484,10 +484,7 @@ fn nodes_load_and_save_through_the_context() {
         assert_eq!(v.geometry(), Some(&geom()));
         match v {
             Value::Labels(l) => assert_eq!(**l, labels),
-            Value::Mask(m) => assert_eq!(
-                m.as_slice(),
-                labels.map(|&v| (v != 0) as u8).as_slice()
-            ),
+            Value::Mask(m) => assert_eq!(m.as_slice(), labels.map(|&v| (v != 0) as u8).as_slice()),
             Value::Image(i) => assert_eq!(i.dtype(), "i16"),
             _ => unreachable!(),
         }
