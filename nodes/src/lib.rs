@@ -14,6 +14,7 @@ pub mod components;
 pub mod intensity;
 pub mod io;
 pub mod masks;
+pub mod metrics;
 pub mod morphology;
 pub mod phantom;
 pub mod stats;
@@ -28,6 +29,7 @@ pub fn register_all(reg: &mut Registry) {
     masks::register(reg);
     morphology::register(reg);
     components::register(reg);
+    metrics::register(reg);
 }
 
 /// A registry with every node type of this crate.
