@@ -62,7 +62,7 @@ fn gather8(w: u64) -> u64 {
 }
 
 /// Pack a row of bytes into `dst` (all `ceil(src.len() / 64)` words are written).
-fn pack_row(src: &[u8], dst: &mut [u64]) {
+pub(crate) fn pack_row(src: &[u8], dst: &mut [u64]) {
     let mut chunks = src.chunks_exact(64);
     let mut wi = 0;
     for c in &mut chunks {

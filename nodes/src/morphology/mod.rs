@@ -29,7 +29,7 @@ pub mod kernels;
 pub mod naive;
 mod opening;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use closing::Closing;
 pub use dilation::Dilation;
