@@ -1,6 +1,15 @@
-//! (family being written)
+//! Statistics: per-label volumes, HU and per-slice areas, and writing tables to files.
 
 use voxflow_engine::Registry;
 
+pub mod label_stats;
+pub mod write_table;
+
 /// Register this family's node types.
-pub fn register(_reg: &mut Registry) {}
+pub fn register(reg: &mut Registry) {
+    reg.add(label_stats::LabelStats);
+    reg.add(write_table::WriteTable);
+}
+
+#[cfg(test)]
+mod tests;
