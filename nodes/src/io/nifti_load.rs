@@ -243,9 +243,13 @@ impl NodeType for LoadNifti {
                     "Muscle statistics of the real test CT (runs where ../shared/data exists).",
                 graph: r#"Graph(
     name: "load_ct_muscle_stats",
+    params: {
+        "ct": "../shared/data/ct_sm.nii.gz",
+        "muscle": "../shared/data/ct_sm_tissue_skeletal_muscle.nii.gz",
+    },
     nodes: {
-        "ct":     (node: "LoadNifti", params: (path: "../shared/data/ct_sm.nii.gz")),
-        "muscle": (node: "LoadMask", params: (path: "../shared/data/ct_sm_tissue_skeletal_muscle.nii.gz")),
+        "ct":     (node: "LoadNifti", params: (path: "${ct}")),
+        "muscle": (node: "LoadMask", params: (path: "${muscle}")),
         "stats":  (node: "LabelStats", inputs: (labels: "muscle", image: "ct")),
         "csv":    (node: "WriteTable", inputs: (table: "stats.table"), params: (path: "muscle_stats.csv")),
     },
@@ -307,8 +311,9 @@ impl NodeType for LoadMask {
                 description: "Volume of the real muscle mask (runs where ../shared/data exists).",
                 graph: r#"Graph(
     name: "load_mask_volume",
+    params: { "muscle": "../shared/data/ct_sm_tissue_skeletal_muscle.nii.gz" },
     nodes: {
-        "muscle": (node: "LoadMask", params: (path: "../shared/data/ct_sm_tissue_skeletal_muscle.nii.gz")),
+        "muscle": (node: "LoadMask", params: (path: "${muscle}")),
         "stats":  (node: "LabelStats", inputs: (labels: "muscle")),
     },
 )"#,
@@ -369,9 +374,13 @@ impl NodeType for LoadLabels {
                 description: "Per-label volumes and HU of the real 117-class map (runs where ../shared/data exists).",
                 graph: r#"Graph(
     name: "load_total_stats",
+    params: {
+        "ct": "../shared/data/ct_sm.nii.gz",
+        "total": "../shared/data/ct_sm_total.nii.gz",
+    },
     nodes: {
-        "ct":     (node: "LoadNifti", params: (path: "../shared/data/ct_sm.nii.gz")),
-        "total":  (node: "LoadLabels", params: (path: "../shared/data/ct_sm_total.nii.gz")),
+        "ct":     (node: "LoadNifti", params: (path: "${ct}")),
+        "total":  (node: "LoadLabels", params: (path: "${total}")),
         "stats":  (node: "LabelStats", inputs: (labels: "total", image: "ct")),
         "json":   (node: "WriteTable", inputs: (table: "stats.table"), params: (path: "total_stats.json")),
     },
