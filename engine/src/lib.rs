@@ -18,6 +18,8 @@
 //! only for syntax errors, and validation must point at the exact value that is wrong.
 #![deny(missing_docs)]
 
+pub mod cache;
+pub mod codec;
 pub mod diag;
 pub mod dot;
 pub mod fsutil;

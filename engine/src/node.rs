@@ -267,6 +267,12 @@ pub trait NodeType: Send + Sync + 'static {
 pub trait Node: Send + Sync {
     /// Read inputs from the context, do the work, store outputs in the context.
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError>;
+
+    /// Files (or folders) this node reads, relative to the current folder. Their content
+    /// hashes go into cache keys and provenance records, so a changed file is noticed.
+    fn input_files(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
 }
 
 /// A failure inside a node's run. The engine adds the node id and type when reporting.

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
+use crate::cache::{hash_path, Cache, KeyParts};
 use crate::node::{NodeContext, Source};
 use crate::validate::Plan;
 use crate::value::Value;
@@ -24,6 +25,10 @@ pub struct RunOptions {
     pub threads: Option<usize>,
     /// Called from worker threads as nodes start and finish (progress display).
     pub observer: Option<Arc<dyn Fn(&Event) + Send + Sync>>,
+    /// Reuse and store results in this cache.
+    pub cache: Option<Cache>,
+    /// Identifies this graph (and case) in the cache's explain records.
+    pub cache_scope: String,
 }
 
 /// Progress of a run.
@@ -57,6 +62,8 @@ pub enum Status {
     Skipped(String),
     /// Not needed for the requested outputs.
     NotNeeded,
+    /// Not run: its results came from the cache.
+    Cached,
 }
 
 /// One node in the run report.
@@ -80,6 +87,13 @@ pub struct NodeRecord {
     pub output_bytes: usize,
     /// Notes the node added (e.g. which device ran it).
     pub notes: Vec<String>,
+    /// Files the node wrote.
+    pub files: Vec<PathBuf>,
+    /// Files the node read (its declared input files).
+    pub input_files: Vec<PathBuf>,
+    /// With a cache: `reused`, or why it ran (`ran: param X changed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<String>,
 }
 
 /// The result of a run: per-node records, requested outputs and files written.
@@ -106,7 +120,7 @@ impl RunReport {
     pub fn ok(&self) -> bool {
         self.nodes
             .iter()
-            .all(|n| matches!(n.status, Status::Ok | Status::NotNeeded))
+            .all(|n| matches!(n.status, Status::Ok | Status::NotNeeded | Status::Cached))
     }
 
     /// Failed nodes with their errors.
@@ -165,6 +179,7 @@ struct Shared<'a> {
     t0: Instant,
     files: Arc<Mutex<Vec<PathBuf>>>,
     dependants: Vec<Vec<usize>>,
+    keys: Vec<Option<KeyParts>>,
     state: Mutex<State>,
 }
 
@@ -208,10 +223,35 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions) -> RunReport {
             wall_ms: 0.0,
             output_bytes: 0,
             notes: Vec::new(),
+            files: Vec::new(),
+            input_files: p.node.input_files(),
+            cache: None,
         })
         .collect();
+    let mut state = State {
+        pending,
+        readers,
+        values: HashMap::new(),
+        records,
+        outputs: BTreeMap::new(),
+    };
+    let keys = match &opts.cache {
+        Some(cache) => apply_cache(
+            plan,
+            &out_dir,
+            cache,
+            &opts.cache_scope,
+            &dependants,
+            &mut state,
+        ),
+        None => vec![None; n],
+    };
     let ready: Vec<usize> = (0..n)
-        .filter(|&i| plan.nodes[i].needed && pending[i] == 0)
+        .filter(|&i| {
+            plan.nodes[i].needed
+                && state.pending[i] == 0
+                && state.records[i].status == Status::NotNeeded
+        })
         .collect();
     let shared = Shared {
         plan,
@@ -220,13 +260,8 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions) -> RunReport {
         t0,
         files: Arc::default(),
         dependants,
-        state: Mutex::new(State {
-            pending,
-            readers,
-            values: HashMap::new(),
-            records,
-            outputs: BTreeMap::new(),
-        }),
+        keys,
+        state: Mutex::new(state),
     };
     rayon::scope(|scope| {
         let mut st = shared.state.lock().expect("state");
@@ -284,7 +319,7 @@ impl Shared<'_> {
             inputs,
             outputs: BTreeMap::new(),
             out_dir: self.out_dir.clone(),
-            files_written: self.files.clone(),
+            files_written: Arc::default(),
             notes: Vec::new(),
         }
     }
@@ -297,14 +332,23 @@ impl Shared<'_> {
         start_ms: f64,
         wall_ms: f64,
         notes: Vec<String>,
+        files: Vec<PathBuf>,
     ) -> Vec<(usize, NodeContext)> {
         let plan = self.plan;
+        if let (Ok(outs), Some(cache), Some(parts)) = (&result, &self.opts.cache, &self.keys[i]) {
+            self.store(cache, i, parts, outs, &files);
+        }
+        self.files
+            .lock()
+            .expect("files")
+            .extend(files.iter().cloned());
         let mut st = self.state.lock().expect("state");
         let st = &mut *st;
         let rec = &mut st.records[i];
         rec.start_ms = start_ms;
         rec.wall_ms = wall_ms;
         rec.notes = notes;
+        rec.files = files;
         let mut ready = Vec::new();
         match result {
             Ok(outs) => {
@@ -380,11 +424,244 @@ fn launch<'s>(scope: &rayon::Scope<'s>, shared: &'s Shared<'s>, i: usize, mut ct
         }
         drop(guard);
         let notes = std::mem::take(&mut ctx.notes);
+        let files = std::mem::take(&mut *ctx.files_written.lock().expect("files"));
         drop(ctx); // release the inputs before the dependants start
-        for (d, dctx) in shared.finish(i, result, start_ms, wall_ms, notes) {
+        for (d, dctx) in shared.finish(i, result, start_ms, wall_ms, notes, files) {
             launch(scope, shared, d, dctx);
         }
     });
+}
+
+impl Shared<'_> {
+    /// Put a successful node's results in the cache (failures never are). A cache that
+    /// cannot be written is logged, not fatal: the run's results are still right.
+    fn store(
+        &self,
+        cache: &Cache,
+        i: usize,
+        parts: &KeyParts,
+        outs: &BTreeMap<String, Value>,
+        files: &[PathBuf],
+    ) {
+        let mut hashes = BTreeMap::new();
+        for f in files {
+            match (f.strip_prefix(&self.out_dir), hash_path(f)) {
+                (Ok(rel), Ok(h)) => {
+                    hashes.insert(rel.display().to_string(), h);
+                }
+                // A file outside the output folder cannot be checked on reuse: don't cache.
+                _ => return,
+            }
+        }
+        let node = &self.plan.nodes[i];
+        let stored = cache
+            .store(&parts.key(), &node.type_name, outs, &hashes)
+            .and_then(|_| cache.remember(&self.opts.cache_scope, &node.id, parts));
+        if let Err(e) = stored {
+            tracing::warn!(node = %node.id, error = %e, "could not write the cache entry");
+        }
+    }
+}
+
+/// Compute every needed node's cache key, mark nodes whose results are cached as
+/// `Cached`, and load the cached values that nodes which must run (or the targets) read.
+/// A corrupt entry is reported and its node runs again.
+fn apply_cache(
+    plan: &Plan,
+    out_dir: &Path,
+    cache: &Cache,
+    scope: &str,
+    dependants: &[Vec<usize>],
+    st: &mut State,
+) -> Vec<Option<KeyParts>> {
+    let n = plan.nodes.len();
+    let mut keys: Vec<Option<KeyParts>> = vec![None; n];
+    let mut key_strings: Vec<Option<String>> = vec![None; n];
+    // Nodes are validated acyclic; compute keys in dependency order.
+    let mut order = Vec::with_capacity(n);
+    let mut indeg: Vec<usize> = plan
+        .nodes
+        .iter()
+        .map(|p| p.inputs.iter().map(|(_, e)| e.len()).sum())
+        .collect();
+    let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, p) in plan.nodes.iter().enumerate() {
+        for (_, edges) in &p.inputs {
+            for e in edges {
+                consumers[e.from].push(i);
+            }
+        }
+    }
+    let mut stack: Vec<usize> = (0..n).filter(|&i| indeg[i] == 0).collect();
+    while let Some(i) = stack.pop() {
+        order.push(i);
+        for &c in &consumers[i] {
+            indeg[c] -= 1;
+            if indeg[c] == 0 {
+                stack.push(c);
+            }
+        }
+    }
+    for &i in &order {
+        let p = &plan.nodes[i];
+        if !p.needed {
+            continue;
+        }
+        let mut inputs = BTreeMap::new();
+        let mut complete = true;
+        for (port, edges) in &p.inputs {
+            let mut refs = Vec::new();
+            for e in edges {
+                match &key_strings[e.from] {
+                    Some(k) => {
+                        refs.push((plan.nodes[e.from].id.clone(), format!("{k}.{}", e.port)))
+                    }
+                    None => complete = false,
+                }
+            }
+            inputs.insert(port.clone(), refs);
+        }
+        let mut files = BTreeMap::new();
+        for f in p.node.input_files() {
+            match hash_path(&f) {
+                Ok(h) => {
+                    files.insert(f.display().to_string(), h);
+                }
+                Err(_) => complete = false, // the node will report the missing file itself
+            }
+        }
+        if !complete {
+            continue;
+        }
+        let parts = KeyParts {
+            node_type: p.type_name.clone(),
+            implementation: p.implementation.clone(),
+            version: p.impl_version,
+            params: p.params.clone(),
+            inputs,
+            files,
+        };
+        key_strings[i] = Some(parts.key());
+        keys[i] = Some(parts);
+    }
+
+    // Which entries exist (and, for file writers, whether their files are intact).
+    let mut entries: Vec<Option<crate::cache::Entry>> = vec![None; n];
+    let mut reused = vec![false; n];
+    for i in 0..n {
+        let (Some(k), true) = (&key_strings[i], plan.nodes[i].needed) else {
+            continue;
+        };
+        let Some(e) = cache.entry(k) else { continue };
+        let outputs_ok = plan.nodes[i]
+            .outputs
+            .iter()
+            .all(|(o, _)| e.outputs.contains_key(o));
+        let files_ok = e
+            .files
+            .iter()
+            .all(|(rel, h)| hash_path(&out_dir.join(rel)).is_ok_and(|x| &x == h));
+        reused[i] = outputs_ok && files_ok;
+        if outputs_ok && !files_ok {
+            st.records[i].cache = Some("ran: files it wrote are missing or changed".into());
+        }
+        entries[i] = Some(e);
+    }
+    // Load what running nodes and targets read from reused nodes; a corrupt value
+    // un-reuses its node, which may need loads of its own: repeat until stable.
+    let mut loaded: HashMap<(usize, String), Value> = HashMap::new();
+    loop {
+        let mut wanted: Vec<(usize, String)> = Vec::new();
+        for (i, p) in plan.nodes.iter().enumerate() {
+            if p.needed && !reused[i] {
+                for (_, edges) in &p.inputs {
+                    wanted.extend(
+                        edges
+                            .iter()
+                            .filter(|e| reused[e.from])
+                            .map(|e| (e.from, e.port.clone())),
+                    );
+                }
+            }
+        }
+        wanted.extend(
+            plan.targets
+                .iter()
+                .filter(|(t, p)| reused[*t] && !p.is_empty())
+                .cloned(),
+        );
+        let mut changed = false;
+        for w in wanted {
+            if loaded.contains_key(&w) || !reused[w.0] {
+                continue;
+            }
+            let key = key_strings[w.0].as_deref().expect("reused nodes have keys");
+            let hash = &entries[w.0]
+                .as_ref()
+                .expect("reused nodes have entries")
+                .outputs[&w.1];
+            match cache.load(key, &w.1, hash) {
+                Ok(v) => {
+                    loaded.insert(w, v);
+                }
+                Err(e) => {
+                    tracing::warn!(node = %plan.nodes[w.0].id, error = %e, "cache entry unusable; recomputing");
+                    reused[w.0] = false;
+                    st.records[w.0].cache = Some("ran: cache entry corrupt".into());
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for i in 0..n {
+        if !plan.nodes[i].needed {
+            continue;
+        }
+        if reused[i] {
+            st.records[i].status = Status::Cached;
+            st.records[i].cache = Some("reused".into());
+            for &d in &dependants[i] {
+                st.pending[d] -= 1;
+            }
+            for (t, port) in &plan.targets {
+                if *t == i {
+                    if let Some(v) = loaded.get(&(i, port.clone())) {
+                        st.outputs
+                            .insert(format!("{}.{port}", plan.nodes[i].id), v.clone());
+                    }
+                }
+            }
+        } else if st.records[i].cache.is_none() {
+            let why = match &keys[i] {
+                Some(parts) => {
+                    parts.explain_change(cache.previous(scope, &plan.nodes[i].id).as_ref())
+                }
+                None => "ran: an input file is missing or an input did not run".into(),
+            };
+            st.records[i].cache = Some(why);
+        }
+    }
+    // Reused nodes never read their inputs: release those reader counts.
+    for (i, p) in plan.nodes.iter().enumerate() {
+        if p.needed && reused[i] {
+            for (_, edges) in &p.inputs {
+                for e in edges {
+                    if let Some(r) = st.readers.get_mut(&(e.from, e.port.clone())) {
+                        *r -= 1;
+                    }
+                }
+            }
+        }
+    }
+    for (k, v) in loaded {
+        if st.readers.get(&k).copied().unwrap_or(0) > 0 {
+            st.values.insert(k, v);
+        }
+    }
+    keys
 }
 
 /// A node must set every output it declares, with the declared type.
