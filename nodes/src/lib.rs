@@ -15,6 +15,7 @@ pub mod intensity;
 pub mod io;
 pub mod masks;
 pub mod metrics;
+pub mod render;
 pub mod morphology;
 pub mod phantom;
 pub mod stats;
@@ -30,6 +31,7 @@ pub fn register_all(reg: &mut Registry) {
     morphology::register(reg);
     components::register(reg);
     metrics::register(reg);
+    render::register(reg);
 }
 
 /// A registry with every node type of this crate.

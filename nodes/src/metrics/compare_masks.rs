@@ -10,7 +10,7 @@ use voxflow_engine::{
 
 use super::kernels::{
     binary_overlap, label_extent, label_overlap, labels_present, pair_codes, surface_distances,
-    Overlap, SurfaceDistances, VoxelBox, NO_ROW,
+    LabelVoxel, Overlap, SurfaceDistances, VoxelBox, NO_ROW,
 };
 
 /// The columns of the output table, in order.
@@ -343,6 +343,15 @@ impl LabelInput {
         match self {
             LabelInput::Mask(m) => m.geometry(),
             LabelInput::Labels(l) => l.geometry(),
+        }
+    }
+
+    /// The label of the voxel at linear index `i` (a mask reads 1 where non-zero).
+    #[inline]
+    pub fn label_at(&self, i: usize) -> u16 {
+        match self {
+            LabelInput::Mask(m) => m.as_slice()[i].label(),
+            LabelInput::Labels(l) => l.as_slice()[i],
         }
     }
 }

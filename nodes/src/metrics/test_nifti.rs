@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use voxflow_engine::{Geometry, Labels, Volume};
+use voxflow_engine::{Geometry, Image, Labels, Volume};
 
 fn read(path: &Path) -> (Geometry, i16, Vec<u8>) {
     use nifti::NiftiObject;
@@ -43,4 +43,12 @@ fn values(datatype: i16, raw: &[u8]) -> Vec<i64> {
 pub(crate) fn load_labels(path: &Path) -> Labels {
     let (g, t, raw) = read(path);
     Volume::from_vec(g, values(t, &raw).into_iter().map(|v| v as u16).collect()).expect("size")
+}
+
+/// A CT image (int16 HU).
+pub(crate) fn load_image(path: &Path) -> Image {
+    let (g, t, raw) = read(path);
+    Image::I16(
+        Volume::from_vec(g, values(t, &raw).into_iter().map(|v| v as i16).collect()).expect("size"),
+    )
 }

@@ -1,0 +1,474 @@
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::json;
+use voxflow_engine::{
+    Cell, Geometry, Image, Labels, Mask, NodeContext, NodeError, NodeType, Table, Value, Volume,
+};
+
+use super::*;
+use crate::render::kernels::{BLUE, MAGENTA, RED};
+
+/// A decoded PNG: width, height, RGB bytes.
+struct Png {
+    w: usize,
+    h: usize,
+    rgb: Vec<u8>,
+}
+
+impl Png {
+    fn read(path: &Path) -> Png {
+        let bytes = std::fs::read(path).unwrap();
+        let dec = png::Decoder::new(std::io::Cursor::new(bytes));
+        let mut reader = dec.read_info().unwrap();
+        let mut buf = vec![0u8; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!(info.color_type, png::ColorType::Rgb);
+        assert_eq!(info.bit_depth, png::BitDepth::Eight);
+        buf.truncate(info.buffer_size());
+        Png {
+            w: info.width as usize,
+            h: info.height as usize,
+            rgb: buf,
+        }
+    }
+
+    fn px(&self, x: usize, y: usize) -> [u8; 3] {
+        let i = 3 * (x + self.w * y);
+        [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
+    }
+
+    /// Centroid (x, y) of the pixels in a rectangle that satisfy `pred`.
+    fn centroid(
+        &self,
+        x0: usize,
+        y0: usize,
+        w: usize,
+        h: usize,
+        pred: impl Fn([u8; 3]) -> bool,
+    ) -> Option<(f64, f64)> {
+        let (mut sx, mut sy, mut n) = (0.0, 0.0, 0.0);
+        for y in y0..y0 + h {
+            for x in x0..x0 + w {
+                if pred(self.px(x, y)) {
+                    sx += x as f64;
+                    sy += y as f64;
+                    n += 1.0;
+                }
+            }
+        }
+        (n > 0.0).then(|| (sx / n, sy / n))
+    }
+}
+
+// Colours blended half and half over any grey keep these channel differences.
+fn is_blue(c: [u8; 3]) -> bool {
+    let [r, g, b] = c.map(i32::from);
+    b - r > 60 && b - g > 30
+}
+
+fn is_red(c: [u8; 3]) -> bool {
+    let [r, g, b] = c.map(i32::from);
+    r - b > 60 && r - g > 60
+}
+
+fn is_magenta(c: [u8; 3]) -> bool {
+    let [r, g, b] = c.map(i32::from);
+    r - g > 60 && b - g > 60
+}
+
+fn is_yellow(c: [u8; 3]) -> bool {
+    let [r, g, b] = c.map(i32::from);
+    r - b > 60 && g - b > 60
+}
+
+fn volume<T: Clone>(g: &Geometry, f: impl Fn(usize, usize, usize) -> T) -> Volume<T> {
+    let [nx, ny, nz] = g.dims;
+    let mut v = Vec::with_capacity(g.len());
+    for z in 0..nz {
+        for y in 0..ny {
+            for x in 0..nx {
+                v.push(f(x, y, z));
+            }
+        }
+    }
+    Volume::from_vec(g.clone(), v).unwrap()
+}
+
+fn run(
+    params: serde_json::Value,
+    inputs: Vec<(&str, Value)>,
+    dir: &Path,
+) -> Result<(PathBuf, Table), NodeError> {
+    let node = RenderOverlay
+        .build(&params, "cpu")
+        .map_err(|e| NodeError::Other(format!("{e:?}")))?;
+    let mut ctx = NodeContext::standalone("RenderOverlay", dir);
+    for (port, v) in inputs {
+        ctx = ctx.with_input(port, v);
+    }
+    node.run(&mut ctx)?;
+    let out = ctx.take_outputs();
+    let Some(Value::Table(t)) = out.get("slices") else {
+        panic!("no slices table")
+    };
+    Ok((
+        ctx.output_path(params["path"].as_str().unwrap()),
+        (**t).clone(),
+    ))
+}
+
+fn ct(g: &Geometry) -> Value {
+    // A soft-tissue disc (40 HU) in air, so the grey level is known.
+    let [nx, ny, _] = g.dims;
+    Value::Image(Arc::new(Image::I16(volume(g, |x, y, _| {
+        let (dx, dy) = (x as f64 - nx as f64 / 2.0, y as f64 - ny as f64 / 2.0);
+        if dx * dx + dy * dy < (nx.min(ny) as f64 / 1.5).powi(2) {
+            40
+        } else {
+            -1000
+        }
+    }))))
+}
+
+fn mask(m: Mask) -> Value {
+    Value::Mask(Arc::new(m))
+}
+
+#[test]
+fn montage_dimensions_and_colours() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Geometry::new([20, 16, 5], [1.0, 1.0, 2.0]);
+    // a: x in 4..10, b: x in 7..13, same rows 1..5 (low on screen, clear of the slice
+    // number in the top-left corner), on every slice.
+    let a = volume(&g, |x, y, _| {
+        u8::from((4..10).contains(&x) && (1..5).contains(&y))
+    });
+    let b = volume(&g, |x, y, _| {
+        u8::from((7..13).contains(&x) && (1..5).contains(&y))
+    });
+    let (path, table) = run(
+        json!({"path": "sub/o.png", "slices": [1, 3, 4], "columns": 2, "zoom": 1}),
+        vec![("image", ct(&g)), ("a", mask(a)), ("b", mask(b))],
+        dir.path(),
+    )
+    .unwrap();
+    let png = Png::read(&path);
+    // 2 columns x 2 rows of 20x16 tiles with 2-pixel gaps.
+    assert_eq!((png.w, png.h), (2 * 20 + 2, 2 * 16 + 2));
+    // Identity affine: voxel x runs right-to-left on screen, y bottom-to-top.
+    let screen = |x: usize, y: usize| (19 - x, 15 - y);
+    let (ax, ay) = screen(5, 2);
+    assert!(is_blue(png.px(ax, ay)), "a only: {:?}", png.px(ax, ay));
+    let (bx, by) = screen(11, 2);
+    assert!(is_red(png.px(bx, by)), "b only: {:?}", png.px(bx, by));
+    let (cx, cy) = screen(8, 2);
+    assert!(is_magenta(png.px(cx, cy)), "both: {:?}", png.px(cx, cy));
+    // Outside the masks: plain grey of 40 HU in a 400/40 window = 127.5 -> 128.
+    let (gx, gy) = screen(4, 8);
+    assert_eq!(png.px(gx, gy), [128, 128, 128]);
+    // Blending keeps the CT visible: half grey, half colour.
+    let blend = |c: [u8; 3]| c.map(|c| ((127.5 + f64::from(c)) / 2.0).round() as u8);
+    assert_eq!(png.px(ax, ay), blend(BLUE));
+    assert_eq!(png.px(bx, by), blend(RED));
+    assert_eq!(png.px(cx, cy), blend(MAGENTA));
+    // The second tile (slice 3) starts after the gap; the fourth cell stays background.
+    assert!(is_blue(png.px(22 + ax, ay)));
+    assert_eq!(png.px(22 + 10, 18 + 8), [40, 40, 40]);
+    // Table: one row per tile with its voxel counts.
+    assert_eq!(table.rows.len(), 3);
+    assert_eq!(
+        table.rows[2],
+        vec![
+            Cell::Int(4),
+            Cell::Int(1),
+            Cell::Int(0),
+            Cell::Int(24),
+            Cell::Int(24)
+        ]
+    );
+}
+
+#[test]
+fn slice_numbers_are_drawn() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Geometry::new([40, 30, 12], [1.0; 3]);
+    let a = volume(&g, |_, _, _| 0u8);
+    let (path, _) = run(
+        json!({"path": "n.png", "slices": [11], "zoom": 1}),
+        vec![("image", ct(&g)), ("a", mask(a))],
+        dir.path(),
+    )
+    .unwrap();
+    let png = Png::read(&path);
+    // Digits are white (the CT here has no white): "11" at the top-left corner.
+    let white: Vec<(usize, usize)> = (0..png.h)
+        .flat_map(|y| (0..png.w).map(move |x| (x, y)))
+        .filter(|&(x, y)| png.px(x, y) == [255; 3])
+        .collect();
+    assert!(!white.is_empty());
+    assert!(white.iter().all(|&(x, y)| x < 16 && y < 12), "{white:?}");
+    // Two "1" glyphs: 2 x 10 set pixels.
+    assert_eq!(white.len(), 20);
+}
+
+/// A blob on the patient's left and anterior must show on the image's right and top,
+/// for an identity affine and for a flipped (LPS-like stored) one.
+#[test]
+fn orientation_is_radiological() {
+    let dims = [30, 24, 3];
+    let identity = Geometry::new(dims, [1.0, 1.0, 2.0]);
+    let mut affine = identity.affine;
+    affine[0][0] = -1.0;
+    affine[1][1] = -1.0;
+    affine[0][3] = 100.0;
+    affine[1][3] = 50.0;
+    let flipped = Geometry::from_affine(dims, affine);
+    // Also axes swapped: voxel x runs along world y (anterior), voxel y along world -x.
+    let mut swapped = [[0.0; 4]; 4];
+    swapped[1][0] = 1.0;
+    swapped[0][1] = -1.0;
+    swapped[2][2] = 2.0;
+    swapped[3][3] = 1.0;
+    let swapped = Geometry::from_affine(dims, swapped);
+    for (name, g) in [
+        ("identity", identity),
+        ("flipped", flipped),
+        ("swapped", swapped),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        // World-space blob: left of the centre (smaller world x) and anterior (larger y).
+        let centre = g.to_world([(dims[0] - 1) as f64 / 2.0, (dims[1] - 1) as f64 / 2.0, 1.0]);
+        let blob = volume(&g, |x, y, z| {
+            let w = g.to_world([x as f64, y as f64, z as f64]);
+            u8::from(w[0] < centre[0] - 3.0 && w[1] > centre[1] + 2.0)
+        });
+        assert!(blob.count() > 0);
+        let (path, _) = run(
+            json!({"path": "o.png", "slices": [1], "zoom": 1}),
+            vec![("image", ct(&g)), ("a", mask(blob))],
+            dir.path(),
+        )
+        .unwrap();
+        let png = Png::read(&path);
+        let (cx, cy) = png
+            .centroid(0, 0, png.w, png.h, is_blue)
+            .expect("blob visible");
+        assert!(
+            cx > png.w as f64 / 2.0,
+            "{name}: patient left must be on the image right, centroid x {cx}"
+        );
+        assert!(
+            cy < png.h as f64 / 2.0,
+            "{name}: anterior must be at the top, centroid y {cy}"
+        );
+    }
+}
+
+#[test]
+fn difference_mode_shows_only_disagreement() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Geometry::new([20, 20, 2], [1.0; 3]);
+    let lab =
+        |f: fn(usize) -> u16| -> Value { Value::Labels(Arc::new(volume(&g, move |x, _, _| f(x)))) };
+    let a: fn(usize) -> u16 = |x| if (2..10).contains(&x) { 1 } else { 0 };
+    let b: fn(usize) -> u16 = |x| {
+        if (2..8).contains(&x) {
+            1
+        } else if (8..14).contains(&x) {
+            2
+        } else {
+            0
+        }
+    };
+    let (path, _) = run(
+        json!({"path": "d.png", "mode": "difference", "slices": [0], "zoom": 1}),
+        vec![("image", ct(&g)), ("a", lab(a)), ("b", lab(b))],
+        dir.path(),
+    )
+    .unwrap();
+    let png = Png::read(&path);
+    // Screen column of voxel x is 19 - x; check the middle row, away from the label.
+    let y = 15;
+    for x in 0..20 {
+        let c = png.px(19 - x, y);
+        let coloured = c[0] != c[1] || c[1] != c[2];
+        match x {
+            2..=7 => assert!(!coloured, "x={x}: agreement must stay grey, got {c:?}"),
+            8..=9 => assert!(is_yellow(c), "x={x}: 1 vs 2 must be yellow, {c:?}"),
+            10..=13 => assert!(is_red(c), "x={x}: b only must be red, {c:?}"),
+            _ => assert!(!coloured, "x={x}: background, got {c:?}"),
+        }
+    }
+    // Difference without b is an error.
+    let err = run(
+        json!({"path": "d.png", "mode": "difference"}),
+        vec![("image", ct(&g)), ("a", lab(a))],
+        dir.path(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("difference"), "{err}");
+}
+
+#[test]
+fn automatic_slices_follow_the_masks() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Geometry::new([12, 12, 60], [1.0; 3]);
+    let a = volume(&g, |x, y, z| {
+        u8::from((10..=40).contains(&z) && x == 5 && y == 5)
+    });
+    let (_, t) = run(
+        json!({"path": "a.png"}),
+        vec![("image", ct(&g)), ("a", mask(a.clone()))],
+        dir.path(),
+    )
+    .unwrap();
+    let zs: Vec<i64> = t
+        .rows
+        .iter()
+        .map(|r| if let Cell::Int(z) = r[0] { z } else { panic!() })
+        .collect();
+    assert_eq!(zs.len(), 9);
+    assert!(zs.iter().all(|&z| (10..=40).contains(&z)), "{zs:?}");
+    assert!(zs.windows(2).all(|w| w[1] > w[0]));
+    // Centred on the centre of mass (z = 25).
+    assert!((zs[4] - 25).abs() <= 1, "{zs:?}");
+    // `every` takes 0, n, 2n, ...
+    let (_, t) = run(
+        json!({"path": "e.png", "every": 20}),
+        vec![("image", ct(&g)), ("a", mask(a.clone()))],
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!(
+        t.rows.iter().map(|r| r[0].clone()).collect::<Vec<_>>(),
+        vec![Cell::Int(0), Cell::Int(20), Cell::Int(40)]
+    );
+    // A slice that does not exist is an error, and nothing is written.
+    let err = run(
+        json!({"path": "x.png", "slices": [60]}),
+        vec![("image", ct(&g)), ("a", mask(a))],
+        dir.path(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("slice 60 does not exist"), "{err}");
+    assert!(!dir.path().join("x.png").exists());
+}
+
+#[test]
+fn grids_must_match_and_writes_are_atomic() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Geometry::new([8, 8, 2], [1.0; 3]);
+    let other = Geometry::new([8, 8, 2], [2.0, 1.0, 1.0]);
+    let a = volume(&other, |_, _, _| 1u8);
+    let err = run(
+        json!({"path": "g.png"}),
+        vec![("image", ct(&g)), ("a", mask(a))],
+        dir.path(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, NodeError::GridMismatch { .. }), "{err}");
+    // Writing onto a folder fails with a file error and leaves no temporary file.
+    std::fs::create_dir(dir.path().join("taken.png")).unwrap();
+    let a = volume(&g, |_, _, _| 1u8);
+    let err = run(
+        json!({"path": "taken.png"}),
+        vec![("image", ct(&g)), ("a", mask(a))],
+        dir.path(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, NodeError::File { .. }), "{err}");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+}
+
+#[test]
+fn build_rejects_bad_params() {
+    for p in [
+        json!({}),
+        json!({"path": "x.jpg"}),
+        json!({"path": "x.png", "slices": [1], "every": 2}),
+        json!({"path": "x.png", "every": 0}),
+        json!({"path": "x.png", "window": 0}),
+        json!({"path": "x.png", "columns": 0}),
+        json!({"path": "x.png", "zoom": 0}),
+        json!({"path": "x.png", "mode": "blend"}),
+        json!({"path": "x.png", "colour": "red"}),
+    ] {
+        assert!(RenderOverlay.build(&p, "cpu").is_err(), "accepted {p}");
+    }
+    assert!(RenderOverlay
+        .build(
+            &json!({"path": "x.PNG", "mode": "difference", "every": 2}),
+            "cpu"
+        )
+        .is_ok());
+}
+
+#[test]
+fn spec_params_match_defaults() {
+    let spec = RenderOverlay.spec();
+    let defaults = serde_json::to_value(RenderOverlayParams::default()).unwrap();
+    let obj = defaults.as_object().unwrap();
+    let mut names: Vec<&str> = spec.params.iter().map(|p| p.name).collect();
+    names.sort_unstable();
+    assert_eq!(names, obj.keys().map(String::as_str).collect::<Vec<_>>());
+    for p in &spec.params {
+        match p.default {
+            None => assert_eq!(p.name, "path"),
+            Some(ron) => {
+                let want = match &obj[p.name] {
+                    serde_json::Value::Null => "None".to_string(),
+                    v => v.to_string(),
+                };
+                assert_eq!(ron, want, "{}", p.name);
+            }
+        }
+    }
+    assert!(spec.summary.len() <= 79 && spec.summary.ends_with('.'));
+}
+
+/// ct_sm with the U-Net-like prediction (label 1 abdominal muscle) against the
+/// skeletal muscle mask. Set `VOXFLOW_RENDER_DIR` to keep the PNGs for a look.
+#[test]
+fn renders_real_ct() {
+    let Some(data) = crate::testdata::shared_data("RenderOverlay on ct_sm") else {
+        return;
+    };
+    use crate::metrics::test_nifti::{load_image, load_labels};
+    let image = load_image(&data.join("ct_sm.nii.gz"));
+    let muscle = load_labels(&data.join("ct_sm_tissue_skeletal_muscle.nii.gz"));
+    let pred: Labels = load_labels(&data.join("ct_sm_prediction.nii.gz"));
+    let keep = std::env::var_os("VOXFLOW_RENDER_DIR").map(PathBuf::from);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = keep.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    for (name, mode) in [
+        ("ct_sm_overlay.png", "overlay"),
+        ("ct_sm_difference.png", "difference"),
+    ] {
+        let (path, t) = run(
+            json!({"path": name, "mode": mode}),
+            vec![
+                ("image", Value::Image(Arc::new(image.clone()))),
+                ("a", Value::Labels(Arc::new(muscle.clone()))),
+                ("b", Value::Labels(Arc::new(pred.clone()))),
+            ],
+            &dir,
+        )
+        .unwrap();
+        let png = Png::read(&path);
+        // 9 tiles of 122x101 voxels, zoom 2, in 3 columns.
+        assert_eq!(t.rows.len(), 9);
+        assert_eq!((png.w, png.h), (3 * 244 + 4, 3 * 202 + 4));
+        assert!(
+            png.centroid(0, 0, png.w, png.h, is_red).is_some(),
+            "{mode}: b visible"
+        );
+        if let Some(k) = &keep {
+            eprintln!("kept {}", k.join(name).display());
+        }
+    }
+}
