@@ -22,6 +22,16 @@ impl Sources {
         self.files.len() - 1
     }
 
+    /// Number of files.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// True when no file is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
     /// Path of a file.
     pub fn path(&self, id: FileId) -> &Path {
         &self.files[id].0

@@ -108,6 +108,16 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// blake3 of the graph file and its macro files (not the command line).
+    pub fn sources_hash(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        for id in 1..self.sources.len() {
+            h.update(self.sources.text(id).as_bytes());
+            h.update(&[0]);
+        }
+        h.finalize().to_hex().to_string()
+    }
+
     /// Whether loading found errors.
     pub fn has_errors(&self) -> bool {
         self.diagnostics

@@ -18,6 +18,7 @@
 //! only for syntax errors, and validation must point at the exact value that is wrong.
 #![deny(missing_docs)]
 
+pub mod batch;
 pub mod cache;
 pub mod codec;
 pub mod diag;
@@ -25,6 +26,7 @@ pub mod dot;
 pub mod fsutil;
 pub mod graph;
 pub mod node;
+pub mod provenance;
 pub mod registry;
 pub mod ron_spanned;
 pub mod run;

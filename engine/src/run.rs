@@ -29,6 +29,8 @@ pub struct RunOptions {
     pub cache: Option<Cache>,
     /// Identifies this graph (and case) in the cache's explain records.
     pub cache_scope: String,
+    /// Also return every Table any node produces (batch summaries), keyed `node.port`.
+    pub collect_tables: bool,
 }
 
 /// Progress of a run.
@@ -91,6 +93,9 @@ pub struct NodeRecord {
     pub files: Vec<PathBuf>,
     /// Files the node read (its declared input files).
     pub input_files: Vec<PathBuf>,
+    /// For a failed node: its inputs (`port: summary (from node.port)`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<String>,
     /// With a cache: `reused`, or why it ran (`ran: param X changed`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<String>,
@@ -225,6 +230,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions) -> RunReport {
             notes: Vec::new(),
             files: Vec::new(),
             input_files: p.node.input_files(),
+            inputs: Vec::new(),
             cache: None,
         })
         .collect();
@@ -236,14 +242,7 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions) -> RunReport {
         outputs: BTreeMap::new(),
     };
     let keys = match &opts.cache {
-        Some(cache) => apply_cache(
-            plan,
-            &out_dir,
-            cache,
-            &opts.cache_scope,
-            &dependants,
-            &mut state,
-        ),
+        Some(cache) => apply_cache(plan, &out_dir, cache, opts, &dependants, &mut state),
         None => vec![None; n],
     };
     let ready: Vec<usize> = (0..n)
@@ -355,7 +354,8 @@ impl Shared<'_> {
                 rec.status = Status::Ok;
                 rec.output_bytes = outs.values().map(Value::size_bytes).sum();
                 for (port, v) in outs {
-                    if plan.targets.iter().any(|(t, p)| *t == i && *p == port) {
+                    let collect = self.opts.collect_tables && matches!(v, Value::Table(_));
+                    if collect || plan.targets.iter().any(|(t, p)| *t == i && *p == port) {
                         st.outputs
                             .insert(format!("{}.{port}", plan.nodes[i].id), v.clone());
                     }
@@ -425,7 +425,11 @@ fn launch<'s>(scope: &rayon::Scope<'s>, shared: &'s Shared<'s>, i: usize, mut ct
         drop(guard);
         let notes = std::mem::take(&mut ctx.notes);
         let files = std::mem::take(&mut *ctx.files_written.lock().expect("files"));
+        let inputs = if result.is_err() { describe_inputs(&ctx) } else { Vec::new() };
         drop(ctx); // release the inputs before the dependants start
+        if !inputs.is_empty() {
+            shared.state.lock().expect("state").records[i].inputs = inputs;
+        }
         for (d, dctx) in shared.finish(i, result, start_ms, wall_ms, notes, files) {
             launch(scope, shared, d, dctx);
         }
@@ -470,10 +474,11 @@ fn apply_cache(
     plan: &Plan,
     out_dir: &Path,
     cache: &Cache,
-    scope: &str,
+    opts: &RunOptions,
     dependants: &[Vec<usize>],
     st: &mut State,
 ) -> Vec<Option<KeyParts>> {
+    let (scope, collect_tables) = (opts.cache_scope.as_str(), opts.collect_tables);
     let n = plan.nodes.len();
     let mut keys: Vec<Option<KeyParts>> = vec![None; n];
     let mut key_strings: Vec<Option<String>> = vec![None; n];
@@ -626,8 +631,9 @@ fn apply_cache(
             for &d in &dependants[i] {
                 st.pending[d] -= 1;
             }
-            for (t, port) in &plan.targets {
-                if *t == i {
+            for (port, ty) in &plan.nodes[i].outputs {
+                let collect = collect_tables && *ty == crate::value::PortType::Table;
+                if collect || plan.targets.iter().any(|(t, p)| *t == i && p == port) {
                     if let Some(v) = loaded.get(&(i, port.clone())) {
                         st.outputs
                             .insert(format!("{}.{port}", plan.nodes[i].id), v.clone());
@@ -662,6 +668,18 @@ fn apply_cache(
         }
     }
     keys
+}
+
+/// `port: summary (from node.port)` for each input, for failure records.
+fn describe_inputs(ctx: &NodeContext) -> Vec<String> {
+    ctx.inputs
+        .iter()
+        .flat_map(|(port, vals)| {
+            vals.iter().map(move |(src, v)| {
+                format!("{port}: {} (from {}.{})", v.summary(), src.node, src.port)
+            })
+        })
+        .collect()
 }
 
 /// A node must set every output it declares, with the declared type.

@@ -65,6 +65,8 @@ pub struct PlanNode {
 pub struct Plan {
     /// Graph name.
     pub name: String,
+    /// blake3 of the text of the graph file and every macro file it uses.
+    pub graph_hash: String,
     /// Graph file.
     pub file: PathBuf,
     /// Nodes in file order.
@@ -388,6 +390,7 @@ pub fn validate(
     crate::diag::sort(&mut v.diags);
     Ok(Plan {
         name: graph.name.clone(),
+        graph_hash: graph.sources_hash(),
         file: graph.file.clone(),
         nodes,
         targets,
