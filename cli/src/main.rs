@@ -79,6 +79,25 @@ struct RunArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Reuse results from (and store them in) this content-addressed cache folder.
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    /// With --cache: print per node whether it was reused or why it ran.
+    #[arg(long, requires = "cache")]
+    explain: bool,
+    /// Run the graph once per row of this case file (TSV, or CSV by extension): a header of
+    /// graph param names, the first column the case id; outputs under OUT/<case>/.
+    #[arg(long, value_name = "FILE")]
+    cases: Option<PathBuf>,
+    /// Cases run at the same time (with --cases).
+    #[arg(long, default_value_t = 1, requires = "cases")]
+    jobs: usize,
+    /// Memory budget for running cases, e.g. 8G or 512M (default: 80% of available).
+    #[arg(long, value_name = "SIZE", requires = "cases", value_parser = parse_size)]
+    memory_budget: Option<u64>,
+    /// Skip cases complete from an earlier run with the same graph and params.
+    #[arg(long, requires = "cases")]
+    resume: bool,
     /// Print only errors.
     #[arg(short, long)]
     quiet: bool,
@@ -165,6 +184,54 @@ fn print_warnings(plan: &Plan) {
     }
 }
 
+fn cmd_batch(registry: &voxflow_engine::Registry, graph: &Path, cases_file: &Path, args: &RunArgs) -> Result<ExitCode> {
+    use voxflow_engine::batch::{self, BatchOptions, CaseStatus};
+    let cases = batch::read_cases(cases_file)?;
+    if cases.is_empty() {
+        bail!("{}: no cases", cases_file.display());
+    }
+    let cache = open_cache(args)?;
+    let scope = graph.canonicalize().unwrap_or_else(|_| graph.to_path_buf()).display().to_string();
+    let plan_case = |case: &batch::Case| {
+        let mut set: Vec<String> = case.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        set.extend(args.args.set.iter().cloned());
+        let ga = GraphArgs { set, implementations: args.args.implementations.clone() };
+        load_and_validate(registry, graph, &ga, &args.outputs).map_err(|d| d.to_string())
+    };
+    let bar = progress::BatchBar::new(cases.len(), args.quiet);
+    let opts = BatchOptions {
+        out_dir: args.out.clone(),
+        jobs: args.jobs,
+        memory_budget: args.memory_budget.unwrap_or(0),
+        resume: args.resume,
+        run: RunOptions { threads: args.threads, cache, cache_scope: scope, ..Default::default() },
+        context: voxflow_engine::provenance::RunContext { version: env!("CARGO_PKG_VERSION").into(), command: command_line(&["--cases", "--jobs", "--memory-budget", "--resume", "--out"]), case: None },
+        progress: Some(bar.callback()),
+    };
+    let outcomes = batch::run_cases(&cases, plan_case, &opts);
+    bar.finish();
+    let files = batch::write_summary(&args.out, &outcomes).context("writing the batch summary")?;
+    let mut failed = 0;
+    for o in &outcomes {
+        match &o.status {
+            CaseStatus::Failed(e) => {
+                failed += 1;
+                eprintln!("case {}: FAILED: {e}", o.id);
+            }
+            CaseStatus::Resumed if !args.quiet => eprintln!("case {}: complete from an earlier run (resumed)", o.id),
+            CaseStatus::Ok if !args.quiet => eprintln!("case {}: ok ({:.0} ms)", o.id, o.wall_ms),
+            _ => {}
+        }
+    }
+    if !args.quiet {
+        for f in files {
+            eprintln!("wrote {}", f.display());
+        }
+        eprintln!("{} cases: {} ok, {failed} failed", outcomes.len(), outcomes.len() - failed);
+    }
+    Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
 /// The demo graph: next to the executable's source tree, or in the current folder.
 fn default_graph() -> Result<PathBuf> {
     let candidates = [PathBuf::from("graphs/demo.ron"), Path::new(env!("CARGO_MANIFEST_DIR")).join("../graphs/demo.ron")];
@@ -176,11 +243,50 @@ fn default_graph() -> Result<PathBuf> {
     bail!("no graph given and graphs/demo.ron not found; run from the voxflow folder or name a graph")
 }
 
+/// `8G`, `512M`, `100k` or plain bytes.
+fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M') => (&t[..t.len() - 1], 1 << 20),
+        Some('G') => (&t[..t.len() - 1], 1 << 30),
+        Some('T') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    num.trim().parse::<f64>().ok().filter(|v| *v > 0.0).map(|v| (v * mult as f64) as u64).ok_or_else(|| format!("`{s}` is not a size like 8G, 512M or 1000000"))
+}
+
+/// The command line as typed, quoted for a shell (for failure records and provenance).
+fn command_line(skip: &[&str]) -> String {
+    let mut out = vec!["voxflow".to_string()];
+    let mut args = std::env::args().skip(1).peekable();
+    while let Some(a) = args.next() {
+        if skip.contains(&a.as_str()) {
+            if !a.starts_with("--resume") {
+                args.next();
+            }
+            continue;
+        }
+        out.push(voxflow_engine::batch::shell_quote(&a));
+    }
+    out.join(" ")
+}
+
+fn open_cache(args: &RunArgs) -> Result<Option<voxflow_engine::cache::Cache>> {
+    args.cache
+        .as_ref()
+        .map(|d| voxflow_engine::cache::Cache::open(d).with_context(|| format!("opening the cache folder {}", d.display())))
+        .transpose()
+}
+
 fn cmd_run(registry: &voxflow_engine::Registry, args: RunArgs) -> Result<ExitCode> {
     let path = match &args.graph {
         Some(p) => p.clone(),
         None => default_graph()?,
     };
+    if let Some(cases) = &args.cases {
+        return cmd_batch(registry, &path, cases, &args);
+    }
     let plan = match load_and_validate(registry, &path, &args.args, &args.outputs) {
         Ok(p) => p,
         Err(diags) => {
@@ -193,9 +299,25 @@ fn cmd_run(registry: &voxflow_engine::Registry, args: RunArgs) -> Result<ExitCod
     }
     let needed = plan.nodes.iter().filter(|n| n.needed).count();
     let progress = progress::Progress::new(needed, args.quiet);
-    let opts = RunOptions { out_dir: args.out.clone(), threads: args.threads, observer: Some(progress.observer()) };
+    let cache = open_cache(&args)?;
+    let scope = path.canonicalize().unwrap_or_else(|_| path.clone()).display().to_string();
+    let opts = RunOptions { out_dir: args.out.clone(), threads: args.threads, observer: Some(progress.observer()), cache, cache_scope: scope, collect_tables: false };
+    voxflow_engine::provenance::remove_stale_parts(&args.out);
     let report = run(&plan, &opts);
     progress.finish();
+    let ctx = voxflow_engine::provenance::RunContext { version: env!("CARGO_PKG_VERSION").into(), command: command_line(&[]), case: None };
+    if report.failures().next().is_some() {
+        for f in voxflow_engine::provenance::write_failure_records(&args.out, &plan, &report, &ctx).context("writing failure records")? {
+            eprintln!("failure record: {}", f.display());
+        }
+    } else if report.nodes.iter().any(|n| !n.files.is_empty()) || !report.files.is_empty() {
+        voxflow_engine::provenance::write_provenance(&args.out, &plan, &report, &ctx).context("writing provenance.json")?;
+    }
+    if args.explain {
+        for n in report.nodes.iter().filter(|n| n.cache.is_some()) {
+            println!("{:<32} {}", n.id, n.cache.as_deref().unwrap_or(""));
+        }
+    }
     if let Some(path) = &args.report {
         report.write(path).with_context(|| format!("writing the run report {}", path.display()))?;
     }

@@ -41,10 +41,46 @@ impl Progress {
                     Status::Failed(_) => "FAILED".to_string(),
                     Status::Skipped(_) => "skipped".to_string(),
                     Status::NotNeeded => "not needed".to_string(),
+                    Status::Cached => "reused from the cache".to_string(),
                 };
                 eprintln!("node {id}: {what} ({wall_ms:.1} ms)");
             }
             _ => {}
+        })
+    }
+
+    /// Clear the bar.
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Progress of a batch: cases done, failed and running, with an ETA.
+pub struct BatchBar {
+    bar: Option<ProgressBar>,
+}
+
+impl BatchBar {
+    /// A bar on a terminal; nothing otherwise (cases are listed at the end).
+    pub fn new(total: usize, quiet: bool) -> Self {
+        if quiet || !std::io::stderr().is_terminal() {
+            return BatchBar { bar: None };
+        }
+        let bar = ProgressBar::new(total as u64);
+        bar.set_style(ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} cases, {msg}, ETA {eta}").expect("template"));
+        BatchBar { bar: Some(bar) }
+    }
+
+    /// The callback the batch runner calls.
+    pub fn callback(&self) -> Arc<dyn Fn(voxflow_engine::batch::BatchProgress) + Send + Sync> {
+        let bar = self.bar.clone();
+        Arc::new(move |p| {
+            if let Some(b) = &bar {
+                b.set_position((p.done + p.failed) as u64);
+                b.set_message(format!("{} done, {} failed, {} running", p.done, p.failed, p.running));
+            }
         })
     }
 
