@@ -879,9 +879,6 @@ impl Loader {
                     .filter(|n| !n.contains(['{', '}', '$']));
                 if let Some(name) = whole {
                     match params.get(name) {
-                        Some(p) if matches!(p.value, RonValue::None) => {
-                            self.err(at, format!("graph param `{name}` has no value; set it with --set {name}=VALUE"), None);
-                        }
                         Some(p) => {
                             v.value = p.value.clone();
                             relocate(v, span);

@@ -594,7 +594,21 @@ impl Validator {
                         ),
                         None => (params_loc, path.join(".")),
                     };
-                    let msg = if what.is_empty() {
+                    // A `${param}` whose graph param is `None` arrives here as null.
+                    let unset = n
+                        .params
+                        .as_ref()
+                        .and_then(|p| p.find(&path))
+                        .filter(|v| matches!(v.value, RonValue::None))
+                        .and_then(|v| {
+                            let text = self.sources.text(loc.file).get(v.span.start..v.span.end)?;
+                            text.strip_prefix("\"${")?
+                                .strip_suffix("}\"")
+                                .map(str::to_string)
+                        });
+                    let msg = if let Some(name) = unset {
+                        format!("graph param `{name}` has no value; set it with --set {name}=VALUE")
+                    } else if what.is_empty() {
                         format!("{} `{}`: {message}", spec.name, n.id)
                     } else {
                         format!("{} param `{what}`: {message}", spec.name)

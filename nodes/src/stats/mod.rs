@@ -2,11 +2,13 @@
 
 use voxflow_engine::Registry;
 
+pub mod concat_tables;
 pub mod label_stats;
 pub mod write_table;
 
 /// Register this family's node types.
 pub fn register(reg: &mut Registry) {
+    reg.add(concat_tables::ConcatTables);
     reg.add(label_stats::LabelStats);
     reg.add(write_table::WriteTable);
 }
