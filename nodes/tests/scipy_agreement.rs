@@ -140,7 +140,9 @@ for case in manifest:
             counts["%s_%d" % (case["name"], i)] = int(n)
             open(out, "wb").write(lab.astype(np.uint32).tobytes(order="C"))
         elif kind == "remove_small":
-            voxel_ml = float(np.prod(case["spacing"])) / 1000.0
+            # nibabel gives float32 zooms; python floats otherwise
+            sp = np.array(case["spacing"], np.float32 if case["nifti_f32"] else np.float64)
+            voxel_ml = float(np.prod(sp)) / 1000.0
             if op["per_slice"]:
                 r = remove_small_per_slice(m, op["min_ml"], voxel_ml)
             else:
@@ -163,7 +165,9 @@ json.dump(counts, open(os.path.join(d, "counts.json"), "w"))
 fn random_mask(rng: &mut ChaCha8Rng, dims: [usize; 3], spacing: [f64; 3]) -> Mask {
     let g = Geometry::new(dims, spacing);
     let density = [0.0, 0.05, 0.2, 0.5, 0.8][rng.random_range(0..5)];
-    let mut data: Vec<u8> = (0..g.len()).map(|_| rng.random_bool(density) as u8).collect();
+    let mut data: Vec<u8> = (0..g.len())
+        .map(|_| rng.random_bool(density) as u8)
+        .collect();
     for _ in 0..rng.random_range(0..5) {
         let lo: [i64; 3] = std::array::from_fn(|a| rng.random_range(-3..dims[a] as i64 + 1));
         let len: [i64; 3] = std::array::from_fn(|a| rng.random_range(1..=dims[a] as i64 / 2 + 2));
@@ -192,7 +196,9 @@ fn every_op_agrees_with_scipy() {
         eprintln!("skipping scipy agreement: VOXFLOW_PYTHON is not set");
         return;
     };
-    let probe = Command::new(&python).args(["-c", "import numpy, scipy.ndimage"]).output();
+    let probe = Command::new(&python)
+        .args(["-c", "import numpy, scipy.ndimage"])
+        .output();
     if !probe.as_ref().map(|o| o.status.success()).unwrap_or(false) {
         eprintln!("skipping scipy agreement: {python:?} cannot import numpy and scipy.ndimage ({probe:?})");
         return;
@@ -217,31 +223,68 @@ fn every_op_agrees_with_scipy() {
     for c in 0..48 {
         // small volumes including 1-voxel-thick ones, and a few with multi-word rows
         let dims = if c % 8 == 7 {
-            [rng.random_range(60..140), rng.random_range(5..20), rng.random_range(14..20)]
+            [
+                rng.random_range(60..140),
+                rng.random_range(5..20),
+                rng.random_range(14..20),
+            ]
         } else {
-            [rng.random_range(1..=20), rng.random_range(1..=20), rng.random_range(1..=8)]
+            [
+                rng.random_range(1..=20),
+                rng.random_range(1..=20),
+                rng.random_range(1..=8),
+            ]
         };
-        let spacing = [[1.0, 1.0, 1.0], [0.8, 0.8, 2.5], [0.7, 1.1, 3.0]][c % 3];
+        // the last spacing is what nibabel reads from a float32 header (0.8f32 ...)
+        let spacing = [
+            [1.0, 1.0, 1.0],
+            [0.8, 0.8, 2.5],
+            [0.7, 1.1, 3.0],
+            [0.8f32 as f64, 0.8f32 as f64, 2.5],
+        ][c % 4];
         let mask = random_mask(&mut rng, dims, spacing);
         let mut ops = Vec::new();
         for op in ["dilate", "erode", "close", "open"] {
             for k in [boxes[c % boxes.len()], boxes[(c * 5 + 3) % boxes.len()]] {
                 ops.push(json!({"op": op, "kernel": k}));
             }
-            let r = [rng.random_range(0.0..4.0), rng.random_range(0.0..4.0), rng.random_range(0.0..7.0)];
+            let r = [
+                rng.random_range(0.0..4.0),
+                rng.random_range(0.0..4.0),
+                rng.random_range(0.0..7.0),
+            ];
             ops.push(json!({"op": op, "radius_mm": r, "spacing": spacing}));
         }
         for conn in [4, 8, 6, 18, 26] {
             ops.push(json!({"op": "label", "connectivity": conn}));
         }
+        let nominal_ml = [
+            [1.0, 1.0, 1.0],
+            [0.8, 0.8, 2.5],
+            [0.7, 1.1, 3.0],
+            [0.8, 0.8, 2.5],
+        ][c % 4]
+            .iter()
+            .product::<f64>()
+            / 1000.0;
         let voxel_ml = spacing.iter().product::<f64>() / 1000.0;
-        for count in [1.0, 2.0, 3.0, 7.0] {
-            // thresholds exactly on voxel counts: the float formula decides
+        for count in [1.0, 2.0, 3.0, 7.0, 125.0] {
+            // thresholds on voxel counts: the last bits of the float formula decide
             ops.push(json!({"op": "remove_small", "per_slice": true, "min_ml": count * voxel_ml}));
+            ops.push(
+                json!({"op": "remove_small", "per_slice": true, "min_ml": count * nominal_ml}),
+            );
+            // the product in f32 (what numpy does on nibabel's zooms); for float32
+            // spacings it differs from the f64 product in the last bits
+            let ref_ml =
+                count * (spacing[0] as f32 * spacing[1] as f32 * spacing[2] as f32) as f64 / 1000.0;
+            ops.push(json!({"op": "remove_small", "per_slice": true, "min_ml": ref_ml}));
         }
         ops.push(json!({"op": "remove_small", "per_slice": false, "min_ml": 5.0 * voxel_ml}));
         ops.push(json!({"op": "remove_small", "per_slice": true, "min_ml": 0.1}));
-        let ct: Vec<i16> = (0..mask.as_slice().len()).map(|_| rng.random_range(-300..300)).collect();
+        let ct: Vec<i16> = (0..mask.as_slice().len())
+            .map(|_| rng.random_range(-300..300))
+            .collect();
         for (lo, hi) in [(-29.0, 150.0), (-0.5, 10.5), (100.0, 100.0)] {
             ops.push(json!({"op": "hu_window", "min": lo, "max": hi}));
         }
@@ -253,16 +296,34 @@ fn every_op_agrees_with_scipy() {
     }
     let manifest: Vec<_> = cases
         .iter()
-        .map(|(name, m, _, ops)| json!({"name": name, "dims": m.dims(), "spacing": m.geometry().spacing, "ops": ops}))
+        .map(|(name, m, _, ops)| {
+            let sp = m.geometry().spacing;
+            let nifti_f32 = sp == [0.8f32 as f64, 0.8f32 as f64, 2.5];
+            json!({"name": name, "dims": m.dims(), "spacing": sp, "nifti_f32": nifti_f32, "ops": ops})
+        })
         .collect();
-    std::fs::write(dir.path().join("manifest.json"), serde_json::to_string(&manifest).unwrap()).unwrap();
+    std::fs::write(
+        dir.path().join("manifest.json"),
+        serde_json::to_string(&manifest).unwrap(),
+    )
+    .unwrap();
     let script = dir.path().join("agree.py");
     std::fs::write(&script, SCRIPT).unwrap();
-    let out = Command::new(&python).arg(&script).arg(dir.path()).arg(peers_dir()).output().unwrap();
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(dir.path())
+        .arg(peers_dir())
+        .output()
+        .unwrap();
     eprintln!("{}", String::from_utf8_lossy(&out.stdout));
-    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let counts: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("counts.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("counts.json")).unwrap())
+            .unwrap();
 
     let mut checked = 0;
     for (name, mask, ct, ops) in &cases {
@@ -274,8 +335,14 @@ fn every_op_agrees_with_scipy() {
             match kind {
                 "dilate" | "erode" | "close" | "open" => {
                     let e = match op.get("kernel") {
-                        Some(k) => Element::cuboid(serde_json::from_value(k.clone()).unwrap()).unwrap(),
-                        None => Element::ellipsoid(serde_json::from_value(op["radius_mm"].clone()).unwrap(), g.spacing).unwrap(),
+                        Some(k) => {
+                            Element::cuboid(serde_json::from_value(k.clone()).unwrap()).unwrap()
+                        }
+                        None => Element::ellipsoid(
+                            serde_json::from_value(op["radius_mm"].clone()).unwrap(),
+                            g.spacing,
+                        )
+                        .unwrap(),
                     };
                     let (fast, slow) = match kind {
                         "dilate" => (kernels::dilate(mask, &e), naive::dilate(mask, &e)),
@@ -290,18 +357,30 @@ fn every_op_agrees_with_scipy() {
                     let n = op["connectivity"].as_u64().unwrap() as u8;
                     let conn = Connectivity::from_params(Some(n), n == 4 || n == 8).unwrap();
                     let scipy_n = counts[format!("{name}_{i}")].as_u64().unwrap() as usize;
-                    let want: Vec<u32> =
-                        want.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect();
+                    let want: Vec<u32> = want
+                        .chunks_exact(4)
+                        .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+                        .collect();
                     for method in [Method::Runs, Method::Flood] {
                         let c = cc::label(mask, conn, method);
                         assert_eq!(c.count(), scipy_n, "{method:?} count {what}");
-                        let got: Vec<u32> = c.to_labels(g).unwrap().as_slice().iter().map(|&v| v as u32).collect();
+                        let got: Vec<u32> = c
+                            .to_labels(g)
+                            .unwrap()
+                            .as_slice()
+                            .iter()
+                            .map(|&v| v as u32)
+                            .collect();
                         assert_eq!(got, want, "{method:?} labels {what}");
                     }
                 }
                 "remove_small" => {
                     let per_slice = op["per_slice"].as_bool().unwrap();
-                    let conn = if per_slice { Connectivity::Plane8 } else { Connectivity::Vertex26 };
+                    let conn = if per_slice {
+                        Connectivity::Plane8
+                    } else {
+                        Connectivity::Vertex26
+                    };
                     let min_ml = op["min_ml"].as_f64().unwrap();
                     for method in [Method::Runs, Method::Flood] {
                         let got = cc::remove_small(mask, conn, min_ml, method);
@@ -310,7 +389,12 @@ fn every_op_agrees_with_scipy() {
                 }
                 "hu_window" => {
                     let img = Image::I16(Volume::from_vec(g.clone(), ct.clone()).unwrap());
-                    let got = hu_window(&img, op["min"].as_f64().unwrap(), op["max"].as_f64().unwrap(), Some(mask));
+                    let got = hu_window(
+                        &img,
+                        op["min"].as_f64().unwrap(),
+                        op["max"].as_f64().unwrap(),
+                        Some(mask),
+                    );
                     assert_eq!(got.as_slice(), &want[..], "{what}");
                 }
                 other => panic!("unknown op {other}"),
@@ -318,5 +402,8 @@ fn every_op_agrees_with_scipy() {
             checked += 1;
         }
     }
-    eprintln!("scipy agreement: {checked} operations on {} random masks agree", cases.len());
+    eprintln!(
+        "scipy agreement: {checked} operations on {} random masks agree",
+        cases.len()
+    );
 }

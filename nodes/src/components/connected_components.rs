@@ -36,7 +36,11 @@ impl NodeType for ConnectedComponents {
                   slices and the ids of slice z follow those of slice z-1. A label map holds \
                   at most 65535 ids: more components is an error (remove small ones first).",
             category: "components",
-            inputs: vec![InputSpec::required("mask", &[PortType::Mask], "The mask to label.")],
+            inputs: vec![InputSpec::required(
+                "mask",
+                &[PortType::Mask],
+                "The mask to label.",
+            )],
             outputs: vec![OutputSpec::new(
                 "labels",
                 PortType::Labels,
@@ -44,7 +48,13 @@ impl NodeType for ConnectedComponents {
             )],
             params: vec![
                 super::connectivity_param(),
-                ParamSpec::new("per_slice", "bool", "false", "", "Label each axial slice on its own."),
+                ParamSpec::new(
+                    "per_slice",
+                    "bool",
+                    "false",
+                    "",
+                    "Label each axial slice on its own.",
+                ),
             ],
             impls: super::impls(),
         }
@@ -64,7 +74,8 @@ impl NodeType for ConnectedComponents {
 )"#,
             },
             Example {
-                description: "4-connected components of each axial slice of the predicted abdominal muscles.",
+                description:
+                    "4-connected components of each axial slice of the predicted abdominal muscles.",
                 graph: r#"Graph(
     name: "connected_components_per_slice_example",
     nodes: {
@@ -77,11 +88,18 @@ impl NodeType for ConnectedComponents {
         ]
     }
 
-    fn build(&self, params: &serde_json::Value, implementation: &str) -> Result<Box<dyn Node>, Vec<ParamError>> {
+    fn build(
+        &self,
+        params: &serde_json::Value,
+        implementation: &str,
+    ) -> Result<Box<dyn Node>, Vec<ParamError>> {
         let p: ConnectedComponentsParams = parse_params(params).map_err(|e| vec![e])?;
         let conn = Connectivity::from_params(p.connectivity, p.per_slice)
             .map_err(|e| vec![ParamError::field("connectivity", e)])?;
-        Ok(Box::new(ConnectedComponentsNode { conn, method: Method::from_impl(implementation) }))
+        Ok(Box::new(ConnectedComponentsNode {
+            conn,
+            method: Method::from_impl(implementation),
+        }))
     }
 }
 
@@ -94,7 +112,10 @@ impl Node for ConnectedComponentsNode {
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
         let mask = ctx.mask("mask")?;
         let c = kernels::label(&mask, self.conn, self.method);
-        let labels = c.to_labels(mask.geometry()).map_err(|e| NodeError::Input { port: "mask".into(), message: e })?;
+        let labels = c.to_labels(mask.geometry()).map_err(|e| NodeError::Input {
+            port: "mask".into(),
+            message: e,
+        })?;
         ctx.note(format!("{} components ({})", c.count(), self.conn));
         ctx.set_output("labels", Value::Labels(Arc::new(labels)));
         Ok(())

@@ -80,7 +80,12 @@ impl Connectivity {
 
 impl fmt::Display for Connectivity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-connectivity{}", self.neighbours(), if self.per_slice() { " per slice" } else { "" })
+        write!(
+            f,
+            "{}-connectivity{}",
+            self.neighbours(),
+            if self.per_slice() { " per slice" } else { "" }
+        )
     }
 }
 
@@ -98,11 +103,22 @@ mod tests {
             Connectivity::Vertex26,
         ] {
             assert_eq!(c.offsets().len(), c.neighbours() as usize);
-            assert_eq!(Connectivity::from_params(Some(c.neighbours()), c.per_slice()), Ok(c));
+            assert_eq!(
+                Connectivity::from_params(Some(c.neighbours()), c.per_slice()),
+                Ok(c)
+            );
             assert!(Connectivity::from_params(Some(c.neighbours()), !c.per_slice()).is_err());
         }
-        assert_eq!(Connectivity::from_params(None, true), Ok(Connectivity::Plane8));
-        assert_eq!(Connectivity::from_params(None, false), Ok(Connectivity::Vertex26));
-        assert!(Connectivity::from_params(Some(5), true).unwrap_err().contains("4 or 8"));
+        assert_eq!(
+            Connectivity::from_params(None, true),
+            Ok(Connectivity::Plane8)
+        );
+        assert_eq!(
+            Connectivity::from_params(None, false),
+            Ok(Connectivity::Vertex26)
+        );
+        assert!(Connectivity::from_params(Some(5), true)
+            .unwrap_err()
+            .contains("4 or 8"));
     }
 }

@@ -35,8 +35,15 @@ pub fn label_flood(mask: &Mask, conn: Connectivity) -> Components {
                 while let Some([cx, cy, cz]) = queue.pop_front() {
                     sizes[id as usize] += 1;
                     for o in &offsets {
-                        let (a, b, c) = (cx as isize + o[0], cy as isize + o[1], cz as isize + o[2]);
-                        if a < 0 || b < 0 || c < 0 || a >= nx as isize || b >= ny as isize || c >= nz as isize {
+                        let (a, b, c) =
+                            (cx as isize + o[0], cy as isize + o[1], cz as isize + o[2]);
+                        if a < 0
+                            || b < 0
+                            || c < 0
+                            || a >= nx as isize
+                            || b >= ny as isize
+                            || c >= nz as isize
+                        {
                             continue;
                         }
                         let (a, b, c) = (a as usize, b as usize, c as usize);

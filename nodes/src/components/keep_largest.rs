@@ -26,7 +26,11 @@ pub struct KeepLargestComponentsParams {
 
 impl Default for KeepLargestComponentsParams {
     fn default() -> Self {
-        KeepLargestComponentsParams { n: 1, per_slice: false, connectivity: None }
+        KeepLargestComponentsParams {
+            n: 1,
+            per_slice: false,
+            connectivity: None,
+        }
     }
 }
 
@@ -43,14 +47,24 @@ impl NodeType for KeepLargestComponents {
                   the result is deterministic. With fewer than n components all are kept. \
                   With `per_slice`, the n largest of each axial slice are kept.",
             category: "components",
-            inputs: vec![InputSpec::required("mask", &[PortType::Mask], "The mask to filter.")],
+            inputs: vec![InputSpec::required(
+                "mask",
+                &[PortType::Mask],
+                "The mask to filter.",
+            )],
             outputs: vec![OutputSpec::new(
                 "mask",
                 PortType::Mask,
                 "The n largest components, on the input's grid.",
             )],
             params: vec![
-                ParamSpec::new("n", "usize", "1", "", "How many components to keep (at least 1)."),
+                ParamSpec::new(
+                    "n",
+                    "usize",
+                    "1",
+                    "",
+                    "How many components to keep (at least 1).",
+                ),
                 ParamSpec::new(
                     "per_slice",
                     "bool",
@@ -78,7 +92,11 @@ impl NodeType for KeepLargestComponents {
         }]
     }
 
-    fn build(&self, params: &serde_json::Value, implementation: &str) -> Result<Box<dyn Node>, Vec<ParamError>> {
+    fn build(
+        &self,
+        params: &serde_json::Value,
+        implementation: &str,
+    ) -> Result<Box<dyn Node>, Vec<ParamError>> {
         let p: KeepLargestComponentsParams = parse_params(params).map_err(|e| vec![e])?;
         let mut errors = Vec::new();
         if p.n == 0 {
@@ -91,7 +109,11 @@ impl NodeType for KeepLargestComponents {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Box::new(KeepLargestNode { n: p.n, conn: conn.expect("checked"), method: Method::from_impl(implementation) }))
+        Ok(Box::new(KeepLargestNode {
+            n: p.n,
+            conn: conn.expect("checked"),
+            method: Method::from_impl(implementation),
+        }))
     }
 }
 

@@ -37,7 +37,10 @@ pub struct Run {
 enum Repr {
     /// Runs of every row; row `(y, z)` holds `runs[row_start[r]..row_start[r + 1]]`
     /// with `r = y + ny * z`.
-    Runs { row_start: Vec<usize>, runs: Vec<Run> },
+    Runs {
+        row_start: Vec<usize>,
+        runs: Vec<Run>,
+    },
     /// One id per voxel (0 = background), x fastest.
     Voxels(Vec<u32>),
 }
@@ -74,8 +77,19 @@ impl Method {
 
 impl Components {
     /// Components stored as one id per voxel (for the flood fill).
-    pub(crate) fn from_voxels(dims: [usize; 3], ids: Vec<u32>, sizes: Vec<u64>, slice_first: Option<Vec<u32>>) -> Self {
-        Components { dims, count: sizes.len() - 1, sizes, slice_first, repr: Repr::Voxels(ids) }
+    pub(crate) fn from_voxels(
+        dims: [usize; 3],
+        ids: Vec<u32>,
+        sizes: Vec<u64>,
+        slice_first: Option<Vec<u32>>,
+    ) -> Self {
+        Components {
+            dims,
+            count: sizes.len() - 1,
+            sizes,
+            slice_first,
+            repr: Repr::Voxels(ids),
+        }
     }
 
     /// Number of components.
@@ -94,7 +108,10 @@ impl Components {
     }
 
     /// Paint `value(id)` into every voxel of every component (`T::default()` elsewhere).
-    fn paint<T: Copy + Default + PartialEq + Send + Sync>(&self, value: impl Fn(u32) -> T + Sync) -> Vec<T> {
+    fn paint<T: Copy + Default + PartialEq + Send + Sync>(
+        &self,
+        value: impl Fn(u32) -> T + Sync,
+    ) -> Vec<T> {
         let [nx, ny, nz] = self.dims;
         let mut out = vec![T::default(); nx * ny * nz];
         if out.is_empty() {
@@ -102,26 +119,31 @@ impl Components {
         }
         match &self.repr {
             Repr::Runs { row_start, runs } => {
-                out.par_chunks_mut(nx * ny).enumerate().for_each(|(z, slice)| {
-                    for y in 0..ny {
-                        let r = y + ny * z;
-                        for run in &runs[row_start[r]..row_start[r + 1]] {
-                            let v = value(run.label);
-                            if v != T::default() {
-                                slice[y * nx + run.x0 as usize..y * nx + run.x1 as usize].fill(v);
+                out.par_chunks_mut(nx * ny)
+                    .enumerate()
+                    .for_each(|(z, slice)| {
+                        for y in 0..ny {
+                            let r = y + ny * z;
+                            for run in &runs[row_start[r]..row_start[r + 1]] {
+                                let v = value(run.label);
+                                if v != T::default() {
+                                    slice[y * nx + run.x0 as usize..y * nx + run.x1 as usize]
+                                        .fill(v);
+                                }
                             }
                         }
-                    }
-                });
+                    });
             }
             Repr::Voxels(ids) => {
-                out.par_chunks_mut(1 << 16).zip(ids.par_chunks(1 << 16)).for_each(|(o, ids)| {
-                    for (o, &id) in o.iter_mut().zip(ids) {
-                        if id != 0 {
-                            *o = value(id);
+                out.par_chunks_mut(1 << 16)
+                    .zip(ids.par_chunks(1 << 16))
+                    .for_each(|(o, ids)| {
+                        for (o, &id) in o.iter_mut().zip(ids) {
+                            if id != 0 {
+                                *o = value(id);
+                            }
                         }
-                    }
-                });
+                    });
             }
         }
         out
@@ -142,7 +164,8 @@ impl Components {
 
     /// The mask of the components with `keep[id]` true.
     pub fn select(&self, keep: &[bool], geometry: &Geometry) -> Mask {
-        Mask::from_vec(geometry.clone(), self.paint(|id| keep[id as usize] as u8)).expect("same grid")
+        Mask::from_vec(geometry.clone(), self.paint(|id| keep[id as usize] as u8))
+            .expect("same grid")
     }
 }
 
@@ -154,14 +177,36 @@ pub fn label(mask: &Mask, conn: Connectivity, method: Method) -> Components {
     }
 }
 
+/// Voxel volume in ml exactly as `sarcopenia_ref` computes it:
+/// `float(np.prod(spacing)) / 1000.0` with nibabel's spacing, which is float32.
+///
+/// Why: removal compares `count * voxel_ml >= min_ml`, and for common grids a threshold
+/// can fall exactly on a voxel count (0.2 ml is 125 voxels of 0.8 x 0.8 x 2.5 mm), where
+/// the last bit of `voxel_ml` decides. When every spacing is exactly an f32 value (as
+/// when it comes from a NIfTI header), the product is taken in f32 left to right like
+/// numpy's float32 `prod`; otherwise in f64 (`sx * sy * sz`, numpy on python floats).
+pub fn voxel_volume_ml(spacing: [f64; 3]) -> f64 {
+    let from_f32 = spacing.iter().all(|&s| (s as f32) as f64 == s);
+    if from_f32 {
+        (spacing[0] as f32 * spacing[1] as f32 * spacing[2] as f32) as f64 / 1000.0
+    } else {
+        spacing[0] * spacing[1] * spacing[2] / 1000.0
+    }
+}
+
 /// Keep the components whose volume, `voxel count * voxel volume in ml`, is at least
-/// `min_ml` (removing those strictly below). The product is computed in f64 exactly as
-/// `sarcopenia_ref.remove_small_per_slice` does: `sizes * voxel_ml >= min_ml` with
-/// `voxel_ml = sx * sy * sz / 1000`.
+/// `min_ml` (removing those strictly below), with the formula of
+/// `sarcopenia_ref.remove_small_per_slice`: `sizes * voxel_ml >= min_ml` in f64, with
+/// `voxel_ml` from [`voxel_volume_ml`].
 pub fn remove_small(mask: &Mask, conn: Connectivity, min_ml: f64, method: Method) -> Mask {
     let c = label(mask, conn, method);
-    let voxel_ml = mask.geometry().voxel_volume_ml();
-    let keep: Vec<bool> = c.sizes().iter().enumerate().map(|(id, &n)| id > 0 && n as f64 * voxel_ml >= min_ml).collect();
+    let voxel_ml = voxel_volume_ml(mask.geometry().spacing);
+    let keep: Vec<bool> = c
+        .sizes()
+        .iter()
+        .enumerate()
+        .map(|(id, &n)| id > 0 && n as f64 * voxel_ml >= min_ml)
+        .collect();
     c.select(&keep, mask.geometry())
 }
 
@@ -172,7 +217,11 @@ pub fn keep_largest(mask: &Mask, conn: Connectivity, n: usize, method: Method) -
     let mut keep = vec![false; c.count() + 1];
     let mut pick = |ids: Range<u32>| {
         let mut ids: Vec<u32> = ids.collect();
-        ids.sort_by(|&a, &b| c.sizes()[b as usize].cmp(&c.sizes()[a as usize]).then(a.cmp(&b)));
+        ids.sort_by(|&a, &b| {
+            c.sizes()[b as usize]
+                .cmp(&c.sizes()[a as usize])
+                .then(a.cmp(&b))
+        });
         for &id in ids.iter().take(n) {
             keep[id as usize] = true;
         }
@@ -247,14 +296,22 @@ fn row_runs(words: &[u64], nx: usize, out: &mut Vec<Run>) {
                         break;
                     }
                     bit += rest.trailing_zeros();
-                    out.push(Run { x0: s as u32, x1: (base + bit as usize) as u32, label: 0 });
+                    out.push(Run {
+                        x0: s as u32,
+                        x1: (base + bit as usize) as u32,
+                        label: 0,
+                    });
                     start = None;
                 }
             }
         }
     }
     if let Some(s) = start {
-        out.push(Run { x0: s as u32, x1: nx as u32, label: 0 });
+        out.push(Run {
+            x0: s as u32,
+            x1: nx as u32,
+            label: 0,
+        });
     }
 }
 
@@ -280,24 +337,39 @@ fn slice_runs(mask: &Mask, z: usize, e: u32, label_now: bool) -> SliceRuns {
     }
     let mut parent: Vec<u32> = (0..runs.len() as u32).collect();
     for y in 1..ny {
-        let (a, b) = (row_start[y - 1]..row_start[y], row_start[y]..row_start[y + 1]);
-        merge_rows(&runs[a.clone()], a.start, &runs[b.clone()], b.start, e, &mut parent);
+        let (a, b) = (
+            row_start[y - 1]..row_start[y],
+            row_start[y]..row_start[y + 1],
+        );
+        merge_rows(
+            &runs[a.clone()],
+            a.start,
+            &runs[b.clone()],
+            b.start,
+            e,
+            &mut parent,
+        );
     }
     let mut sizes = vec![0u64];
     if label_now {
         let mut id_of_root = vec![0u32; runs.len()];
-        for i in 0..runs.len() {
+        for (i, run) in runs.iter_mut().enumerate() {
             let r = find(&mut parent, i as u32) as usize;
             if id_of_root[r] == 0 {
                 sizes.push(0);
                 id_of_root[r] = (sizes.len() - 1) as u32;
             }
             let id = id_of_root[r];
-            runs[i].label = id;
-            sizes[id as usize] += (runs[i].x1 - runs[i].x0) as u64;
+            run.label = id;
+            sizes[id as usize] += (run.x1 - run.x0) as u64;
         }
     }
-    SliceRuns { row_start, runs, parent, sizes }
+    SliceRuns {
+        row_start,
+        runs,
+        parent,
+        sizes,
+    }
 }
 
 /// Label the components of `mask` by runs and union-find (see the module docs).
@@ -306,10 +378,19 @@ pub fn label_runs(mask: &Mask, conn: Connectivity) -> Components {
     let per_slice = conn.per_slice();
     if nx * ny * nz == 0 {
         let slice_first = per_slice.then(|| vec![0; nz + 1]);
-        return Components { dims: [nx, ny, nz], count: 0, sizes: vec![0], slice_first, repr: Repr::Voxels(vec![]) };
+        return Components {
+            dims: [nx, ny, nz],
+            count: 0,
+            sizes: vec![0],
+            slice_first,
+            repr: Repr::Voxels(vec![]),
+        };
     }
     let e_plane = (conn != Connectivity::Plane4 && conn != Connectivity::Face6) as u32;
-    let slices: Vec<SliceRuns> = (0..nz).into_par_iter().map(|z| slice_runs(mask, z, e_plane, per_slice)).collect();
+    let slices: Vec<SliceRuns> = (0..nz)
+        .into_par_iter()
+        .map(|z| slice_runs(mask, z, e_plane, per_slice))
+        .collect();
 
     // Concatenate: global run index = slice base + local index.
     let total: usize = slices.iter().map(|s| s.runs.len()).sum();
@@ -324,7 +405,10 @@ pub fn label_runs(mask: &Mask, conn: Connectivity) -> Components {
         slice_first.push(id_base);
         row_start.extend(s.row_start[..ny].iter().map(|r| r + base));
         if per_slice {
-            runs.extend(s.runs.iter().map(|r| Run { label: r.label + id_base, ..*r }));
+            runs.extend(s.runs.iter().map(|r| Run {
+                label: r.label + id_base,
+                ..*r
+            }));
             sizes.extend_from_slice(&s.sizes[1..]);
         } else {
             runs.extend_from_slice(&s.runs);
@@ -350,7 +434,14 @@ pub fn label_runs(mask: &Mask, conn: Connectivity) -> Components {
                     continue;
                 }
                 let mut join = |prev: Range<usize>, e: u32| {
-                    merge_rows(&runs[prev.clone()], prev.start, &runs[cur.clone()], cur.start, e, &mut parent);
+                    merge_rows(
+                        &runs[prev.clone()],
+                        prev.start,
+                        &runs[cur.clone()],
+                        cur.start,
+                        e,
+                        &mut parent,
+                    );
                 };
                 join(row(y, z - 1), e_same);
                 if let Some(e) = e_diag {
@@ -365,15 +456,15 @@ pub fn label_runs(mask: &Mask, conn: Connectivity) -> Components {
         }
         // Ids in scan order of first run.
         let mut id_of_root = vec![0u32; runs.len()];
-        for i in 0..runs.len() {
+        for (i, run) in runs.iter_mut().enumerate() {
             let r = find(&mut parent, i as u32) as usize;
             if id_of_root[r] == 0 {
                 sizes.push(0);
                 id_of_root[r] = (sizes.len() - 1) as u32;
             }
             let id = id_of_root[r];
-            runs[i].label = id;
-            sizes[id as usize] += (runs[i].x1 - runs[i].x0) as u64;
+            run.label = id;
+            sizes[id as usize] += (run.x1 - run.x0) as u64;
         }
     }
     Components {
@@ -390,8 +481,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn voxel_volume_like_nibabel_and_numpy() {
+        // printed by python: float(np.prod(nib.load(ct.nii).header.get_zooms()[:3])) / 1000
+        // for the peers.py volume (zooms 0.8, 0.8, 2.5 as float32)
+        let f32_spacing = [0.8f32 as f64, 0.8f32 as f64, 2.5];
+        assert_eq!(voxel_volume_ml(f32_spacing), 0.0016000001430511474);
+        // python floats: np.prod([0.8, 0.8, 2.5]) / 1000 in f64
+        assert_eq!(voxel_volume_ml([0.8, 0.8, 2.5]), 0.8 * 0.8 * 2.5 / 1000.0);
+        assert_eq!(voxel_volume_ml([3.0, 3.0, 3.0]), 0.027);
+    }
+
+    #[test]
     fn runs_of_a_packed_row() {
-        let bytes: Vec<u8> = (0..150).map(|x| (x < 3 || (60..130).contains(&x) || x == 149) as u8).collect();
+        let bytes: Vec<u8> = (0..150)
+            .map(|x| (x < 3 || (60..130).contains(&x) || x == 149) as u8)
+            .collect();
         let mut words = vec![0u64; 3];
         pack_row(&bytes, &mut words);
         let mut runs = Vec::new();

@@ -47,7 +47,10 @@ fn impls() -> Vec<ImplSpec> {
             "Runs of foreground per row (found 64 voxels at a time in bit-packed rows) joined \
              by union-find; slices in parallel, 3D joins in one pass over the runs.",
         ),
-        ImplSpec::new("flood", "Reference: breadth-first flood fill voxel by voxel. Slow; for checking."),
+        ImplSpec::new(
+            "flood",
+            "Reference: breadth-first flood fill voxel by voxel. Slow; for checking.",
+        ),
     ]
 }
 

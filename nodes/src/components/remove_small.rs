@@ -26,7 +26,11 @@ pub struct RemoveSmallComponentsParams {
 
 impl Default for RemoveSmallComponentsParams {
     fn default() -> Self {
-        RemoveSmallComponentsParams { min_volume_ml: 0.5, per_slice: true, connectivity: None }
+        RemoveSmallComponentsParams {
+            min_volume_ml: 0.5,
+            per_slice: true,
+            connectivity: None,
+        }
     }
 }
 
@@ -40,9 +44,10 @@ impl NodeType for RemoveSmallComponents {
             summary: "Remove the connected components smaller than a volume in ml.",
             doc: "A component is removed when its volume, voxel count x voxel volume, is \
                   strictly below `min_volume_ml`; the comparison is `count * voxel_ml >= \
-                  min_volume_ml` in f64 with voxel_ml = sx * sy * sz / 1000, the formula of \
-                  sarcopenia_ref.remove_small_per_slice, so thresholds that fall exactly on a \
-                  voxel count behave the same. By default components are found per axial \
+                  min_volume_ml` in f64, the formula of sarcopenia_ref.remove_small_per_slice, \
+                  with voxel_ml = sx * sy * sz / 1000 multiplied in f32 when the spacing comes \
+                  from a float32 NIfTI header (as numpy does on nibabel's zooms), so \
+                  thresholds that fall exactly on a voxel count behave the same. By default components are found per axial \
                   slice with 8-connectivity, as in the sarcopenia chain.",
             category: "components",
             inputs: vec![InputSpec::required("mask", &[PortType::Mask], "The mask to clean.")],
@@ -82,7 +87,11 @@ impl NodeType for RemoveSmallComponents {
         }]
     }
 
-    fn build(&self, params: &serde_json::Value, implementation: &str) -> Result<Box<dyn Node>, Vec<ParamError>> {
+    fn build(
+        &self,
+        params: &serde_json::Value,
+        implementation: &str,
+    ) -> Result<Box<dyn Node>, Vec<ParamError>> {
         let p: RemoveSmallComponentsParams = parse_params(params).map_err(|e| vec![e])?;
         let mut errors = Vec::new();
         if !(p.min_volume_ml.is_finite() && p.min_volume_ml >= 0.0) {

@@ -10,8 +10,13 @@ use super::kernels::{self, label_runs, Method};
 use super::*;
 use crate::morphology::tests::random_mask;
 
-const ALL: [Connectivity; 5] =
-    [Connectivity::Plane4, Connectivity::Plane8, Connectivity::Face6, Connectivity::Edge18, Connectivity::Vertex26];
+const ALL: [Connectivity; 5] = [
+    Connectivity::Plane4,
+    Connectivity::Plane8,
+    Connectivity::Face6,
+    Connectivity::Edge18,
+    Connectivity::Vertex26,
+];
 
 fn mask_of(dims: [usize; 3], spacing: [f64; 3], set: &[[usize; 3]]) -> Mask {
     let g = Geometry::new(dims, spacing);
@@ -64,7 +69,9 @@ proptest! {
 fn flood_ids_follow_scan_order_and_cover_the_mask() {
     let m = random_mask([15, 12, 5], [1.0; 3], 9, 0.3, 2);
     for conn in ALL {
-        let l = kernels::label(&m, conn, Method::Flood).to_labels(m.geometry()).unwrap();
+        let l = kernels::label(&m, conn, Method::Flood)
+            .to_labels(m.geometry())
+            .unwrap();
         let mut next = 1u16;
         for (&id, &v) in l.as_slice().iter().zip(m.as_slice()) {
             assert_eq!(id != 0, v != 0);
@@ -100,7 +107,18 @@ fn diagonal_neighbours_per_connectivity() {
 #[test]
 fn removal_threshold_is_strictly_below() {
     // 1000 mm³ voxels: 1 ml each, so the threshold falls exactly on voxel counts
-    let m = mask_of([9, 1, 1], [10.0; 3], &[[0, 0, 0], [1, 0, 0], [2, 0, 0], [4, 0, 0], [5, 0, 0], [7, 0, 0]]);
+    let m = mask_of(
+        [9, 1, 1],
+        [10.0; 3],
+        &[
+            [0, 0, 0],
+            [1, 0, 0],
+            [2, 0, 0],
+            [4, 0, 0],
+            [5, 0, 0],
+            [7, 0, 0],
+        ],
+    );
     for method in [Method::Runs, Method::Flood] {
         let out = kernels::remove_small(&m, Connectivity::Plane8, 2.0, method);
         assert_eq!(out.as_slice(), &[1, 1, 1, 0, 1, 1, 0, 0, 0]);
@@ -112,7 +130,18 @@ fn removal_threshold_is_strictly_below() {
 #[test]
 fn keep_largest_breaks_ties_by_scan_order_and_works_per_slice() {
     // slice 0: sizes 2, 2, 3 ; slice 1: sizes 1, 2
-    let set = [[0, 0, 0], [1, 0, 0], [3, 0, 0], [4, 0, 0], [6, 0, 0], [7, 0, 0], [8, 0, 0], [0, 0, 1], [5, 0, 1], [6, 0, 1]];
+    let set = [
+        [0, 0, 0],
+        [1, 0, 0],
+        [3, 0, 0],
+        [4, 0, 0],
+        [6, 0, 0],
+        [7, 0, 0],
+        [8, 0, 0],
+        [0, 0, 1],
+        [5, 0, 1],
+        [6, 0, 1],
+    ];
     let m = mask_of([9, 1, 2], [1.0; 3], &set);
     // 3D: (0,0,1) joins {0,1} (size 3), (6,0,1) joins {6,7,8} (size 5)
     let both = kernels::keep_largest(&m, Connectivity::Face6, 2, Method::Runs);
@@ -132,17 +161,31 @@ fn keep_largest_breaks_ties_by_scan_order_and_works_per_slice() {
 #[test]
 fn too_many_components_for_a_label_map() {
     let g = Geometry::new([600, 600, 1], [1.0; 3]);
-    let data = (0..g.len()).map(|i| (i % 2 == 0 && (i / 600) % 2 == 0) as u8).collect();
+    let data = (0..g.len())
+        .map(|i| (i % 2 == 0 && (i / 600) % 2 == 0) as u8)
+        .collect();
     let m = Mask::from_vec(g, data).unwrap();
-    let node = ConnectedComponents.build(&serde_json::json!({"per_slice": true, "connectivity": 4}), "runs").unwrap();
-    let mut ctx = NodeContext::standalone("cc", std::path::Path::new(".")).with_input("mask", Value::Mask(Arc::new(m)));
+    let node = ConnectedComponents
+        .build(
+            &serde_json::json!({"per_slice": true, "connectivity": 4}),
+            "runs",
+        )
+        .unwrap();
+    let mut ctx = NodeContext::standalone("cc", std::path::Path::new("."))
+        .with_input("mask", Value::Mask(Arc::new(m)));
     let err = node.run(&mut ctx).unwrap_err().to_string();
-    assert!(err.contains("90000 components") && err.contains("65535"), "{err}");
+    assert!(
+        err.contains("90000 components") && err.contains("65535"),
+        "{err}"
+    );
 }
 
 fn param_err(t: &dyn NodeType, p: serde_json::Value) -> Vec<String> {
     match t.build(&p, "runs") {
-        Err(e) => e.into_iter().map(|e| format!("{}: {}", e.path.join("."), e.message)).collect(),
+        Err(e) => e
+            .into_iter()
+            .map(|e| format!("{}: {}", e.path.join("."), e.message))
+            .collect(),
         Ok(_) => panic!("{p} accepted"),
     }
 }
@@ -151,17 +194,34 @@ fn param_err(t: &dyn NodeType, p: serde_json::Value) -> Vec<String> {
 fn connectivity_must_fit_per_slice() {
     let e = param_err(&ConnectedComponents, serde_json::json!({"connectivity": 8}));
     assert!(e[0].starts_with("connectivity: 8 is an in-plane"), "{e:?}");
-    let e = param_err(&RemoveSmallComponents, serde_json::json!({"connectivity": 26}));
+    let e = param_err(
+        &RemoveSmallComponents,
+        serde_json::json!({"connectivity": 26}),
+    );
     assert!(e[0].starts_with("connectivity: 26 is a 3D"), "{e:?}");
-    let e = param_err(&KeepLargestComponents, serde_json::json!({"n": 0, "connectivity": 5}));
+    let e = param_err(
+        &KeepLargestComponents,
+        serde_json::json!({"n": 0, "connectivity": 5}),
+    );
     assert_eq!(e.len(), 2, "{e:?}");
-    let e = param_err(&RemoveSmallComponents, serde_json::json!({"min_volume_ml": -1.0}));
+    let e = param_err(
+        &RemoveSmallComponents,
+        serde_json::json!({"min_volume_ml": -1.0}),
+    );
     assert!(e[0].starts_with("min_volume_ml"), "{e:?}");
 }
 
-fn run_mask(t: &dyn NodeType, p: serde_json::Value, imp: &str, m: &Mask) -> Result<Value, NodeError> {
-    let node = t.build(&p, imp).map_err(|e| NodeError::Other(format!("{e:?}")))?;
-    let mut ctx = NodeContext::standalone("t", std::path::Path::new(".")).with_input("mask", Value::Mask(Arc::new(m.clone())));
+fn run_mask(
+    t: &dyn NodeType,
+    p: serde_json::Value,
+    imp: &str,
+    m: &Mask,
+) -> Result<Value, NodeError> {
+    let node = t
+        .build(&p, imp)
+        .map_err(|e| NodeError::Other(format!("{e:?}")))?;
+    let mut ctx = NodeContext::standalone("t", std::path::Path::new("."))
+        .with_input("mask", Value::Mask(Arc::new(m.clone())));
     node.run(&mut ctx)?;
     Ok(ctx.take_outputs().into_values().next().expect("one output"))
 }
@@ -172,9 +232,18 @@ fn nodes_agree_across_impls() {
     for (t, p) in [
         (&ConnectedComponents as &dyn NodeType, serde_json::json!({})),
         (&ConnectedComponents, serde_json::json!({"per_slice": true})),
-        (&RemoveSmallComponents, serde_json::json!({"min_volume_ml": 0.01})),
-        (&RemoveSmallComponents, serde_json::json!({"min_volume_ml": 0.05, "per_slice": false, "connectivity": 6})),
-        (&KeepLargestComponents, serde_json::json!({"n": 2, "per_slice": true, "connectivity": 4})),
+        (
+            &RemoveSmallComponents,
+            serde_json::json!({"min_volume_ml": 0.01}),
+        ),
+        (
+            &RemoveSmallComponents,
+            serde_json::json!({"min_volume_ml": 0.05, "per_slice": false, "connectivity": 6}),
+        ),
+        (
+            &KeepLargestComponents,
+            serde_json::json!({"n": 2, "per_slice": true, "connectivity": 4}),
+        ),
     ] {
         let a = run_mask(t, p.clone(), "runs", &m).unwrap();
         let b = run_mask(t, p.clone(), "flood", &m).unwrap();

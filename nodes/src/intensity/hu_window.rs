@@ -23,7 +23,10 @@ pub struct HuWindowParams {
 
 impl Default for HuWindowParams {
     fn default() -> Self {
-        HuWindowParams { min: -29.0, max: 150.0 }
+        HuWindowParams {
+            min: -29.0,
+            max: 150.0,
+        }
     }
 }
 
@@ -55,8 +58,20 @@ impl NodeType for HuWindow {
                 "Voxels in the window (and in `mask` when given), on the image's grid.",
             )],
             params: vec![
-                ParamSpec::new("min", "f64", "-29.0", "HU", "Lowest value kept (inclusive)."),
-                ParamSpec::new("max", "f64", "150.0", "HU", "Highest value kept (inclusive)."),
+                ParamSpec::new(
+                    "min",
+                    "f64",
+                    "-29.0",
+                    "HU",
+                    "Lowest value kept (inclusive).",
+                ),
+                ParamSpec::new(
+                    "max",
+                    "f64",
+                    "150.0",
+                    "HU",
+                    "Highest value kept (inclusive).",
+                ),
             ],
             impls: vec![ImplSpec::new(
                 "default",
@@ -79,7 +94,8 @@ impl NodeType for HuWindow {
 )"#,
             },
             Example {
-                description: "Every voxel of the phantom CT between -190 and -30 HU (fat), no mask.",
+                description:
+                    "Every voxel of the phantom CT between -190 and -30 HU (fat), no mask.",
                 graph: r#"Graph(
     name: "hu_window_fat_example",
     nodes: {
@@ -91,7 +107,11 @@ impl NodeType for HuWindow {
         ]
     }
 
-    fn build(&self, params: &serde_json::Value, _implementation: &str) -> Result<Box<dyn Node>, Vec<ParamError>> {
+    fn build(
+        &self,
+        params: &serde_json::Value,
+        _implementation: &str,
+    ) -> Result<Box<dyn Node>, Vec<ParamError>> {
         let p: HuWindowParams = parse_params(params).map_err(|e| vec![e])?;
         let mut errors = Vec::new();
         for (name, v) in [("min", p.min), ("max", p.max)] {
@@ -108,7 +128,10 @@ impl NodeType for HuWindow {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Box::new(HuWindowNode { min: p.min, max: p.max }))
+        Ok(Box::new(HuWindowNode {
+            min: p.min,
+            max: p.max,
+        }))
     }
 }
 

@@ -26,11 +26,14 @@ pub fn window_i16(ct: &[i16], min: f64, max: f64, mask: Option<&[u8]>, out: &mut
     let width = hi.wrapping_sub(lo) as u16;
     let inside = move |v: i16| (v.wrapping_sub(lo) as u16 <= width) as u8;
     match mask {
-        None => out.par_chunks_mut(CHUNK).zip(ct.par_chunks(CHUNK)).for_each(|(o, c)| {
-            for (o, &v) in o.iter_mut().zip(c) {
-                *o = inside(v);
-            }
-        }),
+        None => out
+            .par_chunks_mut(CHUNK)
+            .zip(ct.par_chunks(CHUNK))
+            .for_each(|(o, c)| {
+                for (o, &v) in o.iter_mut().zip(c) {
+                    *o = inside(v);
+                }
+            }),
         Some(m) => out
             .par_chunks_mut(CHUNK)
             .zip(ct.par_chunks(CHUNK))
@@ -53,7 +56,10 @@ pub fn window_f32(ct: &[f32], min: f64, max: f64, mask: Option<&[u8]>, out: &mut
             None => o.iter_mut().zip(c).for_each(|(o, &v)| *o = inside(v)),
             Some(m) => {
                 let m = &m[k * CHUNK..k * CHUNK + o.len()];
-                o.iter_mut().zip(c).zip(m).for_each(|((o, &v), &m)| *o = inside(v) & (m != 0) as u8);
+                o.iter_mut()
+                    .zip(c)
+                    .zip(m)
+                    .for_each(|((o, &v), &m)| *o = inside(v) & (m != 0) as u8);
             }
         }
     });

@@ -54,14 +54,20 @@ fn bounds_at_the_ends_of_i16() {
     let g = Geometry::new([3, 1, 1], [1.0; 3]);
     let img = Image::I16(Volume::from_vec(g, vec![i16::MIN, 0, i16::MAX]).unwrap());
     assert_eq!(hu_window(&img, -1e9, 1e9, None).as_slice(), &[1, 1, 1]);
-    assert_eq!(hu_window(&img, 32767.0, 32767.0, None).as_slice(), &[0, 0, 1]);
+    assert_eq!(
+        hu_window(&img, 32767.0, 32767.0, None).as_slice(),
+        &[0, 0, 1]
+    );
     assert_eq!(hu_window(&img, 0.5, 0.7, None).as_slice(), &[0, 0, 0]);
-    let nan = Image::F32(Volume::from_vec(Geometry::new([1, 1, 1], [1.0; 3]), vec![f32::NAN]).unwrap());
+    let nan =
+        Image::F32(Volume::from_vec(Geometry::new([1, 1, 1], [1.0; 3]), vec![f32::NAN]).unwrap());
     assert_eq!(hu_window(&nan, -1e9, 1e9, None).as_slice(), &[0]);
 }
 
 fn run(params: serde_json::Value, image: Image, mask: Option<Mask>) -> Result<Mask, NodeError> {
-    let node = HuWindow.build(&params, "default").map_err(|e| NodeError::Other(format!("{e:?}")))?;
+    let node = HuWindow
+        .build(&params, "default")
+        .map_err(|e| NodeError::Other(format!("{e:?}")))?;
     let mut ctx = NodeContext::standalone("HuWindow", std::path::Path::new("."))
         .with_input("image", Value::Image(Arc::new(image)));
     if let Some(m) = mask {
@@ -81,7 +87,12 @@ fn node_defaults_mask_and_grid_check() {
     let out = run(serde_json::json!({}), ct.clone(), None).unwrap();
     assert_eq!(out.as_slice(), &[0, 1, 1, 1, 0]);
     let m = Mask::from_vec(g, vec![1, 1, 0, 1, 1]).unwrap();
-    let out = run(serde_json::json!({"min": -100, "max": 100}), ct.clone(), Some(m)).unwrap();
+    let out = run(
+        serde_json::json!({"min": -100, "max": 100}),
+        ct.clone(),
+        Some(m),
+    )
+    .unwrap();
     assert_eq!(out.as_slice(), &[1, 1, 0, 0, 0]);
     let other = Mask::filled(Geometry::new([5, 1, 1], [2.0, 1.0, 1.0]), 1);
     let err = run(serde_json::json!({}), ct, Some(other)).unwrap_err();
@@ -95,6 +106,12 @@ fn min_above_max_is_a_param_error() {
         Ok(_) => panic!("accepted"),
     };
     assert_eq!(errs[0].path, ["min"]);
-    assert!(errs[0].message.contains("200 > max 100"), "{}", errs[0].message);
-    assert!(HuWindow.build(&serde_json::json!({"min": 5, "max": 5}), "default").is_ok());
+    assert!(
+        errs[0].message.contains("200 > max 100"),
+        "{}",
+        errs[0].message
+    );
+    assert!(HuWindow
+        .build(&serde_json::json!({"min": 5, "max": 5}), "default")
+        .is_ok());
 }

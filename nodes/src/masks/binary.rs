@@ -15,7 +15,12 @@ use voxflow_engine::{
 pub struct NoParams {}
 
 /// The spec of a two-input mask node (`a`, `b` -> `mask`).
-pub fn spec2(name: &'static str, summary: &'static str, doc: &'static str, out_doc: &'static str) -> NodeSpec {
+pub fn spec2(
+    name: &'static str,
+    summary: &'static str,
+    doc: &'static str,
+    out_doc: &'static str,
+) -> NodeSpec {
     NodeSpec {
         name,
         summary,
@@ -32,7 +37,10 @@ pub fn spec2(name: &'static str, summary: &'static str, doc: &'static str, out_d
 }
 
 /// A node applying `f` to inputs `a` and `b`.
-pub fn build2(params: &serde_json::Value, f: fn(&Mask, &Mask) -> Mask) -> Result<Box<dyn Node>, Vec<ParamError>> {
+pub fn build2(
+    params: &serde_json::Value,
+    f: fn(&Mask, &Mask) -> Mask,
+) -> Result<Box<dyn Node>, Vec<ParamError>> {
     let _: NoParams = parse_params(params).map_err(|e| vec![e])?;
     Ok(Box::new(Binary { f }))
 }

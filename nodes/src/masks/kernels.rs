@@ -42,7 +42,11 @@ pub fn merge(masks: &[&Mask], labels: &[u16]) -> Labels {
 fn zip(a: &Mask, b: &Mask, f: impl Fn(bool, bool) -> bool + Sync) -> Mask {
     let mut out = vec![0u8; a.as_slice().len()];
     out.par_chunks_mut(CHUNK)
-        .zip(a.as_slice().par_chunks(CHUNK).zip(b.as_slice().par_chunks(CHUNK)))
+        .zip(
+            a.as_slice()
+                .par_chunks(CHUNK)
+                .zip(b.as_slice().par_chunks(CHUNK)),
+        )
         .for_each(|(o, (a, b))| {
             for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
                 *o = f(x != 0, y != 0) as u8;

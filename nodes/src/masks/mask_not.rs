@@ -20,8 +20,16 @@ impl NodeType for MaskNot {
             summary: "Invert a mask: set voxels become background and vice versa.",
             doc: "Output voxel = NOT mask, on the same grid.",
             category: "masks",
-            inputs: vec![InputSpec::required("mask", &[PortType::Mask], "The mask to invert.")],
-            outputs: vec![OutputSpec::new("mask", PortType::Mask, "The complement of the input.")],
+            inputs: vec![InputSpec::required(
+                "mask",
+                &[PortType::Mask],
+                "The mask to invert.",
+            )],
+            outputs: vec![OutputSpec::new(
+                "mask",
+                PortType::Mask,
+                "The complement of the input.",
+            )],
             params: vec![],
             impls: vec![ImplSpec::new("default", "One parallel voxel-wise pass.")],
         }
@@ -41,7 +49,11 @@ impl NodeType for MaskNot {
         }]
     }
 
-    fn build(&self, params: &serde_json::Value, _implementation: &str) -> Result<Box<dyn Node>, Vec<ParamError>> {
+    fn build(
+        &self,
+        params: &serde_json::Value,
+        _implementation: &str,
+    ) -> Result<Box<dyn Node>, Vec<ParamError>> {
         let _: NoParams = parse_params(params).map_err(|e| vec![e])?;
         Ok(Box::new(MaskNotNode))
     }

@@ -19,7 +19,8 @@ impl NodeType for MaskSubtract {
 
     fn examples(&self) -> Vec<Example> {
         vec![Example {
-            description: "Abdominal prediction minus the paravertebral prediction grown by a 3x3x1 box.",
+            description:
+                "Abdominal prediction minus the paravertebral prediction grown by a 3x3x1 box.",
             graph: r#"Graph(
     name: "mask_subtract_example",
     nodes: {
@@ -33,7 +34,11 @@ impl NodeType for MaskSubtract {
         }]
     }
 
-    fn build(&self, params: &serde_json::Value, _implementation: &str) -> Result<Box<dyn Node>, Vec<ParamError>> {
+    fn build(
+        &self,
+        params: &serde_json::Value,
+        _implementation: &str,
+    ) -> Result<Box<dyn Node>, Vec<ParamError>> {
         binary::build2(params, kernels::subtract)
     }
 }

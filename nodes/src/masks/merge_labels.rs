@@ -38,14 +38,21 @@ impl NodeType for MergeLabels {
                 &[PortType::Mask],
                 "The masks, in order of increasing precedence.",
             )],
-            outputs: vec![OutputSpec::new("labels", PortType::Labels, "The merged label map.")],
+            outputs: vec![OutputSpec::new(
+                "labels",
+                PortType::Labels,
+                "The merged label map.",
+            )],
             params: vec![ParamSpec::required(
                 "labels",
                 "[u16]",
                 "",
                 "Label for each mask of `masks`, same order and length.",
             )],
-            impls: vec![ImplSpec::new("default", "One parallel pass over voxel chunks, masks in order.")],
+            impls: vec![ImplSpec::new(
+                "default",
+                "One parallel pass over voxel chunks, masks in order.",
+            )],
         }
     }
 
@@ -65,10 +72,17 @@ impl NodeType for MergeLabels {
         }]
     }
 
-    fn build(&self, params: &serde_json::Value, _implementation: &str) -> Result<Box<dyn Node>, Vec<ParamError>> {
+    fn build(
+        &self,
+        params: &serde_json::Value,
+        _implementation: &str,
+    ) -> Result<Box<dyn Node>, Vec<ParamError>> {
         let p: MergeLabelsParams = parse_params(params).map_err(|e| vec![e])?;
         if p.labels.is_empty() {
-            return Err(vec![ParamError::field("labels", "must give one label per mask, got []")]);
+            return Err(vec![ParamError::field(
+                "labels",
+                "must give one label per mask, got []",
+            )]);
         }
         Ok(Box::new(MergeLabelsNode { labels: p.labels }))
     }
@@ -104,7 +118,12 @@ impl Node for MergeLabelsNode {
         let g0 = masks[0].geometry();
         for (i, m) in masks.iter().enumerate().skip(1) {
             if !m.geometry().same_grid(g0) {
-                return Err(ctx.grid_mismatch("masks[0]", g0, &format!("masks[{i}]"), m.geometry()));
+                return Err(ctx.grid_mismatch(
+                    "masks[0]",
+                    g0,
+                    &format!("masks[{i}]"),
+                    m.geometry(),
+                ));
             }
         }
         let refs: Vec<&Mask> = masks.iter().map(|m| m.as_ref()).collect();

@@ -31,15 +31,26 @@ impl NodeType for SelectLabel {
                   that does not occur gives an empty mask, not an error (a prediction may miss \
                   a structure).",
             category: "masks",
-            inputs: vec![InputSpec::required("labels", &[PortType::Labels], "The label map.")],
-            outputs: vec![OutputSpec::new("mask", PortType::Mask, "The selected voxels, on the label map's grid.")],
+            inputs: vec![InputSpec::required(
+                "labels",
+                &[PortType::Labels],
+                "The label map.",
+            )],
+            outputs: vec![OutputSpec::new(
+                "mask",
+                PortType::Mask,
+                "The selected voxels, on the label map's grid.",
+            )],
             params: vec![ParamSpec::required(
                 "labels",
                 "[u16]",
                 "",
                 "Labels to select, at least one, e.g. [1] or [86, 87].",
             )],
-            impls: vec![ImplSpec::new("default", "One parallel pass through a 65536-entry lookup table.")],
+            impls: vec![ImplSpec::new(
+                "default",
+                "One parallel pass through a 65536-entry lookup table.",
+            )],
         }
     }
 
@@ -56,10 +67,17 @@ impl NodeType for SelectLabel {
         }]
     }
 
-    fn build(&self, params: &serde_json::Value, _implementation: &str) -> Result<Box<dyn Node>, Vec<ParamError>> {
+    fn build(
+        &self,
+        params: &serde_json::Value,
+        _implementation: &str,
+    ) -> Result<Box<dyn Node>, Vec<ParamError>> {
         let p: SelectLabelParams = parse_params(params).map_err(|e| vec![e])?;
         if p.labels.is_empty() {
-            return Err(vec![ParamError::field("labels", "must list at least one label, got []")]);
+            return Err(vec![ParamError::field(
+                "labels",
+                "must list at least one label, got []",
+            )]);
         }
         Ok(Box::new(SelectLabelNode { labels: p.labels }))
     }

@@ -44,14 +44,20 @@ proptest! {
         let refs: Vec<&Mask> = masks.iter().collect();
         let merged = kernels::merge(&refs, &out_labels);
         for (i, _) in labels.iter().enumerate() {
-            let want = masks.iter().zip(&out_labels).filter(|(m, _)| m.as_slice()[i] != 0).map(|(_, &l)| l).last().unwrap_or(0);
+            let want = masks.iter().zip(&out_labels).filter(|(m, _)| m.as_slice()[i] != 0).map(|(_, &l)| l).next_back().unwrap_or(0);
             prop_assert_eq!(merged.as_slice()[i], want);
         }
     }
 }
 
-fn run(t: &dyn NodeType, params: serde_json::Value, inputs: Vec<(&str, Value)>) -> Result<Value, NodeError> {
-    let node = t.build(&params, "default").map_err(|e| NodeError::Other(format!("{e:?}")))?;
+fn run(
+    t: &dyn NodeType,
+    params: serde_json::Value,
+    inputs: Vec<(&str, Value)>,
+) -> Result<Value, NodeError> {
+    let node = t
+        .build(&params, "default")
+        .map_err(|e| NodeError::Other(format!("{e:?}")))?;
     let mut ctx = NodeContext::standalone("t", std::path::Path::new("."));
     for (p, v) in inputs {
         ctx = ctx.with_input(p, v);
@@ -74,16 +80,33 @@ fn nodes_compute_and_check_grids() {
         (&MaskOr, [1, 1, 1, 0]),
         (&MaskSubtract, [0, 1, 0, 0]),
     ] {
-        match run(t, serde_json::json!({}), vec![("a", mv(a.clone())), ("b", mv(b.clone()))]).unwrap() {
+        match run(
+            t,
+            serde_json::json!({}),
+            vec![("a", mv(a.clone())), ("b", mv(b.clone()))],
+        )
+        .unwrap()
+        {
             Value::Mask(m) => assert_eq!(m.as_slice(), &want),
             _ => panic!("not a mask"),
         }
         let other = Mask::filled(Geometry::new([4, 1, 1], [1.5, 1.0, 1.0]), 0);
-        let err = run(t, serde_json::json!({}), vec![("a", mv(a.clone())), ("b", mv(other))]).unwrap_err();
+        let err = run(
+            t,
+            serde_json::json!({}),
+            vec![("a", mv(a.clone())), ("b", mv(other))],
+        )
+        .unwrap_err();
         assert!(matches!(err, NodeError::GridMismatch { .. }), "{err}");
         assert!(t.build(&serde_json::json!({"x": 1}), "default").is_err());
     }
-    match run(&MaskNot, serde_json::json!({}), vec![("mask", mv(a.clone()))]).unwrap() {
+    match run(
+        &MaskNot,
+        serde_json::json!({}),
+        vec![("mask", mv(a.clone()))],
+    )
+    .unwrap()
+    {
         Value::Mask(m) => assert_eq!(m.as_slice(), &[0, 0, 1, 1]),
         _ => panic!("not a mask"),
     }
@@ -98,7 +121,13 @@ fn select_label_needs_labels() {
     assert_eq!(errs[0].path, ["labels"]);
     let g = Geometry::new([3, 1, 1], [1.0; 3]);
     let lm = Value::Labels(Arc::new(Labels::from_vec(g, vec![86, 87, 5]).unwrap()));
-    match run(&SelectLabel, serde_json::json!({"labels": [86, 87]}), vec![("labels", lm)]).unwrap() {
+    match run(
+        &SelectLabel,
+        serde_json::json!({"labels": [86, 87]}),
+        vec![("labels", lm)],
+    )
+    .unwrap()
+    {
         Value::Mask(m) => assert_eq!(m.as_slice(), &[1, 1, 0]),
         _ => panic!("not a mask"),
     }
@@ -109,15 +138,35 @@ fn merge_labels_later_wins_and_checks_lengths_and_grids() {
     let g = Geometry::new([3, 1, 1], [1.0; 3]);
     let a = mv(mask(&g, &[1, 1, 0]));
     let b = mv(mask(&g, &[0, 1, 1]));
-    let out = run(&MergeLabels, serde_json::json!({"labels": [1, 2]}), vec![("masks", a.clone()), ("masks", b.clone())]);
+    let out = run(
+        &MergeLabels,
+        serde_json::json!({"labels": [1, 2]}),
+        vec![("masks", a.clone()), ("masks", b.clone())],
+    );
     match out.unwrap() {
         Value::Labels(l) => assert_eq!(l.as_slice(), &[1, 2, 2]),
         _ => panic!("not labels"),
     }
-    let err = run(&MergeLabels, serde_json::json!({"labels": [1, 2, 3]}), vec![("masks", a.clone()), ("masks", b)]).unwrap_err();
-    assert!(err.to_string().contains("`labels` has 3 entries but 2 masks"), "{err}");
+    let err = run(
+        &MergeLabels,
+        serde_json::json!({"labels": [1, 2, 3]}),
+        vec![("masks", a.clone()), ("masks", b)],
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("`labels` has 3 entries but 2 masks"),
+        "{err}"
+    );
     let other = mv(Mask::filled(Geometry::new([3, 1, 1], [1.0, 2.0, 1.0]), 0));
-    let err = run(&MergeLabels, serde_json::json!({"labels": [1, 2]}), vec![("masks", a), ("masks", other)]).unwrap_err();
+    let err = run(
+        &MergeLabels,
+        serde_json::json!({"labels": [1, 2]}),
+        vec![("masks", a), ("masks", other)],
+    )
+    .unwrap_err();
     assert!(matches!(err, NodeError::GridMismatch { .. }), "{err}");
-    assert!(MergeLabels.build(&serde_json::json!({"labels": []}), "default").is_err());
+    assert!(MergeLabels
+        .build(&serde_json::json!({"labels": []}), "default")
+        .is_err());
 }

@@ -105,9 +105,21 @@ fn unpack_row(src: &[u64], dst: &mut [u8]) {
 fn shl_into(src: &[u64], s: usize, dst: &mut [u64]) {
     let (q, m) = (s / 64, s % 64);
     for (i, d) in dst.iter_mut().enumerate() {
-        let hi = if i >= q { src.get(i - q).copied().unwrap_or(0) } else { 0 };
-        let lo = if m != 0 && i > q { src.get(i - q - 1).copied().unwrap_or(0) } else { 0 };
-        *d = if m == 0 { hi } else { (hi << m) | (lo >> (64 - m)) };
+        let hi = if i >= q {
+            src.get(i - q).copied().unwrap_or(0)
+        } else {
+            0
+        };
+        let lo = if m != 0 && i > q {
+            src.get(i - q - 1).copied().unwrap_or(0)
+        } else {
+            0
+        };
+        *d = if m == 0 {
+            hi
+        } else {
+            (hi << m) | (lo >> (64 - m))
+        };
     }
 }
 
@@ -116,8 +128,16 @@ fn shr_into(src: &[u64], s: usize, dst: &mut [u64]) {
     let (q, m) = (s / 64, s % 64);
     for (i, d) in dst.iter_mut().enumerate() {
         let lo = src.get(i + q).copied().unwrap_or(0);
-        let hi = if m != 0 { src.get(i + q + 1).copied().unwrap_or(0) } else { 0 };
-        *d = if m == 0 { lo } else { (lo >> m) | (hi << (64 - m)) };
+        let hi = if m != 0 {
+            src.get(i + q + 1).copied().unwrap_or(0)
+        } else {
+            0
+        };
+        *d = if m == 0 {
+            lo
+        } else {
+            (lo >> m) | (hi << (64 - m))
+        };
     }
 }
 
@@ -137,7 +157,11 @@ struct RowScratch {
 
 impl RowScratch {
     fn new(wpr: usize) -> Self {
-        RowScratch { p: vec![0; wpr], q: vec![0; wpr], t: vec![0; wpr] }
+        RowScratch {
+            p: vec![0; wpr],
+            q: vec![0; wpr],
+            t: vec![0; wpr],
+        }
     }
 }
 
@@ -184,7 +208,14 @@ fn dilate_row_x(row: &mut [u64], a: usize, last_mask: u64, s: &mut RowScratch) {
 
 /// `dst[i] = OR src[i-r ..= i+r]` (clipped), where item i is `src[i*item .. (i+1)*item]`.
 /// Sequential; `g` and `h` are scratch for the van Herk scheme.
-fn window_or(src: &[u64], item: usize, r: usize, dst: &mut [u64], g: &mut Vec<u64>, h: &mut Vec<u64>) {
+fn window_or(
+    src: &[u64],
+    item: usize,
+    r: usize,
+    dst: &mut [u64],
+    g: &mut Vec<u64>,
+    h: &mut Vec<u64>,
+) {
     let n = src.len() / item;
     let k = 2 * r + 1;
     if k <= DIRECT_MAX_WINDOW || n <= k {
@@ -206,7 +237,15 @@ fn window_or(src: &[u64], item: usize, r: usize, dst: &mut [u64], g: &mut Vec<u6
     h.clear();
     h.resize(m * item, 0);
     for b0 in (0..m).step_by(k) {
-        vh_block(src, item, r, b0, (b0 + k).min(m), &mut g[b0 * item..], &mut h[b0 * item..]);
+        vh_block(
+            src,
+            item,
+            r,
+            b0,
+            (b0 + k).min(m),
+            &mut g[b0 * item..],
+            &mut h[b0 * item..],
+        );
     }
     for i in 0..n {
         let out = &mut dst[i * item..(i + 1) * item];
@@ -221,7 +260,15 @@ fn window_or(src: &[u64], item: usize, r: usize, dst: &mut [u64], g: &mut Vec<u6
 /// Prefix (`g`) and suffix (`h`) ORs of one van Herk block `[b0, b1)` in padded item
 /// coordinates (padded item p is source item p - r, zeros outside). `g` and `h` start
 /// at item b0.
-fn vh_block(src: &[u64], item: usize, r: usize, b0: usize, b1: usize, g: &mut [u64], h: &mut [u64]) {
+fn vh_block(
+    src: &[u64],
+    item: usize,
+    r: usize,
+    b0: usize,
+    b1: usize,
+    g: &mut [u64],
+    h: &mut [u64],
+) {
     let n = src.len() / item;
     let get = |p: usize| -> Option<&[u64]> {
         (p >= r && p - r < n).then(|| &src[(p - r) * item..(p - r + 1) * item])
@@ -262,7 +309,11 @@ impl BitVolume {
     /// An all-zero volume.
     pub fn zeros(dims: [usize; 3]) -> Self {
         let wpr = dims[0].div_ceil(64);
-        BitVolume { dims, wpr, words: vec![0; wpr * dims[1] * dims[2]] }
+        BitVolume {
+            dims,
+            wpr,
+            words: vec![0; wpr * dims[1] * dims[2]],
+        }
     }
 
     /// Size (nx, ny, nz).
@@ -312,30 +363,33 @@ impl BitVolume {
             row[wpr - 1] &= last_mask;
         };
         let win = nx.div_ceil(64);
-        out.words.par_chunks_mut(sw).enumerate().for_each(|(zp, slice)| {
-            let mut tmp = vec![0u64; win];
-            let z = zp.wrapping_sub(pad[2]);
-            for (yp, row) in slice.chunks_mut(wpr).enumerate() {
-                let y = yp.wrapping_sub(pad[1]);
-                if z >= nz || y >= ny {
-                    if fill {
-                        full_row(row);
+        out.words
+            .par_chunks_mut(sw)
+            .enumerate()
+            .for_each(|(zp, slice)| {
+                let mut tmp = vec![0u64; win];
+                let z = zp.wrapping_sub(pad[2]);
+                for (yp, row) in slice.chunks_mut(wpr).enumerate() {
+                    let y = yp.wrapping_sub(pad[1]);
+                    if z >= nz || y >= ny {
+                        if fill {
+                            full_row(row);
+                        }
+                        continue;
                     }
-                    continue;
-                }
-                let s = &src[nx * (y + ny * z)..nx * (y + ny * z + 1)];
-                if pad[0] == 0 {
-                    pack_row(s, row);
-                } else {
-                    pack_row(s, &mut tmp);
-                    shl_into(&tmp, pad[0], row);
-                    if fill {
-                        set_bits(row, 0, pad[0]);
-                        set_bits(row, pad[0] + nx, dims[0]);
+                    let s = &src[nx * (y + ny * z)..nx * (y + ny * z + 1)];
+                    if pad[0] == 0 {
+                        pack_row(s, row);
+                    } else {
+                        pack_row(s, &mut tmp);
+                        shl_into(&tmp, pad[0], row);
+                        if fill {
+                            set_bits(row, 0, pad[0]);
+                            set_bits(row, pad[0] + nx, dims[0]);
+                        }
                     }
                 }
-            }
-        });
+            });
         out
     }
 
@@ -350,19 +404,21 @@ impl BitVolume {
         let mut out = vec![0u8; nx * ny * nz];
         if !out.is_empty() {
             let (wpr, sw) = (self.wpr, self.slice_words());
-            out.par_chunks_mut(nx * ny).enumerate().for_each(|(z, slice)| {
-                let mut tmp = vec![0u64; nx.div_ceil(64)];
-                let src_slice = &self.words[(z + crop[2]) * sw..(z + crop[2] + 1) * sw];
-                for (y, row) in slice.chunks_mut(nx).enumerate() {
-                    let s = &src_slice[(y + crop[1]) * wpr..(y + crop[1] + 1) * wpr];
-                    if crop[0] == 0 {
-                        unpack_row(s, row);
-                    } else {
-                        shr_into(s, crop[0], &mut tmp);
-                        unpack_row(&tmp, row);
+            out.par_chunks_mut(nx * ny)
+                .enumerate()
+                .for_each(|(z, slice)| {
+                    let mut tmp = vec![0u64; nx.div_ceil(64)];
+                    let src_slice = &self.words[(z + crop[2]) * sw..(z + crop[2] + 1) * sw];
+                    for (y, row) in slice.chunks_mut(nx).enumerate() {
+                        let s = &src_slice[(y + crop[1]) * wpr..(y + crop[1] + 1) * wpr];
+                        if crop[0] == 0 {
+                            unpack_row(s, row);
+                        } else {
+                            shr_into(s, crop[0], &mut tmp);
+                            unpack_row(&tmp, row);
+                        }
                     }
-                }
-            });
+                });
         }
         Mask::from_vec(geometry, out).expect("dims checked")
     }
@@ -444,10 +500,13 @@ impl BitVolume {
         let m = nz + 2 * r;
         let mut g = vec![0u64; m * sw];
         let mut h = vec![0u64; m * sw];
-        g.par_chunks_mut(k * sw).zip(h.par_chunks_mut(k * sw)).enumerate().for_each(|(b, (gb, hb))| {
-            let b0 = b * k;
-            vh_block(src, sw, r, b0, (b0 + k).min(m), gb, hb);
-        });
+        g.par_chunks_mut(k * sw)
+            .zip(h.par_chunks_mut(k * sw))
+            .enumerate()
+            .for_each(|(b, (gb, hb))| {
+                let b0 = b * k;
+                vh_block(src, sw, r, b0, (b0 + k).min(m), gb, hb);
+            });
         out.words.par_chunks_mut(sw).enumerate().for_each(|(i, o)| {
             let hp = &h[i * sw..(i + 1) * sw];
             let gp = &g[(i + k - 1) * sw..(i + k) * sw];
@@ -502,7 +561,8 @@ impl BitVolume {
                         continue;
                     }
                     let ys0 = (y0 as isize + s.dy) as usize;
-                    let src = &xa[zs as usize * sw + ys0 * wpr..zs as usize * sw + (ys0 + y1 - y0) * wpr];
+                    let src =
+                        &xa[zs as usize * sw + ys0 * wpr..zs as usize * sw + (ys0 + y1 - y0) * wpr];
                     for (d, v) in o[y0 * wpr..y1 * wpr].iter_mut().zip(src) {
                         *d |= *v;
                     }
@@ -545,7 +605,9 @@ mod tests {
     #[test]
     fn pack_pad_and_crop_round_trip() {
         let g = Geometry::new([70, 3, 2], [1.0; 3]);
-        let data: Vec<u8> = (0..g.len()).map(|i| ((i * 7919) % 3 == 0) as u8 * 5).collect();
+        let data: Vec<u8> = (0..g.len())
+            .map(|i| ((i * 7919) % 3 == 0) as u8 * 5)
+            .collect();
         let m = Mask::from_vec(g.clone(), data.clone()).unwrap();
         for (pad, fill) in [([0, 0, 0], false), ([3, 1, 2], true), ([65, 0, 1], false)] {
             let b = BitVolume::from_mask(&m, pad, fill);

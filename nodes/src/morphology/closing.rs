@@ -28,10 +28,10 @@ impl NodeType for Closing {
     }
 
     fn examples(&self) -> Vec<Example> {
-        vec![
-            Example {
-                description: "Close the abdominal prediction with a 3x3 in-plane box (sarcopenia chain step).",
-                graph: r#"Graph(
+        vec![Example {
+            description:
+                "Close the abdominal prediction with a 3x3 in-plane box (sarcopenia chain step).",
+            graph: r#"Graph(
     name: "closing_example",
     nodes: {
         "phantom": (node: "Phantom", params: (seed: 1, dims: (96, 96, 12))),
@@ -39,11 +39,14 @@ impl NodeType for Closing {
         "out": (node: "Closing", inputs: (mask: "abd"), params: (kernel: (3, 3, 1))),
     },
 )"#,
-            },
-        ]
+        }]
     }
 
-    fn build(&self, params: &serde_json::Value, implementation: &str) -> Result<Box<dyn Node>, Vec<ParamError>> {
+    fn build(
+        &self,
+        params: &serde_json::Value,
+        implementation: &str,
+    ) -> Result<Box<dyn Node>, Vec<ParamError>> {
         common::build(Op::Close, params, implementation)
     }
 }

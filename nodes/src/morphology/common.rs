@@ -26,7 +26,10 @@ pub struct MorphologyParams {
 
 impl Default for MorphologyParams {
     fn default() -> Self {
-        MorphologyParams { kernel: (3, 3, 1), radius_mm: None }
+        MorphologyParams {
+            kernel: (3, 3, 1),
+            radius_mm: None,
+        }
     }
 }
 
@@ -88,8 +91,16 @@ pub fn spec(name: &'static str, summary: &'static str, doc: &'static str) -> Nod
         summary,
         doc,
         category: "morphology",
-        inputs: vec![InputSpec::required("mask", &[PortType::Mask], "The binary mask to transform.")],
-        outputs: vec![OutputSpec::new("mask", PortType::Mask, "The transformed mask, on the input's grid.")],
+        inputs: vec![InputSpec::required(
+            "mask",
+            &[PortType::Mask],
+            "The binary mask to transform.",
+        )],
+        outputs: vec![OutputSpec::new(
+            "mask",
+            PortType::Mask,
+            "The transformed mask, on the input's grid.",
+        )],
         params: param_specs(),
         impls: vec![
             ImplSpec::new(
@@ -108,13 +119,20 @@ pub fn spec(name: &'static str, summary: &'static str, doc: &'static str) -> Nod
 }
 
 /// Parse params and build the node for `op`.
-pub fn build(op: Op, params: &serde_json::Value, implementation: &str) -> Result<Box<dyn Node>, Vec<ParamError>> {
+pub fn build(
+    op: Op,
+    params: &serde_json::Value,
+    implementation: &str,
+) -> Result<Box<dyn Node>, Vec<ParamError>> {
     let p: MorphologyParams = parse_params(params).map_err(|e| vec![e])?;
     let mut errors = Vec::new();
     let (kx, ky, kz) = p.kernel;
     let boxed = Element::cuboid([kx, ky, kz]);
     if let Err(e) = &boxed {
-        errors.push(ParamError::field("kernel", format!("{e}; got ({kx}, {ky}, {kz})")));
+        errors.push(ParamError::field(
+            "kernel",
+            format!("{e}; got ({kx}, {ky}, {kz})"),
+        ));
     }
     if let Some((rx, ry, rz)) = p.radius_mm {
         for (axis, r) in [("x", rx), ("y", ry), ("z", rz)] {
@@ -133,7 +151,11 @@ pub fn build(op: Op, params: &serde_json::Value, implementation: &str) -> Result
         Some((rx, ry, rz)) => Shape::Ellipsoid([rx, ry, rz]),
         None => Shape::Box(boxed.expect("checked")),
     };
-    let imp = if implementation == "naive" { Imp::Naive } else { Imp::Fast };
+    let imp = if implementation == "naive" {
+        Imp::Naive
+    } else {
+        Imp::Fast
+    };
     Ok(Box::new(MorphologyNode { op, shape, imp }))
 }
 

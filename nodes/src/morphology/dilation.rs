@@ -46,7 +46,11 @@ impl NodeType for Dilation {
         ]
     }
 
-    fn build(&self, params: &serde_json::Value, implementation: &str) -> Result<Box<dyn Node>, Vec<ParamError>> {
+    fn build(
+        &self,
+        params: &serde_json::Value,
+        implementation: &str,
+    ) -> Result<Box<dyn Node>, Vec<ParamError>> {
         common::build(Op::Dilate, params, implementation)
     }
 }

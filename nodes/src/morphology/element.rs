@@ -36,7 +36,9 @@ impl Element {
     pub fn cuboid(size: [usize; 3]) -> Result<Self, String> {
         for (axis, &k) in ["x", "y", "z"].iter().zip(size.iter()) {
             if k == 0 || k % 2 == 0 {
-                return Err(format!("size along {axis} must be odd (1, 3, 5, ...), got {k}"));
+                return Err(format!(
+                    "size along {axis} must be odd (1, 3, 5, ...), got {k}"
+                ));
             }
             if k / 2 > MAX_RADIUS_VOXELS {
                 return Err(format!(
@@ -48,9 +50,19 @@ impl Element {
         let radius = size.map(|k| k / 2);
         let (ry, rz) = (radius[1] as isize, radius[2] as isize);
         let spans = (-rz..=rz)
-            .flat_map(|dz| (-ry..=ry).map(move |dy| Span { dy, dz, rx: radius[0] }))
+            .flat_map(|dz| {
+                (-ry..=ry).map(move |dy| Span {
+                    dy,
+                    dz,
+                    rx: radius[0],
+                })
+            })
             .collect();
-        Ok(Element { radius, is_box: true, spans })
+        Ok(Element {
+            radius,
+            is_box: true,
+            spans,
+        })
     }
 
     /// The voxels of an ellipsoid with semi-axes `radius_mm` (x, y, z) on a grid with
@@ -61,10 +73,16 @@ impl Element {
         for a in 0..3 {
             let axis = ["x", "y", "z"][a];
             if !(radius_mm[a].is_finite() && radius_mm[a] >= 0.0) {
-                return Err(format!("radius along {axis} must be a finite number >= 0 mm, got {}", radius_mm[a]));
+                return Err(format!(
+                    "radius along {axis} must be a finite number >= 0 mm, got {}",
+                    radius_mm[a]
+                ));
             }
             if !(spacing_mm[a].is_finite() && spacing_mm[a] > 0.0) {
-                return Err(format!("voxel spacing along {axis} must be > 0 mm, got {}", spacing_mm[a]));
+                return Err(format!(
+                    "voxel spacing along {axis} must be > 0 mm, got {}",
+                    spacing_mm[a]
+                ));
             }
         }
         let term = |a: usize, d: isize| -> f64 {
@@ -100,13 +118,18 @@ impl Element {
                     continue;
                 }
                 let mut rx = 0usize;
-                while rx < radius[0] && term(0, rx as isize + 1) + term(1, dy) + term(2, dz) <= 1.0 {
+                while rx < radius[0] && term(0, rx as isize + 1) + term(1, dy) + term(2, dz) <= 1.0
+                {
                     rx += 1;
                 }
                 spans.push(Span { dy, dz, rx });
             }
         }
-        Ok(Element { radius, is_box: false, spans })
+        Ok(Element {
+            radius,
+            is_box: false,
+            spans,
+        })
     }
 
     /// Half-size per axis in voxels: the element fits in `(2r+1)` voxels along each axis.
@@ -126,7 +149,9 @@ impl Element {
 
     /// Whether offset `(dx, dy, dz)` belongs to the element.
     pub fn contains(&self, d: [isize; 3]) -> bool {
-        self.spans.iter().any(|s| s.dy == d[1] && s.dz == d[2] && d[0].unsigned_abs() <= s.rx)
+        self.spans
+            .iter()
+            .any(|s| s.dy == d[1] && s.dz == d[2] && d[0].unsigned_abs() <= s.rx)
     }
 
     /// Every offset of the element (z-major, then y, then x).
@@ -145,7 +170,9 @@ mod tests {
     #[test]
     fn cuboid_checks_sizes() {
         assert!(Element::cuboid([3, 3, 1]).is_ok());
-        assert!(Element::cuboid([2, 3, 1]).unwrap_err().contains("along x must be odd"));
+        assert!(Element::cuboid([2, 3, 1])
+            .unwrap_err()
+            .contains("along x must be odd"));
         assert!(Element::cuboid([3, 0, 1]).unwrap_err().contains("along y"));
         let e = Element::cuboid([5, 3, 1]).unwrap();
         assert_eq!(e.radius(), [2, 1, 0]);
@@ -181,6 +208,8 @@ mod tests {
         assert_eq!(e.radius(), [2, 2, 0]);
         assert!(Element::ellipsoid([-1.0, 1.0, 1.0], [1.0; 3]).is_err());
         assert!(Element::ellipsoid([1.0, 1.0, 1.0], [0.0, 1.0, 1.0]).is_err());
-        assert!(Element::ellipsoid([1e6, 1.0, 1.0], [1.0; 3]).unwrap_err().contains("voxels"));
+        assert!(Element::ellipsoid([1e6, 1.0, 1.0], [1.0; 3])
+            .unwrap_err()
+            .contains("voxels"));
     }
 }

@@ -22,10 +22,9 @@ impl NodeType for Erosion {
     }
 
     fn examples(&self) -> Vec<Example> {
-        vec![
-            Example {
-                description: "Shrink the abdominal prediction by a 3x3 in-plane box.",
-                graph: r#"Graph(
+        vec![Example {
+            description: "Shrink the abdominal prediction by a 3x3 in-plane box.",
+            graph: r#"Graph(
     name: "erosion_example",
     nodes: {
         "phantom": (node: "Phantom", params: (seed: 1, dims: (96, 96, 12))),
@@ -33,11 +32,14 @@ impl NodeType for Erosion {
         "out": (node: "Erosion", inputs: (mask: "abd"), params: (kernel: (3, 3, 1))),
     },
 )"#,
-            },
-        ]
+        }]
     }
 
-    fn build(&self, params: &serde_json::Value, implementation: &str) -> Result<Box<dyn Node>, Vec<ParamError>> {
+    fn build(
+        &self,
+        params: &serde_json::Value,
+        implementation: &str,
+    ) -> Result<Box<dyn Node>, Vec<ParamError>> {
         common::build(Op::Erode, params, implementation)
     }
 }

@@ -15,22 +15,35 @@ fn apply(mask: &Mask, element: &Element, all: bool, outside: bool) -> Mask {
     let offsets = element.offsets();
     let mut out = vec![0u8; src.len()];
     if !out.is_empty() {
-        out.par_chunks_mut(nx * ny).enumerate().for_each(|(z, slice)| {
-            for y in 0..ny {
-                for x in 0..nx {
-                    let value = |o: &[isize; 3]| -> bool {
-                        let (a, b, c) = (x as isize + o[0], y as isize + o[1], z as isize + o[2]);
-                        if a < 0 || b < 0 || c < 0 || a >= nx as isize || b >= ny as isize || c >= nz as isize {
-                            outside
+        out.par_chunks_mut(nx * ny)
+            .enumerate()
+            .for_each(|(z, slice)| {
+                for y in 0..ny {
+                    for x in 0..nx {
+                        let value = |o: &[isize; 3]| -> bool {
+                            let (a, b, c) =
+                                (x as isize + o[0], y as isize + o[1], z as isize + o[2]);
+                            if a < 0
+                                || b < 0
+                                || c < 0
+                                || a >= nx as isize
+                                || b >= ny as isize
+                                || c >= nz as isize
+                            {
+                                outside
+                            } else {
+                                src[a as usize + nx * (b as usize + ny * c as usize)] != 0
+                            }
+                        };
+                        let v = if all {
+                            offsets.iter().all(value)
                         } else {
-                            src[a as usize + nx * (b as usize + ny * c as usize)] != 0
-                        }
-                    };
-                    let v = if all { offsets.iter().all(value) } else { offsets.iter().any(value) };
-                    slice[x + nx * y] = v as u8;
+                            offsets.iter().any(value)
+                        };
+                        slice[x + nx * y] = v as u8;
+                    }
                 }
-            }
-        });
+            });
     }
     Mask::from_vec(mask.geometry().clone(), out).expect("same grid")
 }

@@ -26,10 +26,9 @@ impl NodeType for Opening {
     }
 
     fn examples(&self) -> Vec<Example> {
-        vec![
-            Example {
-                description: "Open the abdominal prediction with a 3x3 in-plane box.",
-                graph: r#"Graph(
+        vec![Example {
+            description: "Open the abdominal prediction with a 3x3 in-plane box.",
+            graph: r#"Graph(
     name: "opening_example",
     nodes: {
         "phantom": (node: "Phantom", params: (seed: 1, dims: (96, 96, 12))),
@@ -37,11 +36,14 @@ impl NodeType for Opening {
         "out": (node: "Opening", inputs: (mask: "abd"), params: (kernel: (3, 3, 1))),
     },
 )"#,
-            },
-        ]
+        }]
     }
 
-    fn build(&self, params: &serde_json::Value, implementation: &str) -> Result<Box<dyn Node>, Vec<ParamError>> {
+    fn build(
+        &self,
+        params: &serde_json::Value,
+        implementation: &str,
+    ) -> Result<Box<dyn Node>, Vec<ParamError>> {
         common::build(Op::Open, params, implementation)
     }
 }

@@ -13,10 +13,18 @@ use super::{kernels, naive, Closing, Dilation, Erosion, Opening};
 
 /// A random mask: salt noise of the given density plus a few boxes, some of them
 /// sticking out of the volume (so objects touch the border).
-pub(crate) fn random_mask(dims: [usize; 3], spacing: [f64; 3], seed: u64, density: f64, boxes: usize) -> Mask {
+pub(crate) fn random_mask(
+    dims: [usize; 3],
+    spacing: [f64; 3],
+    seed: u64,
+    density: f64,
+    boxes: usize,
+) -> Mask {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let g = Geometry::new(dims, spacing);
-    let mut data: Vec<u8> = (0..g.len()).map(|_| rng.random_bool(density) as u8).collect();
+    let mut data: Vec<u8> = (0..g.len())
+        .map(|_| rng.random_bool(density) as u8)
+        .collect();
     for _ in 0..boxes {
         let lo: [i64; 3] = std::array::from_fn(|a| rng.random_range(-3..dims[a] as i64 + 1));
         let len: [i64; 3] = std::array::from_fn(|a| rng.random_range(1..=dims[a] as i64 / 2 + 2));
@@ -135,10 +143,18 @@ fn border_conventions_on_a_border_slab() {
     let e = Element::cuboid([3, 3, 3]).unwrap();
     // erosion: outside is foreground, so only the inner face (x = 1) is eroded
     let er = kernels::erode(&m, &e);
-    assert!(er.as_slice().iter().enumerate().all(|(i, &v)| v == (i % 6 == 0) as u8));
+    assert!(er
+        .as_slice()
+        .iter()
+        .enumerate()
+        .all(|(i, &v)| v == (i % 6 == 0) as u8));
     // dilation: grows by one voxel in x only (nothing comes in from outside)
     let di = kernels::dilate(&m, &e);
-    assert!(di.as_slice().iter().enumerate().all(|(i, &v)| v == (i % 6 < 3) as u8));
+    assert!(di
+        .as_slice()
+        .iter()
+        .enumerate()
+        .all(|(i, &v)| v == (i % 6 < 3) as u8));
     // opening keeps the border-touching slab, closing leaves it unchanged
     assert_eq!(kernels::open(&m, &e), m);
     assert_eq!(kernels::close(&m, &e), m);
@@ -181,7 +197,8 @@ fn nodes_run_both_impls_and_agree_with_kernels() {
     let m = random_mask([17, 13, 6], [0.8, 0.8, 2.5], 3, 0.2, 3);
     let box_e = Element::cuboid([3, 3, 1]).unwrap();
     let ell = Element::ellipsoid([2.0, 2.0, 2.5], [0.8, 0.8, 2.5]).unwrap();
-    let types: [(&dyn NodeType, fn(&Mask, &Element) -> Mask); 4] = [
+    type Kernel = fn(&Mask, &Element) -> Mask;
+    let types: [(&dyn NodeType, Kernel); 4] = [
         (&Dilation, kernels::dilate),
         (&Erosion, kernels::erode),
         (&Closing, kernels::close),
@@ -191,7 +208,13 @@ fn nodes_run_both_impls_and_agree_with_kernels() {
         for imp in ["fast", "naive"] {
             let got = run(t, serde_json::json!({}), imp, m.clone()).unwrap();
             assert_eq!(got, f(&m, &box_e), "{} {imp}", t.spec().name);
-            let got = run(t, serde_json::json!({"radius_mm": [2.0, 2.0, 2.5]}), imp, m.clone()).unwrap();
+            let got = run(
+                t,
+                serde_json::json!({"radius_mm": [2.0, 2.0, 2.5]}),
+                imp,
+                m.clone(),
+            )
+            .unwrap();
             assert_eq!(got, f(&m, &ell), "{} {imp} ellipsoid", t.spec().name);
         }
     }
@@ -200,9 +223,21 @@ fn nodes_run_both_impls_and_agree_with_kernels() {
 #[test]
 fn bad_params_are_param_errors() {
     for (params, field, says) in [
-        (serde_json::json!({"kernel": [2, 3, 1]}), "kernel", "must be odd"),
-        (serde_json::json!({"kernel": [3, 3, 0]}), "kernel", "along z must be odd"),
-        (serde_json::json!({"radius_mm": [1.0, -2.0, 1.0]}), "radius_mm", "along y"),
+        (
+            serde_json::json!({"kernel": [2, 3, 1]}),
+            "kernel",
+            "must be odd",
+        ),
+        (
+            serde_json::json!({"kernel": [3, 3, 0]}),
+            "kernel",
+            "along z must be odd",
+        ),
+        (
+            serde_json::json!({"radius_mm": [1.0, -2.0, 1.0]}),
+            "radius_mm",
+            "along y",
+        ),
     ] {
         let errs = match Closing.build(&params, "fast") {
             Err(e) => e,
@@ -221,14 +256,23 @@ fn bad_params_are_param_errors() {
 #[test]
 fn huge_ellipsoid_is_a_run_error() {
     let m = random_mask([4, 4, 2], [0.001, 0.001, 0.001], 1, 0.5, 0);
-    let err = run(&Dilation, serde_json::json!({"radius_mm": [10.0, 1.0, 1.0]}), "fast", m).unwrap_err();
+    let err = run(
+        &Dilation,
+        serde_json::json!({"radius_mm": [10.0, 1.0, 1.0]}),
+        "fast",
+        m,
+    )
+    .unwrap_err();
     assert!(err.contains("radius_mm"), "{err}");
 }
 
 #[test]
 fn params_default_matches_spec() {
     let p = serde_json::to_value(super::common::MorphologyParams::default()).unwrap();
-    assert_eq!(p, serde_json::json!({"kernel": [3, 3, 1], "radius_mm": null}));
+    assert_eq!(
+        p,
+        serde_json::json!({"kernel": [3, 3, 1], "radius_mm": null})
+    );
     let spec = Closing.spec();
     let names: Vec<_> = spec.params.iter().map(|p| p.name).collect();
     assert_eq!(names, ["kernel", "radius_mm"]);
