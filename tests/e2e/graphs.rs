@@ -1,1 +1,173 @@
-//! Shipped graphs (being written).
+//! Every shipped graph in graphs/ runs in the tests; their tables are snapshotted, and the
+//! sarcopenia graph agrees voxel for voxel with the Python reference implementation.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use voxflow_engine::{Labels, Value};
+use voxflow_tests::{repo_root, run_graph, summarize};
+
+fn graph(name: &str) -> PathBuf {
+    repo_root().join("graphs").join(name)
+}
+
+fn tables_snapshot(report: &voxflow_engine::run::RunReport) -> String {
+    report
+        .outputs
+        .iter()
+        .filter(|(_, v)| matches!(v, Value::Table(_)))
+        .map(|(k, v)| format!("== {k}\n{}", summarize(v)))
+        .collect()
+}
+
+/// Write a phantom's CT, truth and prediction as NIfTI files (as a user would have them).
+fn phantom_files(dir: &Path, seed: u64, dims: (usize, usize, usize)) -> (PathBuf, PathBuf, PathBuf) {
+    let g = format!(
+        r#"Graph(name: "phantom_files", nodes: {{
+            "p": (node: "Phantom", params: (seed: {seed}, dims: ({}, {}, {}))),
+            "ct": (node: "SaveNifti", inputs: (volume: "p.ct"), params: (path: "ct.nii.gz")),
+            "truth": (node: "SaveNifti", inputs: (volume: "p.truth"), params: (path: "truth.nii.gz")),
+            "pred": (node: "SaveNifti", inputs: (volume: "p.prediction"), params: (path: "prediction.nii.gz")),
+        }})"#,
+        dims.0, dims.1, dims.2
+    );
+    let f = dir.join("phantom_files.ron");
+    std::fs::write(&f, g).unwrap();
+    run_graph(&f, &[], dir);
+    (dir.join("ct.nii.gz"), dir.join("truth.nii.gz"), dir.join("prediction.nii.gz"))
+}
+
+fn load_labels(path: &Path) -> Arc<Labels> {
+    let g = format!(r#"Graph(name: "load", nodes: {{ "l": (node: "LoadLabels", params: (path: "{}")) }})"#, path.display());
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("load.ron");
+    std::fs::write(&f, g).unwrap();
+    let p = voxflow_tests::plan(&f, &[], &[], &["l".into()]);
+    let r = voxflow_tests::run_ok(&p, dir.path());
+    match &r.outputs["l.labels"] {
+        Value::Labels(l) => l.clone(),
+        v => panic!("{v:?}"),
+    }
+}
+
+#[test]
+fn every_shipped_graph_has_a_test() {
+    let mut names: Vec<String> = std::fs::read_dir(repo_root().join("graphs"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.ends_with(".ron"))
+        .collect();
+    names.sort();
+    // Each of these is run by a test below; macros are run through them.
+    assert_eq!(names, ["compare_segmentations.ron", "demo.ron", "sarcopenia_postprocess.ron"]);
+}
+
+#[test]
+fn demo_runs_and_post_processing_improves_dice() {
+    let out = tempfile::tempdir().unwrap();
+    let report = run_graph(&graph("demo.ron"), &[], out.path());
+    insta::assert_snapshot!("graph_demo_tables", tables_snapshot(&report));
+    let Value::Table(m) = &report.outputs["metrics.table"] else { panic!() };
+    let dice = m.column("dice").unwrap();
+    for label in [1, 2] {
+        let d: Vec<f64> = m.rows.iter().filter(|r| r[1].as_f64() == Some(label as f64)).map(|r| r[dice].as_f64().unwrap()).collect();
+        assert!(d[1] > d[0] + 0.05, "label {label}: Dice {:.3} after cleaning vs {:.3} before", d[1], d[0]);
+    }
+    for f in ["demo/cleaned.nii.gz", "demo/ct.nii.gz", "demo/metrics.csv", "demo/metrics.json", "demo/overlay_prediction.png", "demo/overlay_cleaned.png", "demo/label_stats.csv"] {
+        assert!(out.path().join(f).exists(), "{f} missing");
+    }
+}
+
+#[test]
+fn sarcopenia_graph_on_phantom_files_matches_the_demo_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ct, _, pred) = phantom_files(dir.path(), 7, (192, 160, 24));
+    let set = vec![format!("ct={}", ct.display()), format!("prediction={}", pred.display())];
+    let report = run_graph(&graph("sarcopenia_postprocess.ron"), &set, dir.path());
+    insta::assert_snapshot!("graph_sarcopenia_phantom_tables", tables_snapshot(&report));
+    let ours = load_labels(&dir.path().join("sarcopenia_labels.nii.gz"));
+    // The demo runs the same macro on the same phantom in memory.
+    let demo_out = tempfile::tempdir().unwrap();
+    run_graph(&graph("demo.ron"), &[], demo_out.path());
+    let demo = load_labels(&demo_out.path().join("demo/cleaned.nii.gz"));
+    assert_eq!(ours.as_slice(), demo.as_slice());
+    if let Some(py) = python() {
+        let reference = run_reference(&py, &ct, &pred, dir.path());
+        assert_identical(&ours, &reference);
+    }
+}
+
+#[test]
+fn sarcopenia_graph_matches_the_reference_on_real_ct() {
+    let Some(data) = voxflow_nodes::testdata::shared_data("sarcopenia graph on ct_sm") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (ct, pred) = (data.join("ct_sm.nii.gz"), data.join("ct_sm_prediction.nii.gz"));
+    let set = vec![format!("ct={}", ct.display()), format!("prediction={}", pred.display())];
+    let report = run_graph(&graph("sarcopenia_postprocess.ron"), &set, dir.path());
+    insta::assert_snapshot!("graph_sarcopenia_ct_sm_tables", tables_snapshot(&report));
+    let ours = load_labels(&dir.path().join("sarcopenia_labels.nii.gz"));
+    match python() {
+        Some(py) => assert_identical(&ours, &run_reference(&py, &ct, &pred, dir.path())),
+        None => {
+            // Counts the reference script produced on these files (python sarcopenia_ref.py
+            // ct_sm.nii.gz ct_sm_prediction.nii.gz out.nii.gz, numpy 2.4 / scipy 1.17).
+            let counts = voxflow_engine::volume::value_counts(ours.as_slice());
+            assert_eq!(counts, REFERENCE_CT_SM_COUNTS);
+        }
+    }
+}
+
+/// Label counts of sarcopenia_ref.py's output on ct_sm (see the test above).
+const REFERENCE_CT_SM_COUNTS: &[(u16, usize)] = &[(0, 308_098), (1, 49_526), (2, 12_036)];
+
+fn python() -> Option<String> {
+    let py = std::env::var("VOXFLOW_PYTHON").ok()?;
+    let ok = std::process::Command::new(&py).args(["-c", "import numpy, scipy, nibabel"]).status().is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("skipping the Python reference: {py} lacks numpy, scipy or nibabel");
+    }
+    ok.then_some(py)
+}
+
+fn run_reference(py: &str, ct: &Path, pred: &Path, dir: &Path) -> Arc<Labels> {
+    let script = repo_root().join("../shared/peers/sarcopenia_ref.py");
+    let out = dir.join("reference.nii.gz");
+    let o = std::process::Command::new(py).arg(&script).arg(ct).arg(pred).arg(&out).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    load_labels(&out)
+}
+
+fn assert_identical(ours: &Labels, reference: &Labels) {
+    assert_eq!(ours.dims(), reference.dims());
+    let differing = ours.as_slice().iter().zip(reference.as_slice()).filter(|(a, b)| a != b).count();
+    assert_eq!(differing, 0, "voxels differing from sarcopenia_ref.py");
+}
+
+#[test]
+fn compare_segmentations_on_phantom_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ct, truth, pred) = phantom_files(dir.path(), 7, (96, 80, 12));
+    let set = vec![format!("ct={}", ct.display()), format!("a={}", truth.display()), format!("b={}", pred.display())];
+    let report = run_graph(&graph("compare_segmentations.ron"), &set, dir.path());
+    insta::assert_snapshot!("graph_compare_phantom_tables", tables_snapshot(&report));
+    for f in ["metrics.csv", "metrics.json", "overlay.png", "difference.png"] {
+        assert!(dir.path().join(f).exists(), "{f} missing");
+    }
+}
+
+#[test]
+fn compare_segmentations_restricted_to_vertebral_levels_on_real_ct() {
+    let Some(data) = voxflow_nodes::testdata::shared_data("compare_segmentations on ct_sm") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let set = vec![
+        format!("ct={}", data.join("ct_sm.nii.gz").display()),
+        format!("a={}", data.join("ct_sm_total.nii.gz").display()),
+        format!("b={}", data.join("ct_sm_total_fast.nii.gz").display()),
+        format!("levels={}", data.join("ct_sm_total.nii.gz").display()),
+        "region=label_slices".into(),
+        "region_labels=[30, 31]".into(),
+        "labels=[5, 86, 87]".into(),
+    ];
+    let report = run_graph(&graph("compare_segmentations.ron"), &set, dir.path());
+    insta::assert_snapshot!("graph_compare_ct_sm_levels", tables_snapshot(&report));
+}

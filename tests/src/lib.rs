@@ -28,7 +28,18 @@ pub fn plan(path: &Path, set: &[String], implementations: &[String], targets: &[
 
 /// Run a plan with outputs under `out`; panics listing failed nodes.
 pub fn run_ok(plan: &Plan, out: &Path) -> RunReport {
-    let report = run(plan, &RunOptions { out_dir: out.to_path_buf(), ..Default::default() });
+    run_checked(plan, &RunOptions { out_dir: out.to_path_buf(), ..Default::default() })
+}
+
+/// Run a whole graph file (its leaves) with `--set` values; every Table any node makes is
+/// in the report's outputs. Panics listing failed nodes.
+pub fn run_graph(path: &Path, set: &[String], out: &Path) -> RunReport {
+    let p = plan(path, set, &[], &[]);
+    run_checked(&p, &RunOptions { out_dir: out.to_path_buf(), collect_tables: true, ..Default::default() })
+}
+
+fn run_checked(plan: &Plan, opts: &RunOptions) -> RunReport {
+    let report = run(plan, opts);
     let failures: Vec<String> = report.failures().map(|n| format!("{} ({}): {:?}", n.id, n.type_name, n.status)).collect();
     assert!(failures.is_empty(), "nodes failed: {failures:#?}");
     assert!(report.ok(), "some nodes were skipped: {:?}", report.nodes);
