@@ -172,6 +172,9 @@ pub struct BatchProgress {
     pub total: usize,
 }
 
+/// Progress callback of a batch.
+pub type ProgressFn = Arc<dyn Fn(BatchProgress) + Send + Sync>;
+
 /// Options of a batch run.
 #[derive(Clone, Default)]
 pub struct BatchOptions {
@@ -188,7 +191,7 @@ pub struct BatchOptions {
     /// Program version and command prefix for provenance and failure records.
     pub context: RunContext,
     /// Called when progress changes.
-    pub progress: Option<Arc<dyn Fn(BatchProgress) + Send + Sync>>,
+    pub progress: Option<ProgressFn>,
 }
 
 /// Estimated peak memory of a case: its input files' uncompressed sizes (gzip's size

@@ -16,6 +16,9 @@ use crate::node::{NodeContext, Source};
 use crate::validate::Plan;
 use crate::value::Value;
 
+/// Progress callback, called from worker threads.
+pub type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
+
 /// How to run a plan.
 #[derive(Clone, Default)]
 pub struct RunOptions {
@@ -24,7 +27,7 @@ pub struct RunOptions {
     /// Size of a dedicated thread pool; `None` uses rayon's global pool.
     pub threads: Option<usize>,
     /// Called from worker threads as nodes start and finish (progress display).
-    pub observer: Option<Arc<dyn Fn(&Event) + Send + Sync>>,
+    pub observer: Option<Observer>,
     /// Reuse and store results in this cache.
     pub cache: Option<Cache>,
     /// Identifies this graph (and case) in the cache's explain records.

@@ -219,10 +219,11 @@ impl<T: Clone> Volume<T> {
     }
 
     /// A volume on the same grid with every voxel mapped.
-    pub fn map<U: Clone, F: Fn(&T) -> U + Sync + Send>(&self, f: F) -> Volume<U>
+    pub fn map<U, F>(&self, f: F) -> Volume<U>
     where
         T: Sync,
-        U: Send,
+        U: Clone + Send,
+        F: Fn(&T) -> U + Sync + Send,
     {
         use rayon::prelude::*;
         let out: Vec<U> = self.as_slice().par_iter().map(f).collect();
