@@ -110,9 +110,11 @@ impl NodeType for SaveNifti {
                 "the affine is written as the sform and as the qform (quaternion; shears only in ",
                 "the sform), both with code 1 (scanner), and pixdim holds the spacing. Files ",
                 "written here load back bit for bit (voxels and affine). `.nii.gz` is compressed ",
-                "in parallel into one standard gzip stream (level 6, 1 MiB blocks, the same bytes ",
-                "on any machine). The file appears atomically (temporary file, then rename); any ",
-                "other extension is an error."
+                "in parallel into one standard gzip stream (deflate level 3, independent 1 MiB ",
+                "blocks, the same bytes on any machine) whose header lists the blocks (an FEXTRA ",
+                "subfield other readers skip), so voxflow loads it back in parallel. The file ",
+                "appears atomically (temporary file, then rename); any other extension is an ",
+                "error."
             ),
             category: "io",
             inputs: vec![InputSpec::required(

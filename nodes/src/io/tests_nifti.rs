@@ -416,15 +416,21 @@ fn saved_files_read_back_with_the_nifti_crate() {
     let flat: Vec<i16> = arr.t().iter().copied().collect::<Vec<_>>();
     // ndarray's logical order is (x, y, z) row-major; transposed iteration is x-fastest.
     assert_eq!(flat, vals);
-    // nibabel reads the qform (quaternion) and the sform as the same affine.
+    // nibabel reads the voxels (past the gzip block index in FEXTRA) and reads the
+    // qform (quaternion) and the sform as the same affine.
     let Some(py) = peer_python("nibabel qform check", "nibabel, numpy") else {
         return;
     };
-    let script = "import sys, json, nibabel as nib\n\
-                  h = nib.load(sys.argv[1]).header\n\
-                  print(json.dumps([h.get_qform().tolist(), h.get_sform().tolist()]))";
+    let script = "import sys, json, numpy as np, nibabel as nib\n\
+                  im = nib.load(sys.argv[1]); h = im.header\n\
+                  a = np.asarray(im.dataobj)\n\
+                  print(json.dumps([h.get_qform().tolist(), h.get_sform().tolist(), \
+                  a.ravel(order='F').tolist()]))";
     let out = run_python(&py, script, &[p.to_str().unwrap()]);
-    let forms: Vec<Vec<Vec<f64>>> = serde_json::from_str(out.trim()).unwrap();
+    type Forms = (Vec<Vec<f64>>, Vec<Vec<f64>>, Vec<i16>);
+    let (q, s, data): Forms = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(data, vals);
+    let forms = [q, s];
     for form in forms {
         for r in 0..4 {
             for c in 0..4 {
@@ -590,4 +596,48 @@ fn total_map_with_header_extension_has_nibabel_label_counts() {
     let out = run_python(&py, script, &[path.to_str().unwrap()]);
     let want: Vec<(u16, usize)> = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(counts, want);
+}
+
+#[test]
+fn large_files_stream_through_the_read_pipeline() {
+    // Larger than one read chunk (4 MiB compressed) and several output steps (8 MiB),
+    // so reading, page touching and inflating overlap across many steps.
+    let dir = tempfile::tempdir().unwrap();
+    let g = Geometry::new([256, 256, 100], [0.75, 0.75, 2.5]);
+    let mut state = 12345u64;
+    let vals: Vec<i16> = (0..g.len())
+        .map(|i| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            // Smooth ramp plus noise: compresses to roughly half, like CT.
+            ((i % 256) as i16 - 1000) + (state >> 58) as i16
+        })
+        .collect();
+    let img = Image::I16(Volume::from_vec(g.clone(), vals.clone()).unwrap());
+    // Written by voxflow (parallel blocks) and by a plain single-stream gzip encoder.
+    let ours = dir.path().join("ours.nii.gz");
+    save_image(&ours, &img).unwrap();
+    assert_eq!(load_image(&ours).unwrap(), img);
+    let bytes = nii_bytes(&Header::for_geometry(&g, Dtype::I16), as_bytes(&vals), &[]);
+    let gz = gzip(&bytes);
+    assert!(
+        gz.len() > 8 << 20,
+        "spans several read chunks: {}",
+        gz.len()
+    );
+    let plain = dir.path().join("plain.nii.gz");
+    std::fs::write(&plain, &gz).unwrap();
+    assert_eq!(load_image(&plain).unwrap(), img);
+    let raw = dir.path().join("raw.nii");
+    std::fs::write(&raw, &bytes).unwrap();
+    assert_eq!(load_image(&raw).unwrap(), img);
+    // Cut in the middle of a later chunk: still reported as truncated.
+    let cut = dir.path().join("cut.nii.gz");
+    std::fs::write(&cut, &gz[..gz.len() * 3 / 4]).unwrap();
+    let e = err_text(load_image(&cut).unwrap_err());
+    assert!(
+        e.contains("cut.nii.gz") && e.contains("truncated gzip stream"),
+        "{e}"
+    );
 }

@@ -27,7 +27,11 @@ impl Node for ConcatTablesNode {
         if tables.len() != self.names.len() {
             return Err(NodeError::Input {
                 port: "tables".into(),
-                message: format!("{} tables connected but {} names given", tables.len(), self.names.len()),
+                message: format!(
+                    "{} tables connected but {} names given",
+                    tables.len(),
+                    self.names.len()
+                ),
             });
         }
         // Columns: the source column, then the union of all columns in first-seen order.
@@ -48,7 +52,10 @@ impl Node for ConcatTablesNode {
                 let mut r = vec![Cell::Null; columns.len()];
                 r[0] = Cell::Text(name.clone());
                 for (c, v) in t.columns.iter().zip(row) {
-                    let i = columns.iter().position(|x| x == c).expect("column collected");
+                    let i = columns
+                        .iter()
+                        .position(|x| x == c)
+                        .expect("column collected");
                     r[i] = v.clone();
                 }
                 out.push(r);
@@ -67,15 +74,35 @@ impl NodeType for ConcatTables {
         NodeSpec {
             name: "ConcatTables",
             summary: "Stack tables row-wise, with a column naming each row's source table.",
-            doc: "Rows of the first table come first. Columns are the source column followed by \
+            doc:
+                "Rows of the first table come first. Columns are the source column followed by \
                   the union of the inputs' columns in first-seen order; a table lacking a column \
                   leaves its cells empty. Used to put metrics before and after a step side by side.",
             category: "stats",
-            inputs: vec![InputSpec::list("tables", &[PortType::Table], "Tables to stack, in order.")],
-            outputs: vec![OutputSpec::new("table", PortType::Table, "The stacked table.")],
+            inputs: vec![InputSpec::list(
+                "tables",
+                &[PortType::Table],
+                "Tables to stack, in order.",
+            )],
+            outputs: vec![OutputSpec::new(
+                "table",
+                PortType::Table,
+                "The stacked table.",
+            )],
             params: vec![
-                ParamSpec::required("names", "Vec<String>", "", "One name per input table, written in the source column."),
-                ParamSpec::new("column", "Option<String>", "None", "", "Name of the source column; None = \"source\"."),
+                ParamSpec::required(
+                    "names",
+                    "Vec<String>",
+                    "",
+                    "One name per input table, written in the source column.",
+                ),
+                ParamSpec::new(
+                    "column",
+                    "Option<String>",
+                    "None",
+                    "",
+                    "Name of the source column; None = \"source\".",
+                ),
             ],
             impls: vec![ImplSpec::new("native", "Copies rows into one table.")],
         }
@@ -99,12 +126,22 @@ impl NodeType for ConcatTables {
         }]
     }
 
-    fn build(&self, params: &serde_json::Value, _implementation: &str) -> Result<Box<dyn Node>, Vec<ParamError>> {
+    fn build(
+        &self,
+        params: &serde_json::Value,
+        _implementation: &str,
+    ) -> Result<Box<dyn Node>, Vec<ParamError>> {
         let p: ConcatTablesParams = parse_params(params).map_err(|e| vec![e])?;
         if p.names.is_empty() {
-            return Err(vec![ParamError::field("names", "give one name per input table")]);
+            return Err(vec![ParamError::field(
+                "names",
+                "give one name per input table",
+            )]);
         }
-        Ok(Box::new(ConcatTablesNode { names: p.names, column: p.column.unwrap_or_else(|| "source".into()) }))
+        Ok(Box::new(ConcatTablesNode {
+            names: p.names,
+            column: p.column.unwrap_or_else(|| "source".into()),
+        }))
     }
 }
 
@@ -119,15 +156,22 @@ mod tests {
         a.push(vec![Cell::Int(1), Cell::Float(0.5)]);
         let mut b = Table::new(["label", "hd"]);
         b.push(vec![Cell::Int(2), Cell::Float(3.0)]);
-        let node = ConcatTables.build(&serde_json::json!({"names": ["x", "y"]}), "native").unwrap();
+        let node = ConcatTables
+            .build(&serde_json::json!({"names": ["x", "y"]}), "native")
+            .unwrap();
         let dir = std::env::temp_dir();
         let mut ctx = NodeContext::standalone("ConcatTables", &dir)
             .with_input("tables", Value::Table(Arc::new(a)))
             .with_input("tables", Value::Table(Arc::new(b)));
         node.run(&mut ctx).unwrap();
-        let Value::Table(t) = &ctx.take_outputs()["table"] else { panic!() };
+        let Value::Table(t) = &ctx.take_outputs()["table"] else {
+            panic!()
+        };
         assert_eq!(t.to_csv(), "source,label,dice,hd\nx,1,0.5,\ny,2,,3\n");
-        let err = ConcatTables.build(&serde_json::json!({}), "native").err().unwrap();
+        let err = ConcatTables
+            .build(&serde_json::json!({}), "native")
+            .err()
+            .unwrap();
         assert_eq!(err[0].path, ["names"]);
     }
 }
