@@ -20,6 +20,7 @@ use voxflow_engine::{Geometry, Labels, Mask};
 use super::connectivity::Connectivity;
 use super::flood;
 use crate::morphology::bits::pack_row;
+use crate::morphology::buffer::{zeroed, Zero};
 
 /// A run of foreground voxels `x0..x1` in one row, and its component id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,13 +108,10 @@ impl Components {
         self.slice_first.as_ref().map(|f| f[z] + 1..f[z + 1] + 1)
     }
 
-    /// Paint `value(id)` into every voxel of every component (`T::default()` elsewhere).
-    fn paint<T: Copy + Default + PartialEq + Send + Sync>(
-        &self,
-        value: impl Fn(u32) -> T + Sync,
-    ) -> Vec<T> {
+    /// Paint `value(id)` into every voxel of every component (zero elsewhere).
+    fn paint<T: Zero + PartialEq>(&self, value: impl Fn(u32) -> T + Sync) -> Vec<T> {
         let [nx, ny, nz] = self.dims;
-        let mut out = vec![T::default(); nx * ny * nz];
+        let mut out = zeroed::<T>(nx * ny * nz);
         if out.is_empty() {
             return out;
         }
@@ -126,7 +124,7 @@ impl Components {
                             let r = y + ny * z;
                             for run in &runs[row_start[r]..row_start[r + 1]] {
                                 let v = value(run.label);
-                                if v != T::default() {
+                                if v != T::ZERO {
                                     slice[y * nx + run.x0 as usize..y * nx + run.x1 as usize]
                                         .fill(v);
                                 }

@@ -3,6 +3,8 @@
 use rayon::prelude::*;
 use voxflow_engine::{Image, Mask};
 
+use crate::morphology::buffer::zeroed;
+
 /// Voxels per parallel task (large enough to amortise scheduling, small enough to
 /// balance two to a few dozen cores).
 const CHUNK: usize = 1 << 16;
@@ -69,7 +71,7 @@ pub fn window_f32(ct: &[f32], min: f64, max: f64, mask: Option<&[u8]>, out: &mut
 /// given. The caller checks that `mask` is on the image's grid.
 pub fn hu_window(image: &Image, min: f64, max: f64, mask: Option<&Mask>) -> Mask {
     let g = image.geometry().clone();
-    let mut out = vec![0u8; g.len()];
+    let mut out = zeroed::<u8>(g.len());
     let m = mask.map(|m| m.as_slice());
     match image {
         Image::I16(v) => window_i16(v.as_slice(), min, max, m, &mut out),

@@ -6,6 +6,8 @@
 use rayon::prelude::*;
 use voxflow_engine::{Labels, Mask};
 
+use crate::morphology::buffer::zeroed;
+
 /// Voxels per parallel task.
 const CHUNK: usize = 1 << 16;
 
@@ -15,7 +17,15 @@ pub fn select_labels(labels: &Labels, which: &[u16]) -> Mask {
     for &l in which {
         table[l as usize] = 1;
     }
-    labels.map(|&l| table[l as usize])
+    let mut out = zeroed::<u8>(labels.as_slice().len());
+    out.par_chunks_mut(CHUNK)
+        .zip(labels.as_slice().par_chunks(CHUNK))
+        .for_each(|(o, l)| {
+            for (o, &l) in o.iter_mut().zip(l) {
+                *o = table[l as usize];
+            }
+        });
+    Mask::from_vec(labels.geometry().clone(), out).expect("same grid")
 }
 
 /// A label map from masks: voxel = `labels[i]` of the last mask `i` that contains it, 0
@@ -25,7 +35,7 @@ pub fn merge(masks: &[&Mask], labels: &[u16]) -> Labels {
     assert_eq!(masks.len(), labels.len(), "one label per mask");
     assert!(!masks.is_empty(), "at least one mask");
     let g = masks[0].geometry().clone();
-    let mut out = vec![0u16; g.len()];
+    let mut out = zeroed::<u16>(g.len());
     out.par_chunks_mut(CHUNK).enumerate().for_each(|(k, o)| {
         let base = k * CHUNK;
         for (m, &l) in masks.iter().zip(labels) {
@@ -40,7 +50,7 @@ pub fn merge(masks: &[&Mask], labels: &[u16]) -> Labels {
 
 /// `f(a[i] != 0, b[i] != 0)` for every voxel, on `a`'s grid (the caller checks `b`'s).
 fn zip(a: &Mask, b: &Mask, f: impl Fn(bool, bool) -> bool + Sync) -> Mask {
-    let mut out = vec![0u8; a.as_slice().len()];
+    let mut out = zeroed::<u8>(a.as_slice().len());
     out.par_chunks_mut(CHUNK)
         .zip(
             a.as_slice()
@@ -72,5 +82,13 @@ pub fn subtract(a: &Mask, b: &Mask) -> Mask {
 
 /// Voxels not set in `m`.
 pub fn not(m: &Mask) -> Mask {
-    m.map(|&v| (v == 0) as u8)
+    let mut out = zeroed::<u8>(m.as_slice().len());
+    out.par_chunks_mut(CHUNK)
+        .zip(m.as_slice().par_chunks(CHUNK))
+        .for_each(|(o, m)| {
+            for (o, &v) in o.iter_mut().zip(m) {
+                *o = (v == 0) as u8;
+            }
+        });
+    Mask::from_vec(m.geometry().clone(), out).expect("same grid")
 }

@@ -11,6 +11,7 @@
 use rayon::prelude::*;
 use voxflow_engine::{Geometry, Mask};
 
+use super::buffer::zeroed;
 use super::element::{Element, Span};
 
 /// Above this window length (2r+1 rows or slices) the y and z passes switch from direct
@@ -401,7 +402,7 @@ impl BitVolume {
             (0..3).all(|a| geometry.dims[a] + 2 * crop[a] == self.dims[a]),
             "to_mask: grid does not match the packed volume"
         );
-        let mut out = vec![0u8; nx * ny * nz];
+        let mut out = zeroed::<u8>(nx * ny * nz);
         if !out.is_empty() {
             let (wpr, sw) = (self.wpr, self.slice_words());
             out.par_chunks_mut(nx * ny)
