@@ -33,7 +33,12 @@ pub fn run(registry: &Registry, name: Option<&str>, markdown: bool) -> Result<Ex
             }
             None => {
                 let names: Vec<&str> = registry.names().collect();
-                eprintln!("error: no node type `{n}`{}", hint(n, &names).map(|h| format!("; {h}")).unwrap_or_default());
+                eprintln!(
+                    "error: no node type `{n}`{}",
+                    hint(n, &names)
+                        .map(|h| format!("; {h}"))
+                        .unwrap_or_default()
+                );
                 Ok(ExitCode::FAILURE)
             }
         },

@@ -130,8 +130,14 @@ fn init_tracing(verbosity: u8) {
         2 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VOXFLOW_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VOXFLOW_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
 }
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
@@ -152,7 +158,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     }
                 }
             }
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Nodes { name, markdown } => cmd_nodes::run(&registry, name.as_deref(), markdown),
         Command::Dot { graph, args } => match load_and_validate(&registry, &graph, &args, &[]) {
@@ -174,8 +184,20 @@ fn load_and_validate(
     args: &GraphArgs,
     targets: &[String],
 ) -> std::result::Result<Plan, voxflow_engine::diag::Diagnostics> {
-    let graph = load_graph(path, &LoadOptions { set: args.set.clone() })?;
-    validate(&graph, registry, &ValidateOptions { implementations: args.implementations.clone(), targets: targets.to_vec() })
+    let graph = load_graph(
+        path,
+        &LoadOptions {
+            set: args.set.clone(),
+        },
+    )?;
+    validate(
+        &graph,
+        registry,
+        &ValidateOptions {
+            implementations: args.implementations.clone(),
+            targets: targets.to_vec(),
+        },
+    )
 }
 
 fn print_warnings(plan: &Plan) {
@@ -184,18 +206,34 @@ fn print_warnings(plan: &Plan) {
     }
 }
 
-fn cmd_batch(registry: &voxflow_engine::Registry, graph: &Path, cases_file: &Path, args: &RunArgs) -> Result<ExitCode> {
+fn cmd_batch(
+    registry: &voxflow_engine::Registry,
+    graph: &Path,
+    cases_file: &Path,
+    args: &RunArgs,
+) -> Result<ExitCode> {
     use voxflow_engine::batch::{self, BatchOptions, CaseStatus};
     let cases = batch::read_cases(cases_file)?;
     if cases.is_empty() {
         bail!("{}: no cases", cases_file.display());
     }
     let cache = open_cache(args)?;
-    let scope = graph.canonicalize().unwrap_or_else(|_| graph.to_path_buf()).display().to_string();
+    let scope = graph
+        .canonicalize()
+        .unwrap_or_else(|_| graph.to_path_buf())
+        .display()
+        .to_string();
     let plan_case = |case: &batch::Case| {
-        let mut set: Vec<String> = case.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut set: Vec<String> = case
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         set.extend(args.args.set.iter().cloned());
-        let ga = GraphArgs { set, implementations: args.args.implementations.clone() };
+        let ga = GraphArgs {
+            set,
+            implementations: args.args.implementations.clone(),
+        };
         load_and_validate(registry, graph, &ga, &args.outputs).map_err(|d| d.to_string())
     };
     let bar = progress::BatchBar::new(cases.len(), args.quiet);
@@ -204,8 +242,17 @@ fn cmd_batch(registry: &voxflow_engine::Registry, graph: &Path, cases_file: &Pat
         jobs: args.jobs,
         memory_budget: args.memory_budget.unwrap_or(0),
         resume: args.resume,
-        run: RunOptions { threads: args.threads, cache, cache_scope: scope, ..Default::default() },
-        context: voxflow_engine::provenance::RunContext { version: env!("CARGO_PKG_VERSION").into(), command: command_line(&["--cases", "--jobs", "--memory-budget", "--resume", "--out"]), case: None },
+        run: RunOptions {
+            threads: args.threads,
+            cache,
+            cache_scope: scope,
+            ..Default::default()
+        },
+        context: voxflow_engine::provenance::RunContext {
+            version: env!("CARGO_PKG_VERSION").into(),
+            command: command_line(&["--cases", "--jobs", "--memory-budget", "--resume", "--out"]),
+            case: None,
+        },
         progress: Some(bar.callback()),
     };
     let outcomes = batch::run_cases(&cases, plan_case, &opts);
@@ -218,7 +265,9 @@ fn cmd_batch(registry: &voxflow_engine::Registry, graph: &Path, cases_file: &Pat
                 failed += 1;
                 eprintln!("case {}: FAILED: {e}", o.id);
             }
-            CaseStatus::Resumed if !args.quiet => eprintln!("case {}: complete from an earlier run (resumed)", o.id),
+            CaseStatus::Resumed if !args.quiet => {
+                eprintln!("case {}: complete from an earlier run (resumed)", o.id)
+            }
             CaseStatus::Ok if !args.quiet => eprintln!("case {}: ok ({:.0} ms)", o.id, o.wall_ms),
             _ => {}
         }
@@ -227,20 +276,33 @@ fn cmd_batch(registry: &voxflow_engine::Registry, graph: &Path, cases_file: &Pat
         for f in files {
             eprintln!("wrote {}", f.display());
         }
-        eprintln!("{} cases: {} ok, {failed} failed", outcomes.len(), outcomes.len() - failed);
+        eprintln!(
+            "{} cases: {} ok, {failed} failed",
+            outcomes.len(),
+            outcomes.len() - failed
+        );
     }
-    Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// The demo graph: next to the executable's source tree, or in the current folder.
 fn default_graph() -> Result<PathBuf> {
-    let candidates = [PathBuf::from("graphs/demo.ron"), Path::new(env!("CARGO_MANIFEST_DIR")).join("../graphs/demo.ron")];
+    let candidates = [
+        PathBuf::from("graphs/demo.ron"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../graphs/demo.ron"),
+    ];
     for c in candidates {
         if c.exists() {
             return Ok(c);
         }
     }
-    bail!("no graph given and graphs/demo.ron not found; run from the voxflow folder or name a graph")
+    bail!(
+        "no graph given and graphs/demo.ron not found; run from the voxflow folder or name a graph"
+    )
 }
 
 /// `8G`, `512M`, `100k` or plain bytes.
@@ -253,7 +315,12 @@ fn parse_size(s: &str) -> std::result::Result<u64, String> {
         Some('T') => (&t[..t.len() - 1], 1 << 40),
         _ => (t, 1),
     };
-    num.trim().parse::<f64>().ok().filter(|v| *v > 0.0).map(|v| (v * mult as f64) as u64).ok_or_else(|| format!("`{s}` is not a size like 8G, 512M or 1000000"))
+    num.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| *v > 0.0)
+        .map(|v| (v * mult as f64) as u64)
+        .ok_or_else(|| format!("`{s}` is not a size like 8G, 512M or 1000000"))
 }
 
 /// The command line as typed, quoted for a shell (for failure records and provenance).
@@ -275,7 +342,10 @@ fn command_line(skip: &[&str]) -> String {
 fn open_cache(args: &RunArgs) -> Result<Option<voxflow_engine::cache::Cache>> {
     args.cache
         .as_ref()
-        .map(|d| voxflow_engine::cache::Cache::open(d).with_context(|| format!("opening the cache folder {}", d.display())))
+        .map(|d| {
+            voxflow_engine::cache::Cache::open(d)
+                .with_context(|| format!("opening the cache folder {}", d.display()))
+        })
         .transpose()
 }
 
@@ -300,18 +370,36 @@ fn cmd_run(registry: &voxflow_engine::Registry, args: RunArgs) -> Result<ExitCod
     let needed = plan.nodes.iter().filter(|n| n.needed).count();
     let progress = progress::Progress::new(needed, args.quiet);
     let cache = open_cache(&args)?;
-    let scope = path.canonicalize().unwrap_or_else(|_| path.clone()).display().to_string();
-    let opts = RunOptions { out_dir: args.out.clone(), threads: args.threads, observer: Some(progress.observer()), cache, cache_scope: scope, collect_tables: false };
+    let scope = path
+        .canonicalize()
+        .unwrap_or_else(|_| path.clone())
+        .display()
+        .to_string();
+    let opts = RunOptions {
+        out_dir: args.out.clone(),
+        threads: args.threads,
+        observer: Some(progress.observer()),
+        cache,
+        cache_scope: scope,
+        collect_tables: false,
+    };
     voxflow_engine::provenance::remove_stale_parts(&args.out);
     let report = run(&plan, &opts);
     progress.finish();
-    let ctx = voxflow_engine::provenance::RunContext { version: env!("CARGO_PKG_VERSION").into(), command: command_line(&[]), case: None };
+    let ctx = voxflow_engine::provenance::RunContext {
+        version: env!("CARGO_PKG_VERSION").into(),
+        command: command_line(&[]),
+        case: None,
+    };
     if report.failures().next().is_some() {
-        for f in voxflow_engine::provenance::write_failure_records(&args.out, &plan, &report, &ctx).context("writing failure records")? {
+        for f in voxflow_engine::provenance::write_failure_records(&args.out, &plan, &report, &ctx)
+            .context("writing failure records")?
+        {
             eprintln!("failure record: {}", f.display());
         }
     } else if report.nodes.iter().any(|n| !n.files.is_empty()) || !report.files.is_empty() {
-        voxflow_engine::provenance::write_provenance(&args.out, &plan, &report, &ctx).context("writing provenance.json")?;
+        voxflow_engine::provenance::write_provenance(&args.out, &plan, &report, &ctx)
+            .context("writing provenance.json")?;
     }
     if args.explain {
         for n in report.nodes.iter().filter(|n| n.cache.is_some()) {
@@ -319,7 +407,9 @@ fn cmd_run(registry: &voxflow_engine::Registry, args: RunArgs) -> Result<ExitCod
         }
     }
     if let Some(path) = &args.report {
-        report.write(path).with_context(|| format!("writing the run report {}", path.display()))?;
+        report
+            .write(path)
+            .with_context(|| format!("writing the run report {}", path.display()))?;
     }
     for (name, value) in &report.outputs {
         match value {
@@ -332,7 +422,10 @@ fn cmd_run(registry: &voxflow_engine::Registry, args: RunArgs) -> Result<ExitCod
         match &n.status {
             Status::Failed(e) => {
                 failed = true;
-                eprintln!("error: node `{}` ({}, impl {}) failed: {e}", n.id, n.type_name, n.implementation);
+                eprintln!(
+                    "error: node `{}` ({}, impl {}) failed: {e}",
+                    n.id, n.type_name, n.implementation
+                );
             }
             Status::Skipped(why) => {
                 failed = true;
@@ -347,7 +440,18 @@ fn cmd_run(registry: &voxflow_engine::Registry, args: RunArgs) -> Result<ExitCod
         for f in &report.files {
             eprintln!("wrote {}", f.display());
         }
-        eprintln!("{} `{}`: {} nodes in {:.0} ms{}", if failed { "failed" } else { "done" }, plan.name, needed, report.wall_ms, if failed { "" } else { "" });
+        eprintln!(
+            "{} `{}`: {} nodes in {:.0} ms{}",
+            if failed { "failed" } else { "done" },
+            plan.name,
+            needed,
+            report.wall_ms,
+            if failed { "" } else { "" }
+        );
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -17,14 +17,28 @@ impl Progress {
     /// nothing when quiet.
     pub fn new(total: usize, quiet: bool) -> Self {
         if quiet {
-            return Progress { bar: None, plain: false };
+            return Progress {
+                bar: None,
+                plain: false,
+            };
         }
         if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new(total as u64);
-            bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} nodes {msg}").expect("template"));
-            Progress { bar: Some(bar), plain: false }
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} nodes {msg}",
+                )
+                .expect("template"),
+            );
+            Progress {
+                bar: Some(bar),
+                plain: false,
+            }
         } else {
-            Progress { bar: None, plain: true }
+            Progress {
+                bar: None,
+                plain: true,
+            }
         }
     }
 
@@ -35,7 +49,14 @@ impl Progress {
         Arc::new(move |e: &Event| match (e, &bar) {
             (Event::Started { id }, Some(b)) => b.set_message(id.clone()),
             (Event::Finished { .. }, Some(b)) => b.inc(1),
-            (Event::Finished { id, status, wall_ms }, None) if plain => {
+            (
+                Event::Finished {
+                    id,
+                    status,
+                    wall_ms,
+                },
+                None,
+            ) if plain => {
                 let what = match status {
                     Status::Ok => "ok".to_string(),
                     Status::Failed(_) => "FAILED".to_string(),
@@ -69,7 +90,12 @@ impl BatchBar {
             return BatchBar { bar: None };
         }
         let bar = ProgressBar::new(total as u64);
-        bar.set_style(ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} cases, {msg}, ETA {eta}").expect("template"));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "[{elapsed_precise}] {bar:30} {pos}/{len} cases, {msg}, ETA {eta}",
+            )
+            .expect("template"),
+        );
         BatchBar { bar: Some(bar) }
     }
 
@@ -79,7 +105,10 @@ impl BatchBar {
         Arc::new(move |p| {
             if let Some(b) = &bar {
                 b.set_position((p.done + p.failed) as u64);
-                b.set_message(format!("{} done, {} failed, {} running", p.done, p.failed, p.running));
+                b.set_message(format!(
+                    "{} done, {} failed, {} running",
+                    p.done, p.failed, p.running
+                ));
             }
         })
     }

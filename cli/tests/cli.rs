@@ -4,15 +4,26 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn voxflow(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_voxflow")).args(args).current_dir(cwd).output().expect("run voxflow")
+    Command::new(env!("CARGO_BIN_EXE_voxflow"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run voxflow")
 }
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
@@ -24,7 +35,7 @@ fn validate_reports_five_mistakes_with_positions_and_fails() {
     nodes: {
         "ph":    (node: "Phantom", params: (seed: 1, dims: (32, 32, 4))),
         "sel":   (node: "SelectLabl", inputs: (labels: "ph.truth"), params: (labels: [1])),
-        "win":   (node: "HuWindow", inputs: (image: "ph.ct", mask: "ph.truth"), params: (min: "${low}")),
+        "win":   (node: "HuWindow", inputs: (image: "ph.ct"), params: (min: "${low}")),
         "close": (node: "Closing", inputs: (mask: "win"), params: (kernal: (3, 3, 1))),
         "dil":   (node: "Dilation", inputs: (mask: "clos")),
         "save":  (node: "SaveNifti", inputs: (volume: "dil"), params: (path: 3)),
@@ -35,32 +46,64 @@ fn validate_reports_five_mistakes_with_positions_and_fails() {
     let o = voxflow(&["validate", "bad.ron"], dir.path());
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let stderr = String::from_utf8_lossy(&o.stderr);
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("bad.ron:") && l.contains(": error: ")).collect();
-    let positions: Vec<&str> = errors.iter().map(|l| l.split(": error").next().unwrap()).collect();
-    assert_eq!(positions, ["bad.ron:6:25", "bad.ron:7:59", "bad.ron:7:91", "bad.ron:8:63", "bad.ron:9:51"], "{stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("bad.ron:") && l.contains(": error: "))
+        .collect();
+    let positions: Vec<&str> = errors
+        .iter()
+        .map(|l| l.split(": error").next().unwrap())
+        .collect();
+    assert_eq!(
+        positions,
+        [
+            "bad.ron:6:25",
+            "bad.ron:7:77",
+            "bad.ron:8:68",
+            "bad.ron:9:52",
+            "bad.ron:10:78"
+        ],
+        "{stderr}"
+    );
     assert!(stderr.contains("did you mean `SelectLabel`?"), "{stderr}");
-    assert!(stderr.contains("port type mismatch: `ph.truth` is Labels, but input `mask` of HuWindow `win` takes Mask"), "{stderr}");
+    assert!(
+        stderr.contains("SaveNifti param `path`: invalid type: integer `3`, expected a string"),
+        "{stderr}"
+    );
     assert!(stderr.contains("did you mean `lo`?"), "{stderr}");
     assert!(stderr.contains("did you mean `kernel`?"), "{stderr}");
     assert!(stderr.contains("did you mean `close`?"), "{stderr}");
-    let _ = errors;
+    assert!(stderr.trim_end().ends_with("5 errors"), "{stderr}");
 }
 
 #[test]
 fn every_shipped_graph_validates() {
-    let graphs = repo().join("graphs");
-    let mut files: Vec<String> = std::fs::read_dir(&graphs).unwrap().filter_map(|e| {
-        let p = e.unwrap().path();
-        (p.extension().is_some_and(|x| x == "ron")).then(|| p.display().to_string())
-    }).collect();
-    files.sort();
-    assert!(files.len() >= 2);
-    let mut args = vec!["validate"];
-    args.extend(files.iter().map(String::as_str));
     // Graphs with required params get placeholder values; validation does no I/O.
-    args.extend(["--set", "ct=ct.nii.gz", "--set", "prediction=pred.nii.gz"]);
-    let o = voxflow(&args, &repo());
-    assert!(o.status.success(), "{}", text(&o));
+    let cases: [(&str, &[&str]); 3] = [
+        ("graphs/demo.ron", &[]),
+        (
+            "graphs/sarcopenia_postprocess.ron",
+            &["--set", "ct=ct.nii.gz", "--set", "prediction=pred.nii.gz"],
+        ),
+        (
+            "graphs/compare_segmentations.ron",
+            &[
+                "--set",
+                "ct=ct.nii.gz",
+                "--set",
+                "a=a.nii.gz",
+                "--set",
+                "b=b.nii.gz",
+            ],
+        ),
+    ];
+    for (g, set) in cases {
+        let mut args = vec!["validate", g];
+        args.extend(set);
+        let o = voxflow(&args, &repo());
+        assert!(o.status.success(), "{g}: {}", text(&o));
+        assert!(String::from_utf8_lossy(&o.stdout).contains(": ok ("));
+    }
 }
 
 #[test]
@@ -68,16 +111,31 @@ fn run_writes_a_report_and_impl_switches_implementations() {
     let dir = tempfile::tempdir().unwrap();
     let demo = repo().join("graphs/demo.ron");
     let o = voxflow(
-        &["run", demo.to_str().unwrap(), "--set", "phantom.dims=(64, 64, 8)", "--impl", "Dilation=naive", "--out", "o", "--report", "r.json", "-q"],
+        &[
+            "run",
+            demo.to_str().unwrap(),
+            "--set",
+            "phantom.dims=(64, 64, 8)",
+            "--impl",
+            "Dilation=naive",
+            "--out",
+            "o",
+            "--report",
+            "r.json",
+            "-q",
+        ],
         dir.path(),
     );
     assert!(o.status.success(), "{}", text(&o));
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("r.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("r.json")).unwrap()).unwrap();
     assert_eq!(report["ok"], true);
     let nodes = report["nodes"].as_array().unwrap();
     let dil: Vec<&serde_json::Value> = nodes.iter().filter(|n| n["type"] == "Dilation").collect();
     assert_eq!(dil.len(), 2);
-    assert!(dil.iter().all(|n| n["implementation"] == "naive" && n["status"] == "ok" && n["wall_ms"].as_f64().is_some()));
+    assert!(dil.iter().all(|n| n["implementation"] == "naive"
+        && n["status"] == "ok"
+        && n["wall_ms"].as_f64().is_some()));
     let close = nodes.iter().find(|n| n["type"] == "Closing").unwrap();
     assert_eq!(close["implementation"], "fast");
     assert!(dir.path().join("o/demo/cleaned.nii.gz").exists());
@@ -87,11 +145,29 @@ fn run_writes_a_report_and_impl_switches_implementations() {
 fn a_missing_input_file_fails_the_node_with_the_file_named() {
     let dir = tempfile::tempdir().unwrap();
     let g = repo().join("graphs/sarcopenia_postprocess.ron");
-    let o = voxflow(&["run", g.to_str().unwrap(), "--set", "ct=nope.nii.gz", "--set", "prediction=nope2.nii.gz", "--out", "o"], dir.path());
+    let o = voxflow(
+        &[
+            "run",
+            g.to_str().unwrap(),
+            "--set",
+            "ct=nope.nii.gz",
+            "--set",
+            "prediction=nope2.nii.gz",
+            "--out",
+            "o",
+        ],
+        dir.path(),
+    );
     assert_eq!(o.status.code(), Some(1));
     let t = text(&o);
-    assert!(t.contains("node `ct` (LoadNifti") && t.contains("nope.nii.gz"), "{t}");
-    assert!(t.contains("node `prediction` (LoadLabels") && t.contains("nope2.nii.gz"), "{t}");
+    assert!(
+        t.contains("node `ct` (LoadNifti") && t.contains("nope.nii.gz"),
+        "{t}"
+    );
+    assert!(
+        t.contains("node `prediction` (LoadLabels") && t.contains("nope2.nii.gz"),
+        "{t}"
+    );
     assert!(!dir.path().join("o/sarcopenia_labels.nii.gz").exists());
 }
 
@@ -101,7 +177,10 @@ fn required_params_without_values_are_reported() {
     let o = voxflow(&["validate", g.to_str().unwrap()], &repo());
     assert_eq!(o.status.code(), Some(1));
     let t = text(&o);
-    assert!(t.contains("graph param `ct` has no value; set it with --set ct=VALUE"), "{t}");
+    assert!(
+        t.contains("graph param `ct` has no value; set it with --set ct=VALUE"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -109,10 +188,19 @@ fn nodes_lists_types_and_shows_one() {
     let o = voxflow(&["nodes"], &repo());
     assert!(o.status.success());
     let t = text(&o);
-    assert!(t.contains("HuWindow") && t.contains("Phantom") && t.contains("LoadNifti"), "{t}");
+    assert!(
+        t.contains("HuWindow") && t.contains("Phantom") && t.contains("LoadNifti"),
+        "{t}"
+    );
     let o = voxflow(&["nodes", "RemoveSmallComponents"], &repo());
     let t = text(&o);
-    assert!(t.contains("min_volume_ml") && t.contains("[ml]") && t.contains("implementations:") && t.contains("example:"), "{t}");
+    assert!(
+        t.contains("min_volume_ml")
+            && t.contains("[ml]")
+            && t.contains("implementations:")
+            && t.contains("example:"),
+        "{t}"
+    );
     let o = voxflow(&["nodes", "Dilaton"], &repo());
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("did you mean `Dilation`?"));
@@ -124,5 +212,372 @@ fn dot_draws_ports_on_edges() {
     assert!(o.status.success(), "{}", text(&o));
     let t = String::from_utf8_lossy(&o.stdout);
     assert!(t.starts_with("digraph \"demo\""));
-    assert!(t.contains("\"phantom\" -> \"abdominal/select\" [label=\"prediction -> labels\"]"), "{t}");
+    assert!(
+        t.contains("\"phantom\" -> \"abdominal/select\" [label=\"prediction -> labels\"]"),
+        "{t}"
+    );
+}
+
+/// Write phantom case files (`truth.nii.gz`, `pred.nii.gz`) into `dir`.
+fn phantom_case(dir: &Path, seed: u64, dims: &str) {
+    let g = format!(
+        r#"Graph(name: "case", nodes: {{
+            "p": (node: "Phantom", params: (seed: {seed}, dims: {dims})),
+            "t": (node: "SaveNifti", inputs: (volume: "p.truth"), params: (path: "truth.nii.gz")),
+            "q": (node: "SaveNifti", inputs: (volume: "p.prediction"), params: (path: "pred.nii.gz")),
+        }})"#
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("make.ron"), g).unwrap();
+    let o = voxflow(&["run", "make.ron", "--out", ".", "-q"], dir);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+const COMPARE_GRAPH: &str = r#"Graph(
+    name: "compare_case",
+    params: { "a": None, "b": None },
+    nodes: {
+        "a": (node: "LoadLabels", params: (path: "${a}")),
+        "b": (node: "LoadLabels", params: (path: "${b}")),
+        "dice": (node: "CompareMasks", inputs: (a: "a", b: "b"), params: (labels: [1])),
+        "save": (node: "WriteTable", inputs: (table: "dice"), params: (path: "dice.csv")),
+    },
+)
+"#;
+
+#[test]
+fn batch_survives_bad_cases_summarizes_and_resumes_only_what_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("compare.ron"), COMPARE_GRAPH).unwrap();
+    let mut tsv = String::from("case\ta\tb\n");
+    for i in 1..=5 {
+        phantom_case(&d.join(format!("data/c{i}")), i, "(48, 48, 6)");
+        tsv.push_str(&format!(
+            "c{i}\tdata/c{i}/truth.nii.gz\tdata/c{i}/pred.nii.gz\n"
+        ));
+    }
+    // c6: a missing file; c7: a truncated .nii.gz.
+    tsv.push_str("c6\tdata/c6/truth.nii.gz\tdata/c1/pred.nii.gz\n");
+    std::fs::create_dir_all(d.join("data/c7")).unwrap();
+    let good = std::fs::read(d.join("data/c2/truth.nii.gz")).unwrap();
+    std::fs::write(d.join("data/c7/truth.nii.gz"), &good[..good.len() / 2]).unwrap();
+    tsv.push_str("c7\tdata/c7/truth.nii.gz\tdata/c2/pred.nii.gz\n");
+    std::fs::write(d.join("cases.tsv"), tsv).unwrap();
+
+    let o = voxflow(
+        &[
+            "run",
+            "compare.ron",
+            "--cases",
+            "cases.tsv",
+            "--jobs",
+            "2",
+            "--out",
+            "out",
+        ],
+        d,
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    let summary = std::fs::read_to_string(d.join("out/summary.csv")).unwrap();
+    assert_eq!(summary.lines().count(), 1 + 5, "{summary}");
+    assert!(
+        summary.starts_with("case,table,label,voxels_a"),
+        "{summary}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("out/summary.json")).unwrap())
+            .unwrap();
+    let failed = json["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 2, "{json}");
+    let why6 = failed.iter().find(|f| f["case"] == "c6").unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let why7 = failed.iter().find(|f| f["case"] == "c7").unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        why6.contains("c6/truth.nii.gz") && why6.contains("LoadLabels"),
+        "{why6}"
+    );
+    assert!(
+        why7.contains("c7/truth.nii.gz") && why7.contains("truncated"),
+        "{why7}"
+    );
+    let record = std::fs::read_to_string(d.join("out/c7/failed/a.txt")).unwrap();
+    assert!(
+        record.contains("type: LoadLabels")
+            && record.contains("re-run:")
+            && record.contains("--set a="),
+        "{record}"
+    );
+    let prov: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("out/c3/provenance.json")).unwrap())
+            .unwrap();
+    assert_eq!(prov["status"], "ok");
+    assert_eq!(prov["inputs"].as_array().unwrap().len(), 2);
+    assert!(prov["inputs"][0]["blake3"].as_str().unwrap().len() == 64);
+    assert!(prov["outputs"][0]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("dice.csv"));
+    let stats = std::fs::read_to_string(d.join("out/summary_stats.csv")).unwrap();
+    assert!(
+        stats.lines().any(|l| l.starts_with("dice.table,1,dice,5,")),
+        "{stats}"
+    );
+
+    // Fix the two bad cases; --resume runs only them.
+    std::fs::create_dir_all(d.join("data/c6")).unwrap();
+    std::fs::copy(
+        d.join("data/c1/truth.nii.gz"),
+        d.join("data/c6/truth.nii.gz"),
+    )
+    .unwrap();
+    std::fs::write(d.join("data/c7/truth.nii.gz"), &good).unwrap();
+    let before = std::fs::metadata(d.join("out/c3/provenance.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let o = voxflow(
+        &[
+            "run",
+            "compare.ron",
+            "--cases",
+            "cases.tsv",
+            "--jobs",
+            "2",
+            "--out",
+            "out",
+            "--resume",
+        ],
+        d,
+    );
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let resumed: Vec<&str> = t.lines().filter(|l| l.ends_with("(resumed)")).collect();
+    let ran: Vec<&str> = t.lines().filter(|l| l.contains(": ok (")).collect();
+    assert_eq!((resumed.len(), ran.len()), (5, 2), "{t}");
+    assert!(
+        ran.iter().any(|l| l.starts_with("case c6"))
+            && ran.iter().any(|l| l.starts_with("case c7")),
+        "{t}"
+    );
+    assert_eq!(
+        std::fs::metadata(d.join("out/c3/provenance.json"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        before
+    );
+    let summary = std::fs::read_to_string(d.join("out/summary.csv")).unwrap();
+    assert_eq!(summary.lines().count(), 1 + 7);
+    assert!(!d.join("out/c7/failed").exists());
+}
+
+#[test]
+fn cache_reuses_everything_unchanged_and_reruns_exactly_what_a_param_affects() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = repo().join("graphs/demo.ron");
+    let demo = demo.to_str().unwrap();
+    let go = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            demo,
+            "--set",
+            "phantom.dims=(64, 64, 8)",
+            "--cache",
+            "cache",
+            "--out",
+            "o",
+            "--report",
+            "r.json",
+            "-q",
+            "--explain",
+        ];
+        args.extend(extra);
+        let o = voxflow(&args, dir.path());
+        assert!(o.status.success(), "{}", text(&o));
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("r.json")).unwrap())
+                .unwrap();
+        let ran: Vec<String> = r["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["status"] == "ok")
+            .map(|n| n["id"].as_str().unwrap().to_string())
+            .collect();
+        let cached = r["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["status"] == "cached")
+            .count();
+        (ran, cached, String::from_utf8_lossy(&o.stdout).to_string())
+    };
+    let (ran, cached, _) = go(&[]);
+    assert_eq!(cached, 0);
+    let all = ran.len();
+    let (ran, cached, explain) = go(&[]);
+    assert!(ran.is_empty(), "{ran:?}");
+    assert_eq!(cached, all);
+    assert!(explain.lines().all(|l| l.ends_with("reused")), "{explain}");
+    let (mut ran, _, explain) = go(&["--set", "paravertebral/clean2.min_volume_ml=0.2"]);
+    ran.sort();
+    let mut expected = vec![
+        "after",
+        "cleaned",
+        "metrics",
+        "overlay_after",
+        "paravertebral/clean2",
+        "paravertebral_final",
+        "save_cleaned",
+        "stats",
+        "write_metrics",
+        "write_metrics_json",
+        "write_stats",
+    ];
+    expected.sort();
+    assert_eq!(ran, expected);
+    assert!(
+        explain.contains("paravertebral/clean2")
+            && explain.contains("ran: param min_volume_ml changed"),
+        "{explain}"
+    );
+    assert!(
+        explain
+            .lines()
+            .any(|l| l.starts_with("cleaned") && l.contains("ran: input masks changed")),
+        "{explain}"
+    );
+    // A deleted output file is rewritten.
+    std::fs::remove_file(dir.path().join("o/demo/metrics.csv")).unwrap();
+    let (ran, _, _) = go(&["--set", "paravertebral/clean2.min_volume_ml=0.2"]);
+    assert_eq!(ran, ["write_metrics"]);
+    assert!(dir.path().join("o/demo/metrics.csv").exists());
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_killed_batch_leaves_no_partial_outputs_and_resume_completes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("slow.ron"),
+        r#"Graph(name: "slow", params: { "seed": 1 }, nodes: {
+            "p":  (node: "Phantom", params: (seed: "${seed}", dims: (320, 320, 48))),
+            "ct": (node: "SaveNifti", inputs: (volume: "p.ct"), params: (path: "ct.nii.gz")),
+            "t":  (node: "SaveNifti", inputs: (volume: "p.truth"), params: (path: "truth.nii.gz")),
+            "m":  (node: "CompareMasks", inputs: (a: "p.truth", b: "p.prediction")),
+            "w":  (node: "WriteTable", inputs: (table: "m"), params: (path: "metrics.csv")),
+        })"#,
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("cases.tsv"),
+        "case\tseed\nk1\t1\nk2\t2\nk3\t3\nk4\t4\n",
+    )
+    .unwrap();
+    let args = [
+        "run",
+        "slow.ron",
+        "--cases",
+        "cases.tsv",
+        "--out",
+        "out",
+        "-q",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_voxflow"))
+        .args(args)
+        .current_dir(d)
+        .spawn()
+        .unwrap();
+    // Kill as soon as the first case has written something, i.e. in the middle of the run.
+    let t = std::time::Instant::now();
+    while t.elapsed().as_secs() < 60
+        && !walk(&d.join("out"))
+            .iter()
+            .any(|p| p.extension().is_some_and(|e| e == "gz" || e == "part"))
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    // Every output file present is complete: each NIfTI loads in full.
+    for f in walk(&d.join("out"))
+        .iter()
+        .filter(|p| p.to_string_lossy().ends_with(".nii.gz"))
+    {
+        let g = format!(
+            r#"Graph(name: "check", nodes: {{ "l": (node: "LoadNifti", params: (path: "{}")) }}, outputs: {{ "l": "l" }})"#,
+            f.display()
+        );
+        std::fs::write(d.join("check.ron"), g).unwrap();
+        let o = voxflow(&["validate", "check.ron"], d);
+        assert!(o.status.success());
+        let o = voxflow(&["run", "check.ron", "-q", "--out", "chk"], d);
+        assert!(
+            o.status.success(),
+            "{} is partial: {}",
+            f.display(),
+            text(&o)
+        );
+    }
+    let o = voxflow(
+        &[
+            "run",
+            "slow.ron",
+            "--cases",
+            "cases.tsv",
+            "--out",
+            "out",
+            "--resume",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let files = walk(&d.join("out"));
+    assert!(
+        !files.iter().any(|p| p.to_string_lossy().ends_with(".part")),
+        "{files:?}"
+    );
+    for c in ["k1", "k2", "k3", "k4"] {
+        for f in [
+            "ct.nii.gz",
+            "truth.nii.gz",
+            "metrics.csv",
+            "provenance.json",
+        ] {
+            assert!(
+                d.join("out").join(c).join(f).exists(),
+                "{c}/{f} missing after resume"
+            );
+        }
+    }
+    let summary = std::fs::read_to_string(d.join("out/summary.csv")).unwrap();
+    assert_eq!(
+        summary.lines().filter(|l| l.contains("m.table")).count(),
+        8,
+        "{summary}"
+    );
 }

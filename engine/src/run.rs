@@ -423,7 +423,7 @@ fn launch<'s>(scope: &rayon::Scope<'s>, shared: &'s Shared<'s>, i: usize, mut ct
         let wall_ms = t.elapsed().as_secs_f64() * 1e3;
         match &result {
             Ok(_) => tracing::debug!(wall_ms, "node finished"),
-            Err(e) => tracing::warn!(error = %e, "node failed"),
+            Err(e) => tracing::debug!(error = %e, "node failed"),
         }
         drop(guard);
         let notes = std::mem::take(&mut ctx.notes);
