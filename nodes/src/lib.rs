@@ -11,6 +11,7 @@
 use voxflow_engine::Registry;
 
 pub mod components;
+pub mod docs;
 pub mod intensity;
 pub mod io;
 pub mod masks;
