@@ -425,9 +425,54 @@ struct LoadDicomNode {
 impl Node for LoadDicomNode {
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
         let image = load_dicom_series(&self.dir)?;
+        for note in series_identity(&self.dir) {
+            ctx.note(note);
+        }
         ctx.set_output("image", Value::Image(Arc::new(image)));
         Ok(())
     }
+
+    fn input_files(&self) -> Vec<PathBuf> {
+        vec![self.dir.clone()]
+    }
+}
+
+/// `StudyInstanceUID=...`, `SeriesInstanceUID=...` and `PatientID=...` of the first
+/// DICOM file of a folder (empty values left out), for provenance records.
+pub fn series_identity(dir: &Path) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    let Some(obj) = files
+        .iter()
+        .find_map(|f| OpenFileOptions::new().open_file(f).ok())
+    else {
+        return Vec::new();
+    };
+    [
+        (tags::STUDY_INSTANCE_UID, "StudyInstanceUID"),
+        (tags::SERIES_INSTANCE_UID, "SeriesInstanceUID"),
+        (tags::PATIENT_ID, "PatientID"),
+    ]
+    .into_iter()
+    .filter_map(|(tag, name)| {
+        let v = obj
+            .element_opt(tag)
+            .ok()??
+            .to_str()
+            .ok()?
+            .trim()
+            .trim_end_matches('\0')
+            .to_string();
+        (!v.is_empty()).then(|| format!("{name}={v}"))
+    })
+    .collect()
 }
 
 /// Read a DICOM CT series folder as an Image in HU.

@@ -195,6 +195,10 @@ impl Node for LoadNode {
         }
         Ok(())
     }
+
+    fn input_files(&self) -> Vec<PathBuf> {
+        vec![self.path.clone()]
+    }
 }
 
 /// Read a NIfTI-1 file as an Image (HU for CT).
