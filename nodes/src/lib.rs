@@ -16,9 +16,9 @@ pub mod intensity;
 pub mod io;
 pub mod masks;
 pub mod metrics;
-pub mod render;
 pub mod morphology;
 pub mod phantom;
+pub mod render;
 pub mod stats;
 pub mod testdata;
 

@@ -12,21 +12,31 @@ fn every_example_runs_with_every_implementation_and_they_agree() {
         for (i, ex) in ty.examples().iter().enumerate() {
             let file = dir.path().join(format!("{}_{i}.ron", spec.name));
             std::fs::write(&file, ex.graph).unwrap();
-            let graph = voxflow_engine::graph::load_graph(&file, &Default::default()).unwrap_or_else(|d| panic!("{} example {i}: {d}", spec.name));
+            let graph = voxflow_engine::graph::load_graph(&file, &Default::default())
+                .unwrap_or_else(|d| panic!("{} example {i}: {d}", spec.name));
             // Examples on the real data name it `../shared/...` from the repository root.
             let mut set = Vec::new();
             for (name, value) in &graph.params {
                 if let Some(rel) = value.as_str().filter(|v| v.starts_with("../shared/")) {
                     let path = repo_root().join(rel);
                     if !path.exists() {
-                        eprintln!("skipping {} example {i}: {} not found", spec.name, path.display());
+                        eprintln!(
+                            "skipping {} example {i}: {} not found",
+                            spec.name,
+                            path.display()
+                        );
                         set.clear();
                         break;
                     }
                     set.push(format!("{name}={}", path.display()));
                 }
             }
-            if graph.params.values().any(|v| v.as_str().is_some_and(|v| v.starts_with("../shared/"))) && set.is_empty() {
+            if graph
+                .params
+                .values()
+                .any(|v| v.as_str().is_some_and(|v| v.starts_with("../shared/")))
+                && set.is_empty()
+            {
                 continue;
             }
             // Every output of every node is a target, so all results are compared.
@@ -35,21 +45,34 @@ fn every_example_runs_with_every_implementation_and_they_agree() {
             for imp in &spec.impls {
                 let choice = vec![format!("{}={}", spec.name, imp.name)];
                 let p = plan(&file, &set, &choice, &targets);
-                let out = dir.path().join(format!("out_{}_{i}_{}", spec.name, imp.name));
+                let out = dir
+                    .path()
+                    .join(format!("out_{}_{i}_{}", spec.name, imp.name));
                 let report = run_ok(&p, &out);
                 let summary = summarize_outputs(&report);
                 match &reference {
                     None => {
-                        insta::assert_snapshot!(format!("example_{}_{i}", spec.name), summary, ex.description);
+                        insta::assert_snapshot!(
+                            format!("example_{}_{i}", spec.name),
+                            summary,
+                            ex.description
+                        );
                         reference = Some((imp.name.to_string(), summary));
                     }
                     Some((name, expected)) => {
-                        assert_eq!(&summary, expected, "{} example {i}: implementation `{}` disagrees with `{name}`", spec.name, imp.name)
+                        assert_eq!(
+                            &summary, expected,
+                            "{} example {i}: implementation `{}` disagrees with `{name}`",
+                            spec.name, imp.name
+                        )
                     }
                 }
                 ran += 1;
             }
         }
     }
-    assert!(ran >= registry.specs().count(), "every node type has at least one example");
+    assert!(
+        ran >= registry.specs().count(),
+        "every node type has at least one example"
+    );
 }

@@ -21,7 +21,11 @@ fn tables_snapshot(report: &voxflow_engine::run::RunReport) -> String {
 }
 
 /// Write a phantom's CT, truth and prediction as NIfTI files (as a user would have them).
-fn phantom_files(dir: &Path, seed: u64, dims: (usize, usize, usize)) -> (PathBuf, PathBuf, PathBuf) {
+fn phantom_files(
+    dir: &Path,
+    seed: u64,
+    dims: (usize, usize, usize),
+) -> (PathBuf, PathBuf, PathBuf) {
     let g = format!(
         r#"Graph(name: "phantom_files", nodes: {{
             "p": (node: "Phantom", params: (seed: {seed}, dims: ({}, {}, {}))),
@@ -34,11 +38,18 @@ fn phantom_files(dir: &Path, seed: u64, dims: (usize, usize, usize)) -> (PathBuf
     let f = dir.join("phantom_files.ron");
     std::fs::write(&f, g).unwrap();
     run_graph(&f, &[], dir);
-    (dir.join("ct.nii.gz"), dir.join("truth.nii.gz"), dir.join("prediction.nii.gz"))
+    (
+        dir.join("ct.nii.gz"),
+        dir.join("truth.nii.gz"),
+        dir.join("prediction.nii.gz"),
+    )
 }
 
 fn load_labels(path: &Path) -> Arc<Labels> {
-    let g = format!(r#"Graph(name: "load", nodes: {{ "l": (node: "LoadLabels", params: (path: "{}")) }})"#, path.display());
+    let g = format!(
+        r#"Graph(name: "load", nodes: {{ "l": (node: "LoadLabels", params: (path: "{}")) }})"#,
+        path.display()
+    );
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("load.ron");
     std::fs::write(&f, g).unwrap();
@@ -59,7 +70,14 @@ fn every_shipped_graph_has_a_test() {
         .collect();
     names.sort();
     // Each of these is run by a test below; macros are run through them.
-    assert_eq!(names, ["compare_segmentations.ron", "demo.ron", "sarcopenia_postprocess.ron"]);
+    assert_eq!(
+        names,
+        [
+            "compare_segmentations.ron",
+            "demo.ron",
+            "sarcopenia_postprocess.ron"
+        ]
+    );
 }
 
 #[test]
@@ -67,13 +85,33 @@ fn demo_runs_and_post_processing_improves_dice() {
     let out = tempfile::tempdir().unwrap();
     let report = run_graph(&graph("demo.ron"), &[], out.path());
     insta::assert_snapshot!("graph_demo_tables", tables_snapshot(&report));
-    let Value::Table(m) = &report.outputs["metrics.table"] else { panic!() };
+    let Value::Table(m) = &report.outputs["metrics.table"] else {
+        panic!()
+    };
     let dice = m.column("dice").unwrap();
     for label in [1, 2] {
-        let d: Vec<f64> = m.rows.iter().filter(|r| r[1].as_f64() == Some(label as f64)).map(|r| r[dice].as_f64().unwrap()).collect();
-        assert!(d[1] > d[0] + 0.05, "label {label}: Dice {:.3} after cleaning vs {:.3} before", d[1], d[0]);
+        let d: Vec<f64> = m
+            .rows
+            .iter()
+            .filter(|r| r[1].as_f64() == Some(label as f64))
+            .map(|r| r[dice].as_f64().unwrap())
+            .collect();
+        assert!(
+            d[1] > d[0] + 0.05,
+            "label {label}: Dice {:.3} after cleaning vs {:.3} before",
+            d[1],
+            d[0]
+        );
     }
-    for f in ["demo/cleaned.nii.gz", "demo/ct.nii.gz", "demo/metrics.csv", "demo/metrics.json", "demo/overlay_prediction.png", "demo/overlay_cleaned.png", "demo/label_stats.csv"] {
+    for f in [
+        "demo/cleaned.nii.gz",
+        "demo/ct.nii.gz",
+        "demo/metrics.csv",
+        "demo/metrics.json",
+        "demo/overlay_prediction.png",
+        "demo/overlay_cleaned.png",
+        "demo/label_stats.csv",
+    ] {
         assert!(out.path().join(f).exists(), "{f} missing");
     }
 }
@@ -82,7 +120,10 @@ fn demo_runs_and_post_processing_improves_dice() {
 fn sarcopenia_graph_on_phantom_files_matches_the_demo_chain() {
     let dir = tempfile::tempdir().unwrap();
     let (ct, _, pred) = phantom_files(dir.path(), 7, (192, 160, 24));
-    let set = vec![format!("ct={}", ct.display()), format!("prediction={}", pred.display())];
+    let set = vec![
+        format!("ct={}", ct.display()),
+        format!("prediction={}", pred.display()),
+    ];
     let report = run_graph(&graph("sarcopenia_postprocess.ron"), &set, dir.path());
     insta::assert_snapshot!("graph_sarcopenia_phantom_tables", tables_snapshot(&report));
     let ours = load_labels(&dir.path().join("sarcopenia_labels.nii.gz"));
@@ -99,10 +140,18 @@ fn sarcopenia_graph_on_phantom_files_matches_the_demo_chain() {
 
 #[test]
 fn sarcopenia_graph_matches_the_reference_on_real_ct() {
-    let Some(data) = voxflow_nodes::testdata::shared_data("sarcopenia graph on ct_sm") else { return };
+    let Some(data) = voxflow_nodes::testdata::shared_data("sarcopenia graph on ct_sm") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let (ct, pred) = (data.join("ct_sm.nii.gz"), data.join("ct_sm_prediction.nii.gz"));
-    let set = vec![format!("ct={}", ct.display()), format!("prediction={}", pred.display())];
+    let (ct, pred) = (
+        data.join("ct_sm.nii.gz"),
+        data.join("ct_sm_prediction.nii.gz"),
+    );
+    let set = vec![
+        format!("ct={}", ct.display()),
+        format!("prediction={}", pred.display()),
+    ];
     let report = run_graph(&graph("sarcopenia_postprocess.ron"), &set, dir.path());
     insta::assert_snapshot!("graph_sarcopenia_ct_sm_tables", tables_snapshot(&report));
     let ours = load_labels(&dir.path().join("sarcopenia_labels.nii.gz"));
@@ -122,7 +171,10 @@ const REFERENCE_CT_SM_COUNTS: &[(u16, usize)] = &[(0, 308_098), (1, 49_526), (2,
 
 fn python() -> Option<String> {
     let py = std::env::var("VOXFLOW_PYTHON").ok()?;
-    let ok = std::process::Command::new(&py).args(["-c", "import numpy, scipy, nibabel"]).status().is_ok_and(|s| s.success());
+    let ok = std::process::Command::new(&py)
+        .args(["-c", "import numpy, scipy, nibabel"])
+        .status()
+        .is_ok_and(|s| s.success());
     if !ok {
         eprintln!("skipping the Python reference: {py} lacks numpy, scipy or nibabel");
     }
@@ -132,14 +184,25 @@ fn python() -> Option<String> {
 fn run_reference(py: &str, ct: &Path, pred: &Path, dir: &Path) -> Arc<Labels> {
     let script = repo_root().join("../shared/peers/sarcopenia_ref.py");
     let out = dir.join("reference.nii.gz");
-    let o = std::process::Command::new(py).arg(&script).arg(ct).arg(pred).arg(&out).output().unwrap();
+    let o = std::process::Command::new(py)
+        .arg(&script)
+        .arg(ct)
+        .arg(pred)
+        .arg(&out)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     load_labels(&out)
 }
 
 fn assert_identical(ours: &Labels, reference: &Labels) {
     assert_eq!(ours.dims(), reference.dims());
-    let differing = ours.as_slice().iter().zip(reference.as_slice()).filter(|(a, b)| a != b).count();
+    let differing = ours
+        .as_slice()
+        .iter()
+        .zip(reference.as_slice())
+        .filter(|(a, b)| a != b)
+        .count();
     assert_eq!(differing, 0, "voxels differing from sarcopenia_ref.py");
 }
 
@@ -147,17 +210,28 @@ fn assert_identical(ours: &Labels, reference: &Labels) {
 fn compare_segmentations_on_phantom_files() {
     let dir = tempfile::tempdir().unwrap();
     let (ct, truth, pred) = phantom_files(dir.path(), 7, (96, 80, 12));
-    let set = vec![format!("ct={}", ct.display()), format!("a={}", truth.display()), format!("b={}", pred.display())];
+    let set = vec![
+        format!("ct={}", ct.display()),
+        format!("a={}", truth.display()),
+        format!("b={}", pred.display()),
+    ];
     let report = run_graph(&graph("compare_segmentations.ron"), &set, dir.path());
     insta::assert_snapshot!("graph_compare_phantom_tables", tables_snapshot(&report));
-    for f in ["metrics.csv", "metrics.json", "overlay.png", "difference.png"] {
+    for f in [
+        "metrics.csv",
+        "metrics.json",
+        "overlay.png",
+        "difference.png",
+    ] {
         assert!(dir.path().join(f).exists(), "{f} missing");
     }
 }
 
 #[test]
 fn compare_segmentations_restricted_to_vertebral_levels_on_real_ct() {
-    let Some(data) = voxflow_nodes::testdata::shared_data("compare_segmentations on ct_sm") else { return };
+    let Some(data) = voxflow_nodes::testdata::shared_data("compare_segmentations on ct_sm") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let set = vec![
         format!("ct={}", data.join("ct_sm.nii.gz").display()),

@@ -11,11 +11,17 @@ fn node_specs_are_complete() {
     let mut problems = Vec::new();
     for (ty, s) in registry.iter() {
         if !(s.summary.ends_with('.') && s.summary.len() <= 79 && !s.summary.contains('\n')) {
-            problems.push(format!("{}: summary must be one line of at most 79 characters ending with a period", s.name));
+            problems.push(format!(
+                "{}: summary must be one line of at most 79 characters ending with a period",
+                s.name
+            ));
         }
         for p in &s.inputs {
             if p.doc.is_empty() || p.types.is_empty() {
-                problems.push(format!("{}: input `{}` needs a doc and a type", s.name, p.name));
+                problems.push(format!(
+                    "{}: input `{}` needs a doc and a type",
+                    s.name, p.name
+                ));
             }
         }
         for p in &s.outputs {
@@ -25,7 +31,10 @@ fn node_specs_are_complete() {
         }
         for p in &s.params {
             if p.doc.is_empty() || p.ty.is_empty() {
-                problems.push(format!("{}: param `{}` needs a doc and a type", s.name, p.name));
+                problems.push(format!(
+                    "{}: param `{}` needs a doc and a type",
+                    s.name, p.name
+                ));
             }
         }
         if s.impls.is_empty() || s.impls.iter().any(|i| i.doc.is_empty()) {
@@ -49,31 +58,60 @@ fn node_specs_are_complete() {
 fn documented_defaults_are_accepted_by_the_params_parser() {
     let registry = voxflow_nodes::registry();
     for (ty, s) in registry.iter() {
-        let required: Vec<&str> = s.params.iter().filter(|p| p.default.is_none()).map(|p| p.name).collect();
+        let required: Vec<&str> = s
+            .params
+            .iter()
+            .filter(|p| p.default.is_none())
+            .map(|p| p.name)
+            .collect();
         if !required.is_empty() {
             continue; // needs values we cannot invent; the examples cover these types
         }
         let impl_name = s.impls[0].name;
-        assert!(ty.build(&serde_json::json!({}), impl_name).is_ok(), "{}: building with no params must work", s.name);
+        assert!(
+            ty.build(&serde_json::json!({}), impl_name).is_ok(),
+            "{}: building with no params must work",
+            s.name
+        );
         for p in &s.params {
             let src = p.default.unwrap();
-            let v = voxflow_engine::ron_spanned::parse(src).unwrap_or_else(|e| panic!("{}.{}: default `{src}` is not RON: {e}", s.name, p.name));
+            let v = voxflow_engine::ron_spanned::parse(src).unwrap_or_else(|e| {
+                panic!("{}.{}: default `{src}` is not RON: {e}", s.name, p.name)
+            });
             let params = serde_json::json!({ p.name: v.to_json() });
             if let Err(e) = ty.build(&params, impl_name) {
-                panic!("{}: documented default {}: {src} is rejected: {e:?}", s.name, p.name);
+                panic!(
+                    "{}: documented default {}: {src} is rejected: {e:?}",
+                    s.name, p.name
+                );
             }
         }
         let bogus = serde_json::json!({ "no_such_param_xyz": 1 });
-        assert!(ty.build(&bogus, impl_name).is_err(), "{}: params must reject unknown fields", s.name);
+        assert!(
+            ty.build(&bogus, impl_name).is_err(),
+            "{}: params must reject unknown fields",
+            s.name
+        );
     }
 }
 
 #[test]
 fn every_port_type_with_a_node_is_produced_and_consumed() {
     let registry = voxflow_nodes::registry();
-    let produced: BTreeSet<PortType> = registry.specs().flat_map(|s| s.outputs.iter().map(|o| o.ty)).collect();
-    let consumed: BTreeSet<PortType> = registry.specs().flat_map(|s| s.inputs.iter().flat_map(|i| i.types.iter().copied())).collect();
-    for t in [PortType::Image, PortType::Mask, PortType::Labels, PortType::Table] {
+    let produced: BTreeSet<PortType> = registry
+        .specs()
+        .flat_map(|s| s.outputs.iter().map(|o| o.ty))
+        .collect();
+    let consumed: BTreeSet<PortType> = registry
+        .specs()
+        .flat_map(|s| s.inputs.iter().flat_map(|i| i.types.iter().copied()))
+        .collect();
+    for t in [
+        PortType::Image,
+        PortType::Mask,
+        PortType::Labels,
+        PortType::Table,
+    ] {
         assert!(produced.contains(&t), "no node produces {t}");
         assert!(consumed.contains(&t), "no node consumes {t}");
     }

@@ -15,32 +15,59 @@ use voxflow_engine::{Image, Value, Volume};
 
 /// The repository root (parent of this crate).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
 }
 
 /// Load and validate a graph with `--set` overrides and `--impl` choices; panics with the
 /// rendered diagnostics when invalid (tests want to see them).
 pub fn plan(path: &Path, set: &[String], implementations: &[String], targets: &[String]) -> Plan {
-    let graph = load_graph(path, &LoadOptions { set: set.to_vec() }).unwrap_or_else(|d| panic!("{d}"));
-    validate(&graph, &voxflow_nodes::registry(), &ValidateOptions { implementations: implementations.to_vec(), targets: targets.to_vec() })
-        .unwrap_or_else(|d| panic!("{d}"))
+    let graph =
+        load_graph(path, &LoadOptions { set: set.to_vec() }).unwrap_or_else(|d| panic!("{d}"));
+    validate(
+        &graph,
+        &voxflow_nodes::registry(),
+        &ValidateOptions {
+            implementations: implementations.to_vec(),
+            targets: targets.to_vec(),
+        },
+    )
+    .unwrap_or_else(|d| panic!("{d}"))
 }
 
 /// Run a plan with outputs under `out`; panics listing failed nodes.
 pub fn run_ok(plan: &Plan, out: &Path) -> RunReport {
-    run_checked(plan, &RunOptions { out_dir: out.to_path_buf(), ..Default::default() })
+    run_checked(
+        plan,
+        &RunOptions {
+            out_dir: out.to_path_buf(),
+            ..Default::default()
+        },
+    )
 }
 
 /// Run a whole graph file (its leaves) with `--set` values; every Table any node makes is
 /// in the report's outputs. Panics listing failed nodes.
 pub fn run_graph(path: &Path, set: &[String], out: &Path) -> RunReport {
     let p = plan(path, set, &[], &[]);
-    run_checked(&p, &RunOptions { out_dir: out.to_path_buf(), collect_tables: true, ..Default::default() })
+    run_checked(
+        &p,
+        &RunOptions {
+            out_dir: out.to_path_buf(),
+            collect_tables: true,
+            ..Default::default()
+        },
+    )
 }
 
 fn run_checked(plan: &Plan, opts: &RunOptions) -> RunReport {
     let report = run(plan, opts);
-    let failures: Vec<String> = report.failures().map(|n| format!("{} ({}): {:?}", n.id, n.type_name, n.status)).collect();
+    let failures: Vec<String> = report
+        .failures()
+        .map(|n| format!("{} ({}): {:?}", n.id, n.type_name, n.status))
+        .collect();
     assert!(failures.is_empty(), "nodes failed: {failures:#?}");
     assert!(report.ok(), "some nodes were skipped: {:?}", report.nodes);
     report
@@ -69,7 +96,11 @@ fn hash<T: LeBytes>(voxels: &[T]) -> String {
 fn geometry_lines<T: Clone>(v: &Volume<T>, out: &mut String) {
     let g = v.geometry();
     let _ = writeln!(out, "dims: {:?}", g.dims);
-    let _ = writeln!(out, "spacing_mm: [{:.4}, {:.4}, {:.4}]", g.spacing[0], g.spacing[1], g.spacing[2]);
+    let _ = writeln!(
+        out,
+        "spacing_mm: [{:.4}, {:.4}, {:.4}]",
+        g.spacing[0], g.spacing[1], g.spacing[2]
+    );
     let o = g.origin();
     let _ = writeln!(out, "origin_mm: [{:.3}, {:.3}, {:.3}]", o[0], o[1], o[2]);
 }
@@ -99,15 +130,31 @@ pub fn summarize(value: &Value) -> String {
             match img.as_ref() {
                 Image::I16(v) => {
                     geometry_lines(v, &mut s);
-                    let (min, max) = v.as_slice().iter().fold((i16::MAX, i16::MIN), |(a, b), &x| (a.min(x), b.max(x)));
-                    let mean = v.as_slice().iter().map(|&x| x as f64).sum::<f64>() / v.as_slice().len().max(1) as f64;
-                    let _ = writeln!(s, "dtype: i16\nrange: [{min}, {max}]\nmean: {mean:.3}\nblake3: {}", hash(v.as_slice()));
+                    let (min, max) = v
+                        .as_slice()
+                        .iter()
+                        .fold((i16::MAX, i16::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+                    let mean = v.as_slice().iter().map(|&x| x as f64).sum::<f64>()
+                        / v.as_slice().len().max(1) as f64;
+                    let _ = writeln!(
+                        s,
+                        "dtype: i16\nrange: [{min}, {max}]\nmean: {mean:.3}\nblake3: {}",
+                        hash(v.as_slice())
+                    );
                 }
                 Image::F32(v) => {
                     geometry_lines(v, &mut s);
-                    let (min, max) = v.as_slice().iter().fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
-                    let mean = v.as_slice().iter().map(|&x| x as f64).sum::<f64>() / v.as_slice().len().max(1) as f64;
-                    let _ = writeln!(s, "dtype: f32\nrange: [{min}, {max}]\nmean: {mean:.3}\nblake3: {}", hash(v.as_slice()));
+                    let (min, max) = v
+                        .as_slice()
+                        .iter()
+                        .fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+                    let mean = v.as_slice().iter().map(|&x| x as f64).sum::<f64>()
+                        / v.as_slice().len().max(1) as f64;
+                    let _ = writeln!(
+                        s,
+                        "dtype: f32\nrange: [{min}, {max}]\nmean: {mean:.3}\nblake3: {}",
+                        hash(v.as_slice())
+                    );
                 }
             }
         }
