@@ -8,9 +8,10 @@ use voxflow_engine::{
     NodeError, NodeSpec, NodeType, OutputSpec, ParamError, ParamSpec, PortType, Table, Value,
 };
 
+use super::edt::EdtMethod;
 use super::kernels::{
-    binary_overlap, label_extent, label_overlap, labels_present, pair_codes, surface_distances,
-    LabelVoxel, Overlap, SurfaceDistances, VoxelBox, NO_ROW,
+    binary_overlap, label_extent, label_overlap, labels_present, pair_codes,
+    surface_distances_with, LabelVoxel, Overlap, SurfaceDistances, VoxelBox, NO_ROW,
 };
 
 /// The columns of the output table, in order.
@@ -199,9 +200,13 @@ computed as if the region were the whole grid: masks are cut at its faces, and t
 faces are surface. With the default `labels`, the rows are the labels present inside \
 the region.
 
-Distances use an exact Euclidean distance transform (Felzenszwalb-Huttenlocher, \
-separable, anisotropic, parallel over slices) of each mask's surface, computed only on \
-the bounding box of both masks and sampled only at the other mask's voxels.";
+Distances are exact (not approximated), computed only on the bounding box of both \
+masks and only at the voxels that need them (surface voxels, and voxels of one mask \
+outside the other). `exact_edt` (default) searches outwards from each such voxel over \
+rows of precomputed distances along x and stops when no closer surface can remain; \
+voxels whose search would be long are handed to the separable Felzenszwalb-Huttenlocher \
+transform. `separable` runs that transform (anisotropic, parallel over slices) alone. \
+Both give the same values.";
 
 impl NodeType for CompareMasks {
     fn spec(&self) -> NodeSpec {
@@ -266,10 +271,19 @@ impl NodeType for CompareMasks {
                     "Labels of the `region` input whose slices form the region for \"label_slices\".",
                 ),
             ],
-            impls: vec![ImplSpec::new(
-                "exact_edt",
-                "Exact separable Euclidean distance transforms on the masks' bounding box, in parallel.",
-            )],
+            impls: vec![
+                ImplSpec::new(
+                    "exact_edt",
+                    "Exact distances by a local search per surface voxel over rows of \
+                     precomputed distances, falling back to the separable transform for \
+                     voxels far from the other mask; fastest when the masks are similar.",
+                ),
+                ImplSpec::new(
+                    "separable",
+                    "Exact separable (Felzenszwalb-Huttenlocher) distance transforms on every \
+                     slice of the masks' bounding box; cost independent of how far apart they are.",
+                ),
+            ],
         }
     }
 
@@ -304,14 +318,18 @@ impl NodeType for CompareMasks {
     fn build(
         &self,
         params: &serde_json::Value,
-        _implementation: &str,
+        implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
         let p: CompareMasksParams = parse_params(params).map_err(|e| vec![e])?;
         let errs = p.check();
         if !errs.is_empty() {
             return Err(errs);
         }
-        Ok(Box::new(CompareMasksNode { p }))
+        let method = match implementation {
+            "separable" => EdtMethod::Separable,
+            _ => EdtMethod::Hybrid,
+        };
+        Ok(Box::new(CompareMasksNode { p, method }))
     }
 }
 
@@ -374,6 +392,7 @@ macro_rules! with_voxels {
 
 struct CompareMasksNode {
     p: CompareMasksParams,
+    method: EdtMethod,
 }
 
 /// One row's labels and measurements.
@@ -398,7 +417,7 @@ impl Node for CompareMasksNode {
         }
         let geom = a.geometry().clone();
         let region = self.region_box(&geom, region_input.as_ref(), ctx)?;
-        let (rows, notes) = compare(&a, &b, &geom, &region, &self.p)?;
+        let (rows, notes) = compare(&a, &b, &geom, &region, &self.p, self.method)?;
         for n in notes {
             ctx.note(n);
         }
@@ -508,6 +527,7 @@ fn compare(
     geom: &Geometry,
     region: &VoxelBox,
     p: &CompareMasksParams,
+    method: EdtMethod,
 ) -> Result<(Vec<RowResult>, Vec<String>), NodeError> {
     let dims = geom.dims;
     let mut notes = Vec::new();
@@ -573,7 +593,7 @@ fn compare(
                 let codes = with_voxels!(a, |va| with_voxels!(b, |vb| pair_codes(
                     va, vb, dims, &bbox, la, lb
                 )));
-                surface_distances(&codes, bbox.dims(), geom.spacing)
+                surface_distances_with(&codes, bbox.dims(), geom.spacing, method)
             }
             (None, None) => None,
             (sa, _) => {

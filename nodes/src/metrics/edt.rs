@@ -181,6 +181,53 @@ where
     )
 }
 
+/// How distances are computed; both are exact and give the same values (up to the
+/// last bits of rounding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum EdtMethod {
+    /// Local search per query with the separable transform as fallback (fast when the
+    /// queries lie near the features, as surfaces of similar masks do).
+    #[default]
+    Hybrid,
+    /// The separable Felzenszwalb-Huttenlocher transform on every slice with a query
+    /// (cost independent of how far apart the masks are).
+    Separable,
+}
+
+/// [`sample_sq_edt`] with a chosen method.
+#[allow(clippy::too_many_arguments)]
+pub fn sample_sq_edt_with<A, Q, I, V>(
+    method: EdtMethod,
+    codes: &[u8],
+    dims: [usize; 3],
+    spacing: [f64; 3],
+    feature_bits: u8,
+    is_query: Q,
+    init: I,
+    visit: V,
+) -> Vec<A>
+where
+    A: Send,
+    Q: Fn(u8) -> bool + Sync,
+    I: Fn() -> A + Sync,
+    V: Fn(&mut A, usize, u8, f64) + Sync,
+{
+    let limit = match method {
+        EdtMethod::Hybrid => SEARCH_LIMIT,
+        EdtMethod::Separable => 0,
+    };
+    sample_with_limit(
+        codes,
+        dims,
+        spacing,
+        feature_bits,
+        is_query,
+        init,
+        visit,
+        limit,
+    )
+}
+
 /// [`sample_sq_edt`] with a chosen search limit (0: separable transform only).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn sample_with_limit<A, Q, I, V>(

@@ -18,7 +18,7 @@
 
 use rayon::prelude::*;
 
-use super::edt::sample_sq_edt;
+use super::edt::{sample_sq_edt_with, EdtMethod};
 
 /// Code bit: the voxel is in mask A.
 pub const IN_A: u8 = 1;
@@ -490,7 +490,13 @@ struct Directed {
     max_voxel_sq: f64,
 }
 
-fn directed(codes: &[u8], dims: [usize; 3], spacing: [f64; 3], from_a: bool) -> Directed {
+fn directed(
+    codes: &[u8],
+    dims: [usize; 3],
+    spacing: [f64; 3],
+    from_a: bool,
+    method: EdtMethod,
+) -> Directed {
     let (own, own_surf, other, other_surf) = if from_a {
         (IN_A, SURF_A, IN_B, SURF_B)
     } else {
@@ -499,7 +505,8 @@ fn directed(codes: &[u8], dims: [usize; 3], spacing: [f64; 3], from_a: bool) -> 
     // Only surface voxels and voxels outside the other mask contribute: interior
     // voxels inside the other mask are skipped, so whole rows and slices are too.
     let is_query = move |c: u8| c & own_surf != 0 || (c & own != 0 && c & other == 0);
-    let parts = sample_sq_edt(
+    let parts = sample_sq_edt_with(
+        method,
         codes,
         dims,
         spacing,
@@ -537,10 +544,20 @@ pub fn surface_distances(
     dims: [usize; 3],
     spacing: [f64; 3],
 ) -> Option<SurfaceDistances> {
+    surface_distances_with(codes, dims, spacing, EdtMethod::Hybrid)
+}
+
+/// [`surface_distances`] with a chosen distance transform method.
+pub fn surface_distances_with(
+    codes: &[u8],
+    dims: [usize; 3],
+    spacing: [f64; 3],
+    method: EdtMethod,
+) -> Option<SurfaceDistances> {
     let codes = with_surfaces(codes, dims);
     let (ab, ba) = rayon::join(
-        || directed(&codes, dims, spacing, true),
-        || directed(&codes, dims, spacing, false),
+        || directed(&codes, dims, spacing, true, method),
+        || directed(&codes, dims, spacing, false, method),
     );
     if ab.surface_mm.is_empty() || ba.surface_mm.is_empty() {
         return None;

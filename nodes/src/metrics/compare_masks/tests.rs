@@ -13,8 +13,16 @@ use crate::metrics::test_nifti::load_labels;
 use crate::testdata::shared_data;
 
 fn run_node(params: serde_json::Value, inputs: Vec<(&str, Value)>) -> Result<Table, NodeError> {
+    run_impl("exact_edt", params, inputs)
+}
+
+fn run_impl(
+    imp: &str,
+    params: serde_json::Value,
+    inputs: Vec<(&str, Value)>,
+) -> Result<Table, NodeError> {
     let node = CompareMasks
-        .build(&params, "exact_edt")
+        .build(&params, imp)
         .map_err(|e| NodeError::Other(format!("{e:?}")))?;
     let mut ctx = NodeContext::standalone("CompareMasks", Path::new("."));
     for (port, v) in inputs {
@@ -92,6 +100,12 @@ fn labels_from(
 /// The voxel counts n_a and n_b confirm which file is which.
 #[test]
 fn matches_metrics_reference() {
+    for imp in ["exact_edt", "separable"] {
+        check_reference(imp);
+    }
+}
+
+fn check_reference(imp: &str) {
     let Some(dir) = shared_data("metrics reference test") else {
         return;
     };
@@ -115,7 +129,8 @@ fn matches_metrics_reference() {
             }
         }
     }
-    let total_table = run_node(
+    let total_table = run_impl(
+        imp,
         json!({"labels": total_labels}),
         vec![
             ("a", labels_value(total.clone())),
@@ -133,7 +148,8 @@ fn matches_metrics_reference() {
             let b = load_labels(&dir.join(format!("ct_sm_tissue_{name}_v2023.nii.gz")));
             // Binary masks: run one as Mask and one as Labels to cover both input kinds.
             let a_mask: Mask = a.map(|&v| u8::from(v != 0));
-            let t = run_node(
+            let t = run_impl(
+                imp,
                 json!({}),
                 vec![("a", mask_value(a_mask)), ("b", labels_value(b))],
             )
@@ -143,7 +159,8 @@ fn matches_metrics_reference() {
             r[&1].clone()
         } else if key.ends_with("muscles 86-89 union") {
             let union = |l: &Labels| -> Mask { l.map(|&v| u8::from((86..=89).contains(&v))) };
-            let t = run_node(
+            let t = run_impl(
+                imp,
                 json!({}),
                 vec![
                     ("a", mask_value(union(&total))),
@@ -179,7 +196,7 @@ fn matches_metrics_reference() {
             let (w, g) = (num(rk), f(&row, col));
             assert!(
                 (w - g).abs() <= tol,
-                "{key}: {col} = {g}, reference {rk} = {w}"
+                "{imp}: {key}: {col} = {g}, reference {rk} = {w}"
             );
         }
         checked += 1;
@@ -212,7 +229,15 @@ fn empty_masks_give_documented_values() {
         LabelInput::Labels(Arc::new(a)),
         LabelInput::Labels(Arc::new(b)),
     );
-    let (_, notes) = compare(&la, &lb, &la.geometry().clone(), &VoxelBox::all(dims), &p).unwrap();
+    let (_, notes) = compare(
+        &la,
+        &lb,
+        &la.geometry().clone(),
+        &VoxelBox::all(dims),
+        &p,
+        EdtMethod::Hybrid,
+    )
+    .unwrap();
     let r = rows(&t);
     // One side empty: dice 0, distances Null, a note.
     assert_eq!(f(&r[&1], "dice"), 0.0);
@@ -565,12 +590,17 @@ fn agrees_with_scipy_and_simpleitk() {
         let g = grid(dims, spacing);
         let ma = Volume::from_vec(g.clone(), a).unwrap();
         let mb = Volume::from_vec(g, b).unwrap();
-        let t = run_node(
-            json!({}),
-            vec![("a", mask_value(ma)), ("b", mask_value(mb))],
-        )
-        .unwrap();
-        ours.push(rows(&t)[&1].clone());
+        let by_impl: Vec<_> = ["exact_edt", "separable"]
+            .into_iter()
+            .map(|imp| {
+                let inputs = vec![("a", mask_value(ma.clone())), ("b", mask_value(mb.clone()))];
+                (
+                    imp,
+                    rows(&run_impl(imp, json!({}), inputs).unwrap())[&1].clone(),
+                )
+            })
+            .collect();
+        ours.push(by_impl);
     }
     let manifest = dir.path().join("cases.json");
     std::fs::write(&manifest, serde_json::to_string(&cases).unwrap()).unwrap();
@@ -586,14 +616,17 @@ fn agrees_with_scipy_and_simpleitk() {
         String::from_utf8_lossy(&out.stderr)
     );
     let peers: Vec<BTreeMap<String, f64>> = serde_json::from_slice(&out.stdout).unwrap();
-    for (i, (p, o)) in peers.iter().zip(&ours).enumerate() {
-        for (k, want) in p {
-            let got = f(o, k);
-            assert!(
-                (got - want).abs() <= 1e-6 * (1.0 + want.abs()),
-                "case {i} ({}): {k} = {got}, peer {want}",
-                cases[i]
-            );
+    assert_eq!(peers.len(), ours.len());
+    for (i, (p, by_impl)) in peers.iter().zip(&ours).enumerate() {
+        for (imp, o) in by_impl {
+            for (k, want) in p {
+                let got = f(o, k);
+                assert!(
+                    (got - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                    "case {i} ({}), {imp}: {k} = {got}, peer {want}",
+                    cases[i]
+                );
+            }
         }
     }
     eprintln!(
