@@ -288,49 +288,46 @@ where
             let mut wasted = 0usize;
             // Results of neighbouring queries bound this one: d(x, y) <= d(x - 1, y) + sx
             // and d(x, y) <= d(x, y - 1) + sy (inflated a little against rounding), so
-            // searches far from the features stop early.
-            let mut prev: Option<(usize, f64)> = None;
-            let (mut above, mut here) = (vec![f64::INFINITY; nx], vec![f64::INFINITY; nx]);
-            let mut row = usize::MAX;
-            let grow = |d2: f64, step: f64| {
-                let b = d2.sqrt() + step;
+            // searches far from the features stop early. `last[x]` holds the distance
+            // (mm) found at column x and the row it was found in.
+            let mut last: Vec<(usize, f64)> = vec![(usize::MAX, 0.0); nx];
+            let grow = |d: f64, step: f64| {
+                let b = d + step;
                 b * b * (1.0 + 1e-9) + 1e-12
             };
-            queries.for_each(&codes[z * plane..(z + 1) * plane], |i, c| {
-                let acc = acc.get_or_insert_with(&init);
-                let (x, y) = (i % nx, i / nx);
-                if y != row {
-                    if row != usize::MAX && y == row + 1 {
-                        std::mem::swap(&mut above, &mut here);
-                    } else {
-                        above.fill(f64::INFINITY);
+            for y in 0..ny {
+                let base = z * plane + y * nx;
+                let mut left: Option<(usize, f64)> = None;
+                queries.for_each(&codes[base..base + nx], |x, c| {
+                    let acc = acc.get_or_insert_with(&init);
+                    if wasted > budget {
+                        unresolved.push(base + x);
+                        return;
                     }
-                    here.fill(f64::INFINITY);
-                    row = y;
-                }
-                if wasted > budget {
-                    unresolved.push(z * plane + i);
-                    return;
-                }
-                let mut bound = grow(above[x], spacing[1]);
-                if let Some((j, d2)) = prev {
-                    if j + 1 == i && x > 0 {
-                        bound = bound.min(grow(d2, spacing[0]));
+                    let mut bound = f64::INFINITY;
+                    if y > 0 && last[x].0 == y - 1 {
+                        bound = grow(last[x].1, spacing[1]);
                     }
-                }
-                match search(&rows, dims, &steps, [x, y, z], bound, limit) {
-                    Some(d2) => {
-                        visit(acc, z * plane + i, c, d2);
-                        prev = Some((i, d2));
-                        here[x] = d2;
+                    if let Some((lx, d)) = left {
+                        if lx + 1 == x {
+                            bound = bound.min(grow(d, spacing[0]));
+                        }
                     }
-                    None => {
-                        wasted += limit;
-                        unresolved.push(z * plane + i);
-                        prev = None;
+                    match search(&rows, dims, &steps, [x, y, z], bound, limit) {
+                        Some(d2) => {
+                            visit(acc, base + x, c, d2);
+                            let d = d2.sqrt();
+                            left = Some((x, d));
+                            last[x] = (y, d);
+                        }
+                        None => {
+                            wasted += limit;
+                            unresolved.push(base + x);
+                            left = None;
+                        }
                     }
-                }
-            });
+                });
+            }
             acc.map(|a| (a, unresolved))
         })
         .collect();
@@ -844,6 +841,29 @@ mod tests {
             |a, i, _, d| a.push((i, d)),
         );
         assert_eq!(got, vec![vec![(2, 16.0), (4, 64.0)]]);
+    }
+
+    #[test]
+    fn long_rows_with_far_features_stay_exact() {
+        // Long rows with features far apart along x and in other rows.
+        let dims = [700, 3, 3];
+        let mut f = vec![false; 700 * 9];
+        for (x, y, z) in [(0, 0, 0), (699, 2, 1), (350, 1, 2), (20, 2, 2)] {
+            f[x + 700 * (y + 3 * z)] = true;
+        }
+        let spacing = [0.3, 4.0, 5.0];
+        let slow = sq_edt_brute_force(&f, dims, spacing);
+        for limit in [SEARCH_LIMIT, 0] {
+            let fast = sq_edt_with_limit(&f, dims, spacing, limit);
+            for i in 0..f.len() {
+                assert!(
+                    close(fast[i], slow[i]),
+                    "limit {limit}, voxel {i}: {} vs {}",
+                    fast[i],
+                    slow[i]
+                );
+            }
+        }
     }
 
     proptest! {
