@@ -397,6 +397,15 @@ where
     let mut run_opts = opts.run.clone();
     run_opts.out_dir = dir.clone();
     run_opts.collect_tables = true;
+    if run_opts.threads.is_none() && opts.jobs > 1 {
+        // Cases share the cores: each gets its share as its own pool, so one case's
+        // serial stretches (gzip, file writes) overlap another's parallel work instead
+        // of two cases contending for every core.
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        run_opts.threads = Some((cores / opts.jobs).max(1));
+    }
     if run_opts.cache.is_some() {
         run_opts.cache_scope = format!("{}\0{}", run_opts.cache_scope, case.id);
     }
