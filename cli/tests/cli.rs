@@ -79,8 +79,12 @@ fn validate_reports_five_mistakes_with_positions_and_fails() {
 #[test]
 fn every_shipped_graph_validates() {
     // Graphs with required params get placeholder values; validation does no I/O.
-    let cases: [(&str, &[&str]); 3] = [
+    let cases: [(&str, &[&str]); 4] = [
         ("graphs/demo.ron", &[]),
+        (
+            "graphs/presegment.ron",
+            &["--set", "ct=ct.nii.gz", "--set", "model=muscles.vxmodel"],
+        ),
         (
             "graphs/sarcopenia_postprocess.ron",
             &["--set", "ct=ct.nii.gz", "--set", "prediction=pred.nii.gz"],

@@ -33,6 +33,7 @@ pub fn register_all(reg: &mut Registry) {
     components::register(reg);
     metrics::register(reg);
     render::register(reg);
+    voxflow_unet::register(reg);
 }
 
 /// A registry with every node type of this crate.

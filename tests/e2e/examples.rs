@@ -39,6 +39,19 @@ fn every_example_runs_with_every_implementation_and_they_agree() {
             {
                 continue;
             }
+            // Examples needing a saved U-Net name a `.vxmodel` folder: a small random one
+            // is written for them (demo weights, see voxflow_unet::write_random_model).
+            for (name, value) in &graph.params {
+                if let Some(m) = value.as_str().filter(|v| v.ends_with(".vxmodel")) {
+                    let path = dir.path().join(m);
+                    if !path.exists() {
+                        let mut cfg = voxflow_unet::UNetConfig::seed();
+                        (cfg.levels, cfg.base_filters) = (3, 4);
+                        voxflow_unet::write_random_model(&path, &cfg, 1).unwrap();
+                    }
+                    set.push(format!("{name}={}", path.display()));
+                }
+            }
             // Every output of every node is a target, so all results are compared.
             let targets: Vec<String> = graph.nodes.keys().cloned().collect();
             let mut reference: Option<(String, String)> = None;

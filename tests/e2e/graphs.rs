@@ -75,6 +75,7 @@ fn every_shipped_graph_has_a_test() {
         [
             "compare_segmentations.ron",
             "demo.ron",
+            "presegment.ron",
             "sarcopenia_postprocess.ron"
         ]
     );
@@ -244,4 +245,82 @@ fn compare_segmentations_restricted_to_vertebral_levels_on_real_ct() {
     ];
     let report = run_graph(&graph("compare_segmentations.ron"), &set, dir.path());
     insta::assert_snapshot!("graph_compare_ct_sm_levels", tables_snapshot(&report));
+}
+
+/// A small random U-Net (3 classes) for graph tests: shapes and wiring, not accuracy.
+fn random_unet(dir: &Path) -> PathBuf {
+    let model = dir.join("presegment_test.vxmodel");
+    let mut cfg = voxflow_unet::UNetConfig::seed();
+    cfg.levels = 3;
+    cfg.base_filters = 4;
+    voxflow_unet::write_random_model(&model, &cfg, 5).unwrap();
+    model
+}
+
+fn load_image(path: &Path) -> Arc<voxflow_engine::Image> {
+    let g = format!(
+        r#"Graph(name: "load", nodes: {{ "l": (node: "LoadNifti", params: (path: "{}")) }})"#,
+        path.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("load.ron");
+    std::fs::write(&f, g).unwrap();
+    let p = voxflow_tests::plan(&f, &[], &[], &["l".into()]);
+    let r = voxflow_tests::run_ok(&p, dir.path());
+    match &r.outputs["l.image"] {
+        Value::Image(i) => i.clone(),
+        v => panic!("{v:?}"),
+    }
+}
+
+#[test]
+fn presegment_runs_a_unet_on_phantom_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ct, _, _) = phantom_files(dir.path(), 3, (96, 80, 6));
+    let model = random_unet(dir.path());
+    let set = vec![
+        format!("ct={}", ct.display()),
+        format!("model={}", model.display()),
+        "device=cpu".to_string(),
+    ];
+    let report = run_graph(&graph("presegment.ron"), &set, dir.path());
+    for f in [
+        "presegment_labels.nii.gz",
+        "unet_labels.nii.gz",
+        "presegment_overlay.png",
+        "presegment_stats.csv",
+    ] {
+        assert!(dir.path().join(f).exists(), "{f} missing");
+    }
+    let seg = report.nodes.iter().find(|n| n.id == "seg").unwrap();
+    assert_eq!(seg.implementation, "burn-flex");
+    assert!(
+        seg.notes.iter().any(|n| n.starts_with("device: cpu")),
+        "{:?}",
+        seg.notes
+    );
+    assert!(seg
+        .input_files
+        .iter()
+        .any(|f| f.ends_with("presegment_test.vxmodel")));
+    // The saved network labels are the model's prediction on the CT, on its grid.
+    let image = load_image(&ct);
+    let saved = load_model(&model);
+    let expected = voxflow_unet::predict(
+        &saved,
+        &voxflow_unet::burn::tensor::Device::flex(),
+        &image,
+        &Default::default(),
+    )
+    .unwrap();
+    let net = load_labels(&dir.path().join("unet_labels.nii.gz"));
+    assert_eq!(net.as_slice(), expected.labels.as_slice());
+    assert_eq!(net.dims(), [96, 80, 6]);
+    // The cleaned labels only hold the two muscle labels.
+    let cleaned = load_labels(&dir.path().join("presegment_labels.nii.gz"));
+    assert!(cleaned.as_slice().iter().all(|v| *v <= 2));
+}
+
+fn load_model(dir: &Path) -> voxflow_unet::SavedModel {
+    voxflow_unet::SavedModel::load(dir, &voxflow_unet::burn::tensor::Device::flex()).unwrap()
 }

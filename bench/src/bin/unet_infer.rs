@@ -1,0 +1,184 @@
+//! U-Net inference on the CPU (burn Flex): the seed's architecture (5 levels, 16 base
+//! filters, batch norm, random weights) on 512x512 CT slices, next to the Keras 3 + JAX
+//! peer (`../shared/peers/unet_keras.py`) in the same run when its Python has keras.
+//!
+//! `cargo run --release -p voxflow-bench --bin unet_infer -- [SLICES] [REPS]`
+//! (defaults 8 slices, 3 repetitions; the median is reported). The peer runs with
+//! `VOXFLOW_PYTHON` (or /tmp/peers/bin/python) when `import keras, jax` works.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use voxflow_engine::{Geometry, Image, Volume};
+use voxflow_unet::burn::tensor::{Device, Tensor, TensorData};
+use voxflow_unet::{predict, write_random_model, InferOptions, SavedModel, UNetConfig};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
+}
+
+/// A CT-like volume: air around an elliptic body with a fat rim and noise.
+fn ct(n: usize, nz: usize) -> Image {
+    let mut s = 0x2545_F491_4F6C_DD1Du64;
+    let mut v = Vec::with_capacity(n * n * nz);
+    for _z in 0..nz {
+        for y in 0..n {
+            for x in 0..n {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                let dx = (x as f64 / n as f64 - 0.5) / 0.42;
+                let dy = (y as f64 / n as f64 - 0.5) / 0.34;
+                let r = dx * dx + dy * dy;
+                let hu = if r > 1.0 {
+                    -1000
+                } else if r > 0.8 {
+                    -100
+                } else {
+                    45
+                };
+                v.push(hu + (s % 41) as i16 - 20);
+            }
+        }
+    }
+    Image::I16(Volume::from_vec(Geometry::new([n, n, nz], [0.8, 0.8, 3.0]), v).expect("sized"))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let slices = args.first().copied().unwrap_or(8);
+    let reps = args.get(1).copied().unwrap_or(3).max(1);
+    let threads = rayon::current_num_threads();
+    println!(
+        "U-Net inference, burn Flex CPU ({}; rayon threads {threads})",
+        voxflow_bench::machine()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = UNetConfig::seed();
+    let path = dir.path().join("seed.vxmodel");
+    write_random_model(&path, &cfg, 1).expect("model");
+    let device = Device::flex();
+    let model = SavedModel::load(&path, &device).expect("load");
+    println!(
+        "model: {:?}, {} parameters",
+        model.meta.architecture, model.meta.parameters
+    );
+
+    // 1. The peer's measurement: forward of a batch of 8 x 1 x 128 x 128.
+    let x = vec![0.1f32; 8 * 128 * 128];
+    let fwd = |x: &Vec<f32>| {
+        let t = Tensor::<4>::from_data(TensorData::new(x.clone(), [8, 1, 128, 128]), &device);
+        model.net.forward(t).into_data()
+    };
+    let t128 = voxflow_bench::median_secs(reps.max(5), || fwd(&x));
+    println!(
+        "forward, batch 8 of 1x128x128 (the peer's setting): median {:.1} ms",
+        t128 * 1e3
+    );
+
+    // 2. Whole 512x512 slices through the node's pipeline, by batch size.
+    let image = ct(512, slices);
+    for bs in [1, 4, 8] {
+        let opts = InferOptions {
+            batch_size: bs,
+            tile: None,
+            overlap: 0.25,
+        };
+        let mut total = Vec::new();
+        let mut net = Vec::new();
+        let _ = predict(&model, &device, &image, &opts).expect("predict"); // warm-up
+        for _ in 0..reps {
+            let t = Instant::now();
+            let p = predict(&model, &device, &image, &opts).expect("predict");
+            total.push(t.elapsed().as_secs_f64());
+            net.push(p.stats.network_s);
+        }
+        let (t, n) = (median(total), median(net));
+        println!(
+            "{slices} slices of 512x512, batch {bs}: median {:.2} s ({:.0} ms/slice, network \
+             {:.0} %), 512x512x200 extrapolated {:.0} s",
+            t,
+            t / slices as f64 * 1e3,
+            n / t * 100.0,
+            t / slices as f64 * 200.0
+        );
+    }
+
+    // 3. The peer, same run.
+    let py = std::env::var("VOXFLOW_PYTHON").unwrap_or_else(|_| "/tmp/peers/bin/python".into());
+    let has_keras = Command::new(&py)
+        .args(["-c", "import keras, jax"])
+        .env("KERAS_BACKEND", "jax")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !has_keras {
+        println!("peer: skipped ({py} cannot import keras and jax)");
+        return;
+    }
+    let peers = repo().join("../shared/peers");
+    let out = Command::new(&py)
+        .arg(peers.join("unet_keras.py"))
+        .args(["8", "bn"])
+        .env("KERAS_BACKEND", "jax")
+        .output()
+        .expect("run peer");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in text.lines() {
+        if line.starts_with("keras") || line.starts_with("params") || line.starts_with("forward (")
+        {
+            println!("peer: {line}");
+        }
+    }
+    if !out.status.success() {
+        println!("peer failed: {}", String::from_utf8_lossy(&out.stderr));
+        return;
+    }
+    // The same 512x512 workload: the peer's network (its build_unet, HW set to 512, batch
+    // norm on) predicting the slices in batches, after a compile call.
+    let code = format!(
+        r#"
+import sys, time, statistics, numpy as np
+sys.path.insert(0, {peers:?})
+sys.argv = ["unet_keras.py", "8", "bn"]
+import unet_keras as u
+u.HW = 512
+m = u.build_unet()
+for bs in (1, 4, 8):
+    x = np.random.default_rng(0).standard_normal(({slices}, 512, 512, 1), dtype=np.float32)
+    def run():
+        for i in range(0, {slices}, bs):
+            np.asarray(m.predict_on_batch(x[i:i + bs]))
+    run()
+    ts = []
+    for _ in range({reps}):
+        t = time.perf_counter(); run(); ts.append(time.perf_counter() - t)
+    t = statistics.median(ts)
+    print(f"{slices} slices of 512x512, batch {{bs}}: median {{t:.2f}} s ({{t / {slices} * 1e3:.0f}} ms/slice)")
+"#,
+        peers = peers.display().to_string(),
+    );
+    let out = Command::new(&py)
+        .args(["-c", &code])
+        .env("KERAS_BACKEND", "jax")
+        .output()
+        .expect("run peer");
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        println!("peer (keras 3 + jax): {line}");
+    }
+    if !out.status.success() {
+        println!("peer failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}

@@ -1,0 +1,57 @@
+//! # voxflow-unet
+//!
+//! The seed's 2D U-Net on [burn](https://burn.dev) 0.22: the model ([`model`]), its
+//! architecture and input normalisation from JSON ([`config`]), saved models as
+//! self-describing folders ([`artifact`]), slice-by-slice tiled inference ([`infer`]) and
+//! the `UNetInfer` node ([`node`]). Training comes in its own issue.
+//!
+//! ## Backends and cargo features
+//!
+//! burn 0.22 chooses the backend at run time through its `Device` (tensors carry no
+//! backend type parameter), so the node's implementations (`impl`) are devices:
+//!
+//! - default build: burn's **Flex** CPU backend with `rayon` and `simd` (pure Rust, builds
+//!   offline in a few minutes): implementation `burn-flex`. The CPU device is always named
+//!   explicitly (`Device::flex()`), because `Device::default()` silently picks a GPU
+//!   backend once one is compiled in.
+//! - feature `wgpu`: burn's wgpu backend (Vulkan on Linux, which drives NVIDIA GPUs when
+//!   the Vulkan loader `libvulkan1` is installed): implementation `burn-wgpu`, which
+//!   becomes the default implementation of that build so `device: auto` picks the GPU when
+//!   present (and falls back to Flex when wgpu finds no adapter).
+//!
+//! ## CUDA: why there is no `cuda` feature
+//!
+//! burn 0.22's `cuda` (and CubeCL `cpu`) backends pull `cubecl-cuda` 0.11, which depends
+//! on `cubecl-llvm` unconditionally; its build script downloads a prebuilt LLVM bundle
+//! from outside the package registries, so it cannot build on these offline machines,
+//! and no feature switch of burn 0.22 avoids it. burn 0.21's CUDA backend builds without
+//! the LLVM bundle (CubeCL 0.10 compiles kernels with NVRTC at run time), but 0.21 has the
+//! older generic-backend API (`Tensor<B, D>`, `Module<B>`) — a second code path for one
+//! backend. A feature that cannot build is not shipped; on NVIDIA GPUs use `wgpu`.
+#![deny(missing_docs)]
+
+use voxflow_engine::Registry;
+
+pub mod artifact;
+pub mod config;
+#[cfg(feature = "wgpu")]
+pub mod gpu;
+pub mod infer;
+pub mod model;
+pub mod node;
+
+pub use artifact::{write_random_model, ModelError, ModelMeta, SavedModel};
+pub use config::{Normalization, UNetConfig};
+pub use infer::{predict, InferOptions, InferStats, Prediction};
+pub use model::UNet;
+
+/// The burn version this crate is built on, so callers name the same `Device`.
+pub use burn;
+
+/// Register this crate's node types (`UNetInfer`).
+pub fn register(reg: &mut Registry) {
+    reg.add(node::UNetInfer);
+}
+
+/// File name extension of saved model folders (`NAME.vxmodel/`).
+pub const MODEL_EXTENSION: &str = "vxmodel";
