@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
+use crate::codec::{cell_json, json_cell};
 use crate::fsutil::{write_atomic, WriteError};
 use crate::provenance::{remove_stale_parts, write_failure_records, write_provenance, RunContext};
 use crate::run::{run, RunOptions, RunReport};
@@ -459,13 +460,14 @@ fn finish_case(
     Ok(())
 }
 
+/// A table as JSON that restores exactly (cells tagged as in the result cache).
 fn table_to_tagged(t: &Table) -> serde_json::Value {
-    serde_json::json!({ "columns": t.columns, "rows": t.rows.iter().map(|r| r.iter().map(|c| match c {
-        Cell::Int(i) => serde_json::json!({"i": i}),
-        Cell::Float(f) => serde_json::json!({"f": f.to_bits()}),
-        Cell::Text(s) => serde_json::json!({"t": s}),
-        Cell::Null => serde_json::Value::Null,
-    }).collect::<Vec<_>>()).collect::<Vec<_>>() })
+    let rows: Vec<Vec<serde_json::Value>> = t
+        .rows
+        .iter()
+        .map(|r| r.iter().map(cell_json).collect())
+        .collect();
+    serde_json::json!({ "columns": t.columns, "rows": rows })
 }
 
 fn tagged_to_table(v: &serde_json::Value) -> Option<Table> {
@@ -478,22 +480,8 @@ fn tagged_to_table(v: &serde_json::Value) -> Option<Table> {
         .as_array()?
         .iter()
         .map(|r| {
-            r.as_array().map(|cells| {
-                cells
-                    .iter()
-                    .map(|c| {
-                        if let Some(i) = c.get("i").and_then(|x| x.as_i64()) {
-                            Cell::Int(i)
-                        } else if let Some(f) = c.get("f").and_then(|x| x.as_u64()) {
-                            Cell::Float(f64::from_bits(f))
-                        } else if let Some(t) = c.get("t").and_then(|x| x.as_str()) {
-                            Cell::Text(t.into())
-                        } else {
-                            Cell::Null
-                        }
-                    })
-                    .collect()
-            })
+            r.as_array()
+                .map(|cells| cells.iter().map(json_cell).collect())
         })
         .collect::<Option<Vec<_>>>()?;
     Some(Table { columns, rows })

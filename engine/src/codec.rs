@@ -102,7 +102,8 @@ fn write_le<T: Copy, const N: usize>(
     Ok(())
 }
 
-fn cell_json(c: &Cell) -> serde_json::Value {
+/// A cell as tagged JSON that keeps floats bit for bit (`{"f": bits}`).
+pub fn cell_json(c: &Cell) -> serde_json::Value {
     match c {
         Cell::Int(i) => serde_json::json!({ "i": i }),
         Cell::Float(f) => serde_json::json!({ "f": f.to_bits() }),
@@ -111,7 +112,8 @@ fn cell_json(c: &Cell) -> serde_json::Value {
     }
 }
 
-fn json_cell(v: &serde_json::Value) -> Cell {
+/// The inverse of [`cell_json`].
+pub fn json_cell(v: &serde_json::Value) -> Cell {
     if let Some(i) = v.get("i").and_then(|x| x.as_i64()) {
         Cell::Int(i)
     } else if let Some(f) = v.get("f").and_then(|x| x.as_u64()) {
