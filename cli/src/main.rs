@@ -441,12 +441,11 @@ fn cmd_run(registry: &voxflow_engine::Registry, args: RunArgs) -> Result<ExitCod
             eprintln!("wrote {}", f.display());
         }
         eprintln!(
-            "{} `{}`: {} nodes in {:.0} ms{}",
+            "{} `{}`: {} nodes in {:.0} ms",
             if failed { "failed" } else { "done" },
             plan.name,
             needed,
             report.wall_ms,
-            if failed { "" } else { "" }
         );
     }
     Ok(if failed {
