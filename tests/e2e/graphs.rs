@@ -175,7 +175,10 @@ const REFERENCE_CT_SM_COUNTS: &[(u16, usize)] = &[(0, 308_098), (1, 49_526), (2,
 fn python() -> Option<String> {
     let py = std::env::var("VOXFLOW_PYTHON").ok()?;
     if !reference_script().exists() {
-        eprintln!("skipping the Python reference: {} not found", reference_script().display());
+        eprintln!(
+            "skipping the Python reference: {} not found",
+            reference_script().display()
+        );
         return None;
     }
     let ok = std::process::Command::new(&py)
