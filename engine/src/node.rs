@@ -5,7 +5,7 @@
 //! source of truth for validation, `voxflow nodes` and the generated docs. `build` only
 //! parses and checks parameters (no I/O); the returned [`Node`] does the work in `run`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -339,6 +339,8 @@ pub struct NodeContext {
     pub(crate) out_dir: PathBuf,
     pub(crate) files_written: Arc<Mutex<Vec<PathBuf>>>,
     pub(crate) notes: Vec<String>,
+    /// Output ports some other node (or a run target) reads.
+    pub(crate) used_outputs: BTreeSet<String>,
 }
 
 impl NodeContext {
@@ -352,7 +354,21 @@ impl NodeContext {
             out_dir: out_dir.to_path_buf(),
             files_written: Arc::default(),
             notes: Vec::new(),
+            used_outputs: BTreeSet::new(),
         }
+    }
+
+    /// Mark an output port as read by another node (standalone use; the scheduler knows).
+    pub fn with_output_used(mut self, port: &str) -> Self {
+        self.used_outputs.insert(port.to_string());
+        self
+    }
+
+    /// Whether another node (or a run target) reads this output port. A node whose output
+    /// is a running service uses it to choose between handing the service on and serving
+    /// in the foreground until its clients are done.
+    pub fn output_used(&self, port: &str) -> bool {
+        self.used_outputs.contains(port)
     }
 
     /// Give an input value (standalone use; the scheduler fills inputs itself).

@@ -323,6 +323,12 @@ impl Shared<'_> {
             out_dir: self.out_dir.clone(),
             files_written: Arc::default(),
             notes: Vec::new(),
+            used_outputs: node
+                .outputs
+                .iter()
+                .filter(|(port, _)| st.readers.get(&(i, port.clone())).copied().unwrap_or(0) > 0)
+                .map(|(port, _)| port.clone())
+                .collect(),
         }
     }
 

@@ -22,17 +22,20 @@ pub enum PortType {
     Model,
     /// A configuration document (e.g. training hyperparameters).
     Config,
+    /// A running service (e.g. a patch server) that lives while a reader holds it.
+    Service,
 }
 
 impl PortType {
     /// Every port type, for documentation and checks.
-    pub const ALL: [PortType; 6] = [
+    pub const ALL: [PortType; 7] = [
         PortType::Image,
         PortType::Mask,
         PortType::Labels,
         PortType::Table,
         PortType::Model,
         PortType::Config,
+        PortType::Service,
     ];
 }
 
@@ -53,7 +56,7 @@ pub enum Value {
     Labels(Arc<Labels>),
     /// See [`PortType::Table`].
     Table(Arc<Table>),
-    /// Values of types the engine does not look into (models, configs).
+    /// Values of types the engine does not look into (models, configs, services).
     Opaque(PortType, Arc<dyn Any + Send + Sync>),
 }
 

@@ -1,0 +1,60 @@
+//! Which burn device trains: `cpu` (Flex), `wgpu` (feature `wgpu`), or `auto`.
+
+use burn::tensor::Device;
+
+/// The trainer's device choice (`--device`, `UNetTrain { device }`).
+#[derive(serde::Deserialize, serde::Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainDevice {
+    /// A GPU through wgpu when compiled in and present, else the CPU.
+    #[default]
+    Auto,
+    /// burn's Flex CPU backend.
+    Cpu,
+    /// burn's wgpu backend (build with `--features wgpu`).
+    Wgpu,
+}
+
+impl std::str::FromStr for TrainDevice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(TrainDevice::Auto),
+            "cpu" => Ok(TrainDevice::Cpu),
+            "wgpu" | "gpu" => Ok(TrainDevice::Wgpu),
+            other => Err(format!(
+                "unknown device {other:?}: expected auto, cpu or wgpu"
+            )),
+        }
+    }
+}
+
+/// The device and a description for metrics and reports.
+pub fn pick(choice: TrainDevice) -> Result<(Device, String), String> {
+    let cpu = || (Device::flex(), "cpu (burn Flex)".to_string());
+    match choice {
+        TrainDevice::Cpu => Ok(cpu()),
+        TrainDevice::Auto => Ok(gpu().unwrap_or_else(cpu)),
+        TrainDevice::Wgpu => gpu().ok_or_else(|| {
+            if cfg!(feature = "wgpu") {
+                "device wgpu: wgpu found no GPU adapter (is the Vulkan loader, libvulkan1, \
+                 installed?)"
+                    .to_string()
+            } else {
+                "device wgpu: this voxflow was built without the `wgpu` feature (cargo build \
+                 --release --features wgpu)"
+                    .to_string()
+            }
+        }),
+    }
+}
+
+#[cfg(feature = "wgpu")]
+fn gpu() -> Option<(Device, String)> {
+    voxflow_unet::gpu::wgpu_device()
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn gpu() -> Option<(Device, String)> {
+    None
+}

@@ -1,0 +1,357 @@
+//! The patch server: listens on TCP, checks each client's token, sends the training config,
+//! then serves batches and the validation set on request.
+//!
+//! Each connection has its own prefetch pipeline: `workers` sampler threads produce batches
+//! `next, next+1, ...` round-robin into bounded channels (`prefetch` batches in all), so
+//! the trainer finds its next batch ready and memory stays bounded whatever the trainer's
+//! speed. Batches are requested by number; a request off the expected sequence (a resumed
+//! trainer) restarts the pipeline there, and since batch `k` is a pure function of `k`
+//! ([`crate::patches`]), any server and any number of workers give the same batches.
+//! A connection's threads end when its client says `Bye`, disconnects or sends garbage;
+//! nothing a client does can stop the server or another client's stream.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver};
+
+use crate::patches::{Sampler, ValidationSet};
+use crate::protocol::{self, GetBatch, Hello, Kind, ProtocolError, Refused, Welcome};
+
+/// How long a new connection may take to say `Hello`.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Address to listen on (`127.0.0.1:0` picks a free loopback port).
+    pub bind: String,
+    /// The secret clients must present.
+    pub token: String,
+    /// Batches prepared ahead per connection.
+    pub prefetch: usize,
+    /// Sampler threads per connection.
+    pub workers: usize,
+}
+
+/// Counters, for reports and tests.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerStats {
+    /// Connections accepted (before the handshake).
+    pub connections: usize,
+    /// Clients refused (bad token, bad frames, wrong version).
+    pub refused: usize,
+    /// Clients past the handshake and still connected.
+    pub active: usize,
+    /// Clients that said `Bye`.
+    pub finished: usize,
+    /// Clients that disconnected without `Bye`.
+    pub vanished: usize,
+    /// Batches sent.
+    pub batches: u64,
+}
+
+struct Shared {
+    sampler: Arc<Sampler>,
+    welcome: Welcome,
+    validation: Vec<u8>,
+    token: String,
+    prefetch: usize,
+    workers: usize,
+    stop: AtomicBool,
+    batches: AtomicU64,
+    stats: Mutex<ServerStats>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn update(&self, f: impl FnOnce(&mut ServerStats)) {
+        let mut s = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut s);
+        self.changed.notify_all();
+    }
+}
+
+/// A running patch server; dropping it stops accepting connections.
+pub struct PatchServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl PatchServer {
+    /// Bind and start accepting in a background thread.
+    pub fn start(
+        sampler: Sampler,
+        validation: ValidationSet,
+        opts: ServerOptions,
+    ) -> io::Result<Self> {
+        let addrs: Vec<SocketAddr> = opts.bind.to_socket_addrs()?.collect();
+        let listener = TcpListener::bind(&addrs[..])?;
+        let addr = listener.local_addr()?;
+        let config = sampler.config();
+        let welcome = Welcome {
+            config: serde_json::from_str(&config.to_json()).expect("config is JSON"),
+            config_hash: config.hash(),
+            training_slices: sampler.slices(),
+            validation_slices: validation.slices.len(),
+        };
+        let shared = Arc::new(Shared {
+            sampler: Arc::new(sampler),
+            welcome,
+            validation: protocol::encode_validation(&validation),
+            token: opts.token,
+            prefetch: opts.prefetch.max(1),
+            workers: opts.workers.max(1),
+            stop: AtomicBool::new(false),
+            batches: AtomicU64::new(0),
+            stats: Mutex::default(),
+            changed: Condvar::new(),
+        });
+        let acc = shared.clone();
+        let acceptor = std::thread::Builder::new()
+            .name("patch-server".into())
+            .spawn(move || accept_loop(listener, acc))?;
+        tracing::info!(%addr, "patch server listening");
+        Ok(PatchServer {
+            addr,
+            shared,
+            acceptor: Some(acceptor),
+        })
+    }
+
+    /// The address it listens on (the real port when bound to port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The config hash clients receive.
+    pub fn config_hash(&self) -> &str {
+        &self.shared.welcome.config_hash
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> ServerStats {
+        let mut s = self
+            .shared
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        s.batches = self.shared.batches.load(Ordering::Relaxed);
+        s
+    }
+
+    /// Block until at least one trainer has connected and every connected trainer has
+    /// left (said `Bye` or disconnected): how a standalone server knows training is over.
+    pub fn wait_until_trainers_done(&self) -> ServerStats {
+        let mut s = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+        while !(s.finished + s.vanished > 0 && s.active == 0) {
+            s = self
+                .shared
+                .changed
+                .wait(s)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        drop(s);
+        self.stats()
+    }
+
+    /// Stop accepting connections (connected clients are served until they leave).
+    pub fn shutdown(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept with a connection of our own.
+        let mut wake = self.addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(if wake.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        if let Some(h) = self.acceptor.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for PatchServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    for conn in listener.incoming() {
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(stream) = conn else { continue };
+        shared.update(|s| s.connections += 1);
+        let sh = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("patch-conn".into())
+            .spawn(move || serve_connection(stream, sh));
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start a connection thread: {e}");
+        }
+    }
+}
+
+/// Send a `Refused` (best effort: the peer may already be gone).
+fn refuse(stream: &mut TcpStream, reason: String) {
+    tracing::warn!(peer = ?stream.peer_addr().ok(), "refused: {reason}");
+    let _ = protocol::write_json(stream, Kind::Refused, &Refused { reason });
+}
+
+/// Token comparison whose time does not depend on where the first difference is.
+fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn handshake(stream: &mut TcpStream, shared: &Shared) -> Result<(), String> {
+    let (kind, payload) =
+        protocol::read_frame(stream, protocol::MAX_REQUEST_BYTES).map_err(|e| e.to_string())?;
+    if kind != Kind::Hello {
+        return Err(format!("expected Hello, got {kind:?}"));
+    }
+    let hello: Hello = protocol::decode_json(kind, &payload).map_err(|e| e.to_string())?;
+    if !same_token(&hello.token, &shared.token) {
+        return Err(format!("wrong token from client {:?}", hello.client));
+    }
+    tracing::info!(client = %hello.client, "trainer connected");
+    Ok(())
+}
+
+fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+    if let Err(reason) = handshake(&mut stream, &shared) {
+        shared.update(|s| s.refused += 1);
+        refuse(&mut stream, reason);
+        return;
+    }
+    if protocol::write_json(&mut stream, Kind::Welcome, &shared.welcome).is_err() {
+        shared.update(|s| s.vanished += 1);
+        return;
+    }
+    shared.update(|s| s.active += 1);
+    let _ = stream.set_read_timeout(None);
+    let said_bye = serve_requests(&mut stream, &shared);
+    shared.update(|s| {
+        s.active -= 1;
+        if said_bye {
+            s.finished += 1;
+        } else {
+            s.vanished += 1;
+        }
+    });
+}
+
+/// Answer requests until `Bye` (true) or the end of the connection (false).
+fn serve_requests(stream: &mut TcpStream, shared: &Shared) -> bool {
+    let mut pipeline: Option<Pipeline> = None;
+    loop {
+        let (kind, payload) = match protocol::read_frame(stream, protocol::MAX_REQUEST_BYTES) {
+            Ok(f) => f,
+            Err(ProtocolError::Io(_)) => return false,
+            Err(e) => {
+                refuse(stream, e.to_string());
+                return false;
+            }
+        };
+        let sent = match kind {
+            Kind::GetBatch => {
+                let req: GetBatch = match protocol::decode_json(kind, &payload) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        refuse(stream, e.to_string());
+                        return false;
+                    }
+                };
+                let p = match &mut pipeline {
+                    Some(p) if p.next == req.index => p,
+                    _ => pipeline.insert(Pipeline::start(shared, req.index)),
+                };
+                let bytes = p.next_batch();
+                shared.batches.fetch_add(1, Ordering::Relaxed);
+                protocol::write_frame(stream, Kind::Batch, &bytes)
+            }
+            Kind::GetValidation => {
+                protocol::write_frame(stream, Kind::Validation, &shared.validation)
+            }
+            Kind::Bye => return true,
+            other => {
+                refuse(stream, format!("unexpected {other:?} from a client"));
+                return false;
+            }
+        };
+        if sent.is_err() {
+            return false;
+        }
+    }
+}
+
+/// Sampler threads producing encoded batches `start, start+1, ...` in order.
+struct Pipeline {
+    start: u64,
+    next: u64,
+    queues: Vec<Receiver<Vec<u8>>>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Pipeline {
+    fn start(shared: &Shared, start: u64) -> Self {
+        let workers = shared.workers;
+        let cap = shared.prefetch.div_ceil(workers).max(1);
+        let cancel = Arc::new(AtomicBool::new(false));
+        let queues = (0..workers)
+            .map(|w| {
+                let (tx, rx) = bounded(cap);
+                let sampler = shared.sampler.clone();
+                let cancel = cancel.clone();
+                std::thread::spawn(move || {
+                    let mut index = start + w as u64;
+                    while !cancel.load(Ordering::Relaxed) {
+                        let bytes = protocol::encode_batch(&sampler.batch(index));
+                        // A closed queue means the connection ended or restarted.
+                        if tx.send(bytes).is_err() {
+                            break;
+                        }
+                        index += workers as u64;
+                    }
+                });
+                rx
+            })
+            .collect();
+        Pipeline {
+            start,
+            next: start,
+            queues,
+            cancel,
+        }
+    }
+
+    fn next_batch(&mut self) -> Vec<u8> {
+        let w = ((self.next - self.start) % self.queues.len() as u64) as usize;
+        self.next += 1;
+        self.queues[w]
+            .recv()
+            .expect("sampler threads only stop when the pipeline is dropped")
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
