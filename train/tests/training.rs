@@ -40,3 +40,77 @@ fn loss_falls_and_validation_dice_rises() {
     assert!(dir.path().join("loss.png").is_file());
     assert!(dir.path().join("checkpoint/state.json").is_file());
 }
+
+/// The `iteration -> loss` lines of a run's metrics.jsonl.
+fn losses(dir: &std::path::Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|v| Some((v["iteration"].as_u64()?, v.get("loss")?.as_f64()?)))
+        .collect()
+}
+
+#[test]
+fn a_crashed_run_resumes_on_the_same_curve() {
+    let cfg = common::config(40);
+    let server = common::server(&cfg);
+    // The reference: 40 steps in one go.
+    let whole = tempfile::tempdir().unwrap();
+    let mut c = common::connect(&server);
+    train(&mut c, options(whole.path())).unwrap();
+    c.bye();
+    // The same run dying at step 27 (after the checkpoint of step 20)...
+    let broken = tempfile::tempdir().unwrap();
+    let mut c = common::connect(&server);
+    let mut opts = options(broken.path());
+    opts.progress = Some(Box::new(|p| assert!(p.iteration < 27, "simulated crash")));
+    let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| train(&mut c, opts)));
+    assert!(crashed.is_err());
+    drop(c);
+    assert_eq!(losses(broken.path()).len(), 27);
+    // ...without --resume refuses to overwrite it...
+    let mut c = common::connect(&server);
+    let e = train(&mut c, options(broken.path())).err().unwrap();
+    assert!(e.to_string().contains("--resume"), "{e}");
+    // ...and with it continues from step 20 to the same losses as the whole run.
+    let mut opts = options(broken.path());
+    opts.resume = true;
+    let s = train(&mut c, opts).unwrap();
+    c.bye();
+    assert_eq!((s.iterations, s.steps_run), (40, 20));
+    let (a, b) = (losses(whole.path()), losses(broken.path()));
+    assert_eq!(a.len(), b.len());
+    for ((ia, la), (ib, lb)) in a.iter().zip(&b) {
+        assert_eq!(ia, ib);
+        assert!((la - lb).abs() <= 1e-4 * la.abs().max(1.0), "step {ia}: {la} vs {lb}");
+    }
+}
+
+#[test]
+fn command_line_architecture_and_config_win_over_the_streamed_ones() {
+    let cfg = common::config(20);
+    let server = common::server(&cfg);
+    let dir = tempfile::tempdir().unwrap();
+    let mut arch = cfg.architecture.clone();
+    arch.base_filters = 6;
+    let mut hyper = cfg.hyper.clone();
+    hyper.iterations = 5;
+    hyper.validate_every = 5;
+    let mut c = common::connect(&server);
+    let mut opts = options(dir.path());
+    opts.architecture = Some(arch.clone());
+    opts.hyper = Some(hyper.clone());
+    let s = train(&mut c, opts).unwrap();
+    c.bye();
+    assert_eq!(s.iterations, 5);
+    assert_eq!(s.streamed_config_hash, cfg.hash());
+    let effective = voxflow_train::TrainingConfig { architecture: arch.clone(), hyper };
+    assert_eq!(s.config_hash, effective.hash());
+    let meta = voxflow_unet::SavedModel::read_meta(&s.best_model).unwrap();
+    assert_eq!(meta.architecture, arch);
+    let first = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
+    assert_eq!(first["config_hash"], effective.hash());
+    assert_eq!(first["streamed_config_hash"], cfg.hash());
+}

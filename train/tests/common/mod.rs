@@ -82,6 +82,11 @@ pub fn case(seed: u64, cfg: &TrainingConfig, sparse: bool) -> TrainCase {
 }
 
 pub fn server(cfg: &TrainingConfig) -> PatchServer {
+    server_with(cfg, 2)
+}
+
+/// A server with `workers` sampler threads per connection.
+pub fn server_with(cfg: &TrainingConfig, workers: usize) -> PatchServer {
     let sampler = Sampler::new(vec![case(1, cfg, true), case(2, cfg, true)], cfg.clone()).unwrap();
     let validation = ValidationSet::from_cases(&[case(3, cfg, false)]);
     PatchServer::start(
@@ -91,7 +96,7 @@ pub fn server(cfg: &TrainingConfig) -> PatchServer {
             bind: "127.0.0.1:0".into(),
             token: TOKEN.into(),
             prefetch: 4,
-            workers: 2,
+            workers,
         },
     )
     .unwrap()
