@@ -10,6 +10,7 @@
 
 use voxflow_engine::Registry;
 
+pub mod annotation;
 pub mod components;
 pub mod docs;
 pub mod intensity;
@@ -33,6 +34,7 @@ pub fn register_all(reg: &mut Registry) {
     components::register(reg);
     metrics::register(reg);
     render::register(reg);
+    annotation::register(reg);
     voxflow_unet::register(reg);
 }
 
