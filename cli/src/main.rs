@@ -3,6 +3,7 @@
 //! This binary only parses arguments and prints; the engine and the nodes do the work.
 
 mod cmd_nodes;
+mod cmd_train;
 mod progress;
 
 use std::path::{Path, PathBuf};
@@ -42,6 +43,8 @@ enum Command {
         #[arg(long)]
         markdown: bool,
     },
+    /// Train a U-Net with batches from a patch server (a PatchServer node).
+    Train(cmd_train::TrainArgs),
     /// Print a graph as Graphviz DOT.
     Dot {
         /// Graph file.
@@ -165,6 +168,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::Nodes { name, markdown } => cmd_nodes::run(&registry, name.as_deref(), markdown),
+        Command::Train(args) => cmd_train::run(args),
         Command::Dot { graph, args } => match load_and_validate(&registry, &graph, &args, &[]) {
             Ok(plan) => {
                 print!("{}", voxflow_engine::dot::to_dot(&plan));
@@ -289,20 +293,47 @@ fn cmd_batch(
     })
 }
 
-/// The demo graph: next to the executable's source tree, or in the current folder.
+/// The demo graph, graphs/demo.ron.
 fn default_graph() -> Result<PathBuf> {
+    shipped_graph("demo.ron")
+}
+
+/// A graph shipped in graphs/: from the current folder, or next to the executable's
+/// source tree.
+fn shipped_graph(name: &str) -> Result<PathBuf> {
     let candidates = [
-        PathBuf::from("graphs/demo.ron"),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../graphs/demo.ron"),
+        Path::new("graphs").join(name),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../graphs")
+            .join(name),
     ];
     for c in candidates {
         if c.exists() {
             return Ok(c);
         }
     }
-    bail!(
-        "no graph given and graphs/demo.ron not found; run from the voxflow folder or name a graph"
-    )
+    bail!("graphs/{name} not found; run from the voxflow folder")
+}
+
+/// `voxflow train --presegment`: graphs/presegment.ron with `model` over a case file, as
+/// `voxflow run --cases` does it, into OUT/presegment/.
+fn presegment(cases: &Path, model: &Path, out: &Path, quiet: bool) -> Result<ExitCode> {
+    let graph = shipped_graph("presegment.ron")?;
+    let mut argv = vec![
+        "voxflow".to_string(),
+        "run".into(),
+        graph.display().to_string(),
+        "--cases".into(),
+        cases.display().to_string(),
+        "--set".into(),
+        format!("model={}", model.display()),
+        "--out".into(),
+        out.join("presegment").display().to_string(),
+    ];
+    if quiet {
+        argv.push("--quiet".into());
+    }
+    dispatch(Cli::parse_from(argv))
 }
 
 /// `8G`, `512M`, `100k` or plain bytes.

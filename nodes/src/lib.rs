@@ -36,6 +36,7 @@ pub fn register_all(reg: &mut Registry) {
     render::register(reg);
     annotation::register(reg);
     voxflow_unet::register(reg);
+    voxflow_train::register(reg);
 }
 
 /// A registry with every node type of this crate.

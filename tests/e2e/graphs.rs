@@ -76,7 +76,8 @@ fn every_shipped_graph_has_a_test() {
             "compare_segmentations.ron",
             "demo.ron",
             "presegment.ron",
-            "sarcopenia_postprocess.ron"
+            "sarcopenia_postprocess.ron",
+            "train.ron"
         ]
     );
 }
@@ -336,4 +337,62 @@ fn presegment_runs_a_unet_on_phantom_files() {
 
 fn load_model(dir: &Path) -> voxflow_unet::SavedModel {
     voxflow_unet::SavedModel::load(dir, &voxflow_unet::burn::tensor::Device::flex()).unwrap()
+}
+
+#[test]
+fn train_learns_from_sparse_phantom_annotations_over_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = std::time::Instant::now();
+    let set = vec!["iterations=150".to_string(), "device=cpu".to_string()];
+    let report = run_graph(&graph("train.ron"), &set, dir.path());
+    let train = report.nodes.iter().find(|n| n.id == "train").unwrap();
+    eprintln!("train.ron: {:?} in {:?}", train.notes, t.elapsed());
+    let server = report.nodes.iter().find(|n| n.id == "server").unwrap();
+    assert!(
+        server
+            .notes
+            .iter()
+            .any(|n| n.contains("listening on 127.0.0.1:")),
+        "{:?}",
+        server.notes
+    );
+    let run = dir.path().join("training");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let losses: Vec<f64> = lines
+        .iter()
+        .filter_map(|v| v.get("loss")?.as_f64())
+        .collect();
+    assert_eq!(losses.len(), 150);
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+    let (first, last) = (mean(&losses[..20]), mean(&losses[130..]));
+    assert!(last < 0.6 * first, "loss {first:.3} -> {last:.3}");
+    let dice: Vec<f64> = lines
+        .iter()
+        .filter_map(|v| v.get("mean_dice")?.as_f64())
+        .collect();
+    assert_eq!(dice.len(), 4, "validations at 0 (untrained), 50, 100, 150");
+    eprintln!("validation mean Dice {dice:?}");
+    assert!(dice[3] > dice[0] + 0.3 && dice[3] > 0.6, "{dice:?}");
+    let Value::Table(summary) = &report.outputs["train.summary"] else {
+        panic!()
+    };
+    assert_eq!(summary.rows.len(), 2);
+    for f in [
+        "best.vxmodel/model.json",
+        "checkpoint/state.json",
+        "loss.png",
+    ] {
+        assert!(run.join(f).exists(), "{f} missing");
+    }
+    assert!(dir.path().join("training_summary.csv").exists());
+    // The best model is a normal saved model: UNetInfer can load it.
+    voxflow_unet::SavedModel::load(
+        &run.join("best.vxmodel"),
+        &voxflow_unet::burn::tensor::Device::flex(),
+    )
+    .unwrap();
 }

@@ -9,12 +9,14 @@
 //! - [`protocol`]: frames and messages of the patch protocol (docs/patch-protocol.md);
 //! - [`server`] and [`client`]: both ends of it;
 //! - [`trainer`]: the training loop, checkpoints, metrics; [`plot`]: `loss.png`;
-//! - [`device`]: which burn device trains.
+//! - [`device`]: which burn device trains;
+//! - [`nodes`]: the node types `TrainingConfig`, `PatchServer` and `UNetTrain`.
 #![deny(missing_docs)]
 
 pub mod client;
 pub mod config;
 pub mod device;
+pub mod nodes;
 pub mod patches;
 pub mod plot;
 pub mod protocol;
@@ -24,6 +26,7 @@ pub mod trainer;
 pub use client::Client;
 pub use config::{Augmentation, Hyper, TrainingConfig};
 pub use device::TrainDevice;
+pub use nodes::register;
 pub use patches::{Batch, Sampler, TrainCase, ValidationSet, ValidationSlice};
 pub use server::{PatchServer, ServerOptions, ServerStats};
 pub use trainer::{train, TrainError, TrainOptions, TrainSummary};

@@ -146,11 +146,12 @@ impl PatchServer {
         s
     }
 
-    /// Block until at least one trainer has connected and every connected trainer has
-    /// left (said `Bye` or disconnected): how a standalone server knows training is over.
+    /// Block until at least one trainer has finished (said `Bye`) and no trainer is
+    /// connected: how a standalone server knows training is over. A trainer that vanishes
+    /// (killed, crashed) does not end the service, so it can come back with `--resume`.
     pub fn wait_until_trainers_done(&self) -> ServerStats {
         let mut s = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
-        while !(s.finished + s.vanished > 0 && s.active == 0) {
+        while !(s.finished > 0 && s.active == 0) {
             s = self
                 .shared
                 .changed

@@ -240,6 +240,20 @@ pub fn train(client: &mut Client, mut opts: TrainOptions) -> Result<TrainSummary
     let mut history = plot::History::read(&metrics_path);
     let (mut steps, mut wait_total, mut step_times) = (0u64, 0.0f64, Vec::new());
     let (mut first_loss, mut last_loss) = (f64::NAN, f64::NAN);
+    let pad = h.normalization.pad_value();
+    if state.iteration == 0 {
+        // Where the curve starts: the untrained network.
+        let v = validate(
+            &net.valid(),
+            &validation,
+            &arch,
+            &class_names,
+            pad,
+            &opts.device,
+        );
+        log(validation_line(&v, false))?;
+        history.validations.push(v);
+    }
     let t_run = Instant::now();
     while state.iteration < h.iterations {
         let i = state.iteration;
@@ -275,7 +289,6 @@ pub fn train(client: &mut Client, mut opts: TrainOptions) -> Result<TrainSummary
         }))?;
         history.losses.push((state.iteration, l));
         if state.iteration % h.validate_every == 0 || state.iteration == h.iterations {
-            let pad = h.normalization.pad_value();
             let v = validate(
                 &net.valid(),
                 &validation,
@@ -297,15 +310,7 @@ pub fn train(client: &mut Client, mut opts: TrainOptions) -> Result<TrainSummary
                 state.best = Some(v.clone());
             }
             state.last = Some(v.clone());
-            let per_class: serde_json::Map<String, serde_json::Value> = v
-                .dice
-                .iter()
-                .map(|(name, d)| (name.clone(), serde_json::json!(d)))
-                .collect();
-            log(serde_json::json!({
-                "iteration": state.iteration, "validation": per_class,
-                "mean_dice": v.mean_dice, "best": best,
-            }))?;
+            log(validation_line(&v, best))?;
             save_checkpoint(&out, &net, &optim, &state)?;
             history.validations.push(v);
             let png = out.join("loss.png");
@@ -336,6 +341,18 @@ pub fn train(client: &mut Client, mut opts: TrainOptions) -> Result<TrainSummary
         wait_share: if total > 0.0 { wait_total / total } else { 0.0 },
         first_loss,
         last_loss,
+    })
+}
+
+/// The `metrics.jsonl` line of a validation.
+fn validation_line(v: &Validation, best: bool) -> serde_json::Value {
+    let per_class: serde_json::Map<String, serde_json::Value> = v
+        .dice
+        .iter()
+        .map(|(name, d)| (name.clone(), serde_json::json!(d)))
+        .collect();
+    serde_json::json!({
+        "iteration": v.iteration, "validation": per_class, "mean_dice": v.mean_dice, "best": best,
     })
 }
 

@@ -57,7 +57,11 @@ fn still_serves(server: &PatchServer) {
 fn eventually(server: &PatchServer, f: impl Fn(&voxflow_train::ServerStats) -> bool) {
     let t = Instant::now();
     while !f(&server.stats()) {
-        assert!(t.elapsed() < Duration::from_secs(20), "{:?}", server.stats());
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            server.stats()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -89,7 +93,10 @@ fn wrong_token_is_refused() {
     let mut s = raw_connect(&server);
     let (kind, msg) = hello(&mut s, "guess");
     assert_eq!(kind, Kind::Refused as u16);
-    assert!(msg["reason"].as_str().unwrap().contains("wrong token"), "{msg}");
+    assert!(
+        msg["reason"].as_str().unwrap().contains("wrong token"),
+        "{msg}"
+    );
     // The connection is closed after the refusal.
     let mut rest = Vec::new();
     assert_eq!(s.read_to_end(&mut rest).unwrap_or(0), 0);
@@ -97,7 +104,10 @@ fn wrong_token_is_refused() {
     let e = Client::connect(&server.addr().to_string(), "guess", Duration::ZERO)
         .err()
         .unwrap();
-    assert!(e.to_string().contains("refused") && e.to_string().contains("wrong token"), "{e}");
+    assert!(
+        e.to_string().contains("refused") && e.to_string().contains("wrong token"),
+        "{e}"
+    );
     eventually(&server, |st| st.refused == 2);
     still_serves(&server);
 }
@@ -110,7 +120,11 @@ fn garbage_and_oversized_frames_are_refused_without_harm() {
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let (kind, msg) = read_raw(&mut s);
     assert_eq!(kind, Kind::Refused as u16);
-    assert!(String::from_utf8_lossy(&msg).contains("not a voxflow"), "{}", String::from_utf8_lossy(&msg));
+    assert!(
+        String::from_utf8_lossy(&msg).contains("not a voxflow"),
+        "{}",
+        String::from_utf8_lossy(&msg)
+    );
     // A frame announcing 3 GiB: refused from the header, nothing allocated or read.
     let mut s = raw_connect(&server);
     let mut f = frame(1, 1, b"");

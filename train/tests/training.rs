@@ -83,7 +83,10 @@ fn a_crashed_run_resumes_on_the_same_curve() {
     assert_eq!(a.len(), b.len());
     for ((ia, la), (ib, lb)) in a.iter().zip(&b) {
         assert_eq!(ia, ib);
-        assert!((la - lb).abs() <= 1e-4 * la.abs().max(1.0), "step {ia}: {la} vs {lb}");
+        assert!(
+            (la - lb).abs() <= 1e-4 * la.abs().max(1.0),
+            "step {ia}: {la} vs {lb}"
+        );
     }
 }
 
@@ -105,7 +108,10 @@ fn command_line_architecture_and_config_win_over_the_streamed_ones() {
     c.bye();
     assert_eq!(s.iterations, 5);
     assert_eq!(s.streamed_config_hash, cfg.hash());
-    let effective = voxflow_train::TrainingConfig { architecture: arch.clone(), hyper };
+    let effective = voxflow_train::TrainingConfig {
+        architecture: arch.clone(),
+        hyper,
+    };
     assert_eq!(s.config_hash, effective.hash());
     let meta = voxflow_unet::SavedModel::read_meta(&s.best_model).unwrap();
     assert_eq!(meta.architecture, arch);

@@ -1,0 +1,154 @@
+//! Training throughput on the CPU (burn Flex): the seed's architecture (5 levels, 16 base
+//! filters, no batch norm), batch 8 of 128x128 patches, soft Dice + cross-entropy, Adam —
+//! served by a real PatchServer over loopback from phantom cases, so the numbers include
+//! the protocol and show how long the trainer waits for data. Next to the Keras 3 + JAX
+//! peer (`../shared/peers/unet_keras.py 8 nobn`: same network, batch, patch and loss) in
+//! the same run when its Python has keras.
+//!
+//! `cargo run --release -p voxflow-bench --bin train_step -- [STEPS]` (default 20; the
+//! first 2 are warm-up and not counted in the median).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use voxflow_engine::Image;
+use voxflow_nodes::phantom::{generate, PhantomParams};
+use voxflow_train::{
+    train, Client, Hyper, PatchServer, Sampler, ServerOptions, TrainCase, TrainOptions,
+    TrainingConfig, ValidationSet,
+};
+use voxflow_unet::burn::tensor::Device;
+use voxflow_unet::UNetConfig;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
+}
+
+fn main() {
+    let steps: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20);
+    println!(
+        "U-Net training step, burn Flex CPU ({}; rayon threads {})",
+        voxflow_bench::machine(),
+        rayon::current_num_threads()
+    );
+    let mut arch = UNetConfig::seed();
+    arch.batch_norm = false;
+    let cfg = TrainingConfig {
+        architecture: arch,
+        hyper: Hyper {
+            batch_size: 8,
+            patch_size: 128,
+            iterations: steps,
+            validate_every: steps,
+            ..Hyper::default()
+        },
+    };
+    let cases: Vec<TrainCase> = (1..=2)
+        .map(|seed| {
+            let v = generate(&PhantomParams {
+                seed,
+                ..PhantomParams::default()
+            });
+            TrainCase::new(
+                &format!("phantom{seed}"),
+                &Image::I16(v.ct),
+                &v.truth,
+                None,
+                3,
+                &cfg.hyper.normalization,
+            )
+            .expect("case")
+        })
+        .collect();
+    let validation = ValidationSet::from_cases(&cases[..1]);
+    let sampler = Sampler::new(cases, cfg.clone()).expect("sampler");
+    let server = PatchServer::start(
+        sampler,
+        validation,
+        ServerOptions {
+            bind: "127.0.0.1:0".into(),
+            token: "bench".into(),
+            prefetch: 8,
+            workers: 2,
+        },
+    )
+    .expect("server");
+    let mut client = Client::connect(&server.addr().to_string(), "bench", Duration::from_secs(5))
+        .expect("connect");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = train(
+        &mut client,
+        TrainOptions {
+            out: dir.path().join("run"),
+            device: Device::flex(),
+            device_name: "cpu".into(),
+            resume: false,
+            architecture: None,
+            hyper: None,
+            progress: None,
+        },
+    )
+    .expect("train");
+    client.bye();
+    // The step times of metrics.jsonl, without the 2 warm-up steps.
+    let mut step_s: Vec<f64> = std::fs::read_to_string(dir.path().join("run/metrics.jsonl"))
+        .expect("metrics")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["iteration"].as_u64().is_some_and(|i| i > 2))
+        .filter_map(|v| v["step_s"].as_f64())
+        .collect();
+    step_s.sort_by(f64::total_cmp);
+    let median = step_s[step_s.len() / 2];
+    println!(
+        "burn: train step (B=8, 128x128, 5 levels, base 16, no BN): median {:.1} ms over {} \
+         steps; waiting for batches {:.2}% of the training time; loss {:.4} -> {:.4}",
+        median * 1e3,
+        step_s.len(),
+        s.wait_share * 100.0,
+        s.first_loss,
+        s.last_loss
+    );
+
+    let py = std::env::var("VOXFLOW_PYTHON").unwrap_or_else(|_| "/tmp/peers/bin/python".into());
+    let has_keras = Command::new(&py)
+        .args(["-c", "import keras, jax"])
+        .env("KERAS_BACKEND", "jax")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !has_keras {
+        println!("peer: skipped ({py} cannot import keras and jax)");
+        return;
+    }
+    let out = Command::new(&py)
+        .arg(repo().join("../shared/peers/unet_keras.py"))
+        .args(["8", "nobn"])
+        .env("KERAS_BACKEND", "jax")
+        .output()
+        .expect("run peer");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut peer = None;
+    for line in text.lines() {
+        if line.starts_with("keras") || line.starts_with("train step (") {
+            println!("peer: {line}");
+        }
+        if let Some(rest) = line.strip_prefix("train step (B=8): median ") {
+            peer = rest.split(' ').next().and_then(|v| v.parse::<f64>().ok());
+        }
+    }
+    match peer {
+        Some(ms) => println!(
+            "ratio burn / keras+jax train step: {:.2} (lower is better for burn)",
+            median * 1e3 / ms
+        ),
+        None => println!("peer failed: {}", String::from_utf8_lossy(&out.stderr)),
+    }
+}

@@ -1,0 +1,170 @@
+//! `voxflow train`: connect to a patch server and train (the trainer half of the patch
+//! protocol; the server half is the PatchServer node).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use voxflow_train::config::{read_architecture, read_hyper};
+use voxflow_train::{device, train, Client, TrainDevice, TrainOptions};
+
+/// Arguments of `voxflow train`.
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Patch server address (HOST:PORT; a PatchServer prints it and writes it to its
+    /// address_file).
+    #[arg(long, value_name = "ADDR")]
+    connect: String,
+    /// File holding the server's token (its token_file).
+    #[arg(long, value_name = "FILE")]
+    token_file: PathBuf,
+    /// architecture.json replacing the streamed architecture.
+    #[arg(short = 'a', long = "architecture", value_name = "FILE")]
+    architecture: Option<PathBuf>,
+    /// Hyperparameter RON file replacing the streamed hyperparameters.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Run folder: metrics.jsonl, loss.png, best.vxmodel/, checkpoint/.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// auto, cpu or wgpu.
+    #[arg(long, default_value = "auto")]
+    device: TrainDevice,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// When training ends, run graphs/presegment.ron with the best model on these cases
+    /// (a case file as for `voxflow run --cases`, with a `ct` column); outputs under
+    /// OUT/presegment/.
+    #[arg(long, value_name = "CASES")]
+    presegment: Option<PathBuf>,
+    /// Seconds to keep retrying while the server is not up yet.
+    #[arg(long, default_value_t = 30)]
+    wait: u64,
+    /// Print only errors.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// Run `voxflow train`.
+pub fn run(args: TrainArgs) -> Result<ExitCode> {
+    let token = std::fs::read_to_string(&args.token_file)
+        .with_context(|| format!("reading the token file {}", args.token_file.display()))?;
+    let architecture = args
+        .architecture
+        .as_deref()
+        .map(read_architecture)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let hyper = args
+        .config
+        .as_deref()
+        .map(read_hyper)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let (dev, device_name) = device::pick(args.device).map_err(anyhow::Error::msg)?;
+    let mut client =
+        Client::connect(&args.connect, token.trim(), Duration::from_secs(args.wait))
+            .with_context(|| format!("connecting to the patch server at {}", args.connect))?;
+    if !args.quiet {
+        let w = client.welcome();
+        eprintln!(
+            "connected to {} (config {}, {} training / {} validation slices); training on {}",
+            args.connect, w.config_hash, w.training_slices, w.validation_slices, device_name
+        );
+    }
+    let progress = progress(args.quiet);
+    let summary = train(
+        &mut client,
+        TrainOptions {
+            out: args.out.clone(),
+            device: dev,
+            device_name,
+            resume: args.resume,
+            architecture,
+            hyper,
+            progress: Some(progress),
+        },
+    )
+    .with_context(|| format!("training into {}", args.out.display()))?;
+    client.bye();
+    if !args.quiet {
+        eprintln!(
+            "done: {} steps ({} here), median step {:.1} ms, waiting for batches {:.1}% of the \
+             time",
+            summary.iterations,
+            summary.steps_run,
+            summary.median_step_s * 1e3,
+            summary.wait_share * 100.0
+        );
+        if let Some(b) = &summary.best {
+            let per: Vec<String> = b
+                .dice
+                .iter()
+                .map(|(n, d)| format!("{n} {}", d.map_or("-".into(), |d| format!("{d:.4}"))))
+                .collect();
+            eprintln!(
+                "best model at step {}: {} -> {}",
+                b.iteration,
+                per.join(", "),
+                summary.best_model.display()
+            );
+        }
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&summary).expect("summary serialises")
+    );
+    match &args.presegment {
+        Some(cases) => crate::presegment(cases, &summary.best_model, &args.out, args.quiet),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// A bar on a terminal; a line every 5% otherwise; nothing when quiet.
+fn progress(quiet: bool) -> Box<dyn FnMut(&voxflow_train::trainer::Progress) + Send> {
+    if quiet {
+        return Box::new(|_| {});
+    }
+    if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "[{elapsed_precise}] {bar:30} {pos}/{len} steps {msg} (ETA {eta})",
+            )
+            .expect("template"),
+        );
+        Box::new(move |p| {
+            bar.set_length(p.iterations);
+            bar.set_position(p.iteration);
+            bar.set_message(format!(
+                "loss {:.4}{}",
+                p.loss,
+                p.best_dice
+                    .map_or(String::new(), |d| format!(", best Dice {d:.4}"))
+            ));
+            if p.iteration == p.iterations {
+                bar.finish();
+            }
+        })
+    } else {
+        let started = std::time::Instant::now();
+        Box::new(move |p| {
+            let every = (p.iterations / 20).max(1);
+            if p.iteration % every == 0 || p.iteration == p.iterations {
+                eprintln!(
+                    "step {}/{}: loss {:.4}{} ({:.0} s)",
+                    p.iteration,
+                    p.iterations,
+                    p.loss,
+                    p.best_dice
+                        .map_or(String::new(), |d| format!(", best Dice {d:.4}")),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        })
+    }
+}

@@ -1,0 +1,201 @@
+//! `voxflow train` against a PatchServer in another process: the two-machine setup, on
+//! loopback. Includes the SIGKILL-then-resume check.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A server-only graph: two sparse phantom cases, a tiny network, many short steps.
+fn server_graph(dir: &Path, iterations: u64) -> PathBuf {
+    let macro_path = repo().join("graphs/macros/sparse_phantom.ron");
+    let g = format!(
+        r#"Graph(
+    name: "serve",
+    nodes: {{
+        "a": (node: "{m}", params: (seed: 1, dims: (64, 48, 8), slices_every: 2)),
+        "b": (node: "{m}", params: (seed: 2, dims: (64, 48, 8), slices_every: 2)),
+        "val": (node: "Phantom", params: (seed: 3, dims: (64, 48, 4))),
+        "config": (node: "TrainingConfig", params: (
+            architecture: (kind: "unet2d", in_channels: 1, classes: 3, levels: 2, base_filters: 4,
+                           kernel: 3, batch_norm: false, upsampling: "transposed"),
+            hyper: (iterations: {iterations}, validate_every: 20, patch_size: 16, batch_size: 4, learning_rate: 1e-2),
+        )),
+        "server": (node: "PatchServer", inputs: (
+            config: "config", images: ["a.ct", "b.ct"], labels: ["a.labels", "b.labels"],
+            weights: ["a.weights", "b.weights"], val_images: ["val.ct"], val_labels: ["val.truth"])),
+    }},
+)"#,
+        m = macro_path.display()
+    );
+    let path = dir.join("serve.ron");
+    std::fs::write(&path, g).unwrap();
+    path
+}
+
+fn start_server(dir: &Path, iterations: u64) -> (Child, String) {
+    let graph = server_graph(dir, iterations);
+    let out = dir.join("server");
+    let child = Command::new(env!("CARGO_BIN_EXE_voxflow"))
+        .args([
+            "run",
+            graph.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr_file = out.join("patch_server.addr");
+    let t = Instant::now();
+    while !addr_file.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let addr = std::fs::read_to_string(addr_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    (child, addr)
+}
+
+fn trainer(dir: &Path, addr: &str, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_voxflow"));
+    c.args([
+        "train",
+        "--connect",
+        addr,
+        "--token-file",
+        dir.join("server/patch_server.token").to_str().unwrap(),
+        "--out",
+        dir.join("run").to_str().unwrap(),
+        "--device",
+        "cpu",
+        "-q",
+    ])
+    .args(extra);
+    c
+}
+
+fn checkpoint_iteration(run: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(run.join("checkpoint/state.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["iteration"].as_u64()
+}
+
+#[test]
+fn sigkill_then_resume_continues_from_the_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, addr) = start_server(dir.path(), 400);
+    let run = dir.path().join("run");
+    let mut t = trainer(dir.path(), &addr, &[])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let killed_at = loop {
+        if let Some(i) = checkpoint_iteration(&run).filter(|&i| i >= 40) {
+            t.kill().unwrap(); // SIGKILL
+            t.wait().unwrap();
+            break i;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let done_before: u64 = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"loss\""))
+        .count() as u64;
+    assert!(killed_at < 400, "killed too late ({killed_at})");
+    // The killed trainer does not end the service; resume continues the same run.
+    let out = trainer(dir.path(), &addr, &["--resume"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["iterations"], 400);
+    let resumed_from = 400 - summary["steps_run"].as_u64().unwrap();
+    assert!(resumed_from >= killed_at, "{resumed_from} < {killed_at}");
+    // At most one validation period of work is lost.
+    assert!(
+        done_before - resumed_from <= 20,
+        "{done_before} - {resumed_from}"
+    );
+    // Every step appears once in metrics.jsonl, in order.
+    let steps: Vec<u64> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("loss").is_some())
+        .map(|v| v["iteration"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, (1..=400).collect::<Vec<_>>());
+    assert!(run.join("best.vxmodel/model.json").is_file());
+    assert!(run.join("loss.png").is_file());
+    // The trainer said Bye, so the standalone server finishes on its own.
+    let t = Instant::now();
+    loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            assert!(status.success());
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "server did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_wrong_token_and_a_missing_token_file_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, addr) = start_server(dir.path(), 20);
+    let bad = dir.path().join("bad.token");
+    std::fs::write(&bad, "nope\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_voxflow"))
+        .args([
+            "train",
+            "--connect",
+            &addr,
+            "--token-file",
+            bad.to_str().unwrap(),
+        ])
+        .args([
+            "--out",
+            dir.path().join("r").to_str().unwrap(),
+            "--device",
+            "cpu",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("wrong token"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_voxflow"))
+        .args([
+            "train",
+            "--connect",
+            &addr,
+            "--token-file",
+            "/nonexistent/t",
+        ])
+        .args(["--out", dir.path().join("r").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/t"), "{err}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
