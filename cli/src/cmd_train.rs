@@ -125,7 +125,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
 }
 
 /// A bar on a terminal; a line every 5% otherwise; nothing when quiet.
-fn progress(quiet: bool) -> Box<dyn FnMut(&voxflow_train::trainer::Progress) + Send> {
+fn progress(quiet: bool) -> voxflow_train::trainer::ProgressFn {
     if quiet {
         return Box::new(|_| {});
     }

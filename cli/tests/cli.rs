@@ -79,8 +79,14 @@ fn validate_reports_five_mistakes_with_positions_and_fails() {
 #[test]
 fn every_shipped_graph_validates() {
     // Graphs with required params get placeholder values; validation does no I/O.
-    let cases: [(&str, &[&str]); 4] = [
+    let cases: [(&str, &[&str]); 7] = [
         ("graphs/demo.ron", &[]),
+        ("graphs/train.ron", &[]),
+        ("graphs/train_ct_sm.ron", &[]),
+        (
+            "graphs/evaluate_ct_sm.ron",
+            &["--set", "model=runs/ct_sm/training/best.vxmodel"],
+        ),
         (
             "graphs/presegment.ron",
             &["--set", "ct=ct.nii.gz", "--set", "model=muscles.vxmodel"],

@@ -101,15 +101,18 @@ fn sigkill_then_resume_continues_from_the_last_checkpoint() {
         .spawn()
         .unwrap();
     let start = Instant::now();
-    let killed_at = loop {
+    let checkpoint = loop {
         if let Some(i) = checkpoint_iteration(&run).filter(|&i| i >= 40) {
-            t.kill().unwrap(); // SIGKILL
-            t.wait().unwrap();
-            break i;
+            break Some(i);
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint");
+        if start.elapsed() > Duration::from_secs(120) {
+            break None;
+        }
         std::thread::sleep(Duration::from_millis(5));
     };
+    let _ = t.kill(); // SIGKILL
+    let _ = t.wait();
+    let killed_at = checkpoint.expect("a checkpoint within 120 s");
     let done_before: u64 = std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
         .lines()

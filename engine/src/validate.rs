@@ -339,8 +339,12 @@ pub fn validate(
     let declared: Vec<&str> = graph.outputs.values().map(|r| r.node.as_str()).collect();
     for (i, gn) in graph.nodes.values().enumerate() {
         let spec = &built[i].as_ref().expect("no errors").spec;
+        // A node whose outputs are all services (a server) is meant to run alone too: it
+        // then serves in the foreground, so nobody reading it is no mistake.
+        let only_services = spec.outputs.iter().all(|o| o.ty == PortType::Service);
         if consumers[i] == 0
             && !spec.outputs.is_empty()
+            && !only_services
             && !declared.contains(&gn.id.as_str())
             && !targets.iter().any(|t| t.0 == i)
         {

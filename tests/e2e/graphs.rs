@@ -75,9 +75,11 @@ fn every_shipped_graph_has_a_test() {
         [
             "compare_segmentations.ron",
             "demo.ron",
+            "evaluate_ct_sm.ron",
             "presegment.ron",
             "sarcopenia_postprocess.ron",
-            "train.ron"
+            "train.ron",
+            "train_ct_sm.ron"
         ]
     );
 }
@@ -395,4 +397,46 @@ fn train_learns_from_sparse_phantom_annotations_over_loopback() {
         &voxflow_unet::burn::tensor::Device::flex(),
     )
     .unwrap();
+}
+
+/// Real data: a short run of train_ct_sm.ron (the full run is a benchmark, see
+/// bench/README.md), then evaluate_ct_sm.ron with its best model on the test slices.
+#[test]
+fn train_and_evaluate_on_real_ct_from_sparse_annotations() {
+    let Some(data) = voxflow_nodes::testdata::shared_data("train_ct_sm.ron") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let set = vec![
+        format!("data={}", data.display()),
+        "iterations=20".to_string(),
+        "device=cpu".to_string(),
+    ];
+    let report = run_graph(&graph("train_ct_sm.ron"), &set, dir.path());
+    let Value::Table(summary) = &report.outputs["train.summary"] else {
+        panic!()
+    };
+    let classes: Vec<String> = summary.rows.iter().map(|r| r[0].to_csv()).collect();
+    assert_eq!(classes, ["abdominal_wall_muscles", "paravertebral_muscles"]);
+    let model = dir.path().join("training/best.vxmodel");
+    let set = vec![
+        format!("data={}", data.display()),
+        format!("model={}", model.display()),
+        "device=cpu".to_string(),
+    ];
+    let report = run_graph(&graph("evaluate_ct_sm.ron"), &set, dir.path());
+    let Value::Table(dice) = &report.outputs["compare.table"] else {
+        panic!()
+    };
+    assert_eq!(dice.rows.len(), 2);
+    // The reference's voxel counts on slices 25-29, computed independently here.
+    let total = load_labels(&data.join("ct_sm_total.nii.gz"));
+    let g = total.geometry().clone();
+    let para = (25..30)
+        .flat_map(|z| (0..g.dims[1]).flat_map(move |y| (0..g.dims[0]).map(move |x| (x, y, z))))
+        .filter(|&(x, y, z)| matches!(total.as_slice()[g.index(x, y, z)], 86 | 87))
+        .count();
+    let col = dice.columns.iter().position(|c| c == "voxels_a").unwrap();
+    assert_eq!(dice.rows[1][col].to_csv(), para.to_string());
+    assert!(dir.path().join("test_slices_dice.csv").exists());
 }

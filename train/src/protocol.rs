@@ -263,13 +263,16 @@ fn split_header(kind: Kind, payload: &[u8]) -> Result<(&[u8], &[u8]), ProtocolEr
     Ok(rest.split_at(n))
 }
 
+/// CT, labels and weights of some pixels.
+type Arrays = (Vec<f32>, Vec<u8>, Vec<u8>);
+
 /// Reads `pixels` f32 + u8 + u8 from `data` at `*at`.
 fn take_arrays(
     kind: Kind,
     data: &[u8],
     at: &mut usize,
     pixels: usize,
-) -> Result<(Vec<f32>, Vec<u8>, Vec<u8>), ProtocolError> {
+) -> Result<Arrays, ProtocolError> {
     let need = pixels.checked_mul(6).ok_or(ProtocolError::Malformed {
         kind,
         message: "sizes overflow".into(),
@@ -361,7 +364,7 @@ pub fn decode_validation(payload: &[u8]) -> Result<ValidationSet, ProtocolError>
     let mut at = 0;
     let mut slices = Vec::with_capacity(h.slices.len());
     for s in h.slices {
-        let pixels = s.width.checked_mul(s.height).unwrap_or(usize::MAX);
+        let pixels = s.width.saturating_mul(s.height);
         let (image, labels, weights) = take_arrays(Kind::Validation, data, &mut at, pixels)?;
         slices.push(ValidationSlice {
             case: s.case,

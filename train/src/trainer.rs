@@ -89,8 +89,11 @@ pub struct TrainOptions {
     /// Replaces the streamed hyperparameters (`-c`).
     pub hyper: Option<Hyper>,
     /// Called after every step.
-    pub progress: Option<Box<dyn FnMut(&Progress) + Send>>,
+    pub progress: Option<ProgressFn>,
 }
+
+/// A progress callback.
+pub type ProgressFn = Box<dyn FnMut(&Progress) + Send>;
 
 /// Where training stands, for progress bars.
 #[derive(Debug, Clone)]
@@ -437,11 +440,11 @@ pub fn validate(
                     continue;
                 }
                 let (p, r) = (pred[y * pw + xx] as usize, usize::from(s.labels[i]));
-                for c in 1..classes {
+                for (c, n) in counts.iter_mut().enumerate().skip(1) {
                     let (pc, rc) = (p == c, r == c);
-                    counts[c][0] += u64::from(pc && rc);
-                    counts[c][1] += u64::from(pc);
-                    counts[c][2] += u64::from(rc);
+                    n[0] += u64::from(pc && rc);
+                    n[1] += u64::from(pc);
+                    n[2] += u64::from(rc);
                 }
             }
         }

@@ -1,5 +1,5 @@
 //! Mask and label-map nodes: `SelectLabel`, `MergeLabels`, `MaskAnd`, `MaskOr`,
-//! `MaskSubtract`, `MaskNot`. Kernels are in [`kernels`]; every two-input node checks
+//! `MaskSubtract`, `MaskNot`, `SliceRangeMask`. Kernels are in [`kernels`]; every two-input node checks
 //! that its inputs share a grid.
 //!
 //! ```
@@ -24,6 +24,7 @@ mod mask_or;
 mod mask_subtract;
 mod merge_labels;
 mod select_label;
+mod slice_range_mask;
 #[cfg(test)]
 mod tests;
 
@@ -33,11 +34,13 @@ pub use mask_or::MaskOr;
 pub use mask_subtract::MaskSubtract;
 pub use merge_labels::{MergeLabels, MergeLabelsParams};
 pub use select_label::{SelectLabel, SelectLabelParams};
+pub use slice_range_mask::{SliceRangeMask, SliceRangeMaskParams};
 
 /// Register this family's node types.
 pub fn register(reg: &mut Registry) {
     reg.add(SelectLabel);
     reg.add(MergeLabels);
+    reg.add(SliceRangeMask);
     reg.add(MaskAnd);
     reg.add(MaskOr);
     reg.add(MaskSubtract);

@@ -170,3 +170,37 @@ fn merge_labels_later_wins_and_checks_lengths_and_grids() {
         .build(&serde_json::json!({"labels": []}), "default")
         .is_err());
 }
+
+#[test]
+fn slice_range_mask_sets_exactly_the_chosen_slices() {
+    let g = Geometry::new([3, 2, 5], [1.0; 3]);
+    let like = mv(Mask::filled(g.clone(), 0));
+    let params = serde_json::json!({"first": 1, "last": 3});
+    let Value::Mask(m) = run(&SliceRangeMask, params, vec![("like", like.clone())]).unwrap() else {
+        panic!()
+    };
+    for z in 0..5 {
+        for y in 0..2 {
+            for x in 0..3 {
+                assert_eq!(
+                    m.as_slice()[g.index(x, y, z)],
+                    u8::from((1..=3).contains(&z))
+                );
+            }
+        }
+    }
+    let beyond = serde_json::json!({"first": 1, "last": 5});
+    let e = run(&SliceRangeMask, beyond, vec![("like", like)]).unwrap_err();
+    assert!(
+        e.to_string().contains("5 slices") && e.to_string().contains("`last` 5"),
+        "{e}"
+    );
+    let backwards = SliceRangeMask
+        .build(&serde_json::json!({"first": 4, "last": 2}), "default")
+        .err()
+        .unwrap();
+    assert!(backwards[0].path == ["first"], "{:?}", backwards[0]);
+    assert!(SliceRangeMask
+        .build(&serde_json::json!({}), "default")
+        .is_err());
+}

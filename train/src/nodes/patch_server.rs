@@ -344,15 +344,11 @@ impl Node for ServerNode {
         );
         eprintln!("{line}");
         ctx.note(line);
-        if ctx.output_used("server") {
-            ctx.set_output(
-                "server",
-                Value::Opaque(PortType::Service, Arc::new(PatchService { server, token })),
-            );
-        } else {
+        if !ctx.output_used("server") {
             let st = server.wait_until_trainers_done();
             ctx.note(format!(
-                "served {} batches to {} trainer(s) ({} finished, {} disconnected, {} refused)",
+                "served {} batches to {} trainer connection(s) ({} finished, {} disconnected, \
+                 {} refused)",
                 st.batches,
                 st.finished + st.vanished,
                 st.finished,
@@ -360,6 +356,10 @@ impl Node for ServerNode {
                 st.refused
             ));
         }
+        ctx.set_output(
+            "server",
+            Value::Opaque(PortType::Service, Arc::new(PatchService { server, token })),
+        );
         Ok(())
     }
 }

@@ -1,0 +1,125 @@
+//! `SliceRangeMask`: a mask of whole axial slices, for training/validation/test splits.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use voxflow_engine::{
+    parse_params, Example, ImplSpec, InputSpec, Mask, Node, NodeContext, NodeError, NodeSpec,
+    NodeType, OutputSpec, ParamError, ParamSpec, PortType, Value, Volume,
+};
+
+/// Params of `SliceRangeMask`.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SliceRangeMaskParams {
+    /// First slice (z index, 0-based), inclusive. Default 0.
+    pub first: usize,
+    /// Last slice (z index), inclusive; must exist in the input. Required.
+    pub last: Option<usize>,
+}
+
+/// The `SliceRangeMask` node type.
+pub struct SliceRangeMask;
+
+impl NodeType for SliceRangeMask {
+    fn spec(&self) -> NodeSpec {
+        NodeSpec {
+            name: "SliceRangeMask",
+            summary: "A mask set on the axial slices first..=last of a volume's grid.",
+            doc: "Output: a Mask on the grid of `like`, 1 on every voxel of slices \
+                  `first..=last` (z indices), 0 elsewhere. Splits one volume into training, \
+                  validation and test slices (for example PatchServer's `val_weights`), or \
+                  restricts any mask with MaskAnd. A range beyond the last slice is an error.",
+            category: "masks",
+            inputs: vec![InputSpec::required(
+                "like",
+                &[PortType::Image, PortType::Mask, PortType::Labels],
+                "Any volume; only its grid is used.",
+            )],
+            outputs: vec![OutputSpec::new(
+                "mask",
+                PortType::Mask,
+                "1 on the chosen slices.",
+            )],
+            params: vec![
+                ParamSpec::new("first", "usize", "0", "slice", "First slice, inclusive."),
+                ParamSpec::required("last", "usize", "slice", "Last slice, inclusive."),
+            ],
+            impls: vec![ImplSpec::new("default", "Fills whole slices.")],
+        }
+    }
+
+    fn examples(&self) -> Vec<Example> {
+        vec![Example {
+            description: "The predicted muscle on slices 2 to 5 only.",
+            graph: r#"Graph(
+    name: "slice_range_mask_example",
+    nodes: {
+        "phantom": (node: "Phantom", params: (seed: 1, dims: (96, 96, 12))),
+        "slices": (node: "SliceRangeMask", inputs: (like: "phantom.ct"), params: (first: 2, last: Some(5))),
+        "muscle": (node: "SelectLabel", inputs: (labels: "phantom.prediction"), params: (labels: [1, 2])),
+        "part": (node: "MaskAnd", inputs: (a: "muscle", b: "slices")),
+    },
+)"#,
+        }]
+    }
+
+    fn build(
+        &self,
+        params: &serde_json::Value,
+        _implementation: &str,
+    ) -> Result<Box<dyn Node>, Vec<ParamError>> {
+        let p: SliceRangeMaskParams = parse_params(params).map_err(|e| vec![e])?;
+        let Some(last) = p.last else {
+            return Err(vec![ParamError::field(
+                "last",
+                "is required: the last slice of the range",
+            )]);
+        };
+        if p.first > last {
+            return Err(vec![ParamError::field(
+                "first",
+                format!("must be <= last, got first {} > last {last}", p.first),
+            )]);
+        }
+        Ok(Box::new(RangeNode {
+            first: p.first,
+            last,
+        }))
+    }
+}
+
+struct RangeNode {
+    first: usize,
+    last: usize,
+}
+
+impl Node for RangeNode {
+    fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
+        let g = ctx
+            .input("like")
+            .and_then(Value::geometry)
+            .cloned()
+            .ok_or_else(|| NodeError::Input {
+                port: "like".into(),
+                message: "expected a volume".into(),
+            })?;
+        let [nx, ny, nz] = g.dims;
+        if self.last >= nz {
+            return Err(NodeError::Input {
+                port: "like".into(),
+                message: format!(
+                    "has {nz} slices (0..={}); param `last` {} is beyond them",
+                    nz.saturating_sub(1),
+                    self.last
+                ),
+            });
+        }
+        let s = nx * ny;
+        let mut v = vec![0u8; g.len()];
+        v[self.first * s..(self.last + 1) * s].fill(1);
+        let mask: Mask = Volume::from_vec(g, v).expect("sized to the grid");
+        ctx.set_output("mask", Value::Mask(Arc::new(mask)));
+        Ok(())
+    }
+}
