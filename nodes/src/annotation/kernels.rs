@@ -95,6 +95,8 @@ pub struct SparseOptions {
     pub background_band_mm: f64,
     /// Seed of every random choice.
     pub seed: u64,
+    /// No erosion of the foreground, no gap before the background.
+    pub paint_to_edges: bool,
 }
 
 /// Least and greatest fraction of a slice's background band left unannotated.
@@ -167,6 +169,7 @@ pub fn simulate_sparse(labels: &Labels, opts: &SparseOptions) -> Labels {
                 [nx, ny],
                 [spacing[0], spacing[1]],
                 opts.background_band_mm,
+                opts.paint_to_edges,
                 &mut rng,
                 o,
             );
@@ -183,11 +186,14 @@ pub fn simulate_sparse(labels: &Labels, opts: &SparseOptions) -> Labels {
 ///   in-plane neighbours is structure: a one-voxel gap along the boundary), whose
 ///   centre lies within `band_mm` of the nearest structure voxel centre (Euclidean,
 ///   in-plane, exact), less 10-30% of that band removed in random disks.
+/// - With `to_edges`: foreground is every structure voxel and background includes the
+///   voxels touching the structure.
 pub fn annotate_slice(
     structure: &[bool],
     dims: [usize; 2],
     spacing: [f64; 2],
     band_mm: f64,
+    to_edges: bool,
     rng: &mut ChaCha8Rng,
     out: &mut [u16],
 ) {
@@ -229,7 +235,9 @@ pub fn annotate_slice(
             let (xi, yi) = (x as isize, y as isize);
             if structure[i] {
                 codes[i] = 1;
-                if at(xi - 1, yi) && at(xi + 1, yi) && at(xi, yi - 1) && at(xi, yi + 1) {
+                if to_edges
+                    || (at(xi - 1, yi) && at(xi + 1, yi) && at(xi, yi - 1) && at(xi, yi + 1))
+                {
                     out[i] = FOREGROUND;
                 }
                 continue;
@@ -237,7 +245,7 @@ pub fn annotate_slice(
             if x < qlo[0] || x > qhi[0] || y < qlo[1] || y > qhi[1] {
                 continue;
             }
-            let touches = (-1..=1).any(|dy| (-1..=1).any(|dx| at(xi + dx, yi + dy)));
+            let touches = !to_edges && (-1..=1).any(|dy| (-1..=1).any(|dx| at(xi + dx, yi + dy)));
             if !touches {
                 codes[i] = 2;
             }

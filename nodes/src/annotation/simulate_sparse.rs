@@ -36,6 +36,11 @@ pub struct SimulateSparseAnnotationParams {
     pub background_band_mm: f64,
     /// Seed of every random choice (first annotated slice, gaps in the band). Default 1.
     pub seed: u64,
+    /// Paint up to the structure's edge: foreground is the whole structure (no erosion)
+    /// and background starts right next to it (no one-voxel gap). For coarse grids (3 mm)
+    /// where thin muscles are only 2-3 voxels thick, so the default margins would leave
+    /// them without foreground and the edge position to guesswork. Default `false`.
+    pub paint_to_edges: bool,
 }
 
 impl Default for SimulateSparseAnnotationParams {
@@ -46,6 +51,7 @@ impl Default for SimulateSparseAnnotationParams {
             slice_range: None,
             background_band_mm: 10.0,
             seed: 1,
+            paint_to_edges: false,
         }
     }
 }
@@ -112,7 +118,8 @@ always outside it and within the band. The same input and params always give the
 output; each slice has its own random stream, so the result does not depend on threads. \
 SplatWeights paints background only where both annotations do: annotate the structures with \
 one seed so that, where they occupy the same slices, they share the annotated slices (as one \
-annotator's would).";
+annotator's would). With `paint_to_edges`, foreground is the whole structure and background \
+has no gap (for coarse grids where the margins would swallow thin structures).";
 
 impl NodeType for SimulateSparseAnnotation {
     fn spec(&self) -> NodeSpec {
@@ -167,6 +174,13 @@ impl NodeType for SimulateSparseAnnotation {
                     "1",
                     "",
                     "Seed of the random choices (first slice, gaps in the band).",
+                ),
+                ParamSpec::new(
+                    "paint_to_edges",
+                    "bool",
+                    "false",
+                    "",
+                    "Foreground = the whole structure, background without the one-voxel gap.",
                 ),
             ],
             impls: vec![ImplSpec::new(
@@ -242,6 +256,7 @@ impl Node for SimulateSparseNode {
             slice_range: range,
             background_band_mm: self.p.background_band_mm,
             seed: self.p.seed,
+            paint_to_edges: self.p.paint_to_edges,
         };
         let out = kernels::simulate_sparse(&labels, &opts);
         ctx.set_output("splat", Value::Labels(Arc::new(out)));

@@ -496,3 +496,38 @@ fn weighted_training_labels_equal_the_truth() {
         }
     }
 }
+
+#[test]
+fn painting_to_the_edges_keeps_the_whole_structure_and_no_gap() {
+    let labels = random_labels([40, 32, 6], [3.0, 3.0, 3.0], 5);
+    let params = serde_json::json!({"labels": [1], "slices_every": 1, "background_band_mm": 9.0,
+                                    "paint_to_edges": true});
+    let out = simulate(&labels, params).unwrap();
+    let g = labels.geometry();
+    let [nx, ny, nz] = g.dims;
+    let (mut touching_background, mut annotated) = (0, 0);
+    for z in 0..nz {
+        let slice = |x: usize, y: usize| labels.as_slice()[g.index(x, y, z)] == 1;
+        if !(0..ny).any(|y| (0..nx).any(|x| slice(x, y))) {
+            continue;
+        }
+        annotated += 1;
+        for y in 0..ny {
+            for x in 0..nx {
+                let o = out.as_slice()[g.index(x, y, z)];
+                // Every structure voxel is foreground; nothing else is.
+                assert_eq!(o == 2, slice(x, y), "({x},{y},{z})");
+                let touches = (x.saturating_sub(1)..=(x + 1).min(nx - 1))
+                    .any(|xx| (y.saturating_sub(1)..=(y + 1).min(ny - 1)).any(|yy| slice(xx, yy)));
+                if o == 1 && touches {
+                    touching_background += 1;
+                }
+            }
+        }
+    }
+    assert!(annotated > 0);
+    assert!(
+        touching_background > 0,
+        "no background next to the structure"
+    );
+}
