@@ -202,3 +202,61 @@ fn a_wrong_token_and_a_missing_token_file_are_clear_errors() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+#[test]
+fn presegment_runs_the_best_model_over_a_case_file_after_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, addr) = start_server(dir.path(), 20);
+    // One phantom CT as a NIfTI file, and a case file naming it.
+    let g = dir.path().join("ct.ron");
+    std::fs::write(
+        &g,
+        r#"Graph(name: "ct", nodes: {
+            "p": (node: "Phantom", params: (seed: 5, dims: (64, 48, 4))),
+            "s": (node: "SaveNifti", inputs: (volume: "p.ct"), params: (path: "ct.nii.gz")),
+        })"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_voxflow"))
+        .args([
+            "run",
+            g.to_str().unwrap(),
+            "--out",
+            dir.path().to_str().unwrap(),
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cases = dir.path().join("cases.tsv");
+    std::fs::write(&cases, "case\tct\np5\tct.nii.gz\n").unwrap();
+    let out = trainer(
+        dir.path(),
+        &addr,
+        &["--presegment", cases.to_str().unwrap()],
+    )
+    .current_dir(repo())
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let case = dir.path().join("run/presegment/p5");
+    for f in [
+        "presegment_labels.nii.gz",
+        "unet_labels.nii.gz",
+        "provenance.json",
+    ] {
+        assert!(case.join(f).is_file(), "{f} missing");
+    }
+    let prov = std::fs::read_to_string(case.join("provenance.json")).unwrap();
+    assert!(prov.contains("best.vxmodel"), "{prov}");
+    let _ = server.kill();
+    let _ = server.wait();
+}
