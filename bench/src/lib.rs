@@ -31,3 +31,20 @@ pub fn machine() -> String {
         .unwrap_or(1);
     format!("{cpu}, {cores} cores")
 }
+
+/// The peers' Python (`VOXFLOW_PYTHON`, else /tmp/peers/bin/python) when it can import
+/// keras and jax (the U-Net peer, `KERAS_BACKEND=jax`); `Err` says why not.
+pub fn keras_python() -> Result<String, String> {
+    let py = std::env::var("VOXFLOW_PYTHON").unwrap_or_else(|_| "/tmp/peers/bin/python".into());
+    let ok = std::process::Command::new(&py)
+        .args(["-c", "import keras, jax"])
+        .env("KERAS_BACKEND", "jax")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if ok {
+        Ok(py)
+    } else {
+        Err(format!("{py} cannot import keras and jax"))
+    }
+}

@@ -117,17 +117,13 @@ fn main() {
         s.last_loss
     );
 
-    let py = std::env::var("VOXFLOW_PYTHON").unwrap_or_else(|_| "/tmp/peers/bin/python".into());
-    let has_keras = Command::new(&py)
-        .args(["-c", "import keras, jax"])
-        .env("KERAS_BACKEND", "jax")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !has_keras {
-        println!("peer: skipped ({py} cannot import keras and jax)");
-        return;
-    }
+    let py = match voxflow_bench::keras_python() {
+        Ok(py) => py,
+        Err(why) => {
+            println!("peer: skipped ({why})");
+            return;
+        }
+    };
     let out = Command::new(&py)
         .arg(repo().join("../shared/peers/unet_keras.py"))
         .args(["8", "nobn"])

@@ -117,17 +117,13 @@ fn main() {
     }
 
     // 3. The peer, same run.
-    let py = std::env::var("VOXFLOW_PYTHON").unwrap_or_else(|_| "/tmp/peers/bin/python".into());
-    let has_keras = Command::new(&py)
-        .args(["-c", "import keras, jax"])
-        .env("KERAS_BACKEND", "jax")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !has_keras {
-        println!("peer: skipped ({py} cannot import keras and jax)");
-        return;
-    }
+    let py = match voxflow_bench::keras_python() {
+        Ok(py) => py,
+        Err(why) => {
+            println!("peer: skipped ({why})");
+            return;
+        }
+    };
     let peers = repo().join("../shared/peers");
     let out = Command::new(&py)
         .arg(peers.join("unet_keras.py"))
