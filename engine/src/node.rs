@@ -466,6 +466,24 @@ impl NodeContext {
         }
     }
 
+    /// A required opaque input (model, config, service) of port type `ty` holding a `T`.
+    pub fn opaque<T: std::any::Any + Send + Sync>(
+        &self,
+        port: &str,
+        ty: PortType,
+    ) -> Result<Arc<T>, NodeError> {
+        match self.input(port) {
+            Some(Value::Opaque(t, v)) if *t == ty => {
+                v.clone().downcast::<T>().map_err(|_| NodeError::Input {
+                    port: port.into(),
+                    message: format!("is a {ty} but not a {}", std::any::type_name::<T>()),
+                })
+            }
+            Some(other) => Err(self.wrong_type(port, ty, other)),
+            None => Err(self.missing(port)),
+        }
+    }
+
     fn wrong_type(&self, port: &str, want: PortType, got: &Value) -> NodeError {
         NodeError::Input {
             port: port.into(),
@@ -522,5 +540,29 @@ impl NodeContext {
     /// Add a line to the run report for this node (e.g. which device ran it).
     pub fn note(&mut self, note: impl Into<String>) {
         self.notes.push(note.into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opaque_inputs_check_port_type_and_content() {
+        let ctx = NodeContext::standalone("t", Path::new("."))
+            .with_input("cfg", Value::Opaque(PortType::Config, Arc::new(7u32)))
+            .with_input("img", Value::Table(Arc::new(crate::Table::new(["a"]))));
+        assert_eq!(*ctx.opaque::<u32>("cfg", PortType::Config).unwrap(), 7);
+        let e = ctx.opaque::<String>("cfg", PortType::Config).unwrap_err();
+        assert!(e.to_string().contains("is a Config but not a"), "{e}");
+        let e = ctx.opaque::<u32>("cfg", PortType::Service).unwrap_err();
+        assert!(
+            e.to_string().contains("expected Service, got Config"),
+            "{e}"
+        );
+        let e = ctx.opaque::<u32>("img", PortType::Config).unwrap_err();
+        assert!(e.to_string().contains("expected Config, got Table"), "{e}");
+        let e = ctx.opaque::<u32>("none", PortType::Config).unwrap_err();
+        assert!(e.to_string().contains("not connected"), "{e}");
     }
 }

@@ -10,7 +10,7 @@ use voxflow_engine::{
     OutputSpec, ParamError, ParamSpec, PortType, Value,
 };
 
-use crate::nodes::training_config::config_input;
+use crate::config::TrainingConfig;
 use crate::patches::{Sampler, TrainCase, ValidationSet};
 use crate::server::{PatchServer, ServerOptions};
 
@@ -259,7 +259,7 @@ impl ServerNode {
     fn cases(
         ctx: &NodeContext,
         (images, labels, weights): (&str, &str, &str),
-        cfg: &crate::config::TrainingConfig,
+        cfg: &TrainingConfig,
     ) -> Result<Vec<TrainCase>, NodeError> {
         let (im, lb, wt) = (
             ctx.input_list(images),
@@ -311,7 +311,7 @@ impl ServerNode {
 
 impl Node for ServerNode {
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
-        let cfg = config_input(ctx, "config")?;
+        let cfg = ctx.opaque::<TrainingConfig>("config", PortType::Config)?;
         let train = Self::cases(ctx, ("images", "labels", "weights"), &cfg)?;
         let val = Self::cases(ctx, ("val_images", "val_labels", "val_weights"), &cfg)?;
         let validation = ValidationSet::from_cases(&val);

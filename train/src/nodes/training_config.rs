@@ -191,25 +191,3 @@ impl Node for ConfigNode {
         files
     }
 }
-
-/// The config on a `Config` input.
-pub fn config_input(ctx: &NodeContext, port: &str) -> Result<Arc<TrainingConfig>, NodeError> {
-    match ctx.input(port) {
-        Some(Value::Opaque(PortType::Config, v)) => {
-            v.clone()
-                .downcast::<TrainingConfig>()
-                .map_err(|_| NodeError::Input {
-                    port: port.into(),
-                    message: "is a Config but not a training config (from TrainingConfig)".into(),
-                })
-        }
-        Some(other) => Err(NodeError::Input {
-            port: port.into(),
-            message: format!("expected Config, got {}", other.port_type()),
-        }),
-        None => Err(NodeError::Input {
-            port: port.into(),
-            message: "not connected".into(),
-        }),
-    }
-}

@@ -141,21 +141,7 @@ struct TrainNode {
 
 impl Node for TrainNode {
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
-        let service = match ctx.input("server") {
-            Some(Value::Opaque(PortType::Service, v)) => v
-                .clone()
-                .downcast::<PatchService>()
-                .map_err(|_| NodeError::Input {
-                    port: "server".into(),
-                    message: "is not a PatchServer".into(),
-                })?,
-            _ => {
-                return Err(NodeError::Input {
-                    port: "server".into(),
-                    message: "expected a Service from PatchServer".into(),
-                })
-            }
-        };
+        let service = ctx.opaque::<PatchService>("server", PortType::Service)?;
         let architecture = match &self.p.architecture {
             Some(f) => {
                 Some(read_architecture(f.as_ref()).map_err(|e| NodeError::file(f.as_ref(), e))?)
