@@ -66,7 +66,7 @@ impl Kind {
 pub enum ProtocolError {
     /// The connection failed or closed.
     #[error("connection: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     /// Not a voxflow patch protocol frame.
     #[error("not a voxflow patch protocol frame (magic {0:02x?}, expected \"VXPS\")")]
     Magic([u8; 4]),
@@ -103,6 +103,14 @@ pub enum ProtocolError {
     /// The server refused the client.
     #[error("server refused the connection: {0}")]
     Refused(String),
+}
+
+// By hand rather than `#[from]`: the message already carries the cause, and a `source`
+// as well would print it twice in an error chain (`connection: refused: refused`).
+impl From<io::Error> for ProtocolError {
+    fn from(e: io::Error) -> Self {
+        ProtocolError::Io(e)
+    }
 }
 
 /// Read one frame, refusing payloads above `limit` bytes before allocating them.

@@ -50,7 +50,7 @@ use crate::protocol::ProtocolError;
 pub enum TrainError {
     /// The patch server connection failed.
     #[error("patch server: {0}")]
-    Protocol(#[from] ProtocolError),
+    Protocol(ProtocolError),
     /// A file in the run folder.
     #[error("{path}: {message}")]
     File {
@@ -65,6 +65,13 @@ pub enum TrainError {
     /// `--resume` cannot continue this run.
     #[error("cannot resume: {0}")]
     Resume(String),
+}
+
+// By hand rather than `#[from]`, for the reason given at `ProtocolError`'s `From`.
+impl From<ProtocolError> for TrainError {
+    fn from(e: ProtocolError) -> Self {
+        TrainError::Protocol(e)
+    }
 }
 
 fn file_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
