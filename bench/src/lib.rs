@@ -48,3 +48,33 @@ pub fn keras_python() -> Result<String, String> {
         Err(format!("{py} cannot import keras and jax"))
     }
 }
+
+/// The burn device the U-Net benches run on: `VOXFLOW_BENCH_DEVICE` = `cpu` (default, burn
+/// Flex) or `wgpu` (needs the `wgpu` feature and a GPU), with its description.
+pub fn bench_device() -> Result<(voxflow_unet::burn::tensor::Device, String), String> {
+    let choice = std::env::var("VOXFLOW_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into());
+    voxflow_train::device::pick(choice.parse()?)
+}
+
+/// The peer scripts' folder: `VOXFLOW_PEERS`, else `../shared/peers` beside the repository.
+pub fn peers_dir() -> std::path::PathBuf {
+    std::env::var_os("VOXFLOW_PEERS")
+        .map(Into::into)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers")
+        })
+}
+
+/// CPU time (user + system, every thread) this process has used, in seconds, from
+/// /proc/self/stat (Linux; 0 elsewhere). Printed beside wall time: the machine may be shared.
+pub fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0 // USER_HZ = 100 on Linux
+}

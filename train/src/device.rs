@@ -11,7 +11,9 @@ pub enum TrainDevice {
     Auto,
     /// burn's Flex CPU backend.
     Cpu,
-    /// burn's wgpu backend (build with `--features wgpu`).
+    /// burn's wgpu backend (build with `--features wgpu`); `gpu` is accepted too, as
+    /// `UNetInfer` names it.
+    #[serde(alias = "gpu")]
     Wgpu,
 }
 
@@ -57,4 +59,26 @@ fn gpu() -> Option<(Device, String)> {
 #[cfg(not(feature = "wgpu"))]
 fn gpu() -> Option<(Device, String)> {
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn graphs_and_the_command_line_name_devices_alike() {
+        for (text, want) in [
+            ("auto", TrainDevice::Auto),
+            ("cpu", TrainDevice::Cpu),
+            ("wgpu", TrainDevice::Wgpu),
+            ("gpu", TrainDevice::Wgpu),
+        ] {
+            let from_graph: TrainDevice =
+                serde_json::from_value(serde_json::Value::from(text)).expect(text);
+            assert_eq!(from_graph, want, "graph param {text:?}");
+            assert_eq!(text.parse::<TrainDevice>(), Ok(want), "--device {text}");
+        }
+        let err = "cuda".parse::<TrainDevice>().unwrap_err();
+        assert!(err.contains("auto, cpu or wgpu"), "{err}");
+    }
 }

@@ -1,8 +1,10 @@
-//! Batch and cache: 8 phantom cases through the sarcopenia graph one after another
-//! (`--jobs 1`) and two at a time (`--jobs 2`); and the demo graph run cold, then again
-//! with every result in the cache.
+//! Batch and cache: 8 phantom cases through the sarcopenia graph strictly one after another
+//! (one case at a time on one thread), with `--jobs 1` (one case at a time, its nodes and
+//! loops on every core) and with `--jobs 2` (two cases at a time, each on its share of the
+//! cores); and the demo graph run cold, then again with every result in the cache. Each
+//! setting reports wall time and the process's CPU time, so it shows how busy the cores were.
 //!
-//! `cargo run --release -p voxflow-bench --bin batch`
+//! `cargo run --release -p voxflow-bench --bin batch -- [NX NY NZ]` (default 256 256 48)
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -31,13 +33,22 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     println!("batch and cache benchmarks ({})", voxflow_bench::machine());
 
-    // Case files: 8 phantoms of 256x256x48.
+    let dims: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let dims = match dims[..] {
+        [x, y, z] => [x, y, z],
+        _ => [256, 256, 48],
+    };
+    let size = format!("{}x{}x{}", dims[0], dims[1], dims[2]);
+    // Case files: 8 phantoms.
     let make = dir.path().join("make.ron");
-    std::fs::write(&make, r#"Graph(name: "make", params: { "seed": 1 }, nodes: {
-        "p": (node: "Phantom", params: (seed: "${seed}", dims: (256, 256, 48))),
+    std::fs::write(&make, format!(r#"Graph(name: "make", params: {{ "seed": 1 }}, nodes: {{
+        "p": (node: "Phantom", params: (seed: "${{seed}}", dims: ({}, {}, {}))),
         "ct": (node: "SaveNifti", inputs: (volume: "p.ct"), params: (path: "ct.nii.gz")),
         "pred": (node: "SaveNifti", inputs: (volume: "p.prediction"), params: (path: "prediction.nii.gz")),
-    })"#).expect("write");
+    }})"#, dims[0], dims[1], dims[2])).expect("write");
     let mut cases = Vec::new();
     for i in 1..=8u64 {
         let out = dir.path().join(format!("data/case{i}"));
@@ -61,13 +72,22 @@ fn main() {
         });
     }
     let mut times = Vec::new();
-    for jobs in [1usize, 2] {
-        let out = dir.path().join(format!("out_jobs{jobs}"));
+    for (name, jobs, threads) in [
+        ("one after another, 1 thread", 1usize, Some(1usize)),
+        ("--jobs 1", 1, None),
+        ("--jobs 2", 2, None),
+    ] {
+        let out = dir.path().join(format!("out_{}", times.len()));
         let opts = BatchOptions {
             out_dir: out,
             jobs,
+            run: RunOptions {
+                threads,
+                ..Default::default()
+            },
             ..Default::default()
         };
+        let cpu0 = voxflow_bench::cpu_seconds();
         let t = Instant::now();
         let outcomes = run_cases(
             &cases,
@@ -80,11 +100,20 @@ fn main() {
             &opts,
         );
         let secs = t.elapsed().as_secs_f64();
+        let cpu = voxflow_bench::cpu_seconds() - cpu0;
         assert!(outcomes.iter().all(|o| o.status == CaseStatus::Ok));
-        println!("8 cases (256x256x48), sarcopenia graph, --jobs {jobs}: {secs:.2} s");
+        println!(
+            "8 cases ({size}), sarcopenia graph, {name}: {secs:.2} s wall, {cpu:.2} s CPU \
+             ({:.2} cores busy)",
+            cpu / secs
+        );
         times.push(secs);
     }
-    println!("--jobs 2 vs --jobs 1: {:.2}x faster", times[0] / times[1]);
+    println!(
+        "--jobs 2 vs one after another: {:.2}x faster; vs --jobs 1: {:.2}x faster",
+        times[0] / times[2],
+        times[1] / times[2]
+    );
 
     // Cache: the demo graph, cold then warm (median of 5 warm runs).
     let demo = repo().join("graphs/demo.ron");

@@ -1,4 +1,5 @@
-//! Training throughput on the CPU (burn Flex): the seed's architecture (5 levels, 16 base
+//! Training throughput on the CPU (burn Flex; `VOXFLOW_BENCH_DEVICE=wgpu` with the `wgpu`
+//! feature for a GPU): the seed's architecture (5 levels, 16 base
 //! filters, no batch norm), batch 8 of 128x128 patches, soft Dice + cross-entropy, Adam —
 //! served by a real PatchServer over loopback from phantom cases, so the numbers include
 //! the protocol and show how long the trainer waits for data. Next to the Keras 3 + JAX
@@ -8,7 +9,6 @@
 //! `cargo run --release -p voxflow-bench --bin train_step -- [STEPS]` (default 20; the
 //! first 2 are warm-up and not counted in the median).
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -18,23 +18,16 @@ use voxflow_train::{
     train, Client, Hyper, PatchServer, Sampler, ServerOptions, TrainCase, TrainOptions,
     TrainingConfig, ValidationSet,
 };
-use voxflow_unet::burn::tensor::Device;
 use voxflow_unet::UNetConfig;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace")
-        .to_path_buf()
-}
 
 fn main() {
     let steps: u64 = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(20);
+    let (device, device_name) = voxflow_bench::bench_device().expect("device");
     println!(
-        "U-Net training step, burn Flex CPU ({}; rayon threads {})",
+        "U-Net training step on {device_name} ({}; rayon threads {})",
         voxflow_bench::machine(),
         rayon::current_num_threads()
     );
@@ -87,8 +80,8 @@ fn main() {
         &mut client,
         TrainOptions {
             out: dir.path().join("run"),
-            device: Device::flex(),
-            device_name: "cpu".into(),
+            device,
+            device_name,
             resume: false,
             architecture: None,
             hyper: None,
@@ -125,7 +118,7 @@ fn main() {
         }
     };
     let out = Command::new(&py)
-        .arg(repo().join("../shared/peers/unet_keras.py"))
+        .arg(voxflow_bench::peers_dir().join("unet_keras.py"))
         .args(["8", "nobn"])
         .env("KERAS_BACKEND", "jax")
         .output()

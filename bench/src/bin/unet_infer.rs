@@ -1,4 +1,5 @@
-//! U-Net inference on the CPU (burn Flex): the seed's architecture (5 levels, 16 base
+//! U-Net inference on the CPU (burn Flex; `VOXFLOW_BENCH_DEVICE=wgpu` with the `wgpu` feature
+//! for a GPU): the seed's architecture (5 levels, 16 base
 //! filters, batch norm, random weights) on 512x512 CT slices, next to the Keras 3 + JAX
 //! peer (`../shared/peers/unet_keras.py`) in the same run when its Python has keras.
 //!
@@ -6,20 +7,12 @@
 //! (defaults 8 slices, 3 repetitions; the median is reported). The peer runs with
 //! `VOXFLOW_PYTHON` (or /tmp/peers/bin/python) when `import keras, jax` works.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use voxflow_engine::{Geometry, Image, Volume};
-use voxflow_unet::burn::tensor::{Device, Tensor, TensorData};
+use voxflow_unet::burn::tensor::{Tensor, TensorData};
 use voxflow_unet::{predict, write_random_model, InferOptions, SavedModel, UNetConfig};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace")
-        .to_path_buf()
-}
 
 /// A CT-like volume: air around an elliptic body with a fat rim and noise.
 fn ct(n: usize, nz: usize) -> Image {
@@ -61,15 +54,15 @@ fn main() {
     let slices = args.first().copied().unwrap_or(8);
     let reps = args.get(1).copied().unwrap_or(3).max(1);
     let threads = rayon::current_num_threads();
+    let (device, device_name) = voxflow_bench::bench_device().expect("device");
     println!(
-        "U-Net inference, burn Flex CPU ({}; rayon threads {threads})",
+        "U-Net inference on {device_name} ({}; rayon threads {threads})",
         voxflow_bench::machine()
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = UNetConfig::seed();
     let path = dir.path().join("seed.vxmodel");
     write_random_model(&path, &cfg, 1).expect("model");
-    let device = Device::flex();
     let model = SavedModel::load(&path, &device).expect("load");
     println!(
         "model: {:?}, {} parameters",
@@ -90,7 +83,13 @@ fn main() {
 
     // 2. Whole 512x512 slices through the node's pipeline, by batch size.
     let image = ct(512, slices);
-    for bs in [1, 4, 8] {
+    // A GPU wants bigger batches; the CPU gains nothing past 8.
+    let batches: &[usize] = if device_name.starts_with("gpu") {
+        &[1, 8, 32]
+    } else {
+        &[1, 4, 8]
+    };
+    for &bs in batches {
         let opts = InferOptions {
             batch_size: bs,
             tile: None,
@@ -124,7 +123,7 @@ fn main() {
             return;
         }
     };
-    let peers = repo().join("../shared/peers");
+    let peers = voxflow_bench::peers_dir();
     let out = Command::new(&py)
         .arg(peers.join("unet_keras.py"))
         .args(["8", "bn"])
@@ -152,7 +151,7 @@ sys.argv = ["unet_keras.py", "8", "bn"]
 import unet_keras as u
 u.HW = 512
 m = u.build_unet()
-for bs in (1, 4, 8):
+for bs in {batches:?}:
     x = np.random.default_rng(0).standard_normal(({slices}, 512, 512, 1), dtype=np.float32)
     def run():
         for i in range(0, {slices}, bs):
@@ -165,6 +164,7 @@ for bs in (1, 4, 8):
     print(f"{slices} slices of 512x512, batch {{bs}}: median {{t:.2f}} s ({{t / {slices} * 1e3:.0f}} ms/slice)")
 "#,
         peers = peers.display().to_string(),
+        batches = batches,
     );
     let out = Command::new(&py)
         .args(["-c", &code])

@@ -81,10 +81,11 @@ impl NodeType for UNetTrainNode {
                 ),
                 ParamSpec::new(
                     "device",
-                    "\"auto\" | \"cpu\" | \"wgpu\"",
+                    "\"auto\" | \"cpu\" | \"wgpu\" (alias \"gpu\")",
                     "\"auto\"",
                     "",
-                    "auto: a GPU through wgpu when built in and present, else the CPU.",
+                    "auto: a GPU through wgpu when built in and present, else the CPU; wgpu \
+                     is an error when there is none (or the build lacks the `wgpu` feature).",
                 ),
                 ParamSpec::new(
                     "resume",
