@@ -400,7 +400,7 @@ fn train_learns_from_sparse_phantom_annotations_over_loopback() {
 }
 
 /// Real data: a short run of train_ct_sm.ron (the full run is a benchmark, see
-/// bench/README.md), then evaluate_ct_sm.ron with its best model on the test slices.
+/// docs/training.md), then evaluate_ct_sm.ron with its best model on the test slices.
 #[test]
 fn train_and_evaluate_on_real_ct_from_sparse_annotations() {
     let Some(data) = voxflow_nodes::testdata::shared_data("train_ct_sm.ron") else {
@@ -425,18 +425,38 @@ fn train_and_evaluate_on_real_ct_from_sparse_annotations() {
         "device=cpu".to_string(),
     ];
     let report = run_graph(&graph("evaluate_ct_sm.ron"), &set, dir.path());
-    let Value::Table(dice) = &report.outputs["compare.table"] else {
-        panic!()
-    };
-    assert_eq!(dice.rows.len(), 2);
-    // The reference's voxel counts on slices 25-29, computed independently here.
+    // The reference's voxel counts on the test slices (15-19 by default), computed
+    // independently here.
     let total = load_labels(&data.join("ct_sm_total.nii.gz"));
     let g = total.geometry().clone();
-    let para = (25..30)
+    let para = (15..20)
         .flat_map(|z| (0..g.dims[1]).flat_map(move |y| (0..g.dims[0]).map(move |x| (x, y, z))))
         .filter(|&(x, y, z)| matches!(total.as_slice()[g.index(x, y, z)], 86 | 87))
         .count();
-    let col = dice.columns.iter().position(|c| c == "voxels_a").unwrap();
-    assert_eq!(dice.rows[1][col].to_csv(), para.to_string());
-    assert!(dir.path().join("test_slices_dice.csv").exists());
+    let voxels = |table: &str, column: &str| -> Vec<u64> {
+        let Value::Table(t) = &report.outputs[table] else {
+            panic!("{table} is not a table")
+        };
+        assert_eq!(t.rows.len(), 2, "{table}: one row per class");
+        let col = t.columns.iter().position(|c| c == column).unwrap();
+        t.rows
+            .iter()
+            .map(|r| r[col].to_csv().parse().unwrap())
+            .collect()
+    };
+    for table in ["compare.table", "compare_window.table"] {
+        assert_eq!(voxels(table, "voxels_a")[1], para as u64, "{table}");
+    }
+    // The HU window only removes voxels from the network's labels.
+    let (net, windowed) = (
+        voxels("compare.table", "voxels_b"),
+        voxels("compare_window.table", "voxels_b"),
+    );
+    assert!(
+        net.iter().zip(&windowed).all(|(n, w)| w <= n),
+        "{net:?} {windowed:?}"
+    );
+    for f in ["test_slices_dice.csv", "test_slices_dice_hu_window.csv"] {
+        assert!(dir.path().join(f).exists(), "{f} missing");
+    }
 }
