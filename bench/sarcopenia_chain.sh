@@ -3,13 +3,18 @@
 # voxflow's graph next to the reference implementation (numpy + scipy) in the same run.
 # Reports median wall time (3 runs each), compute-only time, and peak memory (/usr/bin/time -v).
 #
-#   bench/sarcopenia_chain.sh [PYTHON]     (PYTHON: a python with numpy, scipy, nibabel)
+#   bench/sarcopenia_chain.sh [PYTHON]     (PYTHON: a python with numpy, scipy, nibabel;
+#                                          VOXFLOW_BIN=path skips building voxflow)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${1:-${VOXFLOW_PYTHON:-python3}}"
 DATA="${BENCH_DATA:-target/bench-data/chain}"
-cargo build --release -q -p voxflow-cli
-VF=target/release/voxflow
+# VOXFLOW_BIN: an already built voxflow (skips the build).
+VF="${VOXFLOW_BIN:-}"
+if [ -z "$VF" ]; then
+  cargo build --release -q -p voxflow-cli
+  VF=target/release/voxflow
+fi
 mkdir -p "$DATA"
 if [ ! -f "$DATA/prediction.nii.gz" ]; then
   cat > "$DATA/make.ron" <<'RON'
