@@ -185,6 +185,24 @@ impl Sampler {
         self.slices.len()
     }
 
+    /// Feed the training data (each case's dims, normalised CT, labels and weights, in
+    /// order; not the names) into `h`.
+    pub fn hash_data(&self, h: &mut blake3::Hasher) {
+        let mut buf = Vec::with_capacity(4 << 16);
+        for c in &self.cases {
+            for d in c.dims {
+                h.update(&(d as u64).to_le_bytes());
+            }
+            for chunk in c.image.chunks(1 << 16) {
+                buf.clear();
+                buf.extend(chunk.iter().flat_map(|v| v.to_le_bytes()));
+                h.update(&buf);
+            }
+            h.update(&c.labels);
+            h.update(&c.weights);
+        }
+    }
+
     /// Batch number `index` (deterministic, see the module docs).
     pub fn batch(&self, index: u64) -> Batch {
         let h = &self.config.hyper;

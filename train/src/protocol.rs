@@ -188,6 +188,11 @@ pub struct Welcome {
     pub config: serde_json::Value,
     /// Its hash ([`crate::TrainingConfig::hash`]); the client checks it.
     pub config_hash: String,
+    /// BLAKE3 (16 hex digits) of the training cases (dims, normalised CT, labels, weights)
+    /// and the validation set the server serves; a resumed run checks it against its
+    /// checkpoint. Empty from servers that predate it.
+    #[serde(default)]
+    pub data_hash: String,
     /// Annotated training slices the server samples from.
     pub training_slices: usize,
     /// Validation slices available.

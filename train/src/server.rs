@@ -94,16 +94,23 @@ impl PatchServer {
         let listener = TcpListener::bind(&addrs[..])?;
         let addr = listener.local_addr()?;
         let config = sampler.config();
+        let validation_slices = validation.slices.len();
+        let validation = protocol::encode_validation(&validation);
+        // What the trainer learns from, so a resumed run can tell it is fed the same data.
+        let mut data = blake3::Hasher::new();
+        sampler.hash_data(&mut data);
+        data.update(&validation);
         let welcome = Welcome {
             config: serde_json::from_str(&config.to_json()).expect("config is JSON"),
             config_hash: config.hash(),
+            data_hash: data.finalize().to_hex()[..16].to_string(),
             training_slices: sampler.slices(),
-            validation_slices: validation.slices.len(),
+            validation_slices,
         };
         let shared = Arc::new(Shared {
             sampler: Arc::new(sampler),
             welcome,
-            validation: protocol::encode_validation(&validation),
+            validation,
             token: opts.token,
             prefetch: opts.prefetch.max(1),
             workers: opts.workers.max(1),

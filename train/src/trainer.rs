@@ -164,6 +164,10 @@ pub struct TrainSummary {
 struct CheckpointState {
     iteration: u64,
     config_hash: String,
+    /// The server's [`crate::protocol::Welcome::data_hash`] when the run started (empty
+    /// in checkpoints that predate it, or from servers that do not send it).
+    #[serde(default)]
+    data_hash: String,
     run_id: String,
     best: Option<Validation>,
     last: Option<Validation>,
@@ -208,8 +212,9 @@ pub fn train(client: &mut Client, mut opts: TrainOptions) -> Result<TrainSummary
     let adam = AdamConfig::new().with_epsilon(h.adam_epsilon as f32);
 
     let metrics_path = out.join("metrics.jsonl");
+    let data_hash = client.welcome().data_hash.clone();
     let (mut net, mut optim, mut state) = if opts.resume {
-        resume(&out, &cfg, &ad, &adam, &metrics_path)?
+        resume(&out, &cfg, &data_hash, &ad, &adam, &metrics_path)?
     } else {
         if out.join("checkpoint").exists() || metrics_path.exists() {
             return Err(file_err(
@@ -221,6 +226,7 @@ pub fn train(client: &mut Client, mut opts: TrainOptions) -> Result<TrainSummary
         let state = CheckpointState {
             iteration: 0,
             config_hash: cfg.hash(),
+            data_hash: data_hash.clone(),
             run_id: format!("{}-{}", cfg.hash(), utc_now_iso8601()),
             best: None,
             last: None,
@@ -240,6 +246,7 @@ pub fn train(client: &mut Client, mut opts: TrainOptions) -> Result<TrainSummary
         "event": if opts.resume { "resume" } else { "start" },
         "config_hash": cfg.hash(),
         "streamed_config_hash": streamed.hash(),
+        "data_hash": data_hash,
         "device": opts.device_name,
         "run_id": state.run_id,
         "utc": utc_now_iso8601(),
@@ -568,6 +575,7 @@ type Resumed = (UNet, ModuleOptimizer, CheckpointState);
 fn resume(
     out: &Path,
     cfg: &TrainingConfig,
+    data_hash: &str,
     device: &Device,
     adam: &AdamConfig,
     metrics: &Path,
@@ -592,6 +600,14 @@ fn resume(
              changed config cannot continue the same curve",
             state.config_hash,
             cfg.hash()
+        )));
+    }
+    if !state.data_hash.is_empty() && !data_hash.is_empty() && state.data_hash != data_hash {
+        return Err(TrainError::Resume(format!(
+            "the checkpoint was trained on other data (training and validation slices {}), \
+             the server now serves {data_hash}; a resumed run on other data would mix two \
+             curves: serve the original data, or start a new run in another --out",
+            state.data_hash
         )));
     }
     let read = |name: &str| -> Result<Bytes, TrainError> {

@@ -91,6 +91,40 @@ fn a_crashed_run_resumes_on_the_same_curve() {
 }
 
 #[test]
+fn resuming_on_other_data_is_refused() {
+    let cfg = common::config(20);
+    let (same, other) = (common::server(&cfg), common::server_on(&cfg, [4, 5], 2));
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = common::connect(&same);
+    let data = c.welcome().data_hash.clone();
+    assert_eq!(data.len(), 16, "{data:?}");
+    train(&mut c, options(dir.path())).unwrap();
+    c.bye();
+    // Another server over the same data names the same data; over other cases, not.
+    assert_eq!(
+        common::connect(&common::server(&cfg)).welcome().data_hash,
+        data
+    );
+    let mut c = common::connect(&other);
+    assert_ne!(c.welcome().data_hash, data);
+    let mut opts = options(dir.path());
+    opts.resume = true;
+    let e = train(&mut c, opts).expect_err("refused");
+    let text = e.to_string();
+    assert!(
+        text.contains("other data") && text.contains(&data),
+        "{text}"
+    );
+    // The refused attempt left the run as it was: it still resumes on its own data.
+    let mut c = common::connect(&same);
+    let mut opts = options(dir.path());
+    opts.resume = true;
+    let s = train(&mut c, opts).unwrap();
+    c.bye();
+    assert_eq!((s.iterations, s.steps_run), (20, 0));
+}
+
+#[test]
 fn command_line_architecture_and_config_win_over_the_streamed_ones() {
     let cfg = common::config(20);
     let server = common::server(&cfg);

@@ -87,7 +87,13 @@ pub fn server(cfg: &TrainingConfig) -> PatchServer {
 
 /// A server with `workers` sampler threads per connection.
 pub fn server_with(cfg: &TrainingConfig, workers: usize) -> PatchServer {
-    let sampler = Sampler::new(vec![case(1, cfg, true), case(2, cfg, true)], cfg.clone()).unwrap();
+    server_on(cfg, [1, 2], workers)
+}
+
+/// A server training on the cases of `seeds` (the validation case stays the same).
+pub fn server_on(cfg: &TrainingConfig, seeds: [u64; 2], workers: usize) -> PatchServer {
+    let cases = seeds.iter().map(|&s| case(s, cfg, true)).collect();
+    let sampler = Sampler::new(cases, cfg.clone()).unwrap();
     let validation = ValidationSet::from_cases(&[case(3, cfg, false)]);
     PatchServer::start(
         sampler,
