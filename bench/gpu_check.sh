@@ -48,19 +48,19 @@ nproc | sed 's/^/cpu cores: /' | tee -a "$OUT/machine.txt"
 STEPS=${STEPS:-1 2 3}
 if [[ $STEPS == *1* ]]; then
 echo "== 1. training step"
-VOXFLOW_BENCH_DEVICE=${GPU/gpu/wgpu} timeout 200 "$BIN/train_step" 30 2>&1 | tee "$OUT/train_step.txt"
+VOXFLOW_BENCH_DEVICE=$GPU timeout 200 "$BIN/train_step" 30 2>&1 | tee "$OUT/train_step.txt"
 
 fi
 if [[ $STEPS == *2* ]]; then
 echo "== 2. inference"
-VOXFLOW_BENCH_DEVICE=${GPU/gpu/wgpu} timeout 200 "$BIN/unet_infer" 64 3 2>&1 | tee "$OUT/unet_infer.txt"
+VOXFLOW_BENCH_DEVICE=$GPU timeout 200 "$BIN/unet_infer" 64 3 2>&1 | tee "$OUT/unet_infer.txt"
 
 fi
 [[ $STEPS == *3* ]] || exit 0
 echo "== 3. real data on the GPU"
 runs=/tmp/ct_sm
 t0=$(date +%s.%N)
-timeout 240 "$BIN/voxflow" run graphs/train_ct_sm.ron --set "data=$DATA" --set "device=${GPU/gpu/wgpu}" \
+timeout 240 "$BIN/voxflow" run graphs/train_ct_sm.ron --set "data=$DATA" --set "device=$GPU" \
     --out "$runs" 2>&1 | tail -5
 t1=$(date +%s.%N)
 echo "training graph wall: $(awk "BEGIN{print $t1 - $t0}") s" | tee "$OUT/ct_sm.txt"
