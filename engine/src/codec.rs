@@ -7,6 +7,7 @@
 use std::io::{Read, Write};
 use std::sync::Arc;
 
+use crate::mask::Mask;
 use crate::table::{Cell, Table};
 use crate::value::Value;
 use crate::volume::{Geometry, Image, Volume};
@@ -81,7 +82,14 @@ pub fn encode(v: &Value, w: &mut dyn Write) -> Result<(), CodecError> {
             Image::I16(v) => write_le(w, v.as_slice(), |x| x.to_le_bytes())?,
             Image::F32(v) => write_le(w, v.as_slice(), |x| x.to_le_bytes())?,
         },
-        Value::Mask(m) => w.write_all(m.as_slice())?,
+        Value::Mask(m) => {
+            let [nx, ny, nz] = m.dims();
+            let mut slice = vec![0u8; nx * ny];
+            for z in 0..nz {
+                m.unpack_slice(z, &mut slice);
+                w.write_all(&slice)?;
+            }
+        }
         Value::Labels(l) => write_le(w, l.as_slice(), |x| x.to_le_bytes())?,
         _ => {}
     }
@@ -158,7 +166,7 @@ pub fn decode(r: &mut dyn Read) -> Result<Value, CodecError> {
         ("mask", _) => {
             let mut v = vec![0u8; n];
             r.read_exact(&mut v)?;
-            Value::Mask(Arc::new(Volume::from_vec(g, v).map_err(bad)?))
+            Value::Mask(Arc::new(Mask::from_bytes(g, &v).map_err(bad)?))
         }
         ("labels", _) => Value::Labels(Arc::new(
             Volume::from_vec(g, read_le(r, n, u16::from_le_bytes)?).map_err(bad)?,
@@ -204,7 +212,11 @@ mod tests {
                 Volume::from_vec(g.clone(), (0..12).map(|i| i as f32 * 0.1).collect()).unwrap(),
             ))),
             Value::Mask(Arc::new(
-                Volume::from_vec(g.clone(), (0..12).map(|i| (i % 2) as u8).collect()).unwrap(),
+                Mask::from_bytes(
+                    g.clone(),
+                    &(0..12).map(|i| (i % 2) as u8).collect::<Vec<_>>(),
+                )
+                .unwrap(),
             )),
             Value::Labels(Arc::new(
                 Volume::from_vec(g, (0..12).map(|i| i * 1000).collect()).unwrap(),

@@ -4,7 +4,7 @@
 //! whole, and runs them with independent nodes in parallel. It knows no node type and
 //! nothing of medicine; node types come from a [`Registry`] filled by another crate.
 //!
-//! - [`volume`], [`table`], [`value`]: what travels on edges (`Image`, `Mask`, `Labels`,
+//! - [`volume`], [`mask`] (bit-packed), [`table`], [`value`]: what travels on edges (`Image`, `Mask`, `Labels`,
 //!   `Table`), always shared behind `Arc`.
 //! - [`node`]: the [`NodeType`] interface: spec (ports, params, implementations,
 //!   examples), `build` (params only, no I/O) and `run`.
@@ -25,6 +25,7 @@ pub mod diag;
 pub mod dot;
 pub mod fsutil;
 pub mod graph;
+pub mod mask;
 pub mod node;
 pub mod provenance;
 pub mod registry;
@@ -36,6 +37,7 @@ pub mod validate;
 pub mod value;
 pub mod volume;
 
+pub use mask::Mask;
 pub use node::{
     parse_params, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec, NodeType,
     OutputSpec, ParamError, ParamSpec,
@@ -43,4 +45,4 @@ pub use node::{
 pub use registry::Registry;
 pub use table::{Cell, Table};
 pub use value::{PortType, Value};
-pub use volume::{Geometry, Image, Labels, Mask, Volume};
+pub use volume::{Geometry, Image, Labels, Volume};

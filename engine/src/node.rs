@@ -11,9 +11,10 @@ use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 
+use crate::mask::Mask;
 use crate::table::Table;
 use crate::value::{PortType, Value};
-use crate::volume::{Geometry, Image, Labels, Mask};
+use crate::volume::{Geometry, Image, Labels};
 
 /// An input port.
 #[derive(Clone, Debug)]

@@ -4,8 +4,9 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::mask::Mask;
 use crate::table::Table;
-use crate::volume::{Geometry, Image, Labels, Mask};
+use crate::volume::{Geometry, Image, Labels};
 
 /// The type of a port; an edge is valid only between ports of the same type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -89,7 +90,7 @@ impl Value {
                 Image::I16(v) => v.geometry().len() * 2,
                 Image::F32(v) => v.geometry().len() * 4,
             },
-            Value::Mask(v) => v.geometry().len(),
+            Value::Mask(v) => v.words().len() * 8,
             Value::Labels(v) => v.geometry().len() * 2,
             Value::Table(t) => t.rows.len() * t.columns.len() * 16,
             Value::Opaque(..) => 0,

@@ -244,9 +244,6 @@ impl<T: Clone> Volume<T> {
     }
 }
 
-/// A binary mask: 0 = background, 1 = foreground (nothing else).
-pub type Mask = Volume<u8>;
-
 /// A label map: 0 = background, other values name structures.
 pub type Labels = Volume<u16>;
 
@@ -293,17 +290,6 @@ impl Image {
             Image::I16(v) => v.map(|&x| x as f32),
             Image::F32(v) => v.clone(),
         }
-    }
-}
-
-impl Mask {
-    /// Number of foreground voxels.
-    pub fn count(&self) -> usize {
-        use rayon::prelude::*;
-        self.as_slice()
-            .par_chunks(1 << 16)
-            .map(|c| c.iter().filter(|&&v| v != 0).count())
-            .sum()
     }
 }
 

@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
-use voxflow_engine::{Geometry, Mask, NodeContext, NodeType, Value, Volume};
+use voxflow_engine::{Geometry, Mask, NodeContext, NodeType, Value};
 use voxflow_nodes::io::nifti::{read_samples, NiftiReader};
 use voxflow_nodes::metrics::edt::EdtMethod;
 use voxflow_nodes::metrics::kernels::{
-    binary_overlap, binary_surface_distances, pair_codes, surface_distances,
+    binary_overlap, binary_surface_distances, mask_pair_codes, surface_distances,
     surface_distances_with, with_surfaces, VoxelBox,
 };
 use voxflow_nodes::metrics::CompareMasks;
@@ -68,7 +68,7 @@ fn load(dir: &Path, stem: &str) -> Option<Mask> {
     let geometry = reader.header().geometry();
     let voxels: Vec<u8> = read_samples(reader).map_err(|e| eprintln!("{e}")).ok()?;
     eprintln!("loaded {}", path.display());
-    Volume::from_vec(geometry, voxels).ok()
+    Mask::from_bytes(geometry, &voxels).ok()
 }
 
 /// A pair like peers.py's: an elliptic ring (muscle-like) with dropout holes and
@@ -122,8 +122,8 @@ fn synthesise() -> (Mask, Mask) {
         }
     }
     (
-        Volume::from_vec(g.clone(), a).unwrap(),
-        Volume::from_vec(g, b).unwrap(),
+        Mask::from_bytes(g.clone(), &a).unwrap(),
+        Mask::from_bytes(g, &b).unwrap(),
     )
 }
 
@@ -154,18 +154,14 @@ fn main() {
         rayon::current_num_threads()
     );
 
-    let (t_dice, o) = time(reps, || {
-        binary_overlap(a.as_slice(), b.as_slice(), dims, &VoxelBox::all(dims))
-    });
+    let (t_dice, o) = time(reps, || binary_overlap(&a, &b, &VoxelBox::all(dims)));
     println!(
         "dice + volumes (fused count + bounding boxes): median {t_dice:8.2} ms   dice = {:.6}, intersection = {}",
         o.dice(),
         o.intersection
     );
 
-    let (t_sd, d) = time(reps.min(5), || {
-        binary_surface_distances(a.as_slice(), b.as_slice(), dims, g.spacing)
-    });
+    let (t_sd, d) = time(reps.min(5), || binary_surface_distances(&a, &b));
     let d = d.expect("both masks non-empty");
     println!(
         "surface distances (2 exact EDTs):            median {t_sd:8.2} ms   hd = {:.4} mm, hd95 = {:.4} mm, \
@@ -183,9 +179,7 @@ fn main() {
         .bbox_a
         .expect("A not empty")
         .union(&o.bbox_b.expect("B not empty"));
-    let (t_codes, codes) = time(reps.min(5), || {
-        pair_codes(a.as_slice(), b.as_slice(), dims, &bbox, 1, 1)
-    });
+    let (t_codes, codes) = time(reps.min(5), || mask_pair_codes(&a, &b, &bbox));
     let (t_surf, _) = time(reps.min(5), || with_surfaces(&codes, bbox.dims()));
     let (t_edt, _) = time(reps.min(5), || {
         surface_distances(&codes, bbox.dims(), g.spacing)

@@ -86,7 +86,7 @@ fn synthetic() -> (Image, Mask) {
         }
     }
     let img = Image::I16(Volume::from_vec(g.clone(), ct).expect("dims"));
-    (img, Mask::from_vec(g, a).expect("dims"))
+    (img, Mask::from_bytes(g, &a).expect("dims"))
 }
 
 fn reference(dir: &Path, name: &str, len: usize) -> Option<Vec<u8>> {
@@ -134,8 +134,12 @@ fn main() {
     let report = |name: &str, key: Option<(&str, &str)>, t: (f64, f64), m: &Mask| {
         let mut extra = String::new();
         if let Some((ref_name, peer_key)) = key {
-            if let Some(r) = reference(&dir, ref_name, m.as_slice().len()) {
-                let diff = r.iter().zip(m.as_slice()).filter(|(a, b)| a != b).count();
+            if let Some(r) = reference(&dir, ref_name, m.geometry().len()) {
+                let diff = r
+                    .iter()
+                    .zip(m.to_bytes().iter())
+                    .filter(|(a, b)| a != b)
+                    .count();
                 extra += &if diff == 0 {
                     "= sarcopenia_ref".to_string()
                 } else {

@@ -179,7 +179,7 @@ fn random_mask(rng: &mut ChaCha8Rng, dims: [usize; 3], spacing: [f64; 3]) -> Mas
             }
         }
     }
-    Mask::from_vec(g, data).unwrap()
+    Mask::from_bytes(g, &data).unwrap()
 }
 
 /// `$VOXFLOW_SHARED_DATA/../peers`, else `../shared/peers` beside the repository.
@@ -282,14 +282,14 @@ fn every_op_agrees_with_scipy() {
         }
         ops.push(json!({"op": "remove_small", "per_slice": false, "min_ml": 5.0 * voxel_ml}));
         ops.push(json!({"op": "remove_small", "per_slice": true, "min_ml": 0.1}));
-        let ct: Vec<i16> = (0..mask.as_slice().len())
+        let ct: Vec<i16> = (0..mask.to_bytes().len())
             .map(|_| rng.random_range(-300..300))
             .collect();
         for (lo, hi) in [(-29.0, 150.0), (-0.5, 10.5), (100.0, 100.0)] {
             ops.push(json!({"op": "hu_window", "min": lo, "max": hi}));
         }
         let name = format!("case{c}");
-        std::fs::write(dir.path().join(format!("{name}.bin")), mask.as_slice()).unwrap();
+        std::fs::write(dir.path().join(format!("{name}.bin")), mask.to_bytes()).unwrap();
         let ct_bytes: Vec<u8> = ct.iter().flat_map(|v| v.to_le_bytes()).collect();
         std::fs::write(dir.path().join(format!("{name}_ct.bin")), ct_bytes).unwrap();
         cases.push((name, mask, ct, ops));
@@ -350,8 +350,8 @@ fn every_op_agrees_with_scipy() {
                         "close" => (kernels::close(mask, &e), naive::close(mask, &e)),
                         _ => (kernels::open(mask, &e), naive::open(mask, &e)),
                     };
-                    assert_eq!(fast.as_slice(), &want[..], "fast {what}");
-                    assert_eq!(slow.as_slice(), &want[..], "naive {what}");
+                    assert_eq!(fast.to_bytes(), &want[..], "fast {what}");
+                    assert_eq!(slow.to_bytes(), &want[..], "naive {what}");
                 }
                 "label" => {
                     let n = op["connectivity"].as_u64().unwrap() as u8;
@@ -384,7 +384,7 @@ fn every_op_agrees_with_scipy() {
                     let min_ml = op["min_ml"].as_f64().unwrap();
                     for method in [Method::Runs, Method::Flood] {
                         let got = cc::remove_small(mask, conn, min_ml, method);
-                        assert_eq!(got.as_slice(), &want[..], "{method:?} {what}");
+                        assert_eq!(got.to_bytes(), &want[..], "{method:?} {what}");
                     }
                 }
                 "hu_window" => {
@@ -395,7 +395,7 @@ fn every_op_agrees_with_scipy() {
                         op["max"].as_f64().unwrap(),
                         Some(mask),
                     );
-                    assert_eq!(got.as_slice(), &want[..], "{what}");
+                    assert_eq!(got.to_bytes(), &want[..], "{what}");
                 }
                 other => panic!("unknown op {other}"),
             }

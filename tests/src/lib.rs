@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use voxflow_engine::graph::{load_graph, LoadOptions};
 use voxflow_engine::run::{run, RunOptions, RunReport};
 use voxflow_engine::validate::{validate, Plan, ValidateOptions};
-use voxflow_engine::{Image, Value, Volume};
+use voxflow_engine::{Geometry, Image, Value};
 
 /// The repository root (parent of this crate).
 pub fn repo_root() -> PathBuf {
@@ -93,8 +93,7 @@ fn hash<T: LeBytes>(voxels: &[T]) -> String {
     blake3::hash(&bytes).to_hex()[..16].to_string()
 }
 
-fn geometry_lines<T: Clone>(v: &Volume<T>, out: &mut String) {
-    let g = v.geometry();
+fn geometry_lines(g: &Geometry, out: &mut String) {
     let _ = writeln!(out, "dims: {:?}", g.dims);
     let _ = writeln!(
         out,
@@ -111,15 +110,18 @@ pub fn summarize(value: &Value) -> String {
     match value {
         Value::Mask(m) => {
             let _ = writeln!(s, "kind: Mask");
-            geometry_lines(m, &mut s);
+            geometry_lines(m.geometry(), &mut s);
+            // Summarised as its bytes 0/1, as masks were stored before bit-packing, so
+            // snapshots stay comparable.
+            let bytes = m.to_bytes();
             let _ = writeln!(s, "dtype: u8");
-            let counts = voxflow_engine::volume::value_counts(m.as_slice());
+            let counts = voxflow_engine::volume::value_counts(&bytes);
             let _ = writeln!(s, "counts: {counts:?}");
-            let _ = writeln!(s, "blake3: {}", hash(m.as_slice()));
+            let _ = writeln!(s, "blake3: {}", hash(&bytes));
         }
         Value::Labels(l) => {
             let _ = writeln!(s, "kind: Labels");
-            geometry_lines(l, &mut s);
+            geometry_lines(l.geometry(), &mut s);
             let _ = writeln!(s, "dtype: u16");
             let counts = voxflow_engine::volume::value_counts(l.as_slice());
             let _ = writeln!(s, "counts: {counts:?}");
@@ -129,7 +131,7 @@ pub fn summarize(value: &Value) -> String {
             let _ = writeln!(s, "kind: Image");
             match img.as_ref() {
                 Image::I16(v) => {
-                    geometry_lines(v, &mut s);
+                    geometry_lines(v.geometry(), &mut s);
                     let (min, max) = v
                         .as_slice()
                         .iter()
@@ -143,7 +145,7 @@ pub fn summarize(value: &Value) -> String {
                     );
                 }
                 Image::F32(v) => {
-                    geometry_lines(v, &mut s);
+                    geometry_lines(v.geometry(), &mut s);
                     let (min, max) = v
                         .as_slice()
                         .iter()

@@ -74,7 +74,7 @@ impl TrainCase {
             .map(|i| norm.apply(image.get_f64(i) as f32))
             .collect();
         let weights: Vec<u8> = match weights {
-            Some(w) => w.as_slice().iter().map(|&v| u8::from(v != 0)).collect(),
+            Some(w) => w.to_bytes(),
             None => vec![1; n],
         };
         let mut out_labels = Vec::with_capacity(n);
@@ -390,7 +390,7 @@ mod tests {
         }
         let image = Image::I16(Volume::from_vec(g.clone(), hu).unwrap());
         let labels = Volume::from_vec(g.clone(), lab).unwrap();
-        let weights = Volume::from_vec(g, w).unwrap();
+        let weights = voxflow_engine::Mask::from_bytes(g, &w).unwrap();
         TrainCase::new("c", &image, &labels, Some(&weights), 3, &norm()).unwrap()
     }
 

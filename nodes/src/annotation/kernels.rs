@@ -78,7 +78,7 @@ pub fn splat_weights(abdominal: &Labels, paravertebral: &Labels) -> (Labels, Mas
     let g = abdominal.geometry().clone();
     (
         Volume::from_vec(g.clone(), labels).expect("same grid"),
-        Volume::from_vec(g, weights).expect("same grid"),
+        Mask::from_bytes(g, &weights).expect("same grid"),
     )
 }
 

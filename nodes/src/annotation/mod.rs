@@ -16,7 +16,7 @@
 //! let para = Labels::from_vec(g, vec![1, 1, 1, 2]).unwrap();
 //! let (labels, weights) = kernels::splat_weights(&abd, &para);
 //! assert_eq!(labels.as_slice(), &[1, 0, 0, 0]);
-//! assert_eq!(weights.as_slice(), &[1, 1, 0, 0]); // last voxel: a conflict
+//! assert_eq!(weights.to_bytes(), [1, 1, 0, 0]); // last voxel: a conflict
 //! ```
 
 use voxflow_engine::Registry;

@@ -52,7 +52,7 @@ fn splat_weights(a: &Labels, p: &Labels) -> Result<(Arc<Labels>, Vec<u8>), NodeE
         ],
     )?;
     let w = match &out["weights"] {
-        Value::Mask(m) => m.as_slice().to_vec(),
+        Value::Mask(m) => m.to_bytes().to_vec(),
         other => panic!("weights is {}", other.port_type()),
     };
     Ok((labels_out(&out, "labels"), w))

@@ -14,7 +14,7 @@ use super::kernels::Components;
 /// [`super::kernels::label_runs`].
 pub fn label_flood(mask: &Mask, conn: Connectivity) -> Components {
     let [nx, ny, nz] = mask.dims();
-    let src = mask.as_slice();
+    let src = mask.to_bytes();
     let offsets = conn.offsets();
     let mut ids = vec![0u32; src.len()];
     let mut sizes = vec![0u64];

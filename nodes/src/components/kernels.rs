@@ -15,11 +15,11 @@
 use std::ops::Range;
 
 use rayon::prelude::*;
+use voxflow_engine::mask::set_bit_range;
 use voxflow_engine::{Geometry, Labels, Mask};
 
 use super::connectivity::Connectivity;
 use super::flood;
-use crate::morphology::bits::pack_row;
 use crate::morphology::buffer::{zeroed, Zero};
 
 /// A run of foreground voxels `x0..x1` in one row, and its component id.
@@ -162,8 +162,25 @@ impl Components {
 
     /// The mask of the components with `keep[id]` true.
     pub fn select(&self, keep: &[bool], geometry: &Geometry) -> Mask {
-        Mask::from_vec(geometry.clone(), self.paint(|id| keep[id as usize] as u8))
-            .expect("same grid")
+        let [nx, ny, _] = self.dims;
+        match &self.repr {
+            Repr::Runs { row_start, runs } => Mask::from_rows(geometry.clone(), |y, z, row| {
+                let r = y + ny * z;
+                for run in &runs[row_start[r]..row_start[r + 1]] {
+                    if keep[run.label as usize] {
+                        set_bit_range(row, run.x0 as usize, run.x1 as usize);
+                    }
+                }
+            }),
+            Repr::Voxels(ids) => Mask::from_rows(geometry.clone(), |y, z, row| {
+                let base = nx * (y + ny * z);
+                for x in 0..nx {
+                    if keep[ids[base + x] as usize] {
+                        set_bit_range(row, x, x + 1);
+                    }
+                }
+            }),
+        }
     }
 }
 
@@ -323,14 +340,11 @@ struct SliceRuns {
 
 fn slice_runs(mask: &Mask, z: usize, e: u32, label_now: bool) -> SliceRuns {
     let [nx, ny, _] = mask.dims();
-    let src = &mask.as_slice()[nx * ny * z..nx * ny * (z + 1)];
-    let mut words = vec![0u64; nx.div_ceil(64)];
     let mut runs = Vec::new();
     let mut row_start = Vec::with_capacity(ny + 1);
     row_start.push(0);
-    for row in src.chunks_exact(nx) {
-        pack_row(row, &mut words);
-        row_runs(&words, nx, &mut runs);
+    for y in 0..ny {
+        row_runs(mask.row(y, z), nx, &mut runs);
         row_start.push(runs.len());
     }
     let mut parent: Vec<u32> = (0..runs.len() as u32).collect();
@@ -491,6 +505,7 @@ mod tests {
 
     #[test]
     fn runs_of_a_packed_row() {
+        use voxflow_engine::mask::pack_row;
         let bytes: Vec<u8> = (0..150)
             .map(|x| (x < 3 || (60..130).contains(&x) || x == 149) as u8)
             .collect();

@@ -12,7 +12,7 @@
 //! use voxflow_nodes::components::{connectivity::Connectivity, kernels};
 //!
 //! let g = Geometry::new([5, 1, 1], [1.0; 3]);
-//! let m = Mask::from_vec(g, vec![1, 0, 1, 1, 0]).unwrap();
+//! let m = Mask::from_bytes(g, &[1, 0, 1, 1, 0]).unwrap();
 //! let c = kernels::label_runs(&m, Connectivity::Vertex26);
 //! assert_eq!((c.count(), c.sizes()), (2, &[0, 1, 2][..]));
 //! ```

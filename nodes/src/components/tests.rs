@@ -20,9 +20,9 @@ const ALL: [Connectivity; 5] = [
 
 fn mask_of(dims: [usize; 3], spacing: [f64; 3], set: &[[usize; 3]]) -> Mask {
     let g = Geometry::new(dims, spacing);
-    let mut m = Mask::filled(g.clone(), 0);
+    let mut m = Mask::zeros(g.clone());
     for p in set {
-        m.as_mut_slice()[g.index(p[0], p[1], p[2])] = 1;
+        m.set(p[0], p[1], p[2], true);
     }
     m
 }
@@ -73,7 +73,7 @@ fn flood_ids_follow_scan_order_and_cover_the_mask() {
             .to_labels(m.geometry())
             .unwrap();
         let mut next = 1u16;
-        for (&id, &v) in l.as_slice().iter().zip(m.as_slice()) {
+        for (&id, &v) in l.as_slice().iter().zip(m.to_bytes().iter()) {
             assert_eq!(id != 0, v != 0);
             assert!(id <= next, "{conn}: id {id} before {next}");
             if id == next {
@@ -121,9 +121,9 @@ fn removal_threshold_is_strictly_below() {
     );
     for method in [Method::Runs, Method::Flood] {
         let out = kernels::remove_small(&m, Connectivity::Plane8, 2.0, method);
-        assert_eq!(out.as_slice(), &[1, 1, 1, 0, 1, 1, 0, 0, 0]);
+        assert_eq!(out.to_bytes(), &[1, 1, 1, 0, 1, 1, 0, 0, 0]);
         let out = kernels::remove_small(&m, Connectivity::Plane8, 2.0000001, method);
-        assert_eq!(out.as_slice(), &[1, 1, 1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(out.to_bytes(), &[1, 1, 1, 0, 0, 0, 0, 0, 0]);
     }
 }
 
@@ -145,26 +145,26 @@ fn keep_largest_breaks_ties_by_scan_order_and_works_per_slice() {
     let m = mask_of([9, 1, 2], [1.0; 3], &set);
     // 3D: (0,0,1) joins {0,1} (size 3), (6,0,1) joins {6,7,8} (size 5)
     let both = kernels::keep_largest(&m, Connectivity::Face6, 2, Method::Runs);
-    assert_eq!(both.as_slice()[..9], [1, 1, 0, 0, 0, 0, 1, 1, 1]);
-    assert_eq!(both.as_slice()[9..], [1, 0, 0, 0, 0, 1, 1, 0, 0]);
+    assert_eq!(both.to_bytes()[..9], [1, 1, 0, 0, 0, 0, 1, 1, 1]);
+    assert_eq!(both.to_bytes()[9..], [1, 0, 0, 0, 0, 1, 1, 0, 0]);
     let one = kernels::keep_largest(&m, Connectivity::Face6, 1, Method::Runs);
     assert_eq!(one.count(), 5);
     // per slice, n = 2: slice 0 keeps the 3 and the first of the two 2s
     let per = kernels::keep_largest(&m, Connectivity::Plane4, 2, Method::Runs);
-    assert_eq!(per.as_slice()[..9], [1, 1, 0, 0, 0, 0, 1, 1, 1]);
-    assert_eq!(per.as_slice()[9..], [1, 0, 0, 0, 0, 1, 1, 0, 0]);
+    assert_eq!(per.to_bytes()[..9], [1, 1, 0, 0, 0, 0, 1, 1, 1]);
+    assert_eq!(per.to_bytes()[9..], [1, 0, 0, 0, 0, 1, 1, 0, 0]);
     let per = kernels::keep_largest(&m, Connectivity::Plane4, 1, Method::Runs);
-    assert_eq!(per.as_slice()[..9], [0, 0, 0, 0, 0, 0, 1, 1, 1]);
-    assert_eq!(per.as_slice()[9..], [0, 0, 0, 0, 0, 1, 1, 0, 0]);
+    assert_eq!(per.to_bytes()[..9], [0, 0, 0, 0, 0, 0, 1, 1, 1]);
+    assert_eq!(per.to_bytes()[9..], [0, 0, 0, 0, 0, 1, 1, 0, 0]);
 }
 
 #[test]
 fn too_many_components_for_a_label_map() {
     let g = Geometry::new([600, 600, 1], [1.0; 3]);
-    let data = (0..g.len())
+    let data: Vec<u8> = (0..g.len())
         .map(|i| (i % 2 == 0 && (i / 600) % 2 == 0) as u8)
         .collect();
-    let m = Mask::from_vec(g, data).unwrap();
+    let m = Mask::from_bytes(g, &data).unwrap();
     let node = ConnectedComponents
         .build(
             &serde_json::json!({"per_slice": true, "connectivity": 4}),

@@ -1,13 +1,7 @@
 //! Intensity kernels: the HU window, with a fast integer path for `i16` CTs.
 
-use rayon::prelude::*;
+use voxflow_engine::mask::pack_row_with;
 use voxflow_engine::{Image, Mask};
-
-use crate::morphology::buffer::zeroed;
-
-/// Voxels per parallel task (large enough to amortise scheduling, small enough to
-/// balance two to a few dozen cores).
-const CHUNK: usize = 1 << 16;
 
 /// Integer bounds `[lo, hi]` on i16 equivalent to `min <= v <= max` for every i16 `v`,
 /// or `None` when no i16 value qualifies.
@@ -17,65 +11,60 @@ pub fn i16_bounds(min: f64, max: f64) -> Option<(i16, i16)> {
     (lo <= hi).then_some((lo as i16, hi as i16))
 }
 
-/// `out[i] = min <= ct[i] <= max && mask[i] != 0` on i16 voxels. One unsigned compare
-/// per voxel: `(v - lo) as u16 <= (hi - lo) as u16` (wrapping), which the compiler
-/// vectorises.
-pub fn window_i16(ct: &[i16], min: f64, max: f64, mask: Option<&[u8]>, out: &mut [u8]) {
-    let Some((lo, hi)) = i16_bounds(min, max) else {
-        out.par_chunks_mut(CHUNK).for_each(|o| o.fill(0));
-        return;
-    };
-    let width = hi.wrapping_sub(lo) as u16;
-    let inside = move |v: i16| (v.wrapping_sub(lo) as u16 <= width) as u8;
+/// Row `(y, z)` of the window on i16 voxels, ANDed with the mask row when given. One
+/// unsigned compare per voxel: `(v - lo) as u16 <= (hi - lo) as u16` (wrapping). With a
+/// mask only the voxels under set bits are read, so a window on a sparse structure mask
+/// touches a fraction of the CT.
+fn window_row_i16(ct: &[i16], lo: i16, width: u16, mask: Option<&[u64]>, out: &mut [u64]) {
+    let inside = |v: i16| v.wrapping_sub(lo) as u16 <= width;
     match mask {
-        None => out
-            .par_chunks_mut(CHUNK)
-            .zip(ct.par_chunks(CHUNK))
-            .for_each(|(o, c)| {
-                for (o, &v) in o.iter_mut().zip(c) {
-                    *o = inside(v);
+        None => pack_row_with(ct.len(), out, |x| inside(ct[x])),
+        Some(m) => {
+            for (wi, (o, &mw)) in out.iter_mut().zip(m).enumerate() {
+                let mut bits = mw;
+                let mut v = 0u64;
+                while bits != 0 {
+                    let b = bits.trailing_zeros() as usize;
+                    v |= (inside(ct[wi * 64 + b]) as u64) << b;
+                    bits &= bits - 1;
                 }
-            }),
-        Some(m) => out
-            .par_chunks_mut(CHUNK)
-            .zip(ct.par_chunks(CHUNK))
-            .zip(m.par_chunks(CHUNK))
-            .for_each(|((o, c), m)| {
-                for ((o, &v), &m) in o.iter_mut().zip(c).zip(m) {
-                    *o = inside(v) & (m != 0) as u8;
-                }
-            }),
+                *o = v;
+            }
+        }
     }
 }
 
-/// `out[i] = min <= ct[i] <= max && mask[i] != 0` on f32 voxels, compared in f64 (NaN
-/// voxels are outside).
-pub fn window_f32(ct: &[f32], min: f64, max: f64, mask: Option<&[u8]>, out: &mut [u8]) {
-    let inside = move |v: f32| (v as f64 >= min && v as f64 <= max) as u8;
-    out.par_chunks_mut(CHUNK).enumerate().for_each(|(k, o)| {
-        let c = &ct[k * CHUNK..k * CHUNK + o.len()];
-        match mask {
-            None => o.iter_mut().zip(c).for_each(|(o, &v)| *o = inside(v)),
-            Some(m) => {
-                let m = &m[k * CHUNK..k * CHUNK + o.len()];
-                o.iter_mut()
-                    .zip(c)
-                    .zip(m)
-                    .for_each(|((o, &v), &m)| *o = inside(v) & (m != 0) as u8);
-            }
-        }
-    });
+/// Row `(y, z)` of the window on f32 voxels, compared in f64 (NaN voxels are outside).
+fn window_row_f32(ct: &[f32], min: f64, max: f64, mask: Option<&[u64]>, out: &mut [u64]) {
+    let inside = |v: f32| v as f64 >= min && v as f64 <= max;
+    pack_row_with(ct.len(), out, |x| inside(ct[x]));
+    if let Some(m) = mask {
+        out.iter_mut().zip(m).for_each(|(o, m)| *o &= m);
+    }
 }
 
 /// The mask of voxels with `min <= value <= max` (inclusive), ANDed with `mask` when
 /// given. The caller checks that `mask` is on the image's grid.
 pub fn hu_window(image: &Image, min: f64, max: f64, mask: Option<&Mask>) -> Mask {
     let g = image.geometry().clone();
-    let mut out = zeroed::<u8>(g.len());
-    let m = mask.map(|m| m.as_slice());
+    let [nx, ny, _] = g.dims;
+    let row = move |y: usize, z: usize| nx * (y + ny * z)..nx * (y + ny * z + 1);
     match image {
-        Image::I16(v) => window_i16(v.as_slice(), min, max, m, &mut out),
-        Image::F32(v) => window_f32(v.as_slice(), min, max, m, &mut out),
+        Image::I16(v) => {
+            let Some((lo, hi)) = i16_bounds(min, max) else {
+                return Mask::zeros(g);
+            };
+            let width = hi.wrapping_sub(lo) as u16;
+            let ct = v.as_slice();
+            Mask::from_rows(g, |y, z, out| {
+                window_row_i16(&ct[row(y, z)], lo, width, mask.map(|m| m.row(y, z)), out)
+            })
+        }
+        Image::F32(v) => {
+            let ct = v.as_slice();
+            Mask::from_rows(g, |y, z, out| {
+                window_row_f32(&ct[row(y, z)], min, max, mask.map(|m| m.row(y, z)), out)
+            })
+        }
     }
-    Mask::from_vec(g, out).expect("same grid")
 }

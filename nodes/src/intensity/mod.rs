@@ -6,7 +6,7 @@
 //!
 //! let ct = Volume::from_vec(Geometry::new([4, 1, 1], [1.0; 3]), vec![-30i16, -29, 150, 151]).unwrap();
 //! let m = hu_window(&Image::I16(ct), -29.0, 150.0, None);
-//! assert_eq!(m.as_slice(), &[0, 1, 1, 0]);
+//! assert_eq!(m.to_bytes(), [0, 1, 1, 0]);
 //! ```
 
 use voxflow_engine::Registry;

@@ -21,12 +21,12 @@ proptest! {
     ) {
         let (min, max) = if frac { (a + 0.25, a + w + 0.5) } else { (a.round(), (a + w).round()) };
         let g = Geometry::new([ct.len(), 1, 1], [1.0; 3]);
-        let m = Mask::from_vec(g.clone(), mask_bits[..ct.len()].to_vec()).unwrap();
+        let m = Mask::from_bytes(g.clone(), &mask_bits[..ct.len()]).unwrap();
         let img = Image::I16(Volume::from_vec(g, ct.clone()).unwrap());
         let got = hu_window(&img, min, max, use_mask.then_some(&m));
         for (i, &v) in ct.iter().enumerate() {
-            let want = definition(v as f64, min, max) & if use_mask { (m.as_slice()[i] != 0) as u8 } else { 1 };
-            prop_assert_eq!(got.as_slice()[i], want, "v {} min {} max {}", v, min, max);
+            let want = definition(v as f64, min, max) & if use_mask { (m.to_bytes()[i] != 0) as u8 } else { 1 };
+            prop_assert_eq!(got.to_bytes()[i], want, "v {} min {} max {}", v, min, max);
         }
     }
 
@@ -38,7 +38,7 @@ proptest! {
         let img = Image::F32(Volume::from_vec(g, ct.clone()).unwrap());
         let got = hu_window(&img, min, max, None);
         for (i, &v) in ct.iter().enumerate() {
-            prop_assert_eq!(got.as_slice()[i], definition(v as f64, min, max));
+            prop_assert_eq!(got.to_bytes()[i], definition(v as f64, min, max));
         }
     }
 }
@@ -53,15 +53,15 @@ fn bounds_at_the_ends_of_i16() {
     assert_eq!(i16_bounds(-50000.0, -40000.0), None);
     let g = Geometry::new([3, 1, 1], [1.0; 3]);
     let img = Image::I16(Volume::from_vec(g, vec![i16::MIN, 0, i16::MAX]).unwrap());
-    assert_eq!(hu_window(&img, -1e9, 1e9, None).as_slice(), &[1, 1, 1]);
+    assert_eq!(hu_window(&img, -1e9, 1e9, None).to_bytes(), &[1, 1, 1]);
     assert_eq!(
-        hu_window(&img, 32767.0, 32767.0, None).as_slice(),
+        hu_window(&img, 32767.0, 32767.0, None).to_bytes(),
         &[0, 0, 1]
     );
-    assert_eq!(hu_window(&img, 0.5, 0.7, None).as_slice(), &[0, 0, 0]);
+    assert_eq!(hu_window(&img, 0.5, 0.7, None).to_bytes(), &[0, 0, 0]);
     let nan =
         Image::F32(Volume::from_vec(Geometry::new([1, 1, 1], [1.0; 3]), vec![f32::NAN]).unwrap());
-    assert_eq!(hu_window(&nan, -1e9, 1e9, None).as_slice(), &[0]);
+    assert_eq!(hu_window(&nan, -1e9, 1e9, None).to_bytes(), &[0]);
 }
 
 fn run(params: serde_json::Value, image: Image, mask: Option<Mask>) -> Result<Mask, NodeError> {
@@ -85,16 +85,16 @@ fn node_defaults_mask_and_grid_check() {
     let g = Geometry::new([5, 1, 1], [1.0; 3]);
     let ct = Image::I16(Volume::from_vec(g.clone(), vec![-30, -29, 0, 150, 151]).unwrap());
     let out = run(serde_json::json!({}), ct.clone(), None).unwrap();
-    assert_eq!(out.as_slice(), &[0, 1, 1, 1, 0]);
-    let m = Mask::from_vec(g, vec![1, 1, 0, 1, 1]).unwrap();
+    assert_eq!(out.to_bytes(), &[0, 1, 1, 1, 0]);
+    let m = Mask::from_bytes(g, &[1, 1, 0, 1, 1]).unwrap();
     let out = run(
         serde_json::json!({"min": -100, "max": 100}),
         ct.clone(),
         Some(m),
     )
     .unwrap();
-    assert_eq!(out.as_slice(), &[1, 1, 0, 0, 0]);
-    let other = Mask::filled(Geometry::new([5, 1, 1], [2.0, 1.0, 1.0]), 1);
+    assert_eq!(out.to_bytes(), &[1, 1, 0, 0, 0]);
+    let other = Mask::from_fn(Geometry::new([5, 1, 1], [2.0, 1.0, 1.0]), |_| true);
     let err = run(serde_json::json!({}), ct, Some(other)).unwrap_err();
     assert!(matches!(err, NodeError::GridMismatch { .. }), "{err}");
 }

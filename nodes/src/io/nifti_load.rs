@@ -110,12 +110,7 @@ pub fn load_mask(path: &Path) -> Result<Mask, NodeError> {
     let reader = NiftiReader::open(path)?;
     let h = reader.header().clone();
     let v = match (h.dtype, h.scaling()) {
-        (Dtype::U8, None) => {
-            let mut v = read_samples::<u8>(reader)?;
-            v.par_chunks_mut(1 << 16)
-                .for_each(|c| c.iter_mut().for_each(|x| *x = (*x != 0) as u8));
-            v
-        }
+        (Dtype::U8, None) => read_samples::<u8>(reader)?,
         (dtype, scaling) => {
             let (s, i) = scaling.unwrap_or((1.0, 0.0));
             dispatch!(dtype, T => {
@@ -127,7 +122,7 @@ pub fn load_mask(path: &Path) -> Result<Mask, NodeError> {
             })
         }
     };
-    Ok(Volume::from_vec(h.geometry(), v).expect("sized"))
+    Ok(Mask::from_bytes(h.geometry(), &v).expect("sized"))
 }
 
 /// Read a NIfTI-1 file as a Labels map. Values (after scaling) must be whole numbers in

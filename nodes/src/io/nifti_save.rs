@@ -44,7 +44,7 @@ pub fn save_image(path: &Path, image: &Image) -> Result<(), NodeError> {
 
 /// Write a Mask as uint8 (0/1).
 pub fn save_mask(path: &Path, mask: &Mask) -> Result<(), NodeError> {
-    write(path, mask.geometry(), mask.as_slice())
+    write(path, mask.geometry(), &mask.to_bytes())
 }
 
 /// Write a Labels map: uint8 when every label is at most 255, else uint16.

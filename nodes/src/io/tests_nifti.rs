@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use voxflow_engine::{Geometry, Image, NodeContext, NodeError, NodeType, Value, Volume};
+use voxflow_engine::{Geometry, Image, Mask, NodeContext, NodeError, NodeType, Value, Volume};
 
 use super::nifti::{as_bytes, Dtype, Header, Sample};
 use super::nifti_load::{load_image, load_labels, load_mask, LoadLabels, LoadMask, LoadNifti};
@@ -138,7 +138,7 @@ fn masks_are_nonzero_and_labels_are_checked() {
     let p = write_typed(dir.path(), "m.nii.gz", &vals, 0.0, 0.0);
     let m = load_mask(&p).unwrap();
     assert_eq!(
-        m.as_slice(),
+        m.to_bytes(),
         &(0..24).map(|i| [0, 1, 0, 1][i % 4]).collect::<Vec<u8>>()[..]
     );
 
@@ -390,7 +390,11 @@ fn round_trip_is_bit_exact_for_every_value_type() {
         Dtype::U8
     );
     assert_eq!(load_labels(&p).unwrap(), small);
-    let mask = labels.map(|v| (v % 3 == 0) as u8);
+    let mask = Mask::from_bytes(
+        labels.geometry().clone(),
+        &labels.map(|v| (v % 3 == 0) as u8).into_vec(),
+    )
+    .unwrap();
     save_mask(&p, &mask).unwrap();
     assert_eq!(load_mask(&p).unwrap(), mask);
 }
@@ -490,7 +494,7 @@ fn nodes_load_and_save_through_the_context() {
         assert_eq!(v.geometry(), Some(&geom()));
         match v {
             Value::Labels(l) => assert_eq!(**l, labels),
-            Value::Mask(m) => assert_eq!(m.as_slice(), labels.map(|&v| (v != 0) as u8).as_slice()),
+            Value::Mask(m) => assert_eq!(m.to_bytes(), labels.map(|&v| (v != 0) as u8).as_slice()),
             Value::Image(i) => assert_eq!(i.dtype(), "i16"),
             _ => unreachable!(),
         }

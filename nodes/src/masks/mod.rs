@@ -9,7 +9,7 @@
 //! let g = Geometry::new([4, 1, 1], [1.0; 3]);
 //! let labels = Labels::from_vec(g.clone(), vec![0, 1, 2, 1]).unwrap();
 //! let one = kernels::select_labels(&labels, &[1]);
-//! assert_eq!(one.as_slice(), &[0, 1, 0, 1]);
+//! assert_eq!(one.to_bytes(), [0, 1, 0, 1]);
 //! let two = kernels::select_labels(&labels, &[2]);
 //! assert_eq!(kernels::merge(&[&one, &two], &[5, 7]).as_slice(), &[0, 5, 7, 5]);
 //! ```

@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use voxflow_engine::mask::pack_row_with;
 use voxflow_engine::{
     parse_params, Example, ImplSpec, InputSpec, Mask, Node, NodeContext, NodeError, NodeSpec,
-    NodeType, OutputSpec, ParamError, ParamSpec, PortType, Value, Volume,
+    NodeType, OutputSpec, ParamError, ParamSpec, PortType, Value,
 };
 
 /// Params of `SliceRangeMask`.
@@ -104,7 +105,7 @@ impl Node for RangeNode {
                 port: "like".into(),
                 message: "expected a volume".into(),
             })?;
-        let [nx, ny, nz] = g.dims;
+        let [nx, _, nz] = g.dims;
         if self.last >= nz {
             return Err(NodeError::Input {
                 port: "like".into(),
@@ -115,10 +116,12 @@ impl Node for RangeNode {
                 ),
             });
         }
-        let s = nx * ny;
-        let mut v = vec![0u8; g.len()];
-        v[self.first * s..(self.last + 1) * s].fill(1);
-        let mask: Mask = Volume::from_vec(g, v).expect("sized to the grid");
+        let (first, last) = (self.first, self.last);
+        let mask = Mask::from_rows(g, |_, z, row| {
+            if (first..=last).contains(&z) {
+                pack_row_with(nx, row, |_| true);
+            }
+        });
         ctx.set_output("mask", Value::Mask(Arc::new(mask)));
         Ok(())
     }

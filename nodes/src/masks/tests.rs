@@ -8,7 +8,7 @@ use voxflow_engine::{Geometry, Labels, Mask, NodeContext, NodeError, NodeType, V
 use super::*;
 
 fn mask(g: &Geometry, v: &[u8]) -> Mask {
-    Mask::from_vec(g.clone(), v.to_vec()).unwrap()
+    Mask::from_bytes(g.clone(), v).unwrap()
 }
 
 proptest! {
@@ -20,10 +20,10 @@ proptest! {
         let (and, or, sub, not) = (kernels::and(&a, &b), kernels::or(&a, &b), kernels::subtract(&a, &b), kernels::not(&a));
         for (i, &(x, y)) in pairs.iter().enumerate() {
             let (x, y) = (x != 0, y != 0);
-            prop_assert_eq!(and.as_slice()[i], (x && y) as u8);
-            prop_assert_eq!(or.as_slice()[i], (x || y) as u8);
-            prop_assert_eq!(sub.as_slice()[i], (x && !y) as u8);
-            prop_assert_eq!(not.as_slice()[i], (!x) as u8);
+            prop_assert_eq!(and.to_bytes()[i], (x && y) as u8);
+            prop_assert_eq!(or.to_bytes()[i], (x || y) as u8);
+            prop_assert_eq!(sub.to_bytes()[i], (x && !y) as u8);
+            prop_assert_eq!(not.to_bytes()[i], (!x) as u8);
         }
     }
 
@@ -37,14 +37,14 @@ proptest! {
         let lm = Labels::from_vec(g.clone(), labels.clone()).unwrap();
         let sel = kernels::select_labels(&lm, &which);
         for (i, l) in labels.iter().enumerate() {
-            prop_assert_eq!(sel.as_slice()[i], which.contains(l) as u8);
+            prop_assert_eq!(sel.to_bytes()[i], which.contains(l) as u8);
         }
         // mask k = voxels with label k or k+1 (so consecutive masks overlap)
         let masks: Vec<Mask> = (0..out_labels.len() as u16).map(|k| kernels::select_labels(&lm, &[k, k + 1])).collect();
         let refs: Vec<&Mask> = masks.iter().collect();
         let merged = kernels::merge(&refs, &out_labels);
         for (i, _) in labels.iter().enumerate() {
-            let want = masks.iter().zip(&out_labels).filter(|(m, _)| m.as_slice()[i] != 0).map(|(_, &l)| l).next_back().unwrap_or(0);
+            let want = masks.iter().zip(&out_labels).filter(|(m, _)| m.to_bytes()[i] != 0).map(|(_, &l)| l).next_back().unwrap_or(0);
             prop_assert_eq!(merged.as_slice()[i], want);
         }
     }
@@ -87,10 +87,10 @@ fn nodes_compute_and_check_grids() {
         )
         .unwrap()
         {
-            Value::Mask(m) => assert_eq!(m.as_slice(), &want),
+            Value::Mask(m) => assert_eq!(m.to_bytes(), &want),
             _ => panic!("not a mask"),
         }
-        let other = Mask::filled(Geometry::new([4, 1, 1], [1.5, 1.0, 1.0]), 0);
+        let other = Mask::zeros(Geometry::new([4, 1, 1], [1.5, 1.0, 1.0]));
         let err = run(
             t,
             serde_json::json!({}),
@@ -107,7 +107,7 @@ fn nodes_compute_and_check_grids() {
     )
     .unwrap()
     {
-        Value::Mask(m) => assert_eq!(m.as_slice(), &[0, 0, 1, 1]),
+        Value::Mask(m) => assert_eq!(m.to_bytes(), &[0, 0, 1, 1]),
         _ => panic!("not a mask"),
     }
 }
@@ -128,7 +128,7 @@ fn select_label_needs_labels() {
     )
     .unwrap()
     {
-        Value::Mask(m) => assert_eq!(m.as_slice(), &[1, 1, 0]),
+        Value::Mask(m) => assert_eq!(m.to_bytes(), &[1, 1, 0]),
         _ => panic!("not a mask"),
     }
 }
@@ -158,7 +158,7 @@ fn merge_labels_later_wins_and_checks_lengths_and_grids() {
             .contains("`labels` has 3 entries but 2 masks"),
         "{err}"
     );
-    let other = mv(Mask::filled(Geometry::new([3, 1, 1], [1.0, 2.0, 1.0]), 0));
+    let other = mv(Mask::zeros(Geometry::new([3, 1, 1], [1.0, 2.0, 1.0])));
     let err = run(
         &MergeLabels,
         serde_json::json!({"labels": [1, 2]}),
@@ -174,7 +174,7 @@ fn merge_labels_later_wins_and_checks_lengths_and_grids() {
 #[test]
 fn slice_range_mask_sets_exactly_the_chosen_slices() {
     let g = Geometry::new([3, 2, 5], [1.0; 3]);
-    let like = mv(Mask::filled(g.clone(), 0));
+    let like = mv(Mask::zeros(g.clone()));
     let params = serde_json::json!({"first": 1, "last": 3});
     let Value::Mask(m) = run(&SliceRangeMask, params, vec![("like", like.clone())]).unwrap() else {
         panic!()
@@ -183,7 +183,7 @@ fn slice_range_mask_sets_exactly_the_chosen_slices() {
         for y in 0..2 {
             for x in 0..3 {
                 assert_eq!(
-                    m.as_slice()[g.index(x, y, z)],
+                    m.to_bytes()[g.index(x, y, z)],
                     u8::from((1..=3).contains(&z))
                 );
             }

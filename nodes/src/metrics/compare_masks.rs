@@ -10,8 +10,8 @@ use voxflow_engine::{
 
 use super::edt::EdtMethod;
 use super::kernels::{
-    binary_overlap, label_extent, label_overlap, labels_present, pair_codes,
-    surface_distances_with, LabelVoxel, Overlap, SurfaceDistances, VoxelBox, NO_ROW,
+    binary_overlap, label_extent, label_overlap, labels_present, mask_pair_codes, pair_codes,
+    surface_distances_with, Overlap, SurfaceDistances, VoxelBox, NO_ROW,
 };
 
 /// The columns of the output table, in order.
@@ -368,18 +368,21 @@ impl LabelInput {
     #[inline]
     pub fn label_at(&self, i: usize) -> u16 {
         match self {
-            LabelInput::Mask(m) => m.as_slice()[i].label(),
+            LabelInput::Mask(m) => u16::from(m.get_index(i)),
             LabelInput::Labels(l) => l.as_slice()[i],
         }
     }
 }
 
-/// Run `$body` with `$s` bound to the voxel slice of a [`LabelInput`] (u8 or u16).
+/// Run `$body` with `$s` bound to the voxel slice of a [`LabelInput`] (u8 or u16). A
+/// mask is unpacked to bytes for the call: the label kernels index voxels directly, and
+/// two masks compared as one label take the packed path instead (no unpacking).
 macro_rules! with_voxels {
     ($input:expr, |$s:ident| $body:expr) => {
         match $input {
             LabelInput::Mask(m) => {
-                let $s = m.as_slice();
+                let bytes = m.to_bytes();
+                let $s = &bytes[..];
                 $body
             }
             LabelInput::Labels(l) => {
@@ -572,7 +575,7 @@ fn compare(
         let (LabelInput::Mask(ma), LabelInput::Mask(mb)) = (a, b) else {
             unreachable!()
         };
-        vec![binary_overlap(ma.as_slice(), mb.as_slice(), dims, region)]
+        vec![binary_overlap(ma, mb, region)]
     } else {
         with_voxels!(a, |va| with_voxels!(b, |vb| label_overlap(
             va,
@@ -590,9 +593,12 @@ fn compare(
         let distances = match (ov.bbox_a, ov.bbox_b) {
             (Some(ba), Some(bb)) => {
                 let bbox = ba.union(&bb);
-                let codes = with_voxels!(a, |va| with_voxels!(b, |vb| pair_codes(
-                    va, vb, dims, &bbox, la, lb
-                )));
+                let codes = match (a, b) {
+                    (LabelInput::Mask(ma), LabelInput::Mask(mb)) => mask_pair_codes(ma, mb, &bbox),
+                    _ => with_voxels!(a, |va| with_voxels!(b, |vb| pair_codes(
+                        va, vb, dims, &bbox, la, lb
+                    ))),
+                };
                 surface_distances_with(&codes, bbox.dims(), geom.spacing, method)
             }
             (None, None) => None,

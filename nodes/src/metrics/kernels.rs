@@ -17,6 +17,8 @@
 //!   distance map of B sampled at the voxels of A outside B gives it.
 
 use rayon::prelude::*;
+use voxflow_engine::mask::set_bit_range;
+use voxflow_engine::Mask;
 
 use super::edt::{sample_sq_edt_with, EdtMethod};
 
@@ -162,137 +164,52 @@ fn include(b: &mut Option<VoxelBox>, lo: [usize; 3], hi: [usize; 3]) {
     });
 }
 
-/// Counts and bounding boxes of two binary masks (non-zero = foreground) inside
-/// `region`, slices in parallel. Memory bound: each slice is counted in one vectorised
-/// pass over both masks (whole planes at once when the region spans full rows), and
-/// the extents are found by scanning 8 voxels at a time from the ends of rows only.
-pub fn binary_overlap(a: &[u8], b: &[u8], dims: [usize; 3], region: &VoxelBox) -> Overlap {
-    let [nx, ny, _] = dims;
-    assert_eq!(a.len(), b.len());
-    assert_eq!(a.len(), dims.iter().product::<usize>());
+/// Counts and bounding boxes of two masks inside `region`, slices in parallel. The
+/// masks are bit-packed, so each row is a few popcounts of word ANDs (region edges cut
+/// by a per-word x mask) and the x extent comes from the first and last set bit of
+/// the row's non-zero words.
+pub fn binary_overlap(a: &Mask, b: &Mask, region: &VoxelBox) -> Overlap {
+    assert_eq!(a.dims(), b.dims(), "binary_overlap: grids differ");
     let [x0, y0, z0] = region.lo;
     let [x1, y1, z1] = region.hi;
     if region.is_empty() {
         return Overlap::default();
     }
+    // Which bits of each word of a row lie in x0..x1.
+    let mut xmask = vec![0u64; a.words_per_row()];
+    set_bit_range(&mut xmask, x0, x1);
+    let (w0, w1) = (x0 / 64, x1.div_ceil(64));
     (z0..z1)
         .into_par_iter()
         .map(|z| {
             let mut o = Overlap::default();
-            let row = |y: usize| -> std::ops::Range<usize> {
-                let start = nx * (y + ny * z);
-                start + x0..start + x1
-            };
-            let counts = if x0 == 0 && x1 == nx {
-                let r = nx * (y0 + ny * z)..nx * (y1 + ny * z);
-                count3(&a[r.clone()], &b[r])
-            } else {
-                (y0..y1).fold((0, 0, 0), |acc, y| {
-                    let c = count3(&a[row(y)], &b[row(y)]);
-                    (acc.0 + c.0, acc.1 + c.1, acc.2 + c.2)
-                })
-            };
-            (o.voxels_a, o.voxels_b, o.intersection) = counts;
-            for (n, m, bbox) in [(counts.0, a, &mut o.bbox_a), (counts.1, b, &mut o.bbox_b)] {
-                if n == 0 {
-                    continue;
+            // Per mask: y range and x range of set voxels in this slice.
+            let mut ext = [(usize::MAX, 0usize, usize::MAX, 0usize); 2];
+            for y in y0..y1 {
+                let (ra, rb) = (a.row(y, z), b.row(y, z));
+                for w in w0..w1 {
+                    let (va, vb) = (ra[w] & xmask[w], rb[w] & xmask[w]);
+                    o.voxels_a += u64::from(va.count_ones());
+                    o.voxels_b += u64::from(vb.count_ones());
+                    o.intersection += u64::from((va & vb).count_ones());
+                    for (e, v) in ext.iter_mut().zip([va, vb]) {
+                        if v != 0 {
+                            e.0 = e.0.min(y);
+                            e.1 = e.1.max(y);
+                            e.2 = e.2.min(w * 64 + v.trailing_zeros() as usize);
+                            e.3 = e.3.max(w * 64 + 63 - v.leading_zeros() as usize);
+                        }
+                    }
                 }
-                let has = |y: usize| first_set(&m[row(y)]).is_some();
-                let (Some(ymin), Some(ymax)) =
-                    ((y0..y1).find(|&y| has(y)), (y0..y1).rev().find(|&y| has(y)))
-                else {
-                    continue;
-                };
-                // x extent: each row is scanned only outside the extent found so far.
-                let (mut xmin, mut xmax) = (usize::MAX, 0usize);
-                for y in ymin..=ymax {
-                    let r = &m[row(y)];
-                    if let Some(f) = first_set(&r[..xmin.min(r.len())]) {
-                        xmin = f;
-                    }
-                    if xmin == usize::MAX {
-                        continue; // empty row before the first set voxel was found
-                    }
-                    let from = (xmax + 1).min(r.len());
-                    if let Some(l) = last_set(&r[from..]) {
-                        xmax = from + l;
-                    }
-                    xmax = xmax.max(xmin);
+            }
+            for (e, bbox) in ext.iter().zip([&mut o.bbox_a, &mut o.bbox_b]) {
+                if e.0 != usize::MAX {
+                    include(bbox, [e.2, e.0, z], [e.3 + 1, e.1 + 1, z + 1]);
                 }
-                include(bbox, [x0 + xmin, ymin, z], [x0 + xmax + 1, ymax + 1, z + 1]);
             }
             o
         })
         .reduce(Overlap::default, |x, y| x.merge(&y))
-}
-
-/// Index of the first non-zero byte, testing 8 at a time.
-#[inline]
-fn first_set(r: &[u8]) -> Option<usize> {
-    let mut chunks = r.chunks_exact(8);
-    for (k, c) in (&mut chunks).enumerate() {
-        let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-        if w != 0 {
-            return Some(8 * k + (w.trailing_zeros() / 8) as usize);
-        }
-    }
-    let base = r.len() - chunks.remainder().len();
-    chunks
-        .remainder()
-        .iter()
-        .position(|&v| v != 0)
-        .map(|p| base + p)
-}
-
-/// Index of the last non-zero byte, testing 8 at a time.
-#[inline]
-fn last_set(r: &[u8]) -> Option<usize> {
-    let tail = r.len() % 8;
-    if let Some(p) = r[r.len() - tail..].iter().rposition(|&v| v != 0) {
-        return Some(r.len() - tail + p);
-    }
-    let body = &r[..r.len() - tail];
-    for (k, c) in body.rchunks_exact(8).enumerate() {
-        let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-        if w != 0 {
-            let start = body.len() - 8 * (k + 1);
-            return Some(start + 7 - (w.leading_zeros() / 8) as usize);
-        }
-    }
-    None
-}
-
-/// Voxels set in `a`, in `b` and in both (non-zero = set). Blocks of 32 x 255 bytes
-/// are counted in 32 u8 lanes (one vector register), reduced once per block.
-#[inline]
-fn count3(a: &[u8], b: &[u8]) -> (u64, u64, u64) {
-    const L: usize = 32;
-    let (mut na, mut nb, mut nab) = (0u64, 0u64, 0u64);
-    let mut ca = a.chunks_exact(L * 255);
-    let mut cb = b.chunks_exact(L * 255);
-    let wide = |v: &[u8; L]| v.iter().map(|&x| u64::from(x)).sum::<u64>();
-    for (xa, xb) in (&mut ca).zip(&mut cb) {
-        let (mut sa, mut sb, mut sab) = ([0u8; L], [0u8; L], [0u8; L]);
-        for (ra, rb) in xa.chunks_exact(L).zip(xb.chunks_exact(L)) {
-            for k in 0..L {
-                let ia = u8::from(ra[k] != 0);
-                let ib = u8::from(rb[k] != 0);
-                sa[k] = sa[k].wrapping_add(ia);
-                sb[k] = sb[k].wrapping_add(ib);
-                sab[k] = sab[k].wrapping_add(ia & ib);
-            }
-        }
-        na += wide(&sa);
-        nb += wide(&sb);
-        nab += wide(&sab);
-    }
-    for (&va, &vb) in ca.remainder().iter().zip(cb.remainder()) {
-        let (ia, ib) = (u64::from(va != 0), u64::from(vb != 0));
-        na += ia;
-        nb += ib;
-        nab += ia & ib;
-    }
-    (na, nb, nab)
 }
 
 /// Lookup table value meaning "this label is not compared".
@@ -639,18 +556,39 @@ pub fn surface_distances_with(
     })
 }
 
-/// Surface and voxel distances between two binary masks on a grid (non-zero =
-/// foreground), computed on their union bounding box; `None` when either is empty.
-pub fn binary_surface_distances(
-    a: &[u8],
-    b: &[u8],
-    dims: [usize; 3],
-    spacing: [f64; 3],
-) -> Option<SurfaceDistances> {
-    let o = binary_overlap(a, b, dims, &VoxelBox::all(dims));
+/// Codes ([`IN_A`] | [`IN_B`]) of the voxels of `bbox`, x fastest, from two masks.
+pub fn mask_pair_codes(a: &Mask, b: &Mask, bbox: &VoxelBox) -> Vec<u8> {
+    let [bx, by, _] = bbox.dims();
+    let mut codes = vec![0u8; bbox.len()];
+    if codes.is_empty() {
+        return codes;
+    }
+    codes
+        .par_chunks_mut(bx * by)
+        .enumerate()
+        .for_each(|(k, slice)| {
+            let z = bbox.lo[2] + k;
+            for (j, row) in slice.chunks_mut(bx).enumerate() {
+                let y = bbox.lo[1] + j;
+                let (ra, rb) = (a.row(y, z), b.row(y, z));
+                for (i, c) in row.iter_mut().enumerate() {
+                    let x = bbox.lo[0] + i;
+                    let (w, s) = (x / 64, x % 64);
+                    *c = (((ra[w] >> s) & 1) | (((rb[w] >> s) & 1) << 1)) as u8;
+                }
+            }
+        });
+    codes
+}
+
+/// Surface and voxel distances between two masks, computed on their union bounding
+/// box; `None` when either is empty.
+pub fn binary_surface_distances(a: &Mask, b: &Mask) -> Option<SurfaceDistances> {
+    let dims = a.dims();
+    let o = binary_overlap(a, b, &VoxelBox::all(dims));
     let bbox = o.bbox_a?.union(&o.bbox_b?);
-    let codes = pair_codes(a, b, dims, &bbox, 1, 1);
-    surface_distances(&codes, bbox.dims(), spacing)
+    let codes = mask_pair_codes(a, b, &bbox);
+    surface_distances(&codes, bbox.dims(), a.geometry().spacing)
 }
 
 /// The `q`-th percentile (0..=100) of `values` with linear interpolation between
@@ -688,6 +626,27 @@ pub fn percentile_linear(values: &mut [f64], q: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use voxflow_engine::Geometry;
+
+    fn masks(a: &[u8], b: &[u8], dims: [usize; 3], spacing: [f64; 3]) -> (Mask, Mask) {
+        let g = Geometry::new(dims, spacing);
+        (
+            Mask::from_bytes(g.clone(), a).unwrap(),
+            Mask::from_bytes(g, b).unwrap(),
+        )
+    }
+
+    /// [`binary_overlap`] on byte masks.
+    fn bo(a: &[u8], b: &[u8], dims: [usize; 3], region: &VoxelBox) -> Overlap {
+        let (a, b) = masks(a, b, dims, [1.0; 3]);
+        binary_overlap(&a, &b, region)
+    }
+
+    /// [`binary_surface_distances`] on byte masks.
+    fn bsd(a: &[u8], b: &[u8], dims: [usize; 3], spacing: [f64; 3]) -> Option<SurfaceDistances> {
+        let (a, b) = masks(a, b, dims, spacing);
+        binary_surface_distances(&a, &b)
+    }
 
     #[test]
     fn percentile_matches_numpy_examples() {
@@ -724,12 +683,12 @@ mod tests {
         let dims = [6, 1, 1];
         let a: Vec<u8> = (0..6).map(|x| u8::from(x < 4)).collect();
         let b: Vec<u8> = (0..6).map(|x| u8::from(x >= 2)).collect();
-        let d = binary_surface_distances(&a, &b, dims, [2.0, 1.0, 1.0]).unwrap();
+        let d = bsd(&a, &b, dims, [2.0, 1.0, 1.0]).unwrap();
         // Every voxel of a 1-voxel-thick line is surface. A→B: 4, 2, 0, 0; B→A: 0, 0, 2, 4.
         assert_eq!(d.hausdorff_mm, 4.0);
         assert_eq!(d.hausdorff_voxel_mm, 4.0);
         assert!((d.mean_surface_distance_mm - 12.0 / 8.0).abs() < 1e-12);
-        let o = binary_overlap(&a, &b, dims, &VoxelBox::all(dims));
+        let o = bo(&a, &b, dims, &VoxelBox::all(dims));
         assert_eq!((o.voxels_a, o.voxels_b, o.intersection), (4, 4, 2));
         assert_eq!(
             o.bbox_a,
@@ -756,7 +715,7 @@ mod tests {
                 }
             }
         }
-        let d = binary_surface_distances(&a, &b, dims, [1.0, 1.0, 1.0]).unwrap();
+        let d = bsd(&a, &b, dims, [1.0, 1.0, 1.0]).unwrap();
         assert_eq!(d.hausdorff_voxel_mm, 3.0);
         assert_eq!(d.hausdorff_mm, 0.0);
     }
@@ -819,7 +778,7 @@ mod tests {
         }
         let before =
             crate::metrics::edt::FALLBACK_QUERIES.load(std::sync::atomic::Ordering::Relaxed);
-        let d = binary_surface_distances(&a, &b, dims, sp).unwrap();
+        let d = bsd(&a, &b, dims, sp).unwrap();
         let after =
             crate::metrics::edt::FALLBACK_QUERIES.load(std::sync::atomic::Ordering::Relaxed);
         assert!(after > before, "the fallback was not used");
@@ -870,7 +829,7 @@ mod tests {
             } else {
                 VoxelBox { lo, hi: dims }
             };
-            let got = binary_overlap(&a, &b, dims, &region);
+            let got = bo(&a, &b, dims, &region);
             let mut want = Overlap::default();
             for z in region.lo[2]..region.hi[2] {
                 for y in region.lo[1]..region.hi[1] {
@@ -896,7 +855,7 @@ mod tests {
         let mut a = vec![0u8; 54000];
         a[9000 + 17] = 1;
         a[2 * 9000 + 8990] = 5;
-        let o = binary_overlap(&a, &a, dims, &VoxelBox::all(dims));
+        let o = bo(&a, &a, dims, &VoxelBox::all(dims));
         assert_eq!((o.voxels_a, o.intersection), (2, 2));
         assert_eq!(
             o.bbox_a,

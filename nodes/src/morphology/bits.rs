@@ -9,9 +9,9 @@
 //! them so), so no operation ever reads garbage from beyond the row.
 
 use rayon::prelude::*;
+use voxflow_engine::mask::{last_word_mask, set_bit_range};
 use voxflow_engine::{Geometry, Mask};
 
-use super::buffer::zeroed;
 use super::element::{Element, Span};
 
 /// Above this window length (2r+1 rows or slices) the y and z passes switch from direct
@@ -24,82 +24,6 @@ pub struct BitVolume {
     dims: [usize; 3],
     wpr: usize,
     words: Vec<u64>,
-}
-
-/// Mask of the valid bits in the last word of a row of `nx` voxels.
-#[inline]
-fn last_word_mask(nx: usize) -> u64 {
-    match nx % 64 {
-        0 => !0,
-        m => (1u64 << m) - 1,
-    }
-}
-
-/// Bit i of byte `b` spread to byte i of a u64 (value 0 or 1).
-const EXPAND: [u64; 256] = {
-    let mut t = [0u64; 256];
-    let mut b = 0;
-    while b < 256 {
-        let mut v = 0u64;
-        let mut i = 0;
-        while i < 8 {
-            v |= (((b >> i) & 1) as u64) << (8 * i);
-            i += 1;
-        }
-        t[b] = v;
-        b += 1;
-    }
-    t
-};
-
-/// Eight mask bytes (any non-zero byte counts as set) gathered into 8 bits, byte i to
-/// bit i: a SWAR non-zero test, then one multiply that moves bit 8i to bit 56+i.
-#[inline]
-fn gather8(w: u64) -> u64 {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let nz = (((w & LOW7).wrapping_add(LOW7)) | w) & HIGH;
-    ((nz >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56
-}
-
-/// Pack a row of bytes into `dst` (all `ceil(src.len() / 64)` words are written).
-pub(crate) fn pack_row(src: &[u8], dst: &mut [u64]) {
-    let mut chunks = src.chunks_exact(64);
-    let mut wi = 0;
-    for c in &mut chunks {
-        let mut w = 0u64;
-        for (g, b) in c.chunks_exact(8).enumerate() {
-            let v = u64::from_le_bytes(b.try_into().expect("8 bytes"));
-            w |= gather8(v) << (8 * g);
-        }
-        dst[wi] = w;
-        wi += 1;
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut w = 0u64;
-        for (i, &b) in rest.iter().enumerate() {
-            w |= ((b != 0) as u64) << i;
-        }
-        dst[wi] = w;
-    }
-}
-
-/// Unpack the first `dst.len()` bits of `src` into bytes 0/1.
-fn unpack_row(src: &[u64], dst: &mut [u8]) {
-    let mut chunks = dst.chunks_exact_mut(8);
-    let mut i = 0usize;
-    for c in &mut chunks {
-        let byte = (src[i / 8] >> (8 * (i % 8))) & 0xff;
-        c.copy_from_slice(&EXPAND[byte as usize].to_le_bytes());
-        i += 1;
-    }
-    let rest = chunks.into_remainder();
-    let base = i * 8;
-    for (j, d) in rest.iter_mut().enumerate() {
-        let x = base + j;
-        *d = ((src[x / 64] >> (x % 64)) & 1) as u8;
-    }
 }
 
 /// `dst[x] = src[x - s]` (bits move towards higher x; zeros come in).
@@ -139,13 +63,6 @@ fn shr_into(src: &[u64], s: usize, dst: &mut [u64]) {
         } else {
             (lo >> m) | (hi << (64 - m))
         };
-    }
-}
-
-/// Set bits `lo..hi` of a row.
-fn set_bits(row: &mut [u64], lo: usize, hi: usize) {
-    for x in lo..hi {
-        row[x / 64] |= 1u64 << (x % 64);
     }
 }
 
@@ -347,8 +264,8 @@ impl BitVolume {
         self.wpr * self.dims[1]
     }
 
-    /// Pack a mask (non-zero bytes are set) into a volume grown by `pad` voxels on both
-    /// sides of each axis, the margin set to `fill`.
+    /// Copy a mask into a volume grown by `pad` voxels on both sides of each axis, the
+    /// margin set to `fill`.
     pub fn from_mask(mask: &Mask, pad: [usize; 3], fill: bool) -> Self {
         let [nx, ny, nz] = mask.dims();
         let dims = [nx + 2 * pad[0], ny + 2 * pad[1], nz + 2 * pad[2]];
@@ -357,18 +274,15 @@ impl BitVolume {
         if out.words.is_empty() {
             return out;
         }
-        let src = mask.as_slice();
         let last_mask = last_word_mask(dims[0]);
         let full_row = |row: &mut [u64]| {
             row.fill(!0);
             row[wpr - 1] &= last_mask;
         };
-        let win = nx.div_ceil(64);
         out.words
             .par_chunks_mut(sw)
             .enumerate()
             .for_each(|(zp, slice)| {
-                let mut tmp = vec![0u64; win];
                 let z = zp.wrapping_sub(pad[2]);
                 for (yp, row) in slice.chunks_mut(wpr).enumerate() {
                     let y = yp.wrapping_sub(pad[1]);
@@ -378,15 +292,14 @@ impl BitVolume {
                         }
                         continue;
                     }
-                    let s = &src[nx * (y + ny * z)..nx * (y + ny * z + 1)];
+                    let src = mask.row(y, z);
                     if pad[0] == 0 {
-                        pack_row(s, row);
+                        row.copy_from_slice(src);
                     } else {
-                        pack_row(s, &mut tmp);
-                        shl_into(&tmp, pad[0], row);
+                        shl_into(src, pad[0], row);
                         if fill {
-                            set_bits(row, 0, pad[0]);
-                            set_bits(row, pad[0] + nx, dims[0]);
+                            set_bit_range(row, 0, pad[0]);
+                            set_bit_range(row, pad[0] + nx, dims[0]);
                         }
                     }
                 }
@@ -394,34 +307,26 @@ impl BitVolume {
         out
     }
 
-    /// Unpack into a mask on `geometry`, dropping `crop` voxels on both sides of each
-    /// axis (the inverse of the `pad` of [`BitVolume::from_mask`]).
+    /// Copy into a mask on `geometry`, dropping `crop` voxels on both sides of each axis
+    /// (the inverse of the `pad` of [`BitVolume::from_mask`]).
     pub fn to_mask(&self, crop: [usize; 3], geometry: Geometry) -> Mask {
-        let [nx, ny, nz] = geometry.dims;
         assert!(
             (0..3).all(|a| geometry.dims[a] + 2 * crop[a] == self.dims[a]),
             "to_mask: grid does not match the packed volume"
         );
-        let mut out = zeroed::<u8>(nx * ny * nz);
-        if !out.is_empty() {
-            let (wpr, sw) = (self.wpr, self.slice_words());
-            out.par_chunks_mut(nx * ny)
-                .enumerate()
-                .for_each(|(z, slice)| {
-                    let mut tmp = vec![0u64; nx.div_ceil(64)];
-                    let src_slice = &self.words[(z + crop[2]) * sw..(z + crop[2] + 1) * sw];
-                    for (y, row) in slice.chunks_mut(nx).enumerate() {
-                        let s = &src_slice[(y + crop[1]) * wpr..(y + crop[1] + 1) * wpr];
-                        if crop[0] == 0 {
-                            unpack_row(s, row);
-                        } else {
-                            shr_into(s, crop[0], &mut tmp);
-                            unpack_row(&tmp, row);
-                        }
-                    }
-                });
-        }
-        Mask::from_vec(geometry, out).expect("dims checked")
+        let (wpr, sw) = (self.wpr, self.slice_words());
+        let last = last_word_mask(geometry.dims[0]);
+        Mask::from_rows(geometry, |y, z, row| {
+            let s = &self.words[(z + crop[2]) * sw + (y + crop[1]) * wpr..][..wpr];
+            if crop[0] == 0 {
+                row.copy_from_slice(s);
+            } else {
+                shr_into(s, crop[0], row);
+                if let Some(w) = row.last_mut() {
+                    *w &= last;
+                }
+            }
+        })
     }
 
     /// Complement every voxel (the bits past `nx` stay zero).
@@ -579,17 +484,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn gather_and_expand_are_inverse() {
-        for b in 0..256u64 {
-            let bytes: u64 = (0..8).map(|i| ((b >> i) & 1) << (8 * i)).sum();
-            assert_eq!(gather8(bytes), b);
-            assert_eq!(EXPAND[b as usize], bytes);
-            // any non-zero byte counts as set
-            assert_eq!(gather8(bytes * 0xff), b);
-        }
-    }
-
-    #[test]
     fn shifts_move_bits_across_words() {
         let src = [1u64 << 63, 1];
         let mut d = [0u64; 3];
@@ -609,12 +503,12 @@ mod tests {
         let data: Vec<u8> = (0..g.len())
             .map(|i| ((i * 7919) % 3 == 0) as u8 * 5)
             .collect();
-        let m = Mask::from_vec(g.clone(), data.clone()).unwrap();
+        let m = Mask::from_bytes(g.clone(), &data).unwrap();
         for (pad, fill) in [([0, 0, 0], false), ([3, 1, 2], true), ([65, 0, 1], false)] {
             let b = BitVolume::from_mask(&m, pad, fill);
             let back = b.to_mask(pad, g.clone());
             let want: Vec<u8> = data.iter().map(|&v| (v != 0) as u8).collect();
-            assert_eq!(back.as_slice(), &want[..]);
+            assert_eq!(back.to_bytes(), want);
             let d = b.dims();
             let margin = d.iter().product::<usize>() - g.len();
             let ones = want.iter().filter(|&&v| v == 1).count();

@@ -11,8 +11,8 @@
 //! use voxflow_engine::{Geometry, Mask};
 //! use voxflow_nodes::morphology::{element::Element, kernels};
 //!
-//! let mut m = Mask::filled(Geometry::new([5, 5, 1], [1.0; 3]), 0);
-//! m.as_mut_slice()[12] = 1; // centre voxel
+//! let mut m = Mask::zeros(Geometry::new([5, 5, 1], [1.0; 3]));
+//! m.set(2, 2, 0, true); // centre voxel
 //! let d = kernels::dilate(&m, &Element::cuboid([3, 3, 1]).unwrap());
 //! assert_eq!(d.count(), 9);
 //! ```

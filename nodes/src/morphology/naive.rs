@@ -1,5 +1,5 @@
 //! Reference binary morphology (the `naive` implementation): the direct definitions,
-//! offset by offset on byte masks, with the border conventions written out. Slow
+//! offset by offset on unpacked (byte) masks, with the border conventions written out. Slow
 //! (work = voxels x element size) but easy to check; the fast kernels are tested
 //! against it.
 
@@ -11,7 +11,7 @@ use super::element::Element;
 /// `out[v] = any/all over offsets o of in[v + o]`, with `outside` for voxels off the grid.
 fn apply(mask: &Mask, element: &Element, all: bool, outside: bool) -> Mask {
     let [nx, ny, nz] = mask.dims();
-    let src = mask.as_slice();
+    let src = mask.to_bytes();
     let offsets = element.offsets();
     let mut out = vec![0u8; src.len()];
     if !out.is_empty() {
@@ -45,30 +45,40 @@ fn apply(mask: &Mask, element: &Element, all: bool, outside: bool) -> Mask {
                 }
             });
     }
-    Mask::from_vec(mask.geometry().clone(), out).expect("same grid")
+    Mask::from_bytes(mask.geometry().clone(), &out).expect("same grid")
 }
 
 /// `mask` grown by `pad` voxels on both sides of each axis, the margin set to `fill`.
-fn padded(mask: &Mask, pad: [usize; 3], fill: u8) -> Mask {
+fn padded(mask: &Mask, pad: [usize; 3], fill: bool) -> Mask {
     let [nx, ny, nz] = mask.dims();
     let dims = [nx + 2 * pad[0], ny + 2 * pad[1], nz + 2 * pad[2]];
     let g = Geometry::new(dims, mask.geometry().spacing);
-    let mut out = Mask::filled(g, fill);
-    let mut v = out.view_mut();
-    for ((x, y, z), &m) in mask.view().indexed_iter() {
-        v[[x + pad[0], y + pad[1], z + pad[2]]] = (m != 0) as u8;
-    }
-    out
+    Mask::from_fn(g, |i| {
+        let (x, y, z) = (
+            i % dims[0],
+            (i / dims[0]) % dims[1],
+            i / (dims[0] * dims[1]),
+        );
+        let inner = (
+            x.wrapping_sub(pad[0]),
+            y.wrapping_sub(pad[1]),
+            z.wrapping_sub(pad[2]),
+        );
+        if inner.0 < nx && inner.1 < ny && inner.2 < nz {
+            mask.get(inner.0, inner.1, inner.2)
+        } else {
+            fill
+        }
+    })
 }
 
 /// The inner part of a mask padded by `pad`, on the original grid.
 fn cropped(m: &Mask, pad: [usize; 3], original: &Mask) -> Mask {
-    let mut out = Mask::filled(original.geometry().clone(), 0);
-    let v = m.view();
-    for ((x, y, z), o) in out.view_mut().indexed_iter_mut() {
-        *o = v[[x + pad[0], y + pad[1], z + pad[2]]];
-    }
-    out
+    let [nx, ny, _] = original.dims();
+    Mask::from_fn(original.geometry().clone(), |i| {
+        let (x, y, z) = (i % nx, (i / nx) % ny, i / (nx * ny));
+        m.get(x + pad[0], y + pad[1], z + pad[2])
+    })
 }
 
 /// Dilation: `out[v] = 1` when some `v + o` (o in the element) is set; outside is
@@ -87,13 +97,13 @@ pub fn erode(mask: &Mask, element: &Element) -> Mask {
 /// recipe of `sarcopenia_ref.closing` and ITK's `SafeBorder`).
 pub fn close(mask: &Mask, element: &Element) -> Mask {
     let pad = element.radius();
-    let p = padded(mask, pad, 0);
+    let p = padded(mask, pad, false);
     cropped(&erode(&dilate(&p, element), element), pad, mask)
 }
 
 /// Opening: pad by the element radius with foreground, erode, dilate, crop.
 pub fn open(mask: &Mask, element: &Element) -> Mask {
     let pad = element.radius();
-    let p = padded(mask, pad, 1);
+    let p = padded(mask, pad, true);
     cropped(&dilate(&erode(&p, element), element), pad, mask)
 }

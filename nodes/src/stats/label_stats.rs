@@ -204,7 +204,7 @@ impl Node for LabelStatsNode {
                 l.geometry().clone(),
             ),
             Some(Value::Mask(m)) => (
-                label_stats(m.as_slice(), m.dims(), image.as_deref()),
+                label_stats(&m.to_bytes(), m.dims(), image.as_deref()),
                 m.geometry().clone(),
             ),
             Some(other) => {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
-use voxflow_engine::{Cell, Geometry, Image, NodeContext, NodeType, Table, Value, Volume};
+use voxflow_engine::{Cell, Geometry, Image, Mask, NodeContext, NodeType, Table, Value, Volume};
 
 use super::label_stats::{label_stats, LabelStats};
 use super::write_table::WriteTable;
@@ -194,7 +194,7 @@ fn matches_brute_force_on_random_data() {
 fn grids_must_match_and_empty_labels_give_empty_tables() {
     let a = Geometry::new([4, 4, 2], [1.0; 3]);
     let b = Geometry::new([4, 4, 2], [1.0, 1.0, 2.0]);
-    let mask = Value::Mask(Arc::new(Volume::filled(a.clone(), 1u8)));
+    let mask = Value::Mask(Arc::new(Mask::from_fn(a.clone(), |_| true)));
     let img = Value::Image(Arc::new(Image::I16(Volume::filled(b, 5))));
     let e = run_stats(mask, Some(img)).unwrap_err();
     assert!(e.contains("grids differ"), "{e}");

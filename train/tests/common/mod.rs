@@ -69,7 +69,7 @@ pub fn case(seed: u64, cfg: &TrainingConfig, sparse: bool) -> TrainCase {
     }
     let image = Image::I16(Volume::from_vec(g.clone(), hu).unwrap());
     let labels = Volume::from_vec(g.clone(), lab).unwrap();
-    let weights = Volume::from_vec(g, w).unwrap();
+    let weights = voxflow_engine::Mask::from_bytes(g, &w).unwrap();
     TrainCase::new(
         &format!("case{seed}"),
         &image,

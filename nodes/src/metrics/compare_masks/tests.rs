@@ -147,7 +147,7 @@ fn check_reference(imp: &str) {
             let a = load_labels(&dir.join(format!("ct_sm_tissue_{name}.nii.gz")));
             let b = load_labels(&dir.join(format!("ct_sm_tissue_{name}_v2023.nii.gz")));
             // Binary masks: run one as Mask and one as Labels to cover both input kinds.
-            let a_mask: Mask = a.map(|&v| u8::from(v != 0));
+            let a_mask = Mask::from_fn(a.geometry().clone(), |i| a.as_slice()[i] != 0);
             let t = run_impl(
                 imp,
                 json!({}),
@@ -158,7 +158,11 @@ fn check_reference(imp: &str) {
             assert_eq!(r.keys().copied().collect::<Vec<_>>(), vec![1], "{key}");
             r[&1].clone()
         } else if key.ends_with("muscles 86-89 union") {
-            let union = |l: &Labels| -> Mask { l.map(|&v| u8::from((86..=89).contains(&v))) };
+            let union = |l: &Labels| -> Mask {
+                Mask::from_fn(l.geometry().clone(), |i| {
+                    (86..=89).contains(&l.as_slice()[i])
+                })
+            };
             let t = run_impl(
                 imp,
                 json!({}),
@@ -588,8 +592,8 @@ fn agrees_with_scipy_and_simpleitk() {
         std::fs::write(&pb, &b).unwrap();
         cases.push(json!({"dims": dims, "spacing": spacing, "a": pa, "b": pb}));
         let g = grid(dims, spacing);
-        let ma = Volume::from_vec(g.clone(), a).unwrap();
-        let mb = Volume::from_vec(g, b).unwrap();
+        let ma = Mask::from_bytes(g.clone(), &a).unwrap();
+        let mb = Mask::from_bytes(g, &b).unwrap();
         let by_impl: Vec<_> = ["exact_edt", "separable"]
             .into_iter()
             .map(|imp| {
