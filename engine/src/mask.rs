@@ -166,9 +166,9 @@ impl Mask {
     /// Write every row with `f(row_index, row)`, row index `y + ny * z`, in parallel.
     fn fill_from(mut self, f: impl Fn(usize, &mut [u64]) + Sync + Send) -> Self {
         let wpr = self.wpr;
-        if wpr > 0 {
-            // A few rows per task: a row of a 512-wide grid is only 8 words.
-            let rows_per_task = (4096 / wpr).max(1);
+        // A few rows per task: a row of a 512-wide grid is only 8 words.
+        if let Some(rows_per_task) = 4096usize.checked_div(wpr) {
+            let rows_per_task = rows_per_task.max(1);
             self.words
                 .par_chunks_mut(wpr * rows_per_task)
                 .enumerate()

@@ -3,8 +3,8 @@
 //!
 //! Why runs: a CT mask row holds few runs of foreground, so labelling runs instead of
 //! voxels makes union-find work proportional to the number of runs, and finding runs
-//! in a bit-packed row skips 64 voxels per step. Rows are packed and split into runs
-//! per slice in parallel; in-slice unions are per slice too, so `per_slice`
+//! in a bit-packed row skips 64 voxels per step. Rows are split into runs per slice in
+//! parallel; in-slice unions are per slice too, so `per_slice`
 //! labelling is fully parallel; 3D labelling then joins neighbouring slices in one
 //! sequential pass over the runs.
 //!

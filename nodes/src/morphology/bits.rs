@@ -1,8 +1,8 @@
 //! Bit-packed masks: 64 voxels per `u64` word along x.
 //!
-//! Why: a byte mask of 512x512x200 is 52 MB, its packed form 6.5 MB. Dilation in packed
-//! form is a handful of word shifts and ORs per 64 voxels, so the fast morphology kernels
-//! spend most of their time packing and unpacking, which runs at memory speed.
+//! The same layout as [`Mask`], with margins: closing and opening pad the volume by the
+//! element radius, so a `BitVolume` is a [`Mask`] grown on every side. Dilation in packed
+//! form is a handful of word shifts and ORs per 64 voxels.
 //!
 //! Layout: row `(y, z)` is `words_per_row` words; bit `x % 64` of word `x / 64` is voxel
 //! `x`. Bits past `nx` in the last word of a row are always zero (every operation keeps
