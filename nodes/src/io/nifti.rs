@@ -14,8 +14,10 @@
 // Matrix code reads best with explicit row/column indices.
 #![allow(clippy::needless_range_loop)]
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use flate2::{Compress, Compression, Crc, Decompress, FlushCompress, FlushDecompress, Status};
@@ -1094,15 +1096,22 @@ pub fn le_bytes<T: Sample>(v: &[T]) -> std::borrow::Cow<'_, [u8]> {
 /// deflated independently, each ended with a sync flush (the last with a final block),
 /// concatenated and wrapped in one gzip member whose CRC is combined from the blocks'.
 /// Any gzip reader sees a single ordinary stream.
-pub fn encode_gzip(header: &Header, voxels: &[u8]) -> Vec<Vec<u8>> {
+pub fn encode_gzip(header: &Header, voxels: &ByteSource) -> Vec<Vec<u8>> {
     let head = header.to_bytes();
-    let mut blocks: Vec<&[u8]> = vec![&head[..]];
-    blocks.extend(voxels.chunks(GZIP_BLOCK));
-    let last = blocks.len() - 1;
-    let parts: Vec<(Vec<u8>, Crc)> = blocks
-        .par_iter()
-        .enumerate()
-        .map(|(i, block)| {
+    let n_blocks = 1 + voxels.len.div_ceil(GZIP_BLOCK);
+    let block = |i: usize| -> Cow<'_, [u8]> {
+        if i == 0 {
+            Cow::Borrowed(&head[..])
+        } else {
+            let start = (i - 1) * GZIP_BLOCK;
+            (voxels.block)(start..voxels.len.min(start + GZIP_BLOCK))
+        }
+    };
+    let last = n_blocks - 1;
+    let parts: Vec<(Vec<u8>, Crc, usize)> = (0..n_blocks)
+        .into_par_iter()
+        .map(|i| {
+            let block = block(i);
             let mut c = Compress::new(Compression::new(GZIP_LEVEL), false);
             // Room for incompressible data: deflate's worst case is a few bytes per 16 KiB.
             let mut out = Vec::with_capacity(block.len() + block.len() / 1000 + 1024);
@@ -1127,28 +1136,51 @@ pub fn encode_gzip(header: &Header, voxels: &[u8]) -> Vec<Vec<u8>> {
                 }
                 out.reserve(out.capacity().max(1024));
             }
+            out.shrink_to_fit();
             let mut crc = Crc::new();
-            crc.update(block);
-            (out, crc)
+            crc.update(&block);
+            (out, crc, block.len())
         })
         .collect();
     let mut crc = Crc::new();
     let mut out = Vec::with_capacity(parts.len() + 2);
-    let sizes: Vec<(usize, usize)> = parts
-        .iter()
-        .zip(&blocks)
-        .map(|((d, _), b)| (d.len(), b.len()))
-        .collect();
+    let sizes: Vec<(usize, usize)> = parts.iter().map(|(d, _, n)| (d.len(), *n)).collect();
     out.push(gzip_header(&sizes));
-    for (data, c) in parts {
+    for (data, c, _) in parts {
         crc.combine(&c);
         out.push(data);
     }
     let mut trailer = crc.sum().to_le_bytes().to_vec();
     // ISIZE is the length modulo 2^32.
-    trailer.extend_from_slice(&((WRITE_VOX_OFFSET + voxels.len()) as u32).to_le_bytes());
+    trailer.extend_from_slice(&((WRITE_VOX_OFFSET + voxels.len) as u32).to_le_bytes());
     out.push(trailer);
     out
+}
+
+/// The voxel bytes of a file to write: a slice, or ranges converted on demand, so that
+/// a converted copy of a whole volume (e.g. u16 labels narrowed to u8) never exists
+/// at once: the gzip writer converts block by block, the plain writer in chunks.
+pub struct ByteSource<'a> {
+    len: usize,
+    block: Box<dyn Fn(Range<usize>) -> Cow<'a, [u8]> + Sync + 'a>,
+}
+
+impl<'a> ByteSource<'a> {
+    /// Bytes that already exist.
+    pub fn slice(bytes: &'a [u8]) -> Self {
+        ByteSource {
+            len: bytes.len(),
+            block: Box::new(move |r| Cow::Borrowed(&bytes[r])),
+        }
+    }
+
+    /// `len` bytes, produced range by range by `block`.
+    pub fn with(len: usize, block: impl Fn(Range<usize>) -> Vec<u8> + Sync + 'a) -> Self {
+        ByteSource {
+            len,
+            block: Box::new(move |r| Cow::Owned(block(r))),
+        }
+    }
 }
 
 /// Gzip subfield id of voxflow's block index (`VX`) in the header's FEXTRA field.
@@ -1324,7 +1356,7 @@ impl IndexedGzip {
 
 /// Write a NIfTI-1 file atomically (temporary file, then rename): `.nii.gz` compressed
 /// (see [`encode_gzip`]), `.nii` plain; any other extension is an error.
-pub fn write_file(path: &Path, header: &Header, voxels: &[u8]) -> Result<(), NodeError> {
+pub fn write_file(path: &Path, header: &Header, voxels: &ByteSource) -> Result<(), NodeError> {
     let Some(gzip) = nifti_kind(path) else {
         return Err(NodeError::file(
             path,
@@ -1340,7 +1372,9 @@ pub fn write_file(path: &Path, header: &Header, voxels: &[u8]) -> Result<(), Nod
         let head = header.to_bytes();
         voxflow_engine::fsutil::write_atomic(path, |w| {
             w.write_all(&head)?;
-            w.write_all(voxels)
+            (0..voxels.len)
+                .step_by(GZIP_BLOCK)
+                .try_for_each(|s| w.write_all(&(voxels.block)(s..voxels.len.min(s + GZIP_BLOCK))))
         })
     };
     result.map_err(|e| NodeError::file(path, format!("cannot write: {e}")))
@@ -1454,7 +1488,7 @@ mod tests {
         let voxels: Vec<i16> = (0..g.len())
             .map(|i| ((i * 7919) % 3001) as i16 - 1000)
             .collect();
-        let parts = encode_gzip(&h, as_bytes(&voxels));
+        let parts = encode_gzip(&h, &ByteSource::slice(as_bytes(&voxels)));
         let bytes: Vec<u8> = parts.concat();
         let mut plain = Vec::new();
         flate2::read::GzDecoder::new(&bytes[..])
@@ -1472,7 +1506,7 @@ mod tests {
         let voxels: Vec<i16> = (0..g.len())
             .map(|i| ((i * 7919) % 3001) as i16 - 1000)
             .collect();
-        let bytes: Vec<u8> = encode_gzip(&h, as_bytes(&voxels)).concat();
+        let bytes: Vec<u8> = encode_gzip(&h, &ByteSource::slice(as_bytes(&voxels))).concat();
         let (_, blocks) = parse_index(&bytes, bytes.len()).expect("voxflow files carry an index");
         assert_eq!(
             blocks.len(),

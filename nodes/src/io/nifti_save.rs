@@ -8,7 +8,7 @@ use voxflow_engine::{
     NodeError, NodeSpec, NodeType, ParamError, ParamSpec, PortType, Value,
 };
 
-use super::nifti::{le_bytes, nifti_kind, par_map, par_min_max, write_file, Header, Sample};
+use super::nifti::{le_bytes, nifti_kind, par_min_max, write_file, ByteSource, Header, Sample};
 
 /// Params of `SaveNifti`.
 #[derive(Deserialize, Serialize, Debug, Clone, Default)]
@@ -31,7 +31,24 @@ fn check_grid(path: &Path, g: &Geometry) -> Result<(), NodeError> {
 
 fn write<T: Sample>(path: &Path, g: &Geometry, voxels: &[T]) -> Result<(), NodeError> {
     check_grid(path, g)?;
-    write_file(path, &Header::for_geometry(g, T::DTYPE), &le_bytes(voxels))
+    let bytes = le_bytes(voxels);
+    let source = ByteSource::slice(&bytes);
+    write_file(path, &Header::for_geometry(g, T::DTYPE), &source)
+}
+
+/// Write uint8 voxels produced range by range (no whole-volume copy).
+fn write_u8(
+    path: &Path,
+    g: &Geometry,
+    voxel: impl Fn(usize) -> u8 + Sync,
+) -> Result<(), NodeError> {
+    check_grid(path, g)?;
+    let source = ByteSource::with(g.len(), |r| r.map(&voxel).collect());
+    write_file(
+        path,
+        &Header::for_geometry(g, <u8 as Sample>::DTYPE),
+        &source,
+    )
 }
 
 /// Write an Image: int16 voxels for i16 images, float32 for f32 ones.
@@ -44,7 +61,7 @@ pub fn save_image(path: &Path, image: &Image) -> Result<(), NodeError> {
 
 /// Write a Mask as uint8 (0/1).
 pub fn save_mask(path: &Path, mask: &Mask) -> Result<(), NodeError> {
-    write(path, mask.geometry(), &mask.to_bytes())
+    write_u8(path, mask.geometry(), |i| u8::from(mask.get_index(i)))
 }
 
 /// Write a Labels map: uint8 when every label is at most 255, else uint16.
@@ -53,11 +70,8 @@ pub fn save_labels(path: &Path, labels: &Labels) -> Result<(), NodeError> {
         .map(|(_, hi)| hi)
         .unwrap_or(0);
     if max <= u8::MAX as u16 {
-        write(
-            path,
-            labels.geometry(),
-            &par_map(labels.as_slice(), |v| v as u8),
-        )
+        let v = labels.as_slice();
+        write_u8(path, labels.geometry(), |i| v[i] as u8)
     } else {
         write(path, labels.geometry(), labels.as_slice())
     }

@@ -44,8 +44,9 @@ fn value_at(image: Option<&Image>) -> impl Fn(usize) -> f64 + Sync + '_ {
 /// `dims`), with HU from `image` (same grid) when given. Labels are sorted ascending.
 ///
 /// Slices are processed in parallel; partial sums are combined in slice order, so the
-/// result does not depend on the thread count. Two passes (mean, then squared
-/// deviations) keep the SD accurate whatever the mean; sums of i16 values are exact.
+/// result does not depend on the thread count. i16 images take one exact integer pass
+/// ([`integer_stats`]); f32 images two passes (mean, then squared deviations), which
+/// keep the SD accurate whatever the mean.
 pub fn label_stats<L>(labels: &[L], dims: [usize; 3], image: Option<&Image>) -> Vec<LabelSummary>
 where
     L: Copy + Into<u16> + Send + Sync,
@@ -63,6 +64,11 @@ where
         return Vec::new();
     }
     let max = labels.par_iter().map(|&l| l.into()).max().unwrap_or(0) as usize;
+    match image {
+        None => return integer_stats(labels, dims, max, None),
+        Some(Image::I16(v)) => return integer_stats(labels, dims, max, Some(v.as_slice())),
+        Some(Image::F32(_)) => {}
+    }
     let value = value_at(image);
 
     // Pass 1: per slice, voxel count and value sum of each label.
@@ -158,6 +164,90 @@ where
             mean: image.map(|_| mean[l]),
             sd: image.map(|_| (sq[l] / count[l] as f64).sqrt()),
             per_slice: std::mem::take(&mut per_label[l]),
+        })
+        .collect()
+}
+
+/// Per-slice partial results of [`integer_stats`]: (label, voxels, sum, sum of squares).
+type IntSliceCounts = Vec<(u16, u64, i64, i64)>;
+
+/// [`label_stats`] for i16 images (and no image) in one pass: sums of i16 values and of
+/// their squares are exact in i64 (|v|² < 2^30, so 2^33 voxels fit), so the SD comes from
+/// `n·Σv² − (Σv)²` in i128 without the second pass over the voxels that floating-point
+/// sums need. Why it matters: the sarcopenia graph measures the prediction beside the
+/// chain, and the prediction stays in memory until this node is done with it.
+fn integer_stats<L>(
+    labels: &[L],
+    dims: [usize; 3],
+    max: usize,
+    ct: Option<&[i16]>,
+) -> Vec<LabelSummary>
+where
+    L: Copy + Into<u16> + Send + Sync,
+{
+    let plane = dims[0] * dims[1];
+    let slices: Vec<IntSliceCounts> = (0..dims[2])
+        .into_par_iter()
+        .map_init(
+            || {
+                (
+                    vec![0u64; max + 1],
+                    vec![0i64; max + 1],
+                    vec![0i64; max + 1],
+                )
+            },
+            |(count, sum, sq), z| {
+                let r = z * plane..(z + 1) * plane;
+                match ct {
+                    Some(ct) => {
+                        for (&l, &v) in labels[r.clone()].iter().zip(&ct[r]) {
+                            let l: u16 = l.into();
+                            if l != 0 {
+                                let (l, v) = (l as usize, i64::from(v));
+                                count[l] += 1;
+                                sum[l] += v;
+                                sq[l] += v * v;
+                            }
+                        }
+                    }
+                    None => {
+                        for &l in &labels[r] {
+                            count[l.into() as usize] += 1;
+                        }
+                    }
+                }
+                let mut out = Vec::new();
+                for l in 1..=max {
+                    if count[l] > 0 {
+                        out.push((l as u16, count[l], sum[l], sq[l]));
+                        (count[l], sum[l], sq[l]) = (0, 0, 0);
+                    }
+                }
+                out
+            },
+        )
+        .collect();
+    let mut total = vec![(0u64, 0i64, 0i64); max + 1];
+    let mut per_label: Vec<Vec<(usize, u64)>> = vec![Vec::new(); max + 1];
+    for (z, s) in slices.iter().enumerate() {
+        for &(l, c, v, q) in s {
+            let t = &mut total[l as usize];
+            (t.0, t.1, t.2) = (t.0 + c, t.1 + v, t.2 + q);
+            per_label[l as usize].push((z, c));
+        }
+    }
+    (1..=max)
+        .filter(|&l| total[l].0 > 0)
+        .map(|l| {
+            let (n, s, q) = total[l];
+            let var_n2 = i128::from(n) * i128::from(q) - i128::from(s) * i128::from(s);
+            LabelSummary {
+                label: l as u16,
+                voxels: n,
+                mean: ct.map(|_| s as f64 / n as f64),
+                sd: ct.map(|_| (var_n2 as f64).sqrt() / n as f64),
+                per_slice: std::mem::take(&mut per_label[l]),
+            }
         })
         .collect()
 }
