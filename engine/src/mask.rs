@@ -228,11 +228,6 @@ impl Mask {
         &self.words
     }
 
-    /// All words, mutable; the caller keeps the bits past `nx` zero.
-    pub fn words_mut(&mut self) -> &mut [u64] {
-        &mut self.words
-    }
-
     /// The words of row `(y, z)`.
     #[inline]
     pub fn row(&self, y: usize, z: usize) -> &[u64] {
@@ -274,28 +269,6 @@ impl Mask {
             .par_chunks(1 << 14)
             .map(|c| c.iter().map(|w| w.count_ones() as usize).sum::<usize>())
             .sum()
-    }
-
-    /// Number of foreground voxels in slice `z`.
-    pub fn count_slice(&self, z: usize) -> usize {
-        let sw = self.wpr * self.geometry.dims[1];
-        self.words[z * sw..(z + 1) * sw]
-            .iter()
-            .map(|w| w.count_ones() as usize)
-            .sum()
-    }
-
-    /// The same voxels on another grid of the same size.
-    pub fn with_geometry(mut self, geometry: Geometry) -> Result<Self, ShapeError> {
-        if geometry.dims != self.geometry.dims {
-            return Err(ShapeError {
-                got: self.geometry.len(),
-                want: geometry.len(),
-                dims: geometry.dims,
-            });
-        }
-        self.geometry = geometry;
-        Ok(self)
     }
 
     /// A mask on the same grid, each word `f(a, b)` of this mask's and `other`'s words;
@@ -361,7 +334,6 @@ mod tests {
         let not = zeros.zip_words(&zeros, |a, _| !a);
         assert_eq!(not, ones);
         assert_eq!(not.count(), 70 * 4);
-        assert_eq!(ones.count_slice(1), 140);
     }
 
     #[test]

@@ -156,13 +156,20 @@ pub fn write(path: &Path, h: &History) -> std::io::Result<()> {
             c.line(pair[0], pair[1], colour);
         }
     }
-    voxflow_engine::fsutil::write_atomic(path, |w| encode(w, &c.rgb))
+    voxflow_engine::fsutil::write_atomic(path, |w| write_png(w, W, H, &c.rgb))
         .map_err(|e| std::io::Error::other(e.to_string()))
 }
 
-fn encode(w: &mut dyn Write, rgb: &[u8]) -> std::io::Result<()> {
+/// Encode 8-bit RGB (`width * height * 3` bytes, rows top to bottom) as PNG; also the
+/// encoder of the overlay montages.
+pub fn write_png(
+    w: &mut dyn Write,
+    width: usize,
+    height: usize,
+    rgb: &[u8],
+) -> std::io::Result<()> {
     let err = |e: png::EncodingError| std::io::Error::other(e.to_string());
-    let mut enc = png::Encoder::new(w, W as u32, H as u32);
+    let mut enc = png::Encoder::new(w, width as u32, height as u32);
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
     let mut writer = enc.write_header().map_err(err)?;

@@ -405,6 +405,19 @@ pub fn pair_codes<TA: LabelVoxel, TB: LabelVoxel>(
     label_b: u16,
 ) -> Vec<u8> {
     let [nx, ny, _] = dims;
+    box_codes(bbox, |y, z, row| {
+        let start = nx * (y + ny * z) + bbox.lo[0];
+        let ra = &a[start..start + row.len()];
+        let rb = &b[start..start + row.len()];
+        for ((c, &va), &vb) in row.iter_mut().zip(ra).zip(rb) {
+            *c = u8::from(va.label() == label_a) | (u8::from(vb.label() == label_b) << 1);
+        }
+    })
+}
+
+/// One code byte per voxel of `bbox` (x fastest), each row `(y, z)` of the box filled
+/// by `fill_row`; slices in parallel.
+fn box_codes(bbox: &VoxelBox, fill_row: impl Fn(usize, usize, &mut [u8]) + Sync) -> Vec<u8> {
     let [bx, by, _] = bbox.dims();
     let mut codes = vec![0u8; bbox.len()];
     if codes.is_empty() {
@@ -414,15 +427,8 @@ pub fn pair_codes<TA: LabelVoxel, TB: LabelVoxel>(
         .par_chunks_mut(bx * by)
         .enumerate()
         .for_each(|(k, slice)| {
-            let z = bbox.lo[2] + k;
             for (j, row) in slice.chunks_mut(bx).enumerate() {
-                let y = bbox.lo[1] + j;
-                let start = nx * (y + ny * z) + bbox.lo[0];
-                let ra = &a[start..start + bx];
-                let rb = &b[start..start + bx];
-                for ((c, &va), &vb) in row.iter_mut().zip(ra).zip(rb) {
-                    *c = u8::from(va.label() == label_a) | (u8::from(vb.label() == label_b) << 1);
-                }
+                fill_row(bbox.lo[1] + j, bbox.lo[2] + k, row);
             }
         });
     codes
@@ -608,27 +614,14 @@ pub fn surface_distances_with(
 
 /// Codes ([`IN_A`] | [`IN_B`]) of the voxels of `bbox`, x fastest, from two masks.
 pub fn mask_pair_codes(a: &Mask, b: &Mask, bbox: &VoxelBox) -> Vec<u8> {
-    let [bx, by, _] = bbox.dims();
-    let mut codes = vec![0u8; bbox.len()];
-    if codes.is_empty() {
-        return codes;
-    }
-    codes
-        .par_chunks_mut(bx * by)
-        .enumerate()
-        .for_each(|(k, slice)| {
-            let z = bbox.lo[2] + k;
-            for (j, row) in slice.chunks_mut(bx).enumerate() {
-                let y = bbox.lo[1] + j;
-                let (ra, rb) = (a.row(y, z), b.row(y, z));
-                for (i, c) in row.iter_mut().enumerate() {
-                    let x = bbox.lo[0] + i;
-                    let (w, s) = (x / 64, x % 64);
-                    *c = (((ra[w] >> s) & 1) | (((rb[w] >> s) & 1) << 1)) as u8;
-                }
-            }
-        });
-    codes
+    box_codes(bbox, |y, z, row| {
+        let (ra, rb) = (a.row(y, z), b.row(y, z));
+        for (i, c) in row.iter_mut().enumerate() {
+            let x = bbox.lo[0] + i;
+            let (w, s) = (x / 64, x % 64);
+            *c = (((ra[w] >> s) & 1) | (((rb[w] >> s) & 1) << 1)) as u8;
+        }
+    })
 }
 
 /// Surface and voxel distances between two masks, computed on their union bounding

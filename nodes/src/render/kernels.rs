@@ -1,8 +1,6 @@
 //! Rendering kernels behind `RenderOverlay`: display orientation from the affine,
 //! windowed grey tiles with coloured masks, montage and PNG encoding.
 
-use std::io::Write;
-
 use rayon::prelude::*;
 use voxflow_engine::{Geometry, Image};
 
@@ -197,22 +195,6 @@ pub fn montage(tiles: &[Tile], columns: usize, gap: usize) -> (usize, usize, Vec
         }
     }
     (w, h, rgb)
-}
-
-/// Encode 8-bit RGB as PNG.
-pub fn write_png(
-    w: &mut dyn Write,
-    width: usize,
-    height: usize,
-    rgb: &[u8],
-) -> std::io::Result<()> {
-    let err = |e: png::EncodingError| std::io::Error::other(e.to_string());
-    let mut enc = png::Encoder::new(w, width as u32, height as u32);
-    enc.set_color(png::ColorType::Rgb);
-    enc.set_depth(png::BitDepth::Eight);
-    let mut writer = enc.write_header().map_err(err)?;
-    writer.write_image_data(rgb).map_err(err)?;
-    writer.finish().map_err(err)
 }
 
 /// Slices to show when none are given: up to 9, spread over the slices where `a` or

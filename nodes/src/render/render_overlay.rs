@@ -9,10 +9,9 @@ use voxflow_engine::{
     parse_params, Cell, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec,
     NodeType, OutputSpec, ParamError, ParamSpec, PortType, Table, Value,
 };
+use voxflow_train::plot::write_png;
 
-use super::kernels::{
-    auto_slices, montage, render_tile, write_png, DisplayAxes, Style, TileSettings,
-};
+use super::kernels::{auto_slices, montage, render_tile, DisplayAxes, Style, TileSettings};
 use crate::metrics::compare_masks::LabelInput;
 
 /// Pixels between tiles.
