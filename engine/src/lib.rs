@@ -4,8 +4,8 @@
 //! whole, and runs them with independent nodes in parallel. It knows no node type and
 //! nothing of medicine; node types come from a [`Registry`] filled by another crate.
 //!
-//! - [`volume`], [`mask`] (bit-packed), [`table`], [`value`]: what travels on edges (`Image`, `Mask`, `Labels`,
-//!   `Table`), always shared behind `Arc`.
+//! - [`volume`], [`mask`] (bit-packed), [`table`], [`value`]: what travels on edges
+//!   (`Image`, `Mask`, `Labels`, `Table`), always shared behind `Arc`.
 //! - [`node`]: the [`NodeType`] interface: spec (ports, params, implementations,
 //!   examples), `build` (params only, no I/O) and `run`.
 //! - [`graph`]: loading a graph file with positions for every value, `${param}`

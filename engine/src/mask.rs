@@ -9,8 +9,11 @@
 //! Layout: row `(y, z)` is [`Mask::words_per_row`] words; bit `x % 64` of word `x / 64`
 //! is voxel `x`. Bits past `nx` in the last word of a row are always zero: every
 //! constructor and mutator keeps them so, which lets counts and comparisons use whole
-//! words. Kernels that are simpler on bytes (component labelling, rendering, file I/O)
-//! unpack one slice or row at a time ([`Mask::unpack_slice`]), never the whole volume.
+//! words. Byte views exist for the edges: file and cache writers unpack a range or a
+//! slice at a time ([`Mask::bytes_in`], [`Mask::unpack_slice`]); the reference
+//! implementations, and label kernels given a mask, take a full copy ([`Mask::to_bytes`]).
+
+use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -200,6 +203,22 @@ impl Mask {
         out
     }
 
+    /// Voxels `range` (linear, x-fastest indices) as bytes 0/1, unpacked row by row.
+    pub fn bytes_in(&self, range: Range<usize>) -> Vec<u8> {
+        let nx = self.geometry.dims[0];
+        let mut out = Vec::with_capacity(range.len());
+        let mut row = vec![0u8; nx];
+        let mut i = range.start;
+        while i < range.end {
+            let (r, x0) = (i / nx, i % nx);
+            let x1 = nx.min(x0 + (range.end - i));
+            unpack_row(&self.words[r * self.wpr..(r + 1) * self.wpr], &mut row);
+            out.extend_from_slice(&row[x0..x1]);
+            i += x1 - x0;
+        }
+        out
+    }
+
     /// Unpack slice `z` into `out` (`nx * ny` bytes 0/1, x fastest).
     pub fn unpack_slice(&self, z: usize, out: &mut [u8]) {
         let [nx, ny, _] = self.geometry.dims;
@@ -323,6 +342,9 @@ mod tests {
             }
             let f = Mask::from_fn(g.clone(), |i| want[i] == 1);
             assert_eq!(f, m);
+            for r in [0..g.len(), 1..nx + 2, nx - 1..g.len() - 1, 3..3] {
+                assert_eq!(m.bytes_in(r.clone()), want[r], "nx = {nx}");
+            }
         }
     }
 

@@ -15,7 +15,7 @@
 use std::ops::Range;
 
 use rayon::prelude::*;
-use voxflow_engine::mask::set_bit_range;
+use voxflow_engine::mask::{pack_row_with, set_bit_range};
 use voxflow_engine::{Geometry, Labels, Mask};
 
 use super::connectivity::Connectivity;
@@ -174,11 +174,7 @@ impl Components {
             }),
             Repr::Voxels(ids) => Mask::from_rows(geometry.clone(), |y, z, row| {
                 let base = nx * (y + ny * z);
-                for x in 0..nx {
-                    if keep[ids[base + x] as usize] {
-                        set_bit_range(row, x, x + 1);
-                    }
-                }
+                pack_row_with(nx, row, |x| keep[ids[base + x] as usize]);
             }),
         }
     }

@@ -1098,13 +1098,12 @@ pub fn le_bytes<T: Sample>(v: &[T]) -> std::borrow::Cow<'_, [u8]> {
 /// Any gzip reader sees a single ordinary stream.
 pub fn encode_gzip(header: &Header, voxels: &ByteSource) -> Vec<Vec<u8>> {
     let head = header.to_bytes();
-    let n_blocks = 1 + voxels.len.div_ceil(GZIP_BLOCK);
+    let n_blocks = 1 + voxels.blocks();
     let block = |i: usize| -> Cow<'_, [u8]> {
         if i == 0 {
             Cow::Borrowed(&head[..])
         } else {
-            let start = (i - 1) * GZIP_BLOCK;
-            (voxels.block)(start..voxels.len.min(start + GZIP_BLOCK))
+            voxels.block(i - 1)
         }
     };
     let last = n_blocks - 1;
@@ -1166,6 +1165,17 @@ pub struct ByteSource<'a> {
 }
 
 impl<'a> ByteSource<'a> {
+    /// Number of [`GZIP_BLOCK`]-sized blocks (the last may be shorter).
+    fn blocks(&self) -> usize {
+        self.len.div_ceil(GZIP_BLOCK)
+    }
+
+    /// Block `k` of [`GZIP_BLOCK`] bytes.
+    fn block(&self, k: usize) -> Cow<'a, [u8]> {
+        let start = k * GZIP_BLOCK;
+        (self.block)(start..self.len.min(start + GZIP_BLOCK))
+    }
+
     /// Bytes that already exist.
     pub fn slice(bytes: &'a [u8]) -> Self {
         ByteSource {
@@ -1372,9 +1382,7 @@ pub fn write_file(path: &Path, header: &Header, voxels: &ByteSource) -> Result<(
         let head = header.to_bytes();
         voxflow_engine::fsutil::write_atomic(path, |w| {
             w.write_all(&head)?;
-            (0..voxels.len)
-                .step_by(GZIP_BLOCK)
-                .try_for_each(|s| w.write_all(&(voxels.block)(s..voxels.len.min(s + GZIP_BLOCK))))
+            (0..voxels.blocks()).try_for_each(|k| w.write_all(&voxels.block(k)))
         })
     };
     result.map_err(|e| NodeError::file(path, format!("cannot write: {e}")))

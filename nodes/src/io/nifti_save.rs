@@ -1,5 +1,6 @@
 //! `SaveNifti`: write an Image, Mask or Labels map as a NIfTI-1 file.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -36,14 +37,14 @@ fn write<T: Sample>(path: &Path, g: &Geometry, voxels: &[T]) -> Result<(), NodeE
     write_file(path, &Header::for_geometry(g, T::DTYPE), &source)
 }
 
-/// Write uint8 voxels produced range by range (no whole-volume copy).
+/// Write uint8 voxels produced range by range (linear voxel ranges; no whole-volume copy).
 fn write_u8(
     path: &Path,
     g: &Geometry,
-    voxel: impl Fn(usize) -> u8 + Sync,
+    bytes: impl Fn(Range<usize>) -> Vec<u8> + Sync,
 ) -> Result<(), NodeError> {
     check_grid(path, g)?;
-    let source = ByteSource::with(g.len(), |r| r.map(&voxel).collect());
+    let source = ByteSource::with(g.len(), bytes);
     write_file(
         path,
         &Header::for_geometry(g, <u8 as Sample>::DTYPE),
@@ -61,7 +62,7 @@ pub fn save_image(path: &Path, image: &Image) -> Result<(), NodeError> {
 
 /// Write a Mask as uint8 (0/1).
 pub fn save_mask(path: &Path, mask: &Mask) -> Result<(), NodeError> {
-    write_u8(path, mask.geometry(), |i| u8::from(mask.get_index(i)))
+    write_u8(path, mask.geometry(), |r| mask.bytes_in(r))
 }
 
 /// Write a Labels map: uint8 when every label is at most 255, else uint16.
@@ -71,7 +72,9 @@ pub fn save_labels(path: &Path, labels: &Labels) -> Result<(), NodeError> {
         .unwrap_or(0);
     if max <= u8::MAX as u16 {
         let v = labels.as_slice();
-        write_u8(path, labels.geometry(), |i| v[i] as u8)
+        write_u8(path, labels.geometry(), |r| {
+            v[r].iter().map(|&l| l as u8).collect()
+        })
     } else {
         write(path, labels.geometry(), labels.as_slice())
     }

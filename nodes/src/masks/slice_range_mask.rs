@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use voxflow_engine::mask::pack_row_with;
+use voxflow_engine::mask::set_bit_range;
 use voxflow_engine::{
     parse_params, Example, ImplSpec, InputSpec, Mask, Node, NodeContext, NodeError, NodeSpec,
     NodeType, OutputSpec, ParamError, ParamSpec, PortType, Value,
@@ -119,7 +119,7 @@ impl Node for RangeNode {
         let (first, last) = (self.first, self.last);
         let mask = Mask::from_rows(g, |_, z, row| {
             if (first..=last).contains(&z) {
-                pack_row_with(nx, row, |_| true);
+                set_bit_range(row, 0, nx);
             }
         });
         ctx.set_output("mask", Value::Mask(Arc::new(mask)));

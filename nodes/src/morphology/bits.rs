@@ -274,11 +274,6 @@ impl BitVolume {
         if out.words.is_empty() {
             return out;
         }
-        let last_mask = last_word_mask(dims[0]);
-        let full_row = |row: &mut [u64]| {
-            row.fill(!0);
-            row[wpr - 1] &= last_mask;
-        };
         out.words
             .par_chunks_mut(sw)
             .enumerate()
@@ -288,7 +283,7 @@ impl BitVolume {
                     let y = yp.wrapping_sub(pad[1]);
                     if z >= nz || y >= ny {
                         if fill {
-                            full_row(row);
+                            set_bit_range(row, 0, dims[0]);
                         }
                         continue;
                     }

@@ -4,6 +4,7 @@
 //! against it.
 
 use rayon::prelude::*;
+use voxflow_engine::mask::pack_row_with;
 use voxflow_engine::{Geometry, Mask};
 
 use super::element::Element;
@@ -53,31 +54,24 @@ fn padded(mask: &Mask, pad: [usize; 3], fill: bool) -> Mask {
     let [nx, ny, nz] = mask.dims();
     let dims = [nx + 2 * pad[0], ny + 2 * pad[1], nz + 2 * pad[2]];
     let g = Geometry::new(dims, mask.geometry().spacing);
-    Mask::from_fn(g, |i| {
-        let (x, y, z) = (
-            i % dims[0],
-            (i / dims[0]) % dims[1],
-            i / (dims[0] * dims[1]),
-        );
-        let inner = (
-            x.wrapping_sub(pad[0]),
-            y.wrapping_sub(pad[1]),
-            z.wrapping_sub(pad[2]),
-        );
-        if inner.0 < nx && inner.1 < ny && inner.2 < nz {
-            mask.get(inner.0, inner.1, inner.2)
-        } else {
-            fill
-        }
+    Mask::from_rows(g, |y, z, row| {
+        let (yi, zi) = (y.wrapping_sub(pad[1]), z.wrapping_sub(pad[2]));
+        pack_row_with(dims[0], row, |x| {
+            let xi = x.wrapping_sub(pad[0]);
+            if xi < nx && yi < ny && zi < nz {
+                mask.get(xi, yi, zi)
+            } else {
+                fill
+            }
+        })
     })
 }
 
 /// The inner part of a mask padded by `pad`, on the original grid.
 fn cropped(m: &Mask, pad: [usize; 3], original: &Mask) -> Mask {
-    let [nx, ny, _] = original.dims();
-    Mask::from_fn(original.geometry().clone(), |i| {
-        let (x, y, z) = (i % nx, (i / nx) % ny, i / (nx * ny));
-        m.get(x + pad[0], y + pad[1], z + pad[2])
+    let nx = original.dims()[0];
+    Mask::from_rows(original.geometry().clone(), |y, z, row| {
+        pack_row_with(nx, row, |x| m.get(x + pad[0], y + pad[1], z + pad[2]))
     })
 }
 

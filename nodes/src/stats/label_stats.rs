@@ -32,21 +32,12 @@ pub struct LabelSummary {
 /// Per-slice partial results: (label, voxels, sum of values) for labels present.
 type SliceCounts = Vec<(u16, u64, f64)>;
 
-fn value_at(image: Option<&Image>) -> impl Fn(usize) -> f64 + Sync + '_ {
-    move |i| match image {
-        Some(Image::I16(v)) => v.as_slice()[i] as f64,
-        Some(Image::F32(v)) => v.as_slice()[i] as f64,
-        None => 0.0,
-    }
-}
-
 /// Statistics of every non-zero label of `labels` (x-fastest voxels on a grid of
 /// `dims`), with HU from `image` (same grid) when given. Labels are sorted ascending.
 ///
 /// Slices are processed in parallel; partial sums are combined in slice order, so the
-/// result does not depend on the thread count. i16 images take one exact integer pass
-/// ([`integer_stats`]); f32 images two passes (mean, then squared deviations), which
-/// keep the SD accurate whatever the mean.
+/// result does not depend on the thread count. i16 images (and none) take one exact
+/// integer pass ([`integer_stats`]), f32 images two ([`float_stats`]).
 pub fn label_stats<L>(labels: &[L], dims: [usize; 3], image: Option<&Image>) -> Vec<LabelSummary>
 where
     L: Copy + Into<u16> + Send + Sync,
@@ -65,11 +56,19 @@ where
     }
     let max = labels.par_iter().map(|&l| l.into()).max().unwrap_or(0) as usize;
     match image {
-        None => return integer_stats(labels, dims, max, None),
-        Some(Image::I16(v)) => return integer_stats(labels, dims, max, Some(v.as_slice())),
-        Some(Image::F32(_)) => {}
+        None => integer_stats(labels, dims, max, None),
+        Some(Image::I16(v)) => integer_stats(labels, dims, max, Some(v.as_slice())),
+        Some(Image::F32(v)) => float_stats(labels, dims, max, v.as_slice()),
     }
-    let value = value_at(image);
+}
+
+/// [`label_stats`] for f32 images: two passes, the mean first, then squared deviations
+/// from it, so the SD stays accurate whatever the mean.
+fn float_stats<L>(labels: &[L], dims: [usize; 3], max: usize, image: &[f32]) -> Vec<LabelSummary>
+where
+    L: Copy + Into<u16> + Send + Sync,
+{
+    let plane = dims[0] * dims[1];
 
     // Pass 1: per slice, voxel count and value sum of each label.
     let slices: Vec<SliceCounts> = (0..dims[2])
@@ -82,9 +81,7 @@ where
                     let l: u16 = l.into();
                     if l != 0 {
                         count[l as usize] += 1;
-                        if image.is_some() {
-                            sum[l as usize] += value(base + i);
-                        }
+                        sum[l as usize] += f64::from(image[base + i]);
                     }
                 }
                 let mut out = Vec::new();
@@ -118,35 +115,30 @@ where
         .collect();
 
     // Pass 2: squared deviations from each label's mean.
-    let mut sq = vec![0f64; max + 1];
-    if image.is_some() {
-        let per_slice: Vec<Vec<(u16, f64)>> = (0..dims[2])
-            .into_par_iter()
-            .map_init(
-                || vec![0f64; max + 1],
-                |acc, z| {
-                    let base = z * plane;
-                    for (i, &l) in labels[base..base + plane].iter().enumerate() {
-                        let l: u16 = l.into();
-                        if l != 0 {
-                            let d = value(base + i) - mean[l as usize];
-                            acc[l as usize] += d * d;
-                        }
+    let per_slice: Vec<Vec<(u16, f64)>> = (0..dims[2])
+        .into_par_iter()
+        .map_init(
+            || vec![0f64; max + 1],
+            |acc, z| {
+                let base = z * plane;
+                for (i, &l) in labels[base..base + plane].iter().enumerate() {
+                    let l: u16 = l.into();
+                    if l != 0 {
+                        let d = f64::from(image[base + i]) - mean[l as usize];
+                        acc[l as usize] += d * d;
                     }
-                    slices[z]
-                        .iter()
-                        .map(|&(l, _, _)| {
-                            let v = std::mem::take(&mut acc[l as usize]);
-                            (l, v)
-                        })
-                        .collect()
-                },
-            )
-            .collect();
-        for s in &per_slice {
-            for &(l, v) in s {
-                sq[l as usize] += v;
-            }
+                }
+                slices[z]
+                    .iter()
+                    .map(|&(l, _, _)| (l, std::mem::take(&mut acc[l as usize])))
+                    .collect()
+            },
+        )
+        .collect();
+    let mut sq = vec![0f64; max + 1];
+    for s in &per_slice {
+        for &(l, v) in s {
+            sq[l as usize] += v;
         }
     }
 
@@ -161,8 +153,8 @@ where
         .map(|l| LabelSummary {
             label: l as u16,
             voxels: count[l],
-            mean: image.map(|_| mean[l]),
-            sd: image.map(|_| (sq[l] / count[l] as f64).sqrt()),
+            mean: Some(mean[l]),
+            sd: Some((sq[l] / count[l] as f64).sqrt()),
             per_slice: std::mem::take(&mut per_label[l]),
         })
         .collect()
