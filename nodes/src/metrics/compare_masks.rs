@@ -190,7 +190,8 @@ when a mask has holes, and smaller when surfaces differ inside the other mask.
 
 Empty masks never fail and never give NaN: when both sides are empty, dice and jaccard \
 are 1 and the distances 0; when one side is empty, dice and jaccard are 0 and the four \
-distances are left empty (Null), with a line in the run report.
+distances are left empty (Null), with a line in the run report. With no `labels` listed \
+and no label in either input, the table has no rows (and the run report says so).
 
 Regions: `region: \"slices\"` keeps the slices `slices: (first, last)`; \
 `\"bounding_box\"` keeps the bounding box of the non-zero voxels of the `region` input; \
@@ -364,6 +365,22 @@ impl LabelInput {
         }
     }
 
+    /// The non-zero labels inside `region`, ascending (a mask: `[1]` when it has a voxel
+    /// there, counted on the packed words).
+    pub fn labels_present(&self, region: &VoxelBox) -> Vec<u16> {
+        match self {
+            LabelInput::Mask(m) => {
+                let any = binary_overlap(m, m, region).voxels_a > 0;
+                if any {
+                    vec![1]
+                } else {
+                    vec![]
+                }
+            }
+            LabelInput::Labels(l) => labels_present(l.as_slice(), l.dims(), region),
+        }
+    }
+
     /// The label of the voxel at linear index `i` (a mask reads 1 where non-zero).
     #[inline]
     pub fn label_at(&self, i: usize) -> u16 {
@@ -482,8 +499,7 @@ impl CompareMasksNode {
                     != 0
                     && wanted.contains(&l)));
                 let ext = ext.ok_or_else(|| {
-                    let present =
-                        with_voxels!(r, |v| labels_present(v, dims, &VoxelBox::all(dims)));
+                    let present = r.labels_present(&VoxelBox::all(dims));
                     NodeError::Input {
                         port: "region".into(),
                         message: format!(
@@ -537,10 +553,8 @@ fn compare(
     let labels: Vec<u16> = match &p.labels {
         Some(l) => l.clone(),
         None => {
-            let (in_a, in_b) = rayon::join(
-                || with_voxels!(a, |v| labels_present(v, dims, region)),
-                || with_voxels!(b, |v| labels_present(v, dims, region)),
-            );
+            let (in_a, in_b) =
+                rayon::join(|| a.labels_present(region), || b.labels_present(region));
             let mut set: std::collections::BTreeSet<u16> = in_a.into_iter().collect();
             for lb in in_b {
                 if let Some(&(la, _)) = p.mapping.iter().find(|m| m.1 == lb) {
@@ -552,6 +566,12 @@ fn compare(
                 } else {
                     set.insert(lb);
                 }
+            }
+            if set.is_empty() {
+                notes.push(
+                    "no label in a or b inside the region: nothing to compare, the table has no rows"
+                        .to_string(),
+                );
             }
             set.into_iter().collect()
         }

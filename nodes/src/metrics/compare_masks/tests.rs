@@ -273,6 +273,36 @@ fn empty_masks_give_documented_values() {
 }
 
 #[test]
+fn two_empty_masks_give_no_rows_and_say_so() {
+    let g = grid([6, 5, 4], [1.0; 3]);
+    let mut m = Mask::zeros(g.clone());
+    let empty = LabelInput::Mask(Arc::new(m.clone()));
+    let (rows, notes) = compare(
+        &empty,
+        &empty,
+        &g,
+        &VoxelBox::all(g.dims),
+        &CompareMasksParams::default(),
+        EdtMethod::Hybrid,
+    )
+    .unwrap();
+    assert!(rows.is_empty());
+    assert!(
+        notes.iter().any(|n| n.contains("nothing to compare")),
+        "{notes:?}"
+    );
+    // A mask with a voxel outside the region counts as empty there; inside, as label 1.
+    m.set(5, 4, 3, true);
+    let one = LabelInput::Mask(Arc::new(m));
+    let corner = VoxelBox {
+        lo: [0, 0, 0],
+        hi: [5, 4, 3],
+    };
+    assert_eq!(one.labels_present(&corner), Vec::<u16>::new());
+    assert_eq!(one.labels_present(&VoxelBox::all(g.dims)), vec![1]);
+}
+
+#[test]
 fn default_labels_are_those_present_in_either() {
     let dims = [8, 8, 3];
     let a = labels_from(dims, [1.0; 3], |x, _, _| if x < 2 { 3 } else { 0 });
