@@ -7,8 +7,9 @@
 #      evaluation on the GPU twice (determinism) and on the CPU (GPU/CPU agreement).
 #
 # Expects, relative to the repository root:
-#   $BIN (default .gpubin/)  voxflow, train_step, unet_infer built with the wgpu feature:
-#       cargo build --release --features voxflow-cli/wgpu,voxflow-bench/wgpu \
+#   $BIN (default .gpubin/)  voxflow, train_step, unet_infer built with the GPU feature,
+#   wgpu-tuned (what training uses; plain wgpu for the untuned kernels):
+#       cargo build --release --features voxflow-cli/wgpu-tuned,voxflow-bench/wgpu-tuned \
 #           -p voxflow-cli -p voxflow-bench --bin voxflow --bin train_step --bin unet_infer
 #   (or those three compressed as NAME.xz, for machines that take a size-limited tree);
 #   .gl/    the Vulkan loader .debs when the machine has none (libvulkan1 ...)

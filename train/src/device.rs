@@ -44,7 +44,7 @@ pub fn pick(choice: TrainDevice) -> Result<(Device, String), String> {
                     .to_string()
             } else {
                 "device wgpu: this voxflow was built without the `wgpu` feature (cargo build \
-                 --release --features wgpu)"
+                 --release --features wgpu, or wgpu-tuned to train)"
                     .to_string()
             }
         }),

@@ -280,7 +280,8 @@ pub fn train(client: &mut Client, mut opts: TrainOptions) -> Result<TrainSummary
         let t_step = Instant::now();
         let (l, ce, dl) = {
             let (loss, ce, dl) = loss(&net, &batch, arch.classes, &h, &ad);
-            let values = (scalar(&loss), scalar(&ce), scalar(&dl));
+            let [l, c, d] = read_back([&loss, &ce, &dl]);
+            let values = (l, c, d);
             let grads = GradientsParams::from_grads(loss.backward(), &net);
             net = optim.step(h.learning_rate, net, grads);
             values
@@ -376,8 +377,12 @@ fn validation_line(v: &Validation, best: bool) -> serde_json::Value {
 /// Name of the best model folder in the run folder.
 pub const BEST: &str = "best.vxmodel";
 
-fn scalar(t: &Tensor<1>) -> f64 {
-    f64::from(t.clone().into_scalar::<f32>())
+/// The values of one-element tensors, in one transfer: on a GPU each read waits for the
+/// queue, so the step's three losses are read together.
+fn read_back<const N: usize>(ts: [&Tensor<1>; N]) -> [f64; N] {
+    let all = Tensor::cat(ts.iter().map(|t| (*t).clone()).collect(), 0);
+    let v = all.into_data().try_into_vec::<f32>().unwrap_or_default();
+    std::array::from_fn(|i| v.get(i).map_or(f64::NAN, |&x| f64::from(x)))
 }
 
 /// Weighted cross-entropy and soft Dice (see the module docs): `(loss, ce, dice_loss)`.
