@@ -279,10 +279,9 @@ pub fn train(client: &mut Client, mut opts: TrainOptions) -> Result<TrainSummary
         let batch = client.batch(i)?;
         let wait_s = t_wait.elapsed().as_secs_f64();
         let t_step = Instant::now();
-        let (l, ce, dl) = {
+        let [l, ce, dl] = {
             let (loss, ce, dl) = loss(&net, &batch, arch.classes, &h, &ad);
-            let [l, c, d] = read_back([&loss, &ce, &dl]);
-            let values = (l, c, d);
+            let values = read_back([&loss, &ce, &dl]);
             let grads = GradientsParams::from_grads(loss.backward(), &net);
             net = optim.step(h.learning_rate, net, grads);
             values

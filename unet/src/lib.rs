@@ -23,11 +23,11 @@
 //!   slow (below).
 //! - feature `wgpu-tuned`: `wgpu` plus burn's `autotune`, `fusion` and `vulkan` (the SPIR-V
 //!   compiler, so convolutions can use cooperative-matrix instructions); the first two
-//!   are burn's defaults for its GPU backends. Every process tunes and compiles its kernels for each
-//!   new shape first (about 55 s for the seed network's training run, 13 s for an
-//!   inference run on an H200); after that a training step is 6x faster. Two features
-//!   rather than one because cargo features are fixed at build time and the trade (a
-//!   minute at start for 6x per step) suits training, not one-off inference.
+//!   are burn's defaults for its GPU backends. Every process tunes and compiles its
+//!   kernels for each new shape first (about 55 s for the seed network's training run,
+//!   13 s for an inference run on an H200); after that a training step is 6x faster.
+//!   Two features rather than one because cargo features are fixed at build time and the
+//!   trade (a minute at start for 6x per step) suits training, not one-off inference.
 //!
 //! ## CUDA: why there is no `cuda` feature
 //!
