@@ -58,6 +58,7 @@ use voxflow_engine::Registry;
 
 pub mod artifact;
 pub mod config;
+pub mod conv3x3;
 #[cfg(feature = "wgpu")]
 pub mod gpu;
 pub mod infer;

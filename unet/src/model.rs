@@ -12,6 +12,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::config::{UNetConfig, Upsampling};
+use crate::conv3x3::conv2d_forward;
 
 /// Two `kernel` x `kernel` convolutions ("same" padding), each followed by optional batch
 /// norm and ReLU: one level of the U-Net.
@@ -71,12 +72,12 @@ impl ConvBlock {
     /// - input: `[batch, in_channels, height, width]`
     /// - output: `[batch, out_channels, height, width]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut x = self.conv1.forward(x);
+        let mut x = conv2d_forward(&self.conv1, x);
         if let Some(n) = &self.norm1 {
             x = n.forward(x);
         }
         x = relu(x);
-        x = self.conv2.forward(x);
+        x = conv2d_forward(&self.conv2, x);
         if let Some(n) = &self.norm2 {
             x = n.forward(x);
         }
