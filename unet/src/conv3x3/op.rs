@@ -189,8 +189,8 @@ pub fn conv2d_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 }
 
 /// Whether [`conv2d_forward`] runs this crate's kernels for `conv` on `x`: a 3x3, stride 1,
-/// "same"-padded convolution with bias, on f32 tensors of the Flex device (with or without
-/// autodiff).
+/// "same"-padded convolution with bias, on f32 input and weights on the Flex device (with or
+/// without autodiff).
 pub fn runs_own_kernels(conv: &Conv2d, x: &Tensor<4>) -> bool {
     conv.bias.is_some()
         && conv.kernel_size == [3, 3]
@@ -202,6 +202,7 @@ pub fn runs_own_kernels(conv: &Conv2d, x: &Tensor<4>) -> bool {
             PaddingConfig2d::Same | PaddingConfig2d::Explicit(1, 1, 1, 1)
         )
         && x.dtype() == DType::F32
+        && conv.weight.val().dtype() == DType::F32
         && matches!(
             x.device().without_autodiff().as_dispatch(),
             DispatchDevice::Flex(_)
