@@ -13,7 +13,6 @@
 //! - [`nodes`]: the node types `TrainingConfig`, `PatchServer` and `UNetTrain`.
 #![deny(missing_docs)]
 
-mod alloc;
 pub mod client;
 pub mod config;
 pub mod device;

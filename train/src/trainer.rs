@@ -204,7 +204,7 @@ pub fn train(client: &mut Client, mut opts: TrainOptions) -> Result<TrainSummary
             cfg.hyper.patch_size
         );
     }
-    crate::alloc::keep_step_buffers();
+    voxflow_unet::alloc::keep_network_buffers();
     let out = opts.out.clone();
     std::fs::create_dir_all(&out).map_err(|e| file_err(&out, e))?;
     let h = cfg.hyper.clone();

@@ -158,6 +158,7 @@ pub fn predict(
     opts: &InferOptions,
 ) -> Result<Prediction, String> {
     let t_total = Instant::now();
+    crate::alloc::keep_network_buffers();
     let arch = &model.meta.architecture;
     if arch.in_channels != 1 {
         return Err(format!(

@@ -60,6 +60,7 @@
 
 use voxflow_engine::Registry;
 
+pub mod alloc;
 pub mod artifact;
 pub mod config;
 pub mod conv3x3;
