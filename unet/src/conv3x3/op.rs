@@ -22,7 +22,7 @@ use super::kernels::{self, Geometry};
 /// A 3x3 convolution, stride 1, padding 1, one group, with bias.
 ///
 /// The default bodies compose burn's own convolution ops, so a backend without a kernel
-/// of ours still computes the right thing; Flex overrides all three.
+/// of ours still computes the right thing; Flex overrides all four.
 #[backend_extension(Flex, Autodiff)]
 pub trait Conv3x3Backend: Backend {
     /// `x` `[batch, c_in, h, w]`, `weight` `[c_out, c_in, 3, 3]`, `bias` `[c_out]`.
@@ -52,6 +52,15 @@ pub trait Conv3x3Backend: Backend {
     ) -> FloatTensor<Self> {
         Self::conv2d_weight_backward(x, weight, grad, same_3x3())
     }
+
+    /// Gradient of `bias` from the output's gradient `grad` (`x` for its batch size).
+    fn conv3x3_bias_grad(
+        x: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d_bias_backward(x, bias, grad)
+    }
 }
 
 fn same_3x3() -> ConvOptions<2> {
@@ -65,7 +74,7 @@ fn flex_f32(t: &FlexTensor) -> (FlexTensor, Vec<usize>) {
     (t, dims)
 }
 
-fn flex_output(values: Vec<f32>, dims: [usize; 4]) -> FlexTensor {
+fn flex_output<const D: usize>(values: Vec<f32>, dims: [usize; D]) -> FlexTensor {
     FlexTensor::new(
         Bytes::from_elems(values),
         Layout::contiguous(Shape::new(dims)),
@@ -105,6 +114,12 @@ impl Conv3x3Backend for Flex {
         let out = kernels::weight_grad(x.storage(), grad.storage(), xd[1], gd[1], g);
         flex_output(out, [gd[1], xd[1], 3, 3])
     }
+
+    fn conv3x3_bias_grad(_x: FlexTensor, _bias: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        let (grad, gd) = flex_f32(&grad);
+        let out = kernels::bias_grad(grad.storage(), gd[1], Geometry::of_nchw(&gd));
+        flex_output(out, [gd[1]])
+    }
 }
 
 impl<B: Conv3x3Backend, C: CheckpointStrategy> Conv3x3Backend for Autodiff<B, C> {
@@ -141,7 +156,7 @@ impl<B: Conv3x3Backend, C: CheckpointStrategy> Conv3x3Backend for Autodiff<B, C>
                     grads.register::<B>(node.id, g);
                 }
                 if let Some(node) = node_bias {
-                    grads.register::<B>(node.id, B::conv2d_bias_backward(x, bias, grad));
+                    grads.register::<B>(node.id, B::conv3x3_bias_grad(x, bias, grad));
                 }
             }
         }
@@ -296,5 +311,33 @@ mod tests {
             .with_stride([2, 2])
             .init(&device);
         assert!(!runs_own_kernels(&strided, &x));
+    }
+
+    /// The trait's default bodies (burn's own ops, what autodiff devices and any other
+    /// backend would run) against the Flex kernels, for the three gradients.
+    #[test]
+    fn default_gradient_bodies_agree_with_the_flex_kernels() {
+        let flex = Device::flex();
+        flex.seed(11);
+        let normal = Distribution::Normal(0.0, 1.0);
+        let x = Tensor::<4>::random([2, 3, 7, 10], normal, &flex);
+        let w = Tensor::<4>::random([4, 3, 3, 3], normal, &flex);
+        let g = Tensor::<4>::random([2, 4, 7, 10], normal, &flex);
+        let grads = |device: &Device| {
+            let on = |t: &Tensor<4>| Tensor::<4>::from_data(t.to_data(), device).into_dispatch();
+            let input = <Dispatch as Conv3x3Backend>::conv3x3_input_grad(on(&g), on(&w));
+            let weight = <Dispatch as Conv3x3Backend>::conv3x3_weight_grad(on(&x), on(&w), on(&g));
+            let b = Tensor::<1>::zeros([4], device).into_dispatch();
+            let bias = <Dispatch as Conv3x3Backend>::conv3x3_bias_grad(on(&x), b, on(&g));
+            (
+                Tensor::<4>::from_dispatch(input).into_data(),
+                Tensor::<4>::from_dispatch(weight).into_data(),
+                Tensor::<1>::from_dispatch(bias).into_data(),
+            )
+        };
+        let (ours, defaults) = (grads(&flex), grads(&flex.clone().autodiff()));
+        close(ours.0, defaults.0);
+        close(ours.1, defaults.1);
+        close(ours.2, defaults.2);
     }
 }
