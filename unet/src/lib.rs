@@ -16,7 +16,7 @@
 //!   backend once one is compiled in. The network's 3x3 convolutions run this crate's own
 //!   kernels on Flex, forward and backward ([`conv3x3`], a burn backend extension): 2.4x
 //!   less time than Flex's own at the training step's shapes, which made a CPU training
-//!   step faster than Keras + JAX (384 vs 515 ms on the 2-core EPYC).
+//!   step faster than Keras + JAX (369 vs 549 ms on the 2-core EPYC).
 //! - feature `wgpu`: burn's wgpu backend (Vulkan on Linux, which drives NVIDIA GPUs when
 //!   the Vulkan loader `libvulkan1` is installed): implementation `burn-wgpu`, which
 //!   becomes the default implementation of that build so `device: auto` picks the GPU when
