@@ -1,5 +1,6 @@
 //! The 3x3 convolution as a burn backend extension: Flex runs [`kernels`], autodiff gets a
-//! handwritten backward pass calling the same kernels for both gradients.
+//! handwritten backward pass calling the backend's kernels for the input, weight and bias
+//! gradients.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
