@@ -69,6 +69,8 @@ pub mod gpu;
 pub mod infer;
 pub mod model;
 pub mod node;
+#[cfg(test)]
+mod testing;
 
 pub use artifact::{write_random_model, ModelError, ModelMeta, SavedModel};
 pub use config::{Normalization, UNetConfig};

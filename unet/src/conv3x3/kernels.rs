@@ -78,7 +78,7 @@ impl Geometry {
 }
 
 /// Copies `[batch, channels, h, w]` into zero-padded `[batch, channels, h + 2, w + 2]`.
-pub fn pad(src: &[f32], channels: usize, g: Geometry) -> Vec<f32> {
+fn pad(src: &[f32], channels: usize, g: Geometry) -> Vec<f32> {
     let (plane, pixels, row, w) = (g.plane(), g.pixels(), g.row(), g.width);
     assert_eq!(src.len(), g.batch * channels * pixels, "pad: input size");
     let mut out = vec![0.0f32; g.batch * channels * plane];
@@ -103,6 +103,52 @@ struct Shared(*mut f32);
 unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
 
+/// A strided matrix: element `[r, c]` at `ptr + r * row_stride + c * col_stride`.
+#[derive(Clone, Copy)]
+struct View {
+    ptr: *const f32,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+/// `dst = lhs * rhs` (or `dst += lhs * rhs` with `accumulate`), `dst` an `m x n` matrix
+/// with rows `dst_row_stride` apart and unit column stride, `lhs` `m x k`, `rhs` `k x n`;
+/// on the calling thread (callers parallelise over tasks).
+///
+/// # Safety
+/// Every element the three views address must lie inside one live allocation each, and
+/// `dst` must not be read or written by anyone else meanwhile.
+unsafe fn product(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    dst_row_stride: usize,
+    accumulate: bool,
+    lhs: View,
+    rhs: View,
+) {
+    gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_row_stride as isize,
+        accumulate,
+        lhs.ptr,
+        lhs.col_stride as isize,
+        lhs.row_stride as isize,
+        rhs.ptr,
+        rhs.col_stride as isize,
+        rhs.row_stride as isize,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        Parallelism::None,
+    );
+}
+
 /// Weights of one pass as a matrix per tap: element `[m, k]` of tap `t` is
 /// `weights[t + m * m_stride + k * k_stride]`.
 #[derive(Clone, Copy)]
@@ -113,8 +159,8 @@ struct TapMatrices<'a> {
 }
 
 /// `out[b, m, y, x] = bias[m] + sum over taps t and k of
-/// A_t[m, k] * src[b, k, (y, x) + direction * offset(t)]`, with `src` padded
-/// (`[batch, k_channels, plane]`) and `out` unpadded `[batch, m_channels, h, w]`.
+/// A_t[m, k] * src[b, k, (y, x) + direction * offset(t)]`, with `src`
+/// `[batch, k_channels, h, w]` (zero outside the plane) and `out` `[batch, m_channels, h, w]`.
 fn shifted_products(
     src: &[f32],
     k_channels: usize,
@@ -124,21 +170,26 @@ fn shifted_products(
     bias: Option<&[f32]>,
     g: Geometry,
 ) -> Vec<f32> {
+    assert_eq!(
+        taps.weights.len(),
+        m_channels * k_channels * 9,
+        "conv3x3: weight size"
+    );
     let (plane, pixels, row) = (g.plane(), g.pixels(), g.row());
-    debug_assert_eq!(src.len(), g.batch * k_channels * plane);
+    let src = pad(src, k_channels, g);
     let mut out = vec![0.0f32; g.batch * m_channels * pixels];
     if out.is_empty() || k_channels == 0 {
         // Nothing to sum over: the output is the bias.
         if let Some(bias) = bias {
             for (i, v) in out.iter_mut().enumerate() {
-                *v = bias[(i / pixels.max(1)) % m_channels];
+                *v = bias[(i / pixels) % m_channels];
             }
         }
         return out;
     }
     let rows = (CHUNK_COLUMNS / row).clamp(1, g.height);
     let chunks = g.height.div_ceil(rows);
-    let shared = Shared(out.as_mut_ptr());
+    let (src, shared) = (&src, Shared(out.as_mut_ptr()));
 
     (0..g.batch * chunks).into_par_iter().for_each(move |task| {
         let shared = shared;
@@ -161,26 +212,21 @@ fn shifted_products(
             // reads `k_channels` rows of `n` values from `start` in planes of `plane`,
             // inside `image` (the flat span plus a tap offset stays inside the padding).
             unsafe {
-                gemm(
-                    m_channels,
-                    n,
-                    k_channels,
+                product(
+                    (m_channels, n, k_channels),
                     block.as_mut_ptr(),
-                    1,
-                    n as isize,
+                    n,
                     bias.is_some() || tap > 0,
-                    taps.weights.as_ptr().add(tap),
-                    taps.k_stride as isize,
-                    taps.m_stride as isize,
-                    image.as_ptr().add(start),
-                    1,
-                    plane as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
+                    View {
+                        ptr: taps.weights.as_ptr().add(tap),
+                        row_stride: taps.m_stride,
+                        col_stride: taps.k_stride,
+                    },
+                    View {
+                        ptr: image.as_ptr().add(start),
+                        row_stride: plane,
+                        col_stride: 1,
+                    },
                 );
             }
         }
@@ -208,14 +254,12 @@ pub fn forward(
     c_out: usize,
     g: Geometry,
 ) -> Vec<f32> {
-    assert_eq!(weight.len(), c_out * c_in * 9, "conv3x3: weight size");
-    let x = pad(x, c_in, g);
     let taps = TapMatrices {
         weights: weight,
         m_stride: c_in * 9,
         k_stride: 9,
     };
-    shifted_products(&x, c_in, c_out, taps, 1, bias, g)
+    shifted_products(x, c_in, c_out, taps, 1, bias, g)
 }
 
 /// Gradient of the input from the output's gradient `grad` `[batch, c_out, h, w]`:
@@ -227,14 +271,12 @@ pub fn input_grad(
     c_out: usize,
     g: Geometry,
 ) -> Vec<f32> {
-    assert_eq!(weight.len(), c_out * c_in * 9, "conv3x3: weight size");
-    let grad = pad(grad, c_out, g);
     let taps = TapMatrices {
         weights: weight,
         m_stride: 9,
         k_stride: c_in * 9,
     };
-    shifted_products(&grad, c_out, c_in, taps, -1, None, g)
+    shifted_products(grad, c_out, c_in, taps, -1, None, g)
 }
 
 /// Gradient of the weights, `[c_out, c_in, 3, 3]`: per tap, the output gradient's
@@ -255,36 +297,31 @@ pub fn weight_grad(x: &[f32], grad: &[f32], c_in: usize, c_out: usize, g: Geomet
         .map(|task| {
             let (tap, group) = (task / groups, task % groups);
             let mut acc = vec![0.0f32; c_out * c_in];
+            let rhs_start = (g.origin() as isize + g.tap_offset(tap)) as usize;
             let images = group * per_group..((group + 1) * per_group).min(g.batch);
             for (i, b) in images.enumerate() {
                 let lhs = &grad[(b * c_out * plane) + g.origin()..];
-                let rhs_start = (g.origin() as isize + g.tap_offset(tap)) as usize;
                 let rhs = &x[b * c_in * plane + rhs_start..];
                 debug_assert!((c_out - 1) * plane + span <= lhs.len());
                 debug_assert!((c_in - 1) * plane + span <= rhs.len());
                 // SAFETY: `acc` is `c_out x c_in`; both views read `span` values from each
                 // of their planes, inside the padded image (checked above in debug).
                 unsafe {
-                    gemm(
-                        c_out,
-                        c_in,
-                        span,
+                    product(
+                        (c_out, c_in, span),
                         acc.as_mut_ptr(),
-                        1,
-                        c_in as isize,
+                        c_in,
                         i > 0,
-                        lhs.as_ptr(),
-                        1,
-                        plane as isize,
-                        rhs.as_ptr(),
-                        plane as isize,
-                        1,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        Parallelism::None,
+                        View {
+                            ptr: lhs.as_ptr(),
+                            row_stride: plane,
+                            col_stride: 1,
+                        },
+                        View {
+                            ptr: rhs.as_ptr(),
+                            row_stride: 1,
+                            col_stride: plane,
+                        },
                     );
                 }
             }
@@ -334,6 +371,7 @@ fn lane_sum(values: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::assert_close as close;
 
     /// Direct definition of the convolution, for agreement.
     fn naive_forward(x: &[f32], w: &[f32], c_in: usize, c_out: usize, g: Geometry) -> Vec<f32> {
@@ -375,13 +413,6 @@ mod tests {
             .collect()
     }
 
-    fn close(a: &[f32], b: &[f32]) {
-        assert_eq!(a.len(), b.len());
-        for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{i}: {x} vs {y}");
-        }
-    }
-
     /// Plane sizes that hit one chunk, several chunks and a one-pixel-wide plane.
     const SHAPES: [(usize, usize, usize, usize, usize); 6] = [
         (2, 3, 4, 5, 7),
@@ -419,7 +450,8 @@ mod tests {
             let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| (p * q) as f64).sum();
             let y: f64 = dot(&grad, &naive_forward(&x, &w, c_in, c_out, g));
             let via_x: f64 = dot(&input_grad(&grad, &w, c_in, c_out, g), &x);
-            let via_w: f64 = dot(&weight_grad(&x, &grad, c_in, c_out, g), &w);
+            let dw = weight_grad(&x, &grad, c_in, c_out, g);
+            let via_w: f64 = dot(&dw, &w);
             assert!((y - via_x).abs() < 1e-3 * (1.0 + y.abs()), "{y} vs {via_x}");
             assert!((y - via_w).abs() < 1e-3 * (1.0 + y.abs()), "{y} vs {via_w}");
             // Each weight's gradient alone: the forward pass with a one-hot weight.
@@ -427,7 +459,7 @@ mod tests {
                 let mut one = vec![0.0f32; w.len()];
                 one[k] = 1.0;
                 let want: f64 = dot(&grad, &naive_forward(&x, &one, c_in, c_out, g));
-                let got = weight_grad(&x, &grad, c_in, c_out, g)[k] as f64;
+                let got = dw[k] as f64;
                 assert!(
                     (want - got).abs() < 1e-3 * (1.0 + want.abs()),
                     "{want} vs {got}"

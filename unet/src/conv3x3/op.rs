@@ -230,18 +230,9 @@ mod tests {
     use super::*;
     use burn::module::Param;
     use burn::nn::conv::Conv2dConfig;
-    use burn::tensor::{Device, Distribution, TensorData};
+    use burn::tensor::{Device, Distribution};
 
-    fn close(a: TensorData, b: TensorData) {
-        let (a, b) = (
-            a.try_to_vec::<f32>().unwrap(),
-            b.try_to_vec::<f32>().unwrap(),
-        );
-        assert_eq!(a.len(), b.len());
-        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-            assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{i}: {x} vs {y}");
-        }
-    }
+    use crate::testing::assert_close_data as close;
 
     /// Our kernels and their backward pass against burn's `Conv2d` on the same weights:
     /// same output, same gradients for input, weight and bias.
