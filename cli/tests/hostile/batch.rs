@@ -1,0 +1,4 @@
+//! Hostile batch input.
+
+#[allow(unused_imports)]
+use crate::support::*;

@@ -1,0 +1,4 @@
+//! Hostile dicom input.
+
+#[allow(unused_imports)]
+use crate::support::*;

@@ -1,0 +1,4 @@
+//! Hostile graph input.
+
+#[allow(unused_imports)]
+use crate::support::*;

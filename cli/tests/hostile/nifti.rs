@@ -1,0 +1,4 @@
+//! Hostile nifti input.
+
+#[allow(unused_imports)]
+use crate::support::*;
