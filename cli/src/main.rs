@@ -79,8 +79,8 @@ struct RunArgs {
     /// Write a JSON run report (per-node wall time, implementation, status).
     #[arg(long)]
     report: Option<PathBuf>,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
+    /// Worker threads (default: all cores; at most 1024).
+    #[arg(long, value_parser = count_parser())]
     threads: Option<usize>,
     /// Reuse results from (and store them in) this content-addressed cache folder.
     #[arg(long, value_name = "DIR")]
@@ -93,7 +93,7 @@ struct RunArgs {
     #[arg(long, value_name = "FILE")]
     cases: Option<PathBuf>,
     /// Cases run at the same time (with --cases).
-    #[arg(long, default_value_t = 1, requires = "cases")]
+    #[arg(long, default_value_t = 1, requires = "cases", value_parser = count_parser())]
     jobs: usize,
     /// Memory budget for running cases, e.g. 8G or 512M (default: 80% of available).
     #[arg(long, value_name = "SIZE", requires = "cases", value_parser = parse_size)]
@@ -121,9 +121,48 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            ExitCode::FAILURE
         }
     }
+}
+
+/// Thread and job counts: 1 to 1024. More threads than that only exhausts the system
+/// (each has its own stack) before any work starts; zero would run nothing.
+fn count_parser() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024)
+}
+
+/// Refuse an output folder that cannot hold outputs before anything runs: a file (or
+/// `/dev/null`) where a folder should be, or a folder we cannot create files in. A folder
+/// that does not exist yet is checked at its nearest existing ancestor.
+fn check_out_dir(out: &Path) -> Result<()> {
+    let mut dir = out;
+    while !dir.as_os_str().is_empty() && !dir.exists() {
+        dir = dir.parent().unwrap_or(Path::new(""));
+    }
+    if dir.as_os_str().is_empty() {
+        dir = Path::new(".");
+    }
+    if !dir.is_dir() {
+        bail!(
+            "--out {}: {} is not a folder",
+            out.display(),
+            if dir == out {
+                "it".to_string()
+            } else {
+                dir.display().to_string()
+            }
+        );
+    }
+    // Permission bits do not tell (root ignores them; read-only mounts do not show):
+    // create and remove a probe file.
+    let probe = dir.join(format!(".voxflow-probe-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .and_then(|_| std::fs::remove_file(&probe))
+        .with_context(|| format!("--out {}: cannot write in {}", out.display(), dir.display()))
 }
 
 fn init_tracing(verbosity: u8) {
@@ -240,6 +279,20 @@ fn cmd_batch(
         };
         load_and_validate(registry, graph, &ga, &args.outputs).map_err(|d| d.to_string())
     };
+    // Validate every case before touching the output folder: a mistake that is not a
+    // case's own (a bad --set, a typo in the graph) fails them all; it is reported once,
+    // and an earlier run's outputs and summary stay as they were.
+    if !cases.iter().any(|c| plan_case(c).is_ok()) {
+        if let Err(e) = plan_case(&cases[0]) {
+            eprintln!("{e}");
+        }
+        bail!(
+            "no case of {} validates (case `{}` shown above); nothing ran, {} is unchanged",
+            cases_file.display(),
+            cases[0].id,
+            args.out.display()
+        );
+    }
     let bar = progress::BatchBar::new(cases.len(), args.quiet);
     let opts = BatchOptions {
         out_dir: args.out.clone(),
@@ -262,6 +315,12 @@ fn cmd_batch(
     let outcomes = batch::run_cases(&cases, plan_case, &opts);
     bar.finish();
     let files = batch::write_summary(&args.out, &outcomes).context("writing the batch summary")?;
+    if files.is_empty() && !args.quiet {
+        eprintln!(
+            "no case completed: the earlier summary in {} is left as it was",
+            args.out.display()
+        );
+    }
     let mut failed = 0;
     for o in &outcomes {
         match &o.status {
@@ -385,6 +444,7 @@ fn cmd_run(registry: &voxflow_engine::Registry, args: RunArgs) -> Result<ExitCod
         Some(p) => p.clone(),
         None => default_graph()?,
     };
+    check_out_dir(&args.out)?;
     if let Some(cases) = &args.cases {
         return cmd_batch(registry, &path, cases, &args);
     }
@@ -423,10 +483,14 @@ fn cmd_run(registry: &voxflow_engine::Registry, args: RunArgs) -> Result<ExitCod
         case: None,
     };
     if report.failures().next().is_some() {
-        for f in voxflow_engine::provenance::write_failure_records(&args.out, &plan, &report, &ctx)
-            .context("writing failure records")?
-        {
-            eprintln!("failure record: {}", f.display());
+        // The node errors are printed below whether or not their records can be written.
+        match voxflow_engine::provenance::write_failure_records(&args.out, &plan, &report, &ctx) {
+            Ok(files) => {
+                for f in files {
+                    eprintln!("failure record: {}", f.display());
+                }
+            }
+            Err(e) => eprintln!("warning: cannot write the failure records: {e}"),
         }
     } else if report.nodes.iter().any(|n| !n.files.is_empty()) || !report.files.is_empty() {
         voxflow_engine::provenance::write_provenance(&args.out, &plan, &report, &ctx)

@@ -105,8 +105,14 @@ pub fn read_cases(path: &Path) -> Result<Vec<Case>, CasesError> {
             .unwrap_or(n + 2);
         let rec = rec.map_err(|e| fmt(line, e.to_string()))?;
         let id = rec.get(0).unwrap_or("").to_string();
-        if id.is_empty() || id.contains(['/', '\\']) || id == "." || id == ".." {
-            return Err(fmt(line, format!("case id `{id}` must be a non-empty name without slashes (it names the case's output folder)")));
+        if id.is_empty() || id.contains(['/', '\\']) || id.starts_with('.') {
+            return Err(fmt(line, format!("case id `{id}` must be a non-empty name without slashes that does not start with `.` (it names the case's output folder)")));
+        }
+        if SUMMARY_FILES.contains(&id.as_str()) {
+            return Err(fmt(
+                line,
+                format!("case id `{id}` is the name of a batch summary file; rename the case"),
+            ));
         }
         if cases.iter().any(|c| c.id == id) {
             return Err(fmt(line, format!("case id `{id}` appears twice")));
@@ -487,8 +493,9 @@ fn tagged_to_table(v: &serde_json::Value) -> Option<Table> {
     Some(Table { columns, rows })
 }
 
-/// The tables of a case that an earlier run completed with the same graph, params and
-/// implementations, with every output file still as it wrote it; `None` otherwise.
+/// The tables of a case that an earlier run completed with the same graph, graph params,
+/// implementations and node params, with every output file still as it wrote it; `None`
+/// otherwise.
 fn complete_earlier(dir: &Path, plan: &Plan) -> Option<BTreeMap<String, Table>> {
     let prov: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("provenance.json")).ok()?).ok()?;
@@ -498,21 +505,9 @@ fn complete_earlier(dir: &Path, plan: &Plan) -> Option<BTreeMap<String, Table>> 
     if prov["params"] != serde_json::to_value(&plan.params).ok()? {
         return None;
     }
-    let impls: serde_json::Map<String, serde_json::Value> = plan
-        .nodes
-        .iter()
-        .filter(|n| n.needed)
-        .map(|n| {
-            (
-                n.id.clone(),
-                serde_json::json!(format!(
-                    "{} {} v{}",
-                    n.type_name, n.implementation, n.impl_version
-                )),
-            )
-        })
-        .collect();
-    if prov["implementations"] != serde_json::Value::Object(impls) {
+    if prov["implementations"] != crate::provenance::implementations(plan)
+        || prov["node_params"] != crate::provenance::node_params(plan)
+    {
         return None;
     }
     for out in prov["outputs"].as_array()? {
@@ -621,14 +616,25 @@ pub fn statistics_table(outcomes: &[CaseOutcome]) -> Table {
     out
 }
 
+/// The files a batch writes at the top of its output folder (no case may be named so).
+pub const SUMMARY_FILES: [&str; 3] = ["summary.csv", "summary_stats.csv", "summary.json"];
+
 /// Write `summary.csv`, `summary_stats.csv` and `summary.json` (which also lists each
-/// case's status and the reason of each failure) into `out`.
+/// case's status and the reason of each failure) into `out`; returns the files written.
+///
+/// A batch in which no case completed leaves an earlier summary as it was (and writes
+/// none): replacing a good summary by a header-only one loses what the earlier run found,
+/// while the failures are already recorded per case and printed.
 pub fn write_summary(out: &Path, outcomes: &[CaseOutcome]) -> Result<Vec<PathBuf>, WriteError> {
+    let [p1, p2, p3] = SUMMARY_FILES.map(|f| out.join(f));
+    let none_completed = outcomes
+        .iter()
+        .all(|o| matches!(o.status, CaseStatus::Failed(_)));
+    if none_completed && p1.exists() {
+        return Ok(Vec::new());
+    }
     let summary = summary_table(outcomes);
     let stats = statistics_table(outcomes);
-    let p1 = out.join("summary.csv");
-    let p2 = out.join("summary_stats.csv");
-    let p3 = out.join("summary.json");
     summary.write(&p1)?;
     stats.write(&p2)?;
     let cases: Vec<serde_json::Value> = outcomes

@@ -76,8 +76,27 @@ pub fn provenance(
         })
         .collect();
     let outputs: Vec<serde_json::Value> = report.files.iter().map(|f| file_entry(f)).collect();
-    let implementations: serde_json::Map<String, serde_json::Value> = plan
-        .nodes
+    serde_json::json!({
+        "voxflow_version": ctx.version,
+        "case": ctx.case,
+        "status": if report.ok() { "ok" } else { "failed" },
+        "graph": { "name": plan.name, "file": plan.file, "blake3": plan.graph_hash },
+        "params": plan.params,
+        "implementations": implementations(plan),
+        "node_params": node_params(plan),
+        "inputs": inputs,
+        "outputs": outputs,
+        "user": user(),
+        "host": host(),
+        "started": report.started,
+        "finished": finished,
+        "command": ctx.command,
+    })
+}
+
+/// Type, implementation and version of every node the run needed, by node id.
+pub fn implementations(plan: &Plan) -> serde_json::Value {
+    plan.nodes
         .iter()
         .filter(|n| n.needed)
         .map(|n| {
@@ -89,22 +108,20 @@ pub fn provenance(
                 )),
             )
         })
-        .collect();
-    serde_json::json!({
-        "voxflow_version": ctx.version,
-        "case": ctx.case,
-        "status": if report.ok() { "ok" } else { "failed" },
-        "graph": { "name": plan.name, "file": plan.file, "blake3": plan.graph_hash },
-        "params": plan.params,
-        "implementations": implementations,
-        "inputs": inputs,
-        "outputs": outputs,
-        "user": user(),
-        "host": host(),
-        "started": report.started,
-        "finished": finished,
-        "command": ctx.command,
-    })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// The params every needed node ran with, by node id: after `${...}` substitution, macro
+/// expansion and `--set` overrides. `--resume` compares them, so a changed node param
+/// (`--set dilate.kernel=...`, a new `save.path`) re-runs the case.
+pub fn node_params(plan: &Plan) -> serde_json::Value {
+    plan.nodes
+        .iter()
+        .filter(|n| n.needed)
+        .map(|n| (n.id.clone(), n.params.clone()))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// Write `provenance.json` into `dir`, atomically.

@@ -28,5 +28,5 @@ pub use config::{Augmentation, Hyper, TrainingConfig};
 pub use device::TrainDevice;
 pub use nodes::register;
 pub use patches::{Batch, Sampler, TrainCase, ValidationSet, ValidationSlice};
-pub use server::{PatchServer, ServerOptions, ServerStats};
+pub use server::{ConnectionLimits, PatchServer, ServerOptions, ServerStats};
 pub use trainer::{train, TrainError, TrainOptions, TrainSummary};

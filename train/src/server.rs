@@ -7,23 +7,21 @@
 //! speed. Batches are requested by number; a request off the expected sequence (a resumed
 //! trainer) restarts the pipeline there, and since batch `k` is a pure function of `k`
 //! ([`crate::patches`]), any server and any number of workers give the same batches.
-//! A connection's threads end when its client says `Bye`, disconnects or sends garbage;
-//! nothing a client does can stop the server or another client's stream.
+//! A connection's threads end when its client says `Bye`, disconnects, sends garbage or
+//! overruns a deadline ([`ConnectionLimits`]); nothing a client does can stop the server
+//! or another client's stream.
 
-use std::io;
+use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver};
 
 use crate::patches::{Sampler, ValidationSet};
 use crate::protocol::{self, GetBatch, Hello, Kind, ProtocolError, Refused, Welcome};
-
-/// How long a new connection may take to say `Hello`.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -36,6 +34,35 @@ pub struct ServerOptions {
     pub prefetch: usize,
     /// Sampler threads per connection.
     pub workers: usize,
+    /// Time limits and the connection cap.
+    pub limits: ConnectionLimits,
+}
+
+/// What one client may hold of the server. Deadlines are absolute: a peer that sends one
+/// byte at a time cannot stretch them (a plain socket read timeout restarts with every
+/// byte, so 2,000 trickling clients could hold 2,000 threads forever).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionLimits {
+    /// From accepting a connection to a complete `Hello` frame.
+    pub handshake: Duration,
+    /// From the first byte of a request frame to its last.
+    pub frame: Duration,
+    /// Between requests of a connected trainer (a validation pass or a checkpoint
+    /// happens in this gap).
+    pub idle: Duration,
+    /// Connections served at once, handshakes included; more are refused at once.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            handshake: Duration::from_secs(10),
+            frame: Duration::from_secs(10),
+            idle: Duration::from_secs(600),
+            max_connections: 64,
+        }
+    }
 }
 
 /// Counters, for reports and tests.
@@ -62,6 +89,9 @@ struct Shared {
     token: String,
     prefetch: usize,
     workers: usize,
+    limits: ConnectionLimits,
+    /// Connection threads alive (for `max_connections`).
+    open: AtomicUsize,
     stop: AtomicBool,
     batches: AtomicU64,
     stats: Mutex<ServerStats>,
@@ -114,6 +144,8 @@ impl PatchServer {
             token: opts.token,
             prefetch: opts.prefetch.max(1),
             workers: opts.workers.max(1),
+            limits: opts.limits,
+            open: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             batches: AtomicU64::new(0),
             stats: Mutex::default(),
@@ -199,16 +231,68 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         if shared.stop.load(Ordering::SeqCst) {
             break;
         }
-        let Ok(stream) = conn else { continue };
+        let Ok(mut stream) = conn else { continue };
         shared.update(|s| s.connections += 1);
+        if shared.open.fetch_add(1, Ordering::SeqCst) >= shared.limits.max_connections {
+            shared.open.fetch_sub(1, Ordering::SeqCst);
+            shared.update(|s| s.refused += 1);
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+            refuse(
+                &mut stream,
+                format!(
+                    "too many connections (at most {})",
+                    shared.limits.max_connections
+                ),
+            );
+            continue;
+        }
         let sh = shared.clone();
         let spawned = std::thread::Builder::new()
             .name("patch-conn".into())
-            .spawn(move || serve_connection(stream, sh));
+            .spawn(move || {
+                serve_connection(stream, &sh);
+                sh.open.fetch_sub(1, Ordering::SeqCst);
+            });
         if let Err(e) = spawned {
+            shared.open.fetch_sub(1, Ordering::SeqCst);
             tracing::warn!("cannot start a connection thread: {e}");
         }
     }
+}
+
+/// Reads from a socket until an absolute deadline: each read may wait only for the time
+/// that is left.
+struct Deadline<'a> {
+    stream: &'a TcpStream,
+    until: Instant,
+}
+
+impl Deadline<'_> {
+    fn new(stream: &TcpStream, within: Duration) -> Deadline<'_> {
+        Deadline {
+            stream,
+            until: Instant::now() + within,
+        }
+    }
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        let mut s = self.stream;
+        s.read(buf)
+    }
+}
+
+/// Wait up to `idle` for the next request to begin; false when the peer closed, failed
+/// or stayed silent.
+fn request_begins(stream: &TcpStream, idle: Duration) -> bool {
+    let mut b = [0u8; 1];
+    stream.set_read_timeout(Some(idle)).is_ok() && matches!(stream.peek(&mut b), Ok(1))
 }
 
 /// Send a `Refused` (best effort: the peer may already be gone).
@@ -227,8 +311,9 @@ fn same_token(a: &str, b: &str) -> bool {
 }
 
 fn handshake(stream: &mut TcpStream, shared: &Shared) -> Result<(), String> {
+    let mut r = Deadline::new(stream, shared.limits.handshake);
     let (kind, payload) =
-        protocol::read_frame(stream, protocol::MAX_REQUEST_BYTES).map_err(|e| e.to_string())?;
+        protocol::read_frame(&mut r, protocol::MAX_REQUEST_BYTES).map_err(|e| e.to_string())?;
     if kind != Kind::Hello {
         return Err(format!("expected Hello, got {kind:?}"));
     }
@@ -240,10 +325,11 @@ fn handshake(stream: &mut TcpStream, shared: &Shared) -> Result<(), String> {
     Ok(())
 }
 
-fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
+fn serve_connection(mut stream: TcpStream, shared: &Shared) {
     let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
-    if let Err(reason) = handshake(&mut stream, &shared) {
+    // A trainer that stops reading must not hold the thread forever either.
+    let _ = stream.set_write_timeout(Some(shared.limits.idle));
+    if let Err(reason) = handshake(&mut stream, shared) {
         shared.update(|s| s.refused += 1);
         refuse(&mut stream, reason);
         return;
@@ -253,8 +339,7 @@ fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
         return;
     }
     shared.update(|s| s.active += 1);
-    let _ = stream.set_read_timeout(None);
-    let said_bye = serve_requests(&mut stream, &shared);
+    let said_bye = serve_requests(&mut stream, shared);
     shared.update(|s| {
         s.active -= 1;
         if said_bye {
@@ -269,7 +354,11 @@ fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
 fn serve_requests(stream: &mut TcpStream, shared: &Shared) -> bool {
     let mut pipeline: Option<Pipeline> = None;
     loop {
-        let (kind, payload) = match protocol::read_frame(stream, protocol::MAX_REQUEST_BYTES) {
+        if !request_begins(stream, shared.limits.idle) {
+            return false;
+        }
+        let mut r = Deadline::new(stream, shared.limits.frame);
+        let (kind, payload) = match protocol::read_frame(&mut r, protocol::MAX_REQUEST_BYTES) {
             Ok(f) => f,
             Err(ProtocolError::Io(_)) => return false,
             Err(e) => {

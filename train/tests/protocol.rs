@@ -207,3 +207,101 @@ fn same_seed_same_batches_across_servers_and_worker_counts() {
     let mut c3 = common::connect(&three);
     assert_ne!(c3.batch(1).unwrap().image, first[1].image);
 }
+
+/// Limits small enough for a test: 1 s per handshake and per frame, 2 s idle, 3 clients.
+fn tight() -> voxflow_train::ConnectionLimits {
+    voxflow_train::ConnectionLimits {
+        handshake: Duration::from_secs(1),
+        frame: Duration::from_secs(1),
+        idle: Duration::from_secs(2),
+        max_connections: 3,
+    }
+}
+
+/// Send `bytes` one at a time, `gap` apart, until the server hangs up; how long it took.
+fn trickle(s: &mut TcpStream, bytes: &[u8], gap: Duration) -> Duration {
+    let t = Instant::now();
+    for b in bytes.iter().cycle().take(200) {
+        if s.write_all(&[*b]).is_err() {
+            break;
+        }
+        std::thread::sleep(gap);
+        // A refusal or a close shows up as readable.
+        s.set_nonblocking(true).unwrap();
+        let mut probe = [0u8; 1];
+        let closed =
+            !matches!(s.peek(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        s.set_nonblocking(false).unwrap();
+        if closed {
+            break;
+        }
+    }
+    t.elapsed()
+}
+
+#[test]
+fn a_trickling_hello_cannot_extend_the_handshake_deadline() {
+    let server = common::server_limited(&common::config(10), [1, 2], 1, tight());
+    let body = serde_json::json!({"token": common::TOKEN, "client": "slow"}).to_string();
+    let mut s = raw_connect(&server);
+    // One byte every 200 ms: each read succeeds, but the whole Hello needs ~15 s.
+    let took = trickle(
+        &mut s,
+        &frame(1, 1, body.as_bytes()),
+        Duration::from_millis(200),
+    );
+    assert!(
+        took < Duration::from_secs(4),
+        "held the server for {took:?}"
+    );
+    eventually(&server, |st| st.refused == 1 && st.active == 0);
+    still_serves(&server);
+}
+
+#[test]
+fn half_sent_and_silent_trainers_are_dropped() {
+    let server = common::server_limited(&common::config(10), [1, 2], 1, tight());
+    // Half a request frame after the handshake, then silence: dropped after `frame`.
+    let mut half = raw_connect(&server);
+    assert_eq!(hello(&mut half, common::TOKEN).0, Kind::Welcome as u16);
+    half.write_all(&frame(1, 4, br#"{"index":0}"#)[..7])
+        .unwrap();
+    // Connected and silent: dropped after `idle`.
+    let mut silent = raw_connect(&server);
+    assert_eq!(hello(&mut silent, common::TOKEN).0, Kind::Welcome as u16);
+    let t = Instant::now();
+    eventually(&server, |st| st.vanished == 2 && st.active == 0);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // Both sockets see the server hang up.
+    for s in [&mut half, &mut silent] {
+        let mut b = [0u8; 1];
+        assert_eq!(s.read(&mut b).unwrap_or(0), 0);
+    }
+    still_serves(&server);
+}
+
+#[test]
+fn connections_beyond_the_cap_are_refused_at_once() {
+    let server = common::server_limited(&common::config(10), [1, 2], 1, tight());
+    // Three silent connections fill the cap (each would be dropped after 1 s).
+    let held: Vec<TcpStream> = (0..3).map(|_| raw_connect(&server)).collect();
+    eventually(&server, |st| st.connections == 3);
+    let mut fourth = raw_connect(&server);
+    let t = Instant::now();
+    let (kind, msg) = read_raw(&mut fourth);
+    assert_eq!(kind, Kind::Refused as u16);
+    assert!(
+        String::from_utf8_lossy(&msg).contains("too many connections (at most 3)"),
+        "{}",
+        String::from_utf8_lossy(&msg)
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
+    drop(held);
+    // Once they are gone the server takes new clients again.
+    eventually(&server, |st| st.refused >= 4);
+    still_serves(&server);
+}

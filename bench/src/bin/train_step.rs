@@ -70,6 +70,7 @@ fn main() {
             token: "bench".into(),
             prefetch: 8,
             workers: 2,
+            limits: Default::default(),
         },
     )
     .expect("server");

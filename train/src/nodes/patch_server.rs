@@ -329,6 +329,7 @@ impl Node for ServerNode {
                 token: token.clone(),
                 prefetch: self.p.prefetch,
                 workers: self.p.workers,
+                limits: Default::default(),
             },
         )
         .map_err(|e| NodeError::Other(format!("cannot listen on {}: {e}", self.p.bind)))?;

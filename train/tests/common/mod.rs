@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use voxflow_engine::{Geometry, Image, Volume};
 use voxflow_train::{
-    Client, Hyper, PatchServer, Sampler, ServerOptions, TrainCase, TrainingConfig, ValidationSet,
+    Client, ConnectionLimits, Hyper, PatchServer, Sampler, ServerOptions, TrainCase,
+    TrainingConfig, ValidationSet,
 };
 use voxflow_unet::{Normalization, UNetConfig};
 
@@ -92,6 +93,16 @@ pub fn server_with(cfg: &TrainingConfig, workers: usize) -> PatchServer {
 
 /// A server training on the cases of `seeds` (the validation case stays the same).
 pub fn server_on(cfg: &TrainingConfig, seeds: [u64; 2], workers: usize) -> PatchServer {
+    server_limited(cfg, seeds, workers, ConnectionLimits::default())
+}
+
+/// [`server_on`] with its own connection limits.
+pub fn server_limited(
+    cfg: &TrainingConfig,
+    seeds: [u64; 2],
+    workers: usize,
+    limits: ConnectionLimits,
+) -> PatchServer {
     let cases = seeds.iter().map(|&s| case(s, cfg, true)).collect();
     let sampler = Sampler::new(cases, cfg.clone()).unwrap();
     let validation = ValidationSet::from_cases(&[case(3, cfg, false)]);
@@ -103,6 +114,7 @@ pub fn server_on(cfg: &TrainingConfig, seeds: [u64; 2], workers: usize) -> Patch
             token: TOKEN.into(),
             prefetch: 4,
             workers,
+            limits,
         },
     )
     .unwrap()
