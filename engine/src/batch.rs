@@ -558,8 +558,13 @@ pub fn summary_table(outcomes: &[CaseOutcome]) -> Table {
     out
 }
 
+/// Columns that index rows rather than measure something: a mean slice number or tile
+/// position means nothing, so statistics leave them out (`label` groups them instead).
+pub const INDEX_COLUMNS: [&str; 5] = ["label", "slice", "z", "tile_row", "tile_column"];
+
 /// Statistics over cases: per table, label (when the table has a `label` column) and
-/// numeric column: n, mean, sd (sample, n - 1), median, min, max.
+/// numeric column other than [`INDEX_COLUMNS`]: n, mean, sd (sample, n - 1), median,
+/// min, max.
 pub fn statistics_table(outcomes: &[CaseOutcome]) -> Table {
     let mut groups: BTreeMap<(String, String, String), Vec<f64>> = BTreeMap::new();
     let mut order: Vec<(String, String, String)> = Vec::new();
@@ -569,7 +574,7 @@ pub fn statistics_table(outcomes: &[CaseOutcome]) -> Table {
             for row in &t.rows {
                 let label = label_col.map(|i| row[i].to_csv()).unwrap_or_default();
                 for (c, v) in t.columns.iter().zip(row) {
-                    if Some(c.as_str()) == label_col.map(|_| "label") {
+                    if INDEX_COLUMNS.contains(&c.as_str()) {
                         continue;
                     }
                     if let Some(x) = v.as_f64().filter(|x| x.is_finite()) {
@@ -616,17 +621,63 @@ pub fn statistics_table(outcomes: &[CaseOutcome]) -> Table {
     out
 }
 
-/// The files a batch writes at the top of its output folder (no case may be named so).
-pub const SUMMARY_FILES: [&str; 3] = ["summary.csv", "summary_stats.csv", "summary.json"];
+/// The files a batch writes at the top of its output folder (no case may be named so):
+/// the long summary of every table, its statistics, the JSON with each case's status,
+/// and the folder of per-table summaries.
+pub const SUMMARY_FILES: [&str; 4] = [
+    "summary.csv",
+    "summary_stats.csv",
+    "summary.json",
+    "summary",
+];
 
-/// Write `summary.csv`, `summary_stats.csv` and `summary.json` (which also lists each
-/// case's status and the reason of each failure) into `out`; returns the files written.
+/// One table of every case, with a `case` column first: `summary/<table>.csv`. Per-label
+/// and per-slice tables have different rows; apart they read (and load) as they are.
+pub fn per_table_summaries(outcomes: &[CaseOutcome]) -> BTreeMap<String, Table> {
+    let mut out: BTreeMap<String, Table> = BTreeMap::new();
+    for o in outcomes {
+        for (name, t) in &o.tables {
+            let mut columns = vec!["case".to_string()];
+            columns.extend(t.columns.iter().cloned());
+            let table = out
+                .entry(name.clone())
+                .or_insert_with(|| Table::new(columns.clone()));
+            let at: Vec<usize> = columns
+                .iter()
+                .map(|c| match table.column(c) {
+                    Some(i) => i,
+                    None => {
+                        // A column only some cases have: add it, earlier rows empty.
+                        table.columns.push(c.clone());
+                        for r in &mut table.rows {
+                            r.push(Cell::Null);
+                        }
+                        table.columns.len() - 1
+                    }
+                })
+                .collect();
+            for row in &t.rows {
+                let mut r = vec![Cell::Null; table.columns.len()];
+                r[at[0]] = Cell::Text(o.id.clone());
+                for (i, v) in at[1..].iter().zip(row) {
+                    r[*i] = v.clone();
+                }
+                table.push(r);
+            }
+        }
+    }
+    out
+}
+
+/// Write `summary.csv`, `summary_stats.csv`, `summary.json` (which also lists each
+/// case's status and the reason of each failure) and `summary/<table>.csv` into `out`;
+/// returns the files written.
 ///
 /// A batch in which no case completed leaves an earlier summary as it was (and writes
 /// none): replacing a good summary by a header-only one loses what the earlier run found,
 /// while the failures are already recorded per case and printed.
 pub fn write_summary(out: &Path, outcomes: &[CaseOutcome]) -> Result<Vec<PathBuf>, WriteError> {
-    let [p1, p2, p3] = SUMMARY_FILES.map(|f| out.join(f));
+    let [p1, p2, p3, per_table] = SUMMARY_FILES.map(|f| out.join(f));
     let none_completed = outcomes
         .iter()
         .all(|o| matches!(o.status, CaseStatus::Failed(_)));
@@ -637,6 +688,12 @@ pub fn write_summary(out: &Path, outcomes: &[CaseOutcome]) -> Result<Vec<PathBuf
     let stats = statistics_table(outcomes);
     summary.write(&p1)?;
     stats.write(&p2)?;
+    let mut written = vec![p1, p2];
+    for (name, t) in per_table_summaries(outcomes) {
+        let p = per_table.join(format!("{}.csv", file_name_of(&name)));
+        t.write(&p)?;
+        written.push(p);
+    }
     let cases: Vec<serde_json::Value> = outcomes
         .iter()
         .map(|o| {
@@ -658,7 +715,31 @@ pub fn write_summary(out: &Path, outcomes: &[CaseOutcome]) -> Result<Vec<PathBuf
     let json = serde_json::json!({ "cases": cases, "failed": failed, "rows": summary.to_json(), "statistics": stats.to_json() });
     let text = serde_json::to_string_pretty(&json).expect("json") + "\n";
     write_atomic(&p3, |w| w.write_all(text.as_bytes()))?;
-    Ok(vec![p1, p2, p3])
+    // A table that this run no longer makes must not linger beside the fresh ones.
+    if let Ok(entries) = std::fs::read_dir(&per_table) {
+        for e in entries.flatten() {
+            if !written.contains(&e.path()) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    written.push(p3);
+    Ok(written)
+}
+
+/// A table name (`node.port`) as a file name: anything but letters, digits, `.`, `_`
+/// and `-` becomes `_` (macro nodes are named `macro/inner`).
+fn file_name_of(table: &str) -> String {
+    table
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -723,5 +804,66 @@ mod tests {
         let sum = summary_table(&outs);
         assert_eq!(sum.columns, ["case", "table", "label", "dice"]);
         assert_eq!(sum.rows.len(), 6);
+    }
+
+    #[test]
+    fn per_slice_tables_are_summarized_apart_and_slices_are_not_averaged() {
+        let case = |id: &str, slices: &[(i64, f64)], with_mean: bool| {
+            let mut labels = Table::new(["label", "volume_ml"]);
+            labels.push(vec![Cell::Int(1), Cell::Float(slices.len() as f64)]);
+            let mut per_slice = Table::new(["label", "slice", "area_cm2"]);
+            if with_mean {
+                per_slice.columns.push("mean_hu".into());
+            }
+            for &(z, a) in slices {
+                let mut r = vec![Cell::Int(1), Cell::Int(z), Cell::Float(a)];
+                if with_mean {
+                    r.push(Cell::Float(40.0));
+                }
+                per_slice.push(r);
+            }
+            CaseOutcome {
+                id: id.into(),
+                status: CaseStatus::Ok,
+                tables: [
+                    ("stats.labels".to_string(), labels),
+                    ("stats.slices".to_string(), per_slice),
+                ]
+                .into(),
+                wall_ms: 0.0,
+            }
+        };
+        let outs = vec![
+            case("a", &[(3, 10.0), (4, 12.0)], false),
+            case("b", &[(7, 20.0)], true),
+        ];
+        let per = per_table_summaries(&outs);
+        assert_eq!(per.len(), 2);
+        let slices = &per["stats.slices"];
+        assert_eq!(
+            slices.columns,
+            ["case", "label", "slice", "area_cm2", "mean_hu"]
+        );
+        assert_eq!(slices.rows.len(), 3);
+        assert_eq!(slices.rows[0][4], Cell::Null);
+        assert_eq!(slices.rows[2][0], Cell::Text("b".into()));
+        assert_eq!(slices.rows[2][4], Cell::Float(40.0));
+        assert_eq!(per["stats.labels"].rows.len(), 2);
+
+        let stats = statistics_table(&outs);
+        let columns: Vec<String> = stats.rows.iter().map(|r| r[2].to_csv()).collect();
+        assert_eq!(columns, ["volume_ml", "area_cm2", "mean_hu"]);
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("summary")).unwrap();
+        std::fs::write(dir.path().join("summary/gone.table.csv"), "x\n").unwrap();
+        let files = write_summary(dir.path(), &outs).unwrap();
+        assert!(files.contains(&dir.path().join("summary/stats.slices.csv")));
+        assert!(!dir.path().join("summary/gone.table.csv").exists());
+        let text = std::fs::read_to_string(dir.path().join("summary/stats.slices.csv")).unwrap();
+        assert_eq!(
+            text.lines().next(),
+            Some("case,label,slice,area_cm2,mean_hu")
+        );
     }
 }
