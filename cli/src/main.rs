@@ -5,6 +5,7 @@
 mod cmd_nodes;
 mod cmd_train;
 mod progress;
+mod results;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -472,7 +473,8 @@ fn cmd_run(registry: &voxflow_engine::Registry, args: RunArgs) -> Result<ExitCod
         observer: Some(progress.observer()),
         cache,
         cache_scope: scope,
-        collect_tables: false,
+        // Without --output, the result tables are printed briefly at the end.
+        collect_tables: args.outputs.is_empty(),
     };
     voxflow_engine::provenance::remove_stale_parts(&args.out);
     let report = run(&plan, &opts);
@@ -506,10 +508,18 @@ fn cmd_run(registry: &voxflow_engine::Registry, args: RunArgs) -> Result<ExitCod
             .write(path)
             .with_context(|| format!("writing the run report {}", path.display()))?;
     }
-    for (name, value) in &report.outputs {
-        match value {
-            voxflow_engine::Value::Table(t) => println!("{name}:\n{}", t.to_csv()),
-            v => println!("{name}: {}", v.summary()),
+    if args.outputs.is_empty() {
+        if !args.quiet {
+            for (name, t) in results::key_tables(&plan, &report) {
+                print!("{}", results::brief(name, t));
+            }
+        }
+    } else {
+        for (name, value) in &report.outputs {
+            match value {
+                voxflow_engine::Value::Table(t) => println!("{name}:\n{}", t.to_csv()),
+                v => println!("{name}: {}", v.summary()),
+            }
         }
     }
     let mut failed = false;
