@@ -1,18 +1,81 @@
-//! Where the real CT test data lives (`../shared/data` beside the repository), for tests
-//! and benchmarks. Tests that need it skip with a printed reason when it is absent.
+//! What tests and benchmarks need from outside the repository: the real CT test data
+//! (`../shared/data` beside the repository) and a Python with the peer libraries (scipy,
+//! SimpleITK, nibabel...) for agreement checks. When either is absent the test skips, and
+//! says so twice: on stderr, and as a line in `$VOXFLOW_SKIP_LOG` (when set), which
+//! `.ci/run` prints after the tests, so skipped agreement checks show in the test summary
+//! instead of passing silently. With `VOXFLOW_REQUIRE_PEERS=1` (set by `.ci/run` once its
+//! Python peers installed) a missing peer fails the test instead.
 
+use std::io::Write as _;
 use std::path::PathBuf;
+use std::process::Command;
+
+/// Record that `test` skipped and why (stderr and the skip log).
+pub fn skip(test: &str, why: &str) {
+    eprintln!("skipping {test}: {why}");
+    if let Some(log) = std::env::var_os("VOXFLOW_SKIP_LOG") {
+        // One short write per line with O_APPEND: lines of parallel test processes do
+        // not interleave.
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
+            let _ = f.write_all(format!("{test}: {why}\n").as_bytes());
+        }
+    }
+}
 
 /// The shared data folder: `$VOXFLOW_SHARED_DATA`, else `../shared/data` next to the
-/// repository root. `None` (with a message on stderr naming `why`) when absent.
-pub fn shared_data(why: &str) -> Option<PathBuf> {
+/// repository root. `None` (the skip recorded for `test`) when absent.
+pub fn shared_data(test: &str) -> Option<PathBuf> {
     let dir = std::env::var_os("VOXFLOW_SHARED_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
     if dir.join("README.md").exists() {
         Some(dir)
     } else {
-        eprintln!("skipping {why}: shared data not found at {}", dir.display());
+        skip(test, &format!("shared data not found at {}", dir.display()));
         None
+    }
+}
+
+/// The peers folder (`sarcopenia_ref.py`, `peers.py`): beside the shared data.
+pub fn peers_dir() -> PathBuf {
+    match std::env::var_os("VOXFLOW_SHARED_DATA") {
+        Some(d) => PathBuf::from(d).join("../peers"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers"),
+    }
+}
+
+/// `$VOXFLOW_PYTHON` when it imports every module of `modules` (e.g. `["numpy",
+/// "scipy.ndimage"]`); `None` (the skip recorded for `test`) otherwise. Panics instead
+/// when `VOXFLOW_REQUIRE_PEERS=1`: CI installed the peers, so their absence is a fault.
+pub fn python(test: &str, modules: &[&str]) -> Option<PathBuf> {
+    let missing = |why: String| {
+        if std::env::var("VOXFLOW_REQUIRE_PEERS").is_ok_and(|v| v == "1") {
+            panic!("{test}: {why} (VOXFLOW_REQUIRE_PEERS=1)");
+        }
+        skip(test, &why);
+        None
+    };
+    let Some(python) = std::env::var_os("VOXFLOW_PYTHON").map(PathBuf::from) else {
+        return missing("VOXFLOW_PYTHON is not set".into());
+    };
+    let probe = Command::new(&python)
+        .args(["-c", &format!("import {}", modules.join(", "))])
+        .output();
+    match probe {
+        Ok(o) if o.status.success() => Some(python),
+        Ok(o) => missing(format!(
+            "{} cannot import {}: {}",
+            python.display(),
+            modules.join(", "),
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        )),
+        Err(e) => missing(format!("cannot start {}: {e}", python.display())),
     }
 }

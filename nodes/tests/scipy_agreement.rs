@@ -19,7 +19,6 @@
 //! When `../shared/peers/sarcopenia_ref.py` is importable its functions are used
 //! directly, otherwise verbatim copies.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rand::{Rng, SeedableRng};
@@ -31,6 +30,7 @@ use voxflow_nodes::components::kernels::{self as cc, Method};
 use voxflow_nodes::intensity::kernels::hu_window;
 use voxflow_nodes::morphology::element::Element;
 use voxflow_nodes::morphology::{kernels, naive};
+use voxflow_nodes::testdata;
 
 const SCRIPT: &str = r#"
 import json, os, sys
@@ -182,27 +182,12 @@ fn random_mask(rng: &mut ChaCha8Rng, dims: [usize; 3], spacing: [f64; 3]) -> Mas
     Mask::from_bytes(g, &data).unwrap()
 }
 
-/// `$VOXFLOW_SHARED_DATA/../peers`, else `../shared/peers` beside the repository.
-fn peers_dir() -> PathBuf {
-    match std::env::var_os("VOXFLOW_SHARED_DATA") {
-        Some(d) => PathBuf::from(d).join("../peers"),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers"),
-    }
-}
-
 #[test]
 fn every_op_agrees_with_scipy() {
-    let Some(python) = std::env::var_os("VOXFLOW_PYTHON") else {
-        eprintln!("skipping scipy agreement: VOXFLOW_PYTHON is not set");
+    let Some(python) = testdata::python("every_op_agrees_with_scipy", &["numpy", "scipy.ndimage"])
+    else {
         return;
     };
-    let probe = Command::new(&python)
-        .args(["-c", "import numpy, scipy.ndimage"])
-        .output();
-    if !probe.as_ref().map(|o| o.status.success()).unwrap_or(false) {
-        eprintln!("skipping scipy agreement: {python:?} cannot import numpy and scipy.ndimage ({probe:?})");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(20240611);
     let boxes: [[usize; 3]; 12] = [
@@ -312,7 +297,7 @@ fn every_op_agrees_with_scipy() {
     let out = Command::new(&python)
         .arg(&script)
         .arg(dir.path())
-        .arg(peers_dir())
+        .arg(testdata::peers_dir())
         .output()
         .unwrap();
     eprintln!("{}", String::from_utf8_lossy(&out.stdout));

@@ -20,10 +20,9 @@ fn every_example_runs_with_every_implementation_and_they_agree() {
                 if let Some(rel) = value.as_str().filter(|v| v.starts_with("../shared/")) {
                     let path = repo_root().join(rel);
                     if !path.exists() {
-                        eprintln!(
-                            "skipping {} example {i}: {} not found",
-                            spec.name,
-                            path.display()
+                        voxflow_nodes::testdata::skip(
+                            &format!("{} example {i}", spec.name),
+                            &format!("{} not found", path.display()),
                         );
                         set.clear();
                         break;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use voxflow_engine::{Labels, Value};
+use voxflow_nodes::testdata;
 use voxflow_tests::{repo_root, run_graph, summarize};
 
 fn graph(name: &str) -> PathBuf {
@@ -136,7 +137,7 @@ fn sarcopenia_graph_on_phantom_files_matches_the_demo_chain() {
     run_graph(&graph("demo.ron"), &[], demo_out.path());
     let demo = load_labels(&demo_out.path().join("demo/cleaned.nii.gz"));
     assert_eq!(ours.as_slice(), demo.as_slice());
-    if let Some(py) = python() {
+    if let Some(py) = python("sarcopenia graph vs sarcopenia_ref.py on the phantom") {
         let reference = run_reference(&py, &ct, &pred, dir.path());
         assert_identical(&ours, &reference);
     }
@@ -144,7 +145,7 @@ fn sarcopenia_graph_on_phantom_files_matches_the_demo_chain() {
 
 #[test]
 fn sarcopenia_graph_matches_the_reference_on_real_ct() {
-    let Some(data) = voxflow_nodes::testdata::shared_data("sarcopenia graph on ct_sm") else {
+    let Some(data) = testdata::shared_data("sarcopenia graph on ct_sm") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -159,7 +160,7 @@ fn sarcopenia_graph_matches_the_reference_on_real_ct() {
     let report = run_graph(&graph("sarcopenia_postprocess.ron"), &set, dir.path());
     insta::assert_snapshot!("graph_sarcopenia_ct_sm_tables", tables_snapshot(&report));
     let ours = load_labels(&dir.path().join("sarcopenia_labels.nii.gz"));
-    match python() {
+    match python("sarcopenia graph vs sarcopenia_ref.py on ct_sm") {
         Some(py) => assert_identical(&ours, &run_reference(&py, &ct, &pred, dir.path())),
         None => {
             // Counts the reference script produced on these files (python sarcopenia_ref.py
@@ -175,30 +176,19 @@ const REFERENCE_CT_SM_COUNTS: &[(u16, usize)] = &[(0, 308_098), (1, 49_526), (2,
 
 /// A Python with numpy, scipy and nibabel, when `VOXFLOW_PYTHON` names one and the
 /// reference script is beside the repository (`../shared/peers`).
-fn python() -> Option<String> {
-    let py = std::env::var("VOXFLOW_PYTHON").ok()?;
+fn python(test: &str) -> Option<PathBuf> {
     if !reference_script().exists() {
-        eprintln!(
-            "skipping the Python reference: {} not found",
-            reference_script().display()
-        );
+        testdata::skip(test, &format!("{} not found", reference_script().display()));
         return None;
     }
-    let ok = std::process::Command::new(&py)
-        .args(["-c", "import numpy, scipy, nibabel"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("skipping the Python reference: {py} lacks numpy, scipy or nibabel");
-    }
-    ok.then_some(py)
+    testdata::python(test, &["numpy", "scipy", "nibabel"])
 }
 
 fn reference_script() -> PathBuf {
     repo_root().join("../shared/peers/sarcopenia_ref.py")
 }
 
-fn run_reference(py: &str, ct: &Path, pred: &Path, dir: &Path) -> Arc<Labels> {
+fn run_reference(py: &Path, ct: &Path, pred: &Path, dir: &Path) -> Arc<Labels> {
     let script = reference_script();
     let out = dir.join("reference.nii.gz");
     let o = std::process::Command::new(py)
@@ -246,7 +236,7 @@ fn compare_segmentations_on_phantom_files() {
 
 #[test]
 fn compare_segmentations_restricted_to_vertebral_levels_on_real_ct() {
-    let Some(data) = voxflow_nodes::testdata::shared_data("compare_segmentations on ct_sm") else {
+    let Some(data) = testdata::shared_data("compare_segmentations on ct_sm") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -403,7 +393,7 @@ fn train_learns_from_sparse_phantom_annotations_over_loopback() {
 /// docs/training.md), then evaluate_ct_sm.ron with its best model on the test slices.
 #[test]
 fn train_and_evaluate_on_real_ct_from_sparse_annotations() {
-    let Some(data) = voxflow_nodes::testdata::shared_data("train_ct_sm.ron") else {
+    let Some(data) = testdata::shared_data("train_ct_sm.ron") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -362,16 +362,19 @@ fn spec_defaults_match_params_default() {
 /// Python peer (VOXFLOW_PYTHON) and the shared peers folder; skipped otherwise.
 #[test]
 fn reference_postprocessing_improves_dice() {
-    let Some(python) = std::env::var_os("VOXFLOW_PYTHON") else {
-        eprintln!("skipping reference_postprocessing_improves_dice: VOXFLOW_PYTHON unset");
+    let test = "reference_postprocessing_improves_dice";
+    let Some(python) = crate::testdata::python(test, &["numpy", "scipy", "nibabel"]) else {
         return;
     };
-    let Some(data) = crate::testdata::shared_data("reference_postprocessing_improves_dice") else {
+    let Some(data) = crate::testdata::shared_data(test) else {
         return;
     };
     let peers = data.join("../peers");
     if !peers.join("sarcopenia_ref.py").exists() {
-        eprintln!("skipping: no sarcopenia_ref.py in {}", peers.display());
+        crate::testdata::skip(
+            test,
+            &format!("no sarcopenia_ref.py in {}", peers.display()),
+        );
         return;
     }
     let p = PhantomParams::default();

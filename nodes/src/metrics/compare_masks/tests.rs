@@ -584,19 +584,12 @@ print(json.dumps(out))
 /// and SimpleITK.
 #[test]
 fn agrees_with_scipy_and_simpleitk() {
-    let Some(python) = std::env::var_os("VOXFLOW_PYTHON") else {
-        eprintln!("skipping peer agreement test: VOXFLOW_PYTHON is not set");
+    let Some(python) = crate::testdata::python(
+        "agrees_with_scipy_and_simpleitk",
+        &["numpy", "scipy", "SimpleITK"],
+    ) else {
         return;
     };
-    let probe = std::process::Command::new(&python)
-        .args(["-c", "import numpy, scipy, SimpleITK"])
-        .output();
-    if !matches!(&probe, Ok(o) if o.status.success()) {
-        eprintln!(
-            "skipping peer agreement test: {python:?} cannot import numpy, scipy and SimpleITK"
-        );
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20240611);
     let mut cases = Vec::new();
