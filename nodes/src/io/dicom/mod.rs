@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dicom_dictionary_std::tags;
-use dicom_object::{DefaultDicomObject, OpenFileOptions};
 use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -19,6 +18,22 @@ use voxflow_engine::{
     NodeType, OutputSpec, ParamError, ParamSpec, PortType, Value, Volume,
 };
 
+mod prescan;
+mod series;
+
+pub use series::{list_series, SeriesSummary, MAX_FILE_BYTES, MAX_PIXELS};
+use series::{name, optional_float, read_folder, Slice};
+
+/// Which series of a folder to load.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[serde(untagged)]
+pub enum SeriesChoice {
+    /// The series with this SeriesNumber.
+    Number(i64),
+    /// The series with this SeriesInstanceUID, or `"largest"`: the one with most slices.
+    Text(String),
+}
+
 /// Params of `LoadDicomSeries`.
 #[derive(Deserialize, Serialize, Debug, Clone, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -26,147 +41,15 @@ pub struct LoadDicomParams {
     /// Folder holding the slices of one series. Required (no default). Relative paths
     /// are relative to the working directory.
     pub dir: String,
+    /// Which series to load when the folder holds several; unset (the default), a
+    /// folder with several series is an error listing them.
+    pub series: Option<SeriesChoice>,
 }
 
 /// Largest difference between slice gaps accepted as even: 0.01 mm plus 0.1 % of the
 /// spacing (positions are often written with 2 to 3 decimals).
 fn spacing_tolerance(spacing: f64) -> f64 {
     0.01 + 1e-3 * spacing.abs()
-}
-
-/// What is needed of one slice before decoding its pixels.
-struct Slice {
-    path: PathBuf,
-    obj: DefaultDicomObject,
-    rows: u32,
-    cols: u32,
-    /// Row and column direction cosines (LPS).
-    iop: [f64; 6],
-    /// Position of the first voxel (LPS, mm).
-    ipp: [f64; 3],
-    /// Spacing between rows, then between columns (mm), as DICOM orders PixelSpacing.
-    pixel_spacing: [f64; 2],
-    slope: f64,
-    intercept: f64,
-    series_uid: String,
-}
-
-fn name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| p.display().to_string())
-}
-
-fn floats(
-    obj: &DefaultDicomObject,
-    path: &Path,
-    tag: dicom_core::Tag,
-    what: &str,
-    n: usize,
-) -> Result<Vec<f64>, NodeError> {
-    let e = obj.element(tag).map_err(|_| {
-        NodeError::file(
-            path,
-            format!("missing {what}; cannot place the slice in space"),
-        )
-    })?;
-    let v = e
-        .to_multi_float64()
-        .map_err(|err| NodeError::file(path, format!("unreadable {what}: {err}")))?;
-    if v.len() < n {
-        return Err(NodeError::file(
-            path,
-            format!("{what} has {} values, expected {n}", v.len()),
-        ));
-    }
-    Ok(v)
-}
-
-fn optional_float(
-    obj: &DefaultDicomObject,
-    path: &Path,
-    tag: dicom_core::Tag,
-    what: &str,
-    default: f64,
-) -> Result<f64, NodeError> {
-    match obj.element_opt(tag) {
-        Ok(Some(e)) => match e.to_float64() {
-            Ok(v) => Ok(v),
-            // Present but empty counts as absent.
-            Err(_) if e.to_str().map(|s| s.trim().is_empty()).unwrap_or(false) => Ok(default),
-            Err(err) => Err(NodeError::file(path, format!("unreadable {what}: {err}"))),
-        },
-        _ => Ok(default),
-    }
-}
-
-fn read_slice(path: &Path) -> Result<Slice, NodeError> {
-    let obj = OpenFileOptions::new()
-        .open_file(path)
-        .map_err(|e| NodeError::file(path, format!("not a DICOM file (or unreadable): {e}")))?;
-    let uint = |tag, what: &str| -> Result<u32, NodeError> {
-        obj.element(tag)
-            .map_err(|_| NodeError::file(path, format!("missing {what}; not an image slice")))?
-            .to_int::<u32>()
-            .map_err(|e| NodeError::file(path, format!("unreadable {what}: {e}")))
-    };
-    let rows = uint(tags::ROWS, "Rows")?;
-    let cols = uint(tags::COLUMNS, "Columns")?;
-    if let Ok(Some(e)) = obj.element_opt(tags::NUMBER_OF_FRAMES) {
-        if e.to_int::<u32>().unwrap_or(1) > 1 {
-            return Err(NodeError::file(
-                path,
-                "multi-frame images are not supported; expected one slice per file",
-            ));
-        }
-    }
-    if let Ok(Some(e)) = obj.element_opt(tags::SAMPLES_PER_PIXEL) {
-        if e.to_int::<u16>().unwrap_or(1) != 1 {
-            return Err(NodeError::file(
-                path,
-                "colour images are not supported (SamplesPerPixel != 1)",
-            ));
-        }
-    }
-    let iop = floats(
-        &obj,
-        path,
-        tags::IMAGE_ORIENTATION_PATIENT,
-        "ImageOrientationPatient",
-        6,
-    )?;
-    let ipp = floats(
-        &obj,
-        path,
-        tags::IMAGE_POSITION_PATIENT,
-        "ImagePositionPatient",
-        3,
-    )?;
-    let ps = floats(&obj, path, tags::PIXEL_SPACING, "PixelSpacing", 2)?;
-    let slope = optional_float(&obj, path, tags::RESCALE_SLOPE, "RescaleSlope", 1.0)?;
-    let intercept = optional_float(&obj, path, tags::RESCALE_INTERCEPT, "RescaleIntercept", 0.0)?;
-    let series_uid = obj
-        .element_opt(tags::SERIES_INSTANCE_UID)
-        .ok()
-        .flatten()
-        .and_then(|e| {
-            e.to_str()
-                .ok()
-                .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
-        })
-        .unwrap_or_default();
-    Ok(Slice {
-        path: path.to_path_buf(),
-        obj,
-        rows,
-        cols,
-        iop: std::array::from_fn(|i| iop[i]),
-        ipp: std::array::from_fn(|i| ipp[i]),
-        pixel_spacing: [ps[0], ps[1]],
-        slope,
-        intercept,
-        series_uid,
-    })
 }
 
 fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
@@ -181,81 +64,108 @@ fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
     a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 }
 
-type SeriesKey = (String, u32, u32, [i64; 6]);
+/// Keep the slices of the chosen series (or the only one); several series without a
+/// choice, or a choice matching none or several, is an error listing them all.
+fn pick_series(
+    dir: &Path,
+    slices: Vec<Slice>,
+    choice: Option<&SeriesChoice>,
+) -> Result<Vec<Slice>, NodeError> {
+    let groups = series::group(&slices);
+    let listing = || {
+        groups
+            .iter()
+            .map(|g| format!("  {g}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let chosen: Vec<&SeriesSummary> = match choice {
+        None if groups.len() == 1 => vec![&groups[0]],
+        None => {
+            return Err(NodeError::file(
+                dir,
+                format!(
+                    "folder holds {} series; choose one with the `series` param (a \
+                     SeriesInstanceUID, a SeriesNumber or \"largest\"):\n{}",
+                    groups.len(),
+                    listing()
+                ),
+            ))
+        }
+        Some(SeriesChoice::Text(t)) if t == "largest" => {
+            let most = groups.iter().map(|g| g.slices.len()).max().unwrap_or(0);
+            groups.iter().filter(|g| g.slices.len() == most).collect()
+        }
+        Some(SeriesChoice::Text(uid)) => groups.iter().filter(|g| g.uid == *uid).collect(),
+        Some(SeriesChoice::Number(n)) => groups.iter().filter(|g| g.number == Some(*n)).collect(),
+    };
+    let what = match choice {
+        Some(SeriesChoice::Number(n)) => format!("series {n}"),
+        Some(SeriesChoice::Text(t)) => format!("series \"{t}\""),
+        None => String::new(),
+    };
+    match chosen.as_slice() {
+        [one] => {
+            let keep: std::collections::HashSet<usize> = one.slices.iter().copied().collect();
+            Ok(slices
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| keep.contains(i))
+                .map(|(_, s)| s)
+                .collect())
+        }
+        [] => Err(NodeError::file(
+            dir,
+            format!(
+                "{what}: no such series in the folder; it holds:\n{}",
+                listing()
+            ),
+        )),
+        _ => Err(NodeError::file(
+            dir,
+            format!(
+                "{what} matches {} series; choose by SeriesInstanceUID:\n{}",
+                chosen.len(),
+                listing()
+            ),
+        )),
+    }
+}
 
-/// What must agree for two slices to belong to one volume: UID (when set), rows,
-/// columns and orientation (to 1e-4).
-fn series_key(s: &Slice) -> SeriesKey {
-    (
-        s.series_uid.clone(),
-        s.rows,
-        s.cols,
-        s.iop.map(|v| (v * 1e4).round() as i64),
-    )
+/// Stored values sign-extended from BitsStored when PixelRepresentation is 1, as GDCM
+/// and pydicom do: some JPEG 2000 codestreams say unsigned (pydicom's
+/// J2K_pixelrep_mismatch.dcm, BitsStored 13) and decode to 0..8191; the DICOM header is
+/// what defines the values. Idempotent on values already sign-extended.
+fn sign_extend(values: &mut [i32], bits_stored: u32) {
+    if bits_stored < 32 {
+        let shift = 32 - bits_stored;
+        values.iter_mut().for_each(|v| *v = (*v << shift) >> shift);
+    }
 }
 
 /// Read a DICOM series folder as an Image in HU, with the NIfTI (RAS) affine.
 ///
 /// Hidden files (names starting with `.`) and sub-folders are skipped; any other file
 /// that is not DICOM is an error naming it. The voxels stay i16 when every slice's
-/// rescale slope and intercept are whole and every HU value fits, else f32.
+/// rescale slope and intercept are whole and every HU value fits, else f32. A folder
+/// holding several series needs `choice`.
 pub fn load_dicom_series(dir: &Path) -> Result<Image, NodeError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => NodeError::file(dir, "folder not found"),
-        _ => NodeError::file(dir, format!("cannot list folder: {e}")),
-    })?;
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| NodeError::file(dir, format!("cannot list folder: {e}")))?;
-        let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-        if !hidden && !is_dir {
-            files.push(entry.path());
-        }
-    }
-    files.sort();
-    if files.is_empty() {
-        return Err(NodeError::file(dir, "no DICOM files in folder"));
-    }
-    let mut slices: Vec<Slice> = files
-        .par_iter()
-        .map(|p| read_slice(p))
-        .collect::<Result<_, _>>()?;
+    load_dicom_series_choosing(dir, None)
+}
 
-    // One series only: same UID (when set), size and orientation.
-    let mut groups: Vec<(SeriesKey, usize, &Path)> = Vec::new();
-    for s in &slices {
-        let key = series_key(s);
-        match groups.iter_mut().find(|g| g.0 == key) {
-            Some(g) => g.1 += 1,
-            None => groups.push((key, 1, &s.path)),
-        }
-    }
-    if groups.len() > 1 {
-        let list: Vec<String> = groups
-            .iter()
-            .map(|((uid, r, c, _), n, p)| {
-                let s = slices
-                    .iter()
-                    .find(|s| s.path == *p)
-                    .expect("slice of group");
-                let uid = if uid.is_empty() {
-                    "no SeriesInstanceUID".to_string()
-                } else {
-                    format!("UID {uid}")
-                };
-                format!(
-                    "{n} file(s) like {} ({c} columns x {r} rows, orientation {:?}, {uid})",
-                    name(p),
-                    s.iop
-                )
-            })
-            .collect();
-        return Err(NodeError::file(
-            dir,
-            format!("folder holds {} series: {}", groups.len(), list.join("; ")),
-        ));
-    }
+/// [`load_dicom_series`] picking one of several series.
+pub fn load_dicom_series_choosing(
+    dir: &Path,
+    choice: Option<&SeriesChoice>,
+) -> Result<Image, NodeError> {
+    load(dir, choice).map(|(image, _)| image)
+}
+
+/// The chosen series as an Image, with its identity notes for provenance.
+fn load(dir: &Path, choice: Option<&SeriesChoice>) -> Result<(Image, Vec<String>), NodeError> {
+    let slices = read_folder(dir, false)?;
+    let mut slices = pick_series(dir, slices, choice)?;
+    let notes = series_identity(&slices[0].obj);
 
     let iop = slices[0].iop;
     let row_dir = [iop[0], iop[1], iop[2]];
@@ -346,15 +256,20 @@ pub fn load_dicom_series(dir: &Path) -> Result<Image, NodeError> {
     let stored: Vec<Vec<i32>> = slices
         .par_iter()
         .map(|s| {
-            let decoded = s
-                .obj
-                .decode_pixel_data()
-                .map_err(|e| NodeError::file(&s.path, format!("cannot decode pixel data: {e}")))?;
+            let decoded = s.obj.decode_pixel_data().map_err(|e| {
+                // The crate's messages may quote UIDs with their raw NUL padding.
+                let e = e.to_string().replace('\0', "");
+                NodeError::file(&s.path, format!("cannot decode pixel data: {e}"))
+            })?;
             let v: Vec<i32> = decoded
                 .to_vec_with_options(
                     &ConvertOptions::new().with_modality_lut(ModalityLutOption::None),
                 )
                 .map_err(|e| NodeError::file(&s.path, format!("cannot convert pixel data: {e}")))?;
+            let mut v = v;
+            if s.signed {
+                sign_extend(&mut v, s.bits_stored);
+            }
             if v.len() != nx * ny {
                 return Err(NodeError::file(
                     &s.path,
@@ -404,7 +319,10 @@ pub fn load_dicom_series(dir: &Path) -> Result<Image, NodeError> {
                     .zip(v)
                     .for_each(|(o, &x)| *o = (x as i64 * m + b) as i16);
             });
-        Ok(Image::I16(Volume::from_vec(geometry, out).expect("sized")))
+        Ok((
+            Image::I16(Volume::from_vec(geometry, out).expect("sized")),
+            notes,
+        ))
     } else {
         let mut out = vec![0f32; plane * nz];
         out.par_chunks_mut(plane)
@@ -414,18 +332,22 @@ pub fn load_dicom_series(dir: &Path) -> Result<Image, NodeError> {
                     .zip(v)
                     .for_each(|(o, &x)| *o = (x as f64 * s.slope + s.intercept) as f32);
             });
-        Ok(Image::F32(Volume::from_vec(geometry, out).expect("sized")))
+        Ok((
+            Image::F32(Volume::from_vec(geometry, out).expect("sized")),
+            notes,
+        ))
     }
 }
 
 struct LoadDicomNode {
     dir: PathBuf,
+    series: Option<SeriesChoice>,
 }
 
 impl Node for LoadDicomNode {
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
-        let image = load_dicom_series(&self.dir)?;
-        for note in series_identity(&self.dir) {
+        let (image, notes) = load(&self.dir, self.series.as_ref())?;
+        for note in notes {
             ctx.note(note);
         }
         ctx.set_output("image", Value::Image(Arc::new(image)));
@@ -437,24 +359,9 @@ impl Node for LoadDicomNode {
     }
 }
 
-/// `StudyInstanceUID=...`, `SeriesInstanceUID=...` and `PatientID=...` of the first
-/// DICOM file of a folder (empty values left out), for provenance records.
-pub fn series_identity(dir: &Path) -> Vec<String> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = rd
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    let Some(obj) = files
-        .iter()
-        .find_map(|f| OpenFileOptions::new().open_file(f).ok())
-    else {
-        return Vec::new();
-    };
+/// `StudyInstanceUID=...`, `SeriesInstanceUID=...` and `PatientID=...` of a slice of
+/// the loaded series (empty values left out), for provenance records.
+fn series_identity(obj: &dicom_object::DefaultDicomObject) -> Vec<String> {
     [
         (tags::STUDY_INSTANCE_UID, "StudyInstanceUID"),
         (tags::SERIES_INSTANCE_UID, "SeriesInstanceUID"),
@@ -489,12 +396,20 @@ impl NodeType for LoadDicomSeries {
                 "does; names and UIDs play no part. RescaleSlope/RescaleIntercept are applied per ",
                 "slice (i16 voxels when both are whole numbers and HU fit, else f32). The LPS ",
                 "patient coordinates of DICOM become the RAS affine of NIfTI (x and y negated). ",
-                "Uncompressed and JPEG 2000 (lossless or not) transfer syntaxes decode; JPEG ",
-                "baseline/lossless and RLE depend on dicom-pixeldata's enabled codecs. Hidden ",
-                "files and sub-folders are skipped. Errors: empty folder, a file that is not ",
-                "DICOM (named), several series (different SeriesInstanceUID when set, size or ",
-                "orientation: \"folder holds 2 series\"), duplicate or unevenly spaced slices ",
-                "(positions given), multi-frame or colour images."
+                "Transfer syntaxes: uncompressed, deflated, RLE Lossless, JPEG baseline/extended/",
+                "lossless and JPEG 2000; JPEG-LS is refused naming the syntax. With ",
+                "PixelRepresentation 1 stored values are sign-extended from BitsStored (as GDCM ",
+                "and pydicom do, whatever a JPEG 2000 codestream says). MONOCHROME1 loads as ",
+                "stored then rescaled, not inverted: the inversion is a display step after the ",
+                "modality LUT, HU are the same (pydicom agrees). Hidden files and sub-folders ",
+                "are skipped. Errors name the file: not DICOM, element lengths beyond the file ",
+                "or sequences nested over 64 deep (checked before parsing), non-finite or ",
+                "degenerate ImagePositionPatient/ImageOrientationPatient/PixelSpacing, ",
+                "RescaleSlope 0 or non-finite rescale (or one beyond the f32 range), PALETTE ",
+                "COLOR or colour, multi-frame; duplicate or unevenly spaced slices (files and ",
+                "positions given). Several series (different SeriesInstanceUID when set, size ",
+                "or orientation): an error listing UID, number, description, modality and slice ",
+                "count of each unless `series` picks one."
             ),
             category: "io",
             inputs: vec![],
@@ -505,6 +420,16 @@ impl NodeType for LoadDicomSeries {
                 "",
                 "Folder holding the slices of one series. Relative paths are relative to the \
                  working directory.",
+            ),
+            ParamSpec::new(
+                "series",
+                "None | \"<SeriesInstanceUID>\" | <SeriesNumber> | \"largest\"",
+                "None",
+                "",
+                "Which series to load when the folder holds several (`voxflow dicom ls DIR` \
+                 lists them): a SeriesInstanceUID, a SeriesNumber, or \"largest\" (most \
+                 slices). None (the default): a folder with several series is an error that \
+                 lists them.",
             )],
             impls: vec![ImplSpec::new(
                 "native",
@@ -555,6 +480,7 @@ impl NodeType for LoadDicomSeries {
         }
         Ok(Box::new(LoadDicomNode {
             dir: PathBuf::from(p.dir),
+            series: p.series,
         }))
     }
 }
