@@ -65,7 +65,7 @@ fn load(dir: &Path, stem: &str) -> Option<Mask> {
     let reader = NiftiReader::open(&path)
         .map_err(|e| eprintln!("{e}"))
         .ok()?;
-    let geometry = reader.header().geometry();
+    let geometry = reader.geometry().clone();
     let voxels: Vec<u8> = read_samples(reader).map_err(|e| eprintln!("{e}")).ok()?;
     eprintln!("loaded {}", path.display());
     Mask::from_bytes(geometry, &voxels).ok()

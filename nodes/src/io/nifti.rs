@@ -26,8 +26,19 @@ use voxflow_engine::{Geometry, NodeError};
 
 /// Size of a NIfTI-1 header in bytes (`sizeof_hdr`).
 pub const HEADER_SIZE: usize = 348;
-/// Offset of the voxels in files this module writes (header plus 4 extension bytes).
+/// Offset of the voxels in files this module writes (header plus 4 extension bytes);
+/// also the smallest offset a single-file NIfTI-1 may have (the standard requires it).
 pub const WRITE_VOX_OFFSET: usize = 352;
+/// Largest `vox_offset` accepted: extensions are sized by an i32 (`esize`), and no real
+/// file puts 2 GiB of extensions before its voxels; a larger value is a damaged header
+/// (3.4e38 would otherwise reach the allocator as `usize::MAX`).
+pub const MAX_VOX_OFFSET: usize = i32::MAX as usize;
+/// Most bytes one byte of deflate data can expand to (258-byte matches coded in about
+/// two bits each give 1032:1). A `.nii.gz` whose header claims more voxel bytes than its
+/// compressed size allows is rejected before anything is allocated. The gzip ISIZE
+/// trailer is not used for this: it is the size modulo 2^32 and, in a multi-member file,
+/// only the last member's, so it can neither prove nor refute a claim.
+pub const MAX_DEFLATE_RATIO: usize = 1032;
 /// Uncompressed bytes per independently compressed gzip block when writing. Fixed (not
 /// derived from the thread count) so the bytes of a written file never depend on the
 /// machine.
@@ -294,9 +305,11 @@ impl Header {
         let dtype = Dtype::from_code(f.i16(70))?;
         let pixdim: [f32; 8] = std::array::from_fn(|i| f.f32(76 + 4 * i));
         let vox = f.f32(108);
-        if !(vox.is_finite() && vox >= HEADER_SIZE as f32 && vox.fract() == 0.0) {
+        // NaN fails every comparison, so it is rejected here too.
+        if !(vox >= WRITE_VOX_OFFSET as f32 && vox <= MAX_VOX_OFFSET as f32 && vox.fract() == 0.0) {
             return Err(format!(
-                "bad header: vox_offset is {vox}, expected a whole number >= 348"
+                "bad header: vox_offset is {vox}, expected a whole number from \
+                 {WRITE_VOX_OFFSET} (header and extension flag) to {MAX_VOX_OFFSET}"
             ));
         }
         Ok(Header {
@@ -339,6 +352,29 @@ impl Header {
         self.dims3().iter().product()
     }
 
+    /// Bytes of the voxels of one 3D volume; `None` when that overflows `usize` (only
+    /// possible on 32-bit targets: 32767^3 float64 voxels need under 2^48 bytes).
+    pub fn data_bytes(&self) -> Option<usize> {
+        self.dims3()
+            .iter()
+            .try_fold(self.dtype.size(), |n, &d| n.checked_mul(d))
+    }
+
+    /// Where the voxels of the first volume end in the (decompressed) file.
+    pub fn data_end(&self) -> Option<usize> {
+        self.data_bytes()?.checked_add(self.vox_offset)
+    }
+
+    /// "dims 4x3x2 of int16 from offset 352", for messages about sizes.
+    fn describe_data(&self) -> String {
+        let [x, y, z] = self.dims3();
+        format!(
+            "dims {x}x{y}x{z} of {} from offset {}",
+            self.dtype.name(),
+            self.vox_offset
+        )
+    }
+
     /// The data scaling `(slope, intercept)`, `None` when the header asks for none
     /// (slope 0 or not finite, or slope 1 with intercept 0).
     pub fn scaling(&self) -> Option<(f64, f64)> {
@@ -355,27 +391,61 @@ impl Header {
     }
 
     /// The voxel-to-world affine: the sform when `sform_code > 0`, else the qform
-    /// (quaternion) when `qform_code > 0`, else the pixdim scaling (NIfTI "method 1").
+    /// (quaternion) when `qform_code > 0`, else the pixdim scaling (NIfTI "method 1"),
+    /// the order nibabel's `get_best_affine` uses.
+    ///
+    /// A transform the header asks for but that cannot place voxels (a NaN or infinite
+    /// element, a zero or singular 3x3) is not silently used. A bad sform falls back to
+    /// the qform when `qform_code > 0` and the qform is sound, as ITK does when the sform
+    /// is unusable: both codes say the file carries a real orientation, so the qform
+    /// is an equally authoritative statement of it. There is no further fallback: a bad
+    /// qform (or a bad sform without a qform) is an error naming the field, because
+    /// pixdim scaling would silently drop the orientation and origin. In a qform or
+    /// method 1, a zero or negative voxel size counts as 1 (as in NIfTI's reference
+    /// `quatern_to_mat44`); a NaN or infinite one is an error.
     ///
     /// Every element is rounded to f32 precision, the precision a header stores: the
     /// affine of a loaded file then survives save and load bit for bit.
-    pub fn affine(&self) -> [[f64; 4]; 4] {
+    pub fn affine(&self) -> Result<[[f64; 4]; 4], String> {
         let mut a = if self.sform_code > 0 {
-            let mut a = [[0.0; 4]; 4];
-            for (r, row) in self.srow.iter().enumerate() {
-                a[r] = row.map(|v| v as f64);
+            match (self.sform_problem(), self.qform_code > 0) {
+                (None, _) => self.sform(),
+                (Some(why), true) => match self.qform_problem() {
+                    None => self.qform(),
+                    Some(qwhy) => {
+                        return Err(format!(
+                            "bad header: the sform (sform_code {}) is unusable: {why}; the \
+                             qform (qform_code {}) is unusable too: {qwhy}",
+                            self.sform_code, self.qform_code
+                        ))
+                    }
+                },
+                (Some(why), false) => {
+                    return Err(format!(
+                        "bad header: the sform (sform_code {}) is unusable: {why}; there is no \
+                         qform to fall back to (qform_code {})",
+                        self.sform_code, self.qform_code
+                    ))
+                }
             }
-            a
         } else if self.qform_code > 0 {
-            let b = self.quatern.map(|v| v as f64);
-            let o = self.qoffset.map(|v| v as f64);
-            let d = [1, 2, 3].map(|i| self.pixdim[i] as f64);
-            quatern_to_affine(b, o, d, self.pixdim[0] as f64)
+            if let Some(why) = self.qform_problem() {
+                return Err(format!(
+                    "bad header: the qform (qform_code {}) is unusable: {why}",
+                    self.qform_code
+                ));
+            }
+            self.qform()
         } else {
+            if let Some(why) = self.pixdim_problem() {
+                return Err(format!(
+                    "bad header: {why} (no sform or qform, so pixdim gives the voxel size)"
+                ));
+            }
             let mut a = [[0.0; 4]; 4];
             for i in 0..3 {
                 let p = self.pixdim[i + 1] as f64;
-                a[i][i] = if p > 0.0 && p.is_finite() { p } else { 1.0 };
+                a[i][i] = if p > 0.0 { p } else { 1.0 };
             }
             a
         };
@@ -385,20 +455,82 @@ impl Header {
             }
         }
         a[3] = [0.0, 0.0, 0.0, 1.0];
+        Ok(a)
+    }
+
+    /// The sform as an affine, unchecked.
+    fn sform(&self) -> [[f64; 4]; 4] {
+        let mut a = [[0.0; 4]; 4];
+        for (r, row) in self.srow.iter().enumerate() {
+            a[r] = row.map(|v| v as f64);
+        }
         a
     }
 
-    /// The grid of the first 3D volume.
-    pub fn geometry(&self) -> Geometry {
-        Geometry::from_affine(self.dims3(), self.affine())
+    /// The qform as an affine, unchecked.
+    fn qform(&self) -> [[f64; 4]; 4] {
+        let b = self.quatern.map(|v| v as f64);
+        let o = self.qoffset.map(|v| v as f64);
+        let d = [1, 2, 3].map(|i| self.pixdim[i] as f64);
+        quatern_to_affine(b, o, d, self.pixdim[0] as f64)
     }
 
-    /// A header for a 3D volume of this dtype on this grid, with the sform and qform both
-    /// set from the affine (codes 1, scanner-based: the geometry carries no code, so
-    /// voxflow writes the same one for both) and pixdim from the spacing.
+    /// Why the sform cannot place voxels, naming the field; `None` when it can.
+    fn sform_problem(&self) -> Option<String> {
+        for (r, row) in self.srow.iter().enumerate() {
+            if let Some(c) = row.iter().position(|v| !v.is_finite()) {
+                return Some(format!("srow_{}[{c}] is {}", ["x", "y", "z"][r], row[c]));
+            }
+        }
+        let m: [[f64; 3]; 3] =
+            std::array::from_fn(|r| std::array::from_fn(|c| self.srow[r][c] as f64));
+        singular_problem(&m)
+    }
+
+    /// Why the qform cannot place voxels, naming the field; `None` when it can. (A
+    /// quaternion always gives a rotation, and pixdim[0] only its sign, so only
+    /// non-finite values are fatal.)
+    fn qform_problem(&self) -> Option<String> {
+        for (i, v) in self.quatern.iter().enumerate() {
+            if !v.is_finite() {
+                return Some(format!("quatern_{} is {v}", ["b", "c", "d"][i]));
+            }
+        }
+        for (i, v) in self.qoffset.iter().enumerate() {
+            if !v.is_finite() {
+                return Some(format!("qoffset_{} is {v}", ["x", "y", "z"][i]));
+            }
+        }
+        self.pixdim_problem()
+    }
+
+    /// A non-finite voxel size in pixdim[1..=3], named.
+    fn pixdim_problem(&self) -> Option<String> {
+        (1..=3)
+            .find(|&i| !self.pixdim[i].is_finite())
+            .map(|i| format!("pixdim[{i}] is {}", self.pixdim[i]))
+    }
+
+    /// The grid of the first 3D volume; errors as [`Header::affine`].
+    pub fn geometry(&self) -> Result<Geometry, String> {
+        Ok(Geometry::from_affine(self.dims3(), self.affine()?))
+    }
+
+    /// A header for a 3D volume of this dtype on this grid, with the sform set from the
+    /// affine (code 1, scanner-based: the geometry carries no code, so voxflow writes
+    /// the same one for both) and pixdim from the spacing. The qform (code 1) is written
+    /// only when the affine is a rotation times positive voxel sizes: a quaternion cannot
+    /// hold a shear, and a qform stripped of it would place voxels elsewhere for readers
+    /// that prefer the qform (SimpleITK does). Otherwise qform_code is 0 and the
+    /// quaternion fields are zero, as nibabel writes new images.
     pub fn for_geometry(geometry: &Geometry, dtype: Dtype) -> Header {
         let [nx, ny, nz] = geometry.dims;
-        let (quatern, qoffset, qfac) = affine_to_quatern(&geometry.affine);
+        let rigid = qform_can_hold(&geometry.affine);
+        let (quatern, qoffset, qfac) = if rigid {
+            affine_to_quatern(&geometry.affine)
+        } else {
+            ([0.0; 3], [0.0; 3], 1.0)
+        };
         let mut pixdim = [1.0f32; 8];
         pixdim[0] = qfac as f32;
         for i in 0..3 {
@@ -412,7 +544,7 @@ impl Header {
             scl_slope: 1.0,
             scl_inter: 0.0,
             xyzt_units: 2,
-            qform_code: 1,
+            qform_code: rigid as i16,
             sform_code: 1,
             quatern: quatern.map(|v| v as f32),
             qoffset: qoffset.map(|v| v as f32),
@@ -502,6 +634,39 @@ fn det3(m: &[[f64; 3]; 3]) -> f64 {
     m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
         - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
         + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+}
+
+/// Why a 3x3 voxel-to-world matrix cannot place voxels (a zero column, or columns so
+/// close to coplanar that the grid has no volume); `None` when it can. The determinant
+/// is compared with the product of the column lengths, so the test does not depend on
+/// the voxel size.
+fn singular_problem(m: &[[f64; 3]; 3]) -> Option<String> {
+    let norms: [f64; 3] =
+        std::array::from_fn(|c| (0..3).map(|r| m[r][c] * m[r][c]).sum::<f64>().sqrt());
+    if let Some(c) = norms.iter().position(|&n| n == 0.0) {
+        return Some(format!("its column {c} is zero (a voxel axis of length 0)"));
+    }
+    let det = det3(m);
+    if !(det.abs() > 1e-6 * norms.iter().product::<f64>()) {
+        return Some(format!("its 3x3 is singular (determinant {det:e})"));
+    }
+    None
+}
+
+/// Whether the 3x3 of an affine is a rotation (possibly with the third axis flipped,
+/// NIfTI's qfac -1) times positive voxel sizes, i.e. whether a qform can hold it.
+/// Columns must be orthogonal to within 1e-5 of their lengths' product: looser than the
+/// f32 rounding of a stored affine (about 1e-7), far tighter than any real shear.
+pub fn qform_can_hold(a: &[[f64; 4]; 4]) -> bool {
+    let col = |c: usize| [a[0][c], a[1][c], a[2][c]];
+    let dot = |x: [f64; 3], y: [f64; 3]| x[0] * y[0] + x[1] * y[1] + x[2] * y[2];
+    let norms: [f64; 3] = std::array::from_fn(|c| dot(col(c), col(c)).sqrt());
+    if !norms.iter().all(|n| n.is_finite() && *n > 0.0) {
+        return false;
+    }
+    [(0, 1), (0, 2), (1, 2)]
+        .iter()
+        .all(|&(i, j)| dot(col(i), col(j)).abs() <= 1e-5 * norms[i] * norms[j])
 }
 
 fn inv_transpose3(m: &[[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
@@ -672,7 +837,8 @@ impl GzipStream {
         file.seek(SeekFrom::Start(0))?;
         let mut s = GzipStream {
             file,
-            input: vec![0u8; len],
+            input: try_zeroed(len)
+                .map_err(|m| std::io::Error::new(std::io::ErrorKind::OutOfMemory, m))?,
             read: 0,
             pos: 0,
             inflate: Decompress::new_gzip(15),
@@ -699,6 +865,18 @@ impl GzipStream {
 
     fn fully_read(&self) -> bool {
         self.read == self.input.len()
+    }
+
+    /// Inflate and drop `n` bytes (header extensions), through a small buffer so that a
+    /// large `vox_offset` costs no memory.
+    fn skip(&mut self, mut n: usize) -> Result<(), String> {
+        let mut scratch = vec![0u8; n.min(1 << 16)];
+        while n > 0 {
+            let k = n.min(scratch.len());
+            self.read_exact(&mut scratch[..k])?;
+            n -= k;
+        }
+        Ok(())
     }
 
     /// Fill `out` completely; `Err` says what is wrong.
@@ -822,11 +1000,19 @@ impl GzipStream {
 pub struct NiftiReader {
     path: PathBuf,
     header: Header,
+    geometry: Geometry,
     source: Source,
 }
 
 impl NiftiReader {
     /// Open a file and parse its header; errors name the file and say what is wrong.
+    ///
+    /// Everything the header claims is checked here, before any voxel memory exists:
+    /// the voxel bytes must fit in the file (a plain file exactly; a gzip file within
+    /// [`MAX_DEFLATE_RATIO`] times its size, and within its block index when it has
+    /// one), and the geometry must be usable (see [`Header::affine`]). A header whose
+    /// dims or offset exceed the file therefore ends here as an error naming the file,
+    /// never as an allocation failure.
     pub fn open(path: &Path) -> Result<NiftiReader, NodeError> {
         let err = |m: String| NodeError::file(path, m);
         let mut file = File::open(path).map_err(|e| match e.kind() {
@@ -854,6 +1040,17 @@ impl NiftiReader {
                     header.vox_offset
                 )));
             }
+            let total: usize = ix.blocks.iter().map(|b| b.2).sum();
+            if Some(total) != header.data_bytes() {
+                return Err(err(format!(
+                    "bad header or corrupt gzip block index: {} needs {} voxel bytes, the \
+                     block index holds {total}",
+                    header.describe_data(),
+                    header
+                        .data_bytes()
+                        .map_or("more than 2^64".into(), |b| b.to_string()),
+                )));
+            }
             (header, Source::Indexed(ix))
         } else if gz {
             let mut gz = GzipStream::new(file).map_err(|e| err(format!("cannot read: {e}")))?;
@@ -867,8 +1064,20 @@ impl NiftiReader {
                 }
             })?;
             let header = Header::parse(&head).map_err(&err)?;
-            let mut skip = vec![0u8; header.vox_offset - HEADER_SIZE];
-            gz.read_exact(&mut skip).map_err(&err)?;
+            let limit = len.saturating_mul(MAX_DEFLATE_RATIO);
+            match header.data_end() {
+                Some(need) if need <= limit => {}
+                need => {
+                    return Err(err(format!(
+                        "bad header or truncated file: {} needs {} bytes, more than a gzip \
+                         file of {len} bytes can hold (deflate expands at most \
+                         {MAX_DEFLATE_RATIO}:1, so at most {limit})",
+                        header.describe_data(),
+                        need.map_or("more than 2^64".into(), |b| b.to_string()),
+                    )))
+                }
+            }
+            gz.skip(header.vox_offset - HEADER_SIZE).map_err(&err)?;
             (header, Source::Gzip(gz))
         } else {
             file.seek(SeekFrom::Start(0))
@@ -882,6 +1091,16 @@ impl NiftiReader {
                 }
             }
             let header = Header::parse(&head[..got]).map_err(&err)?;
+            match header.data_end() {
+                Some(need) if need <= len => {}
+                need => {
+                    return Err(err(format!(
+                        "truncated file or bad header: {} needs {} bytes, the file has {len}",
+                        header.describe_data(),
+                        need.map_or("more than 2^64".into(), |b| b.to_string()),
+                    )))
+                }
+            }
             file.seek(SeekFrom::Start(header.vox_offset as u64))
                 .map_err(|e| err(format!("cannot read: {e}")))?;
             (header, Source::Plain(file))
@@ -894,11 +1113,18 @@ impl NiftiReader {
                 &header.dim[1..=header.dim[0] as usize]
             )));
         }
+        let geometry = header.geometry().map_err(&err)?;
         Ok(NiftiReader {
             path: path.to_path_buf(),
             header,
+            geometry,
             source,
         })
+    }
+
+    /// The grid of the voxels (validated when the file was opened).
+    pub fn geometry(&self) -> &Geometry {
+        &self.geometry
     }
 
     /// The parsed header.
@@ -918,6 +1144,7 @@ impl NiftiReader {
             path,
             header,
             source,
+            ..
         } = self;
         let err = |m: String| NodeError::file(&path, m);
         assert_eq!(
@@ -932,17 +1159,7 @@ impl NiftiReader {
                 gz.finish().map_err(err)?;
             }
             Source::Plain(file) => {
-                let len = file.metadata().map(|m| m.len()).unwrap_or(0) as usize;
-                let need = header.vox_offset + out.len();
-                if len < need {
-                    return Err(err(format!(
-                        "truncated file: {len} bytes, but the header needs {need} ({} voxels of \
-                         {} from offset {})",
-                        header.voxels(),
-                        header.dtype.name(),
-                        header.vox_offset
-                    )));
-                }
+                // The size was checked at `open`; a file that shrank since fails here.
                 read_parallel(&file, header.vox_offset as u64, out)
                     .map_err(|e| err(format!("cannot read voxels: {e}")))?;
             }
@@ -970,8 +1187,17 @@ fn read_parallel(file: &File, offset: u64, out: &mut [u8]) -> std::io::Result<()
     f.read_exact(out)
 }
 
-/// A primitive voxel type of the file format.
-pub trait Sample: Copy + Send + Sync + Default + PartialOrd + 'static {
+/// Keeps [`Sample`] closed: `as_bytes`, `as_bytes_mut` and `try_zeroed` are safe only
+/// because every implementor is a primitive number without padding, for which every
+/// bit pattern is valid. `Sealed` is public but in a private module, so no other crate
+/// can name it, and so none can implement `Sample` for its own types.
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A primitive voxel type of the file format. Sealed: implemented for u8, i8, i16, u16,
+/// i32, u32, f32 and f64 only.
+pub trait Sample: sealed::Sealed + Copy + Send + Sync + Default + PartialOrd + 'static {
     /// Bytes per value.
     const SIZE: usize;
     /// The NIfTI dtype.
@@ -992,6 +1218,7 @@ pub trait Sample: Copy + Send + Sync + Default + PartialOrd + 'static {
 
 macro_rules! sample {
     ($t:ty, $d:expr, $swap:expr) => {
+        impl sealed::Sealed for $t {}
         impl Sample for $t {
             const SIZE: usize = std::mem::size_of::<$t>();
             const DTYPE: Dtype = $d;
@@ -1045,12 +1272,45 @@ pub fn read_samples<T: Sample>(reader: NiftiReader) -> Result<Vec<T>, NodeError>
         "sample type matches the file"
     );
     let big = reader.header().big_endian;
-    let mut v = vec![T::default(); reader.header().voxels()];
+    let n = reader.header().voxels();
+    let mut v: Vec<T> = try_zeroed(n).map_err(|m| NodeError::file(reader.path(), m))?;
     reader.read_voxels(as_bytes_mut(&mut v))?;
     if big != cfg!(target_endian = "big") {
         T::swap_all(&mut v);
     }
     Ok(v)
+}
+
+/// `n` zeroed samples, or a message when the memory cannot be had.
+///
+/// Written by hand because std has no fallible `vec![0; n]`: `vec!` aborts the process
+/// when allocation fails (under `--cases` that ended the whole batch), and
+/// `try_reserve` followed by `resize` writes every page, so a header that claims more
+/// than a gzip stream holds would make the whole claim resident before the short stream
+/// is noticed. `alloc_zeroed` (calloc) gets fresh zero pages from the OS that cost
+/// memory only once the reader writes them.
+pub fn try_zeroed<T: Sample>(n: usize) -> Result<Vec<T>, String> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let fail = || {
+        format!(
+            "cannot allocate memory for {n} values of {} ({} bytes)",
+            T::DTYPE.name(),
+            n.saturating_mul(T::SIZE)
+        )
+    };
+    let layout = std::alloc::Layout::array::<T>(n).map_err(|_| fail())?;
+    // SAFETY: the layout has a non-zero size (n > 0 and every Sample has a size).
+    let p = unsafe { std::alloc::alloc_zeroed(layout) } as *mut T;
+    if p.is_null() {
+        return Err(fail());
+    }
+    // SAFETY: `p` comes from the global allocator with `Layout::array::<T>(n)`, which is
+    // the layout of a `Vec<T>` of capacity n; all n values are initialised, because an
+    // all-zero bit pattern is a valid value of every `Sample` (sealed: primitive
+    // integers and floats only).
+    Ok(unsafe { Vec::from_raw_parts(p, n, n) })
 }
 
 /// Map every value in parallel (chunks of 64 Ki voxels), keeping order.
@@ -1252,6 +1512,11 @@ fn parse_index(head: &[u8], file_len: usize) -> Option<(usize, Vec<Block>)> {
             let mut blocks = Vec::with_capacity((len - 4) / 8);
             for b in 0..(len - 4) / 8 {
                 let (c, u) = (u32_at(4 + 8 * b), u32_at(8 + 8 * b));
+                // A block cannot inflate beyond deflate's ratio (slack for tiny blocks):
+                // a damaged index must not size the header buffer.
+                if u > c.saturating_mul(MAX_DEFLATE_RATIO) + 1024 {
+                    return None;
+                }
                 blocks.push((offset, c, u));
                 offset += c;
             }
@@ -1300,7 +1565,7 @@ impl IndexedGzip {
         let mut head = vec![0u8; len.min(1 << 16)];
         read_parallel(file, 0, &mut head).ok()?;
         let (_, blocks) = parse_index(&head, len)?;
-        let mut input = vec![0u8; len];
+        let mut input: Vec<u8> = try_zeroed(len).ok()?;
         read_parallel(file, 0, &mut input).ok()?;
         let (first, rest) = blocks.split_first()?;
         let mut header = vec![0u8; first.2];
@@ -1454,11 +1719,11 @@ mod tests {
         let h = Header::for_geometry(&g, Dtype::I16);
         let parsed = Header::parse(&h.to_bytes()).unwrap();
         assert_eq!(parsed, h);
-        assert_eq!(parsed.geometry(), g);
+        assert_eq!(parsed.geometry().unwrap(), g);
         // The qform alone gives the same affine.
         let mut q = parsed.clone();
         q.sform_code = 0;
-        assert!(close(&q.affine(), &g.affine, 1e-6));
+        assert!(close(&q.affine().unwrap(), &g.affine, 1e-6));
     }
 
     #[test]
@@ -1486,7 +1751,7 @@ mod tests {
         let h = Header::parse(&be).unwrap();
         assert!(h.big_endian);
         assert_eq!(h.dims3(), [3, 4, 5]);
-        assert_eq!(h.geometry(), g);
+        assert_eq!(h.geometry().unwrap(), g);
     }
 
     #[test]

@@ -60,7 +60,7 @@ fn impls() -> Vec<ImplSpec> {
 pub fn load_image(path: &Path) -> Result<Image, NodeError> {
     let reader = NiftiReader::open(path)?;
     let h = reader.header().clone();
-    let geometry = h.geometry();
+    let geometry = reader.geometry().clone();
     let vol = |v| Volume::from_vec(geometry.clone(), v).expect("reader sized the buffer");
     let small_int = matches!(h.dtype, Dtype::I16 | Dtype::U8 | Dtype::I8);
     match (h.dtype, h.scaling()) {
@@ -109,6 +109,7 @@ pub fn load_image(path: &Path) -> Result<Image, NodeError> {
 pub fn load_mask(path: &Path) -> Result<Mask, NodeError> {
     let reader = NiftiReader::open(path)?;
     let h = reader.header().clone();
+    let geometry = reader.geometry().clone();
     let v = match (h.dtype, h.scaling()) {
         (Dtype::U8, None) => read_samples::<u8>(reader)?,
         (dtype, scaling) => {
@@ -122,7 +123,7 @@ pub fn load_mask(path: &Path) -> Result<Mask, NodeError> {
             })
         }
     };
-    Ok(Mask::from_bytes(h.geometry(), &v).expect("sized"))
+    Ok(Mask::from_bytes(geometry, &v).expect("sized"))
 }
 
 /// Read a NIfTI-1 file as a Labels map. Values (after scaling) must be whole numbers in
@@ -130,7 +131,7 @@ pub fn load_mask(path: &Path) -> Result<Mask, NodeError> {
 pub fn load_labels(path: &Path) -> Result<Labels, NodeError> {
     let reader = NiftiReader::open(path)?;
     let h = reader.header().clone();
-    let geometry = h.geometry();
+    let geometry = reader.geometry().clone();
     let v = match (h.dtype, h.scaling()) {
         (Dtype::U16, None) => read_samples::<u16>(reader)?,
         (Dtype::U8, None) => par_map(&read_samples::<u8>(reader)?, |x| x as u16),
