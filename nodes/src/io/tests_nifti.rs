@@ -645,3 +645,344 @@ fn large_files_stream_through_the_read_pipeline() {
         "{e}"
     );
 }
+
+// ---- hostile headers (issue 16) ---------------------------------------------------
+
+/// Bytes of a small valid file on `geom()` (int16), header built by `edit`.
+fn hostile(edit: impl FnOnce(&mut Header)) -> Vec<u8> {
+    let vals: Vec<i16> = (0..24).map(|i| i * 3 - 30).collect();
+    let mut h = Header::for_geometry(&geom(), Dtype::I16);
+    edit(&mut h);
+    let mut b = nii_bytes(&h, as_bytes(&vals), &[]);
+    // nii_bytes sets vox_offset; the edit may have meant another one.
+    b[108..112].copy_from_slice(&(h.vox_offset as f32).to_le_bytes());
+    b
+}
+
+/// Load `bytes` written as `name`, expecting an error naming the file and `want`.
+fn load_err(dir: &Path, name: &str, bytes: &[u8], want: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    let e = err_text(load_image(&p).unwrap_err());
+    assert!(e.contains(name) && e.contains(want), "{name}: {e}");
+    e
+}
+
+#[test]
+fn header_claims_beyond_the_file_fail_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 32767^3 int16 (64 TiB) in a file of a few hundred bytes: plain, gzip, and a gzip
+    // with voxflow's block index (whose totals then disagree with the header).
+    let bomb = hostile(|h| h.dim = [3, 32767, 32767, 32767, 1, 1, 1, 1]);
+    let e = load_err(d, "bomb.nii", &bomb, "truncated file or bad header");
+    assert!(e.contains("dims 32767x32767x32767 of int16"), "{e}");
+    let e = load_err(
+        d,
+        "bomb.nii.gz",
+        &gzip(&bomb),
+        "bad header or truncated file",
+    );
+    assert!(e.contains("1032:1"), "{e}");
+    // voxflow's own gzip layout, whose block index lists 48 voxel bytes.
+    let mut h = Header::for_geometry(&geom(), Dtype::I16);
+    h.dim = [3, 32767, 32767, 32767, 1, 1, 1, 1];
+    let vals = [0u8; 48];
+    let ix = super::nifti::encode_gzip(&h, &super::nifti::ByteSource::slice(&vals)).concat();
+    load_err(d, "indexed.nii.gz", &ix, "block index holds 48");
+    // A plausible claim (64 MiB of int16 voxels) within deflate's ratio for this
+    // compressed size, but a stream that ends short: a clean truncation error, with
+    // memory only for what the stream held (the buffer's pages are never written).
+    let mut noise = 1u64;
+    let filler: Vec<u8> = (0..80_000)
+        .map(|_| {
+            noise = noise.wrapping_mul(6364136223846793005).wrapping_add(1);
+            (noise >> 56) as u8
+        })
+        .collect();
+    let mut claim = hostile(|h| h.dim = [3, 1024, 1024, 32, 1, 1, 1, 1]);
+    claim.extend_from_slice(&filler);
+    load_err(d, "short.nii.gz", &gzip(&claim), "gzip stream ended");
+}
+
+#[test]
+fn bad_vox_offsets_are_bad_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, v) in [
+        3.4e38f32,
+        f32::NAN,
+        f32::INFINITY,
+        -352.0,
+        348.0,
+        0.0,
+        400.5,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut b = hostile(|_| {});
+        b[108..112].copy_from_slice(&v.to_le_bytes());
+        for gz in [false, true] {
+            let name = format!("vox{i}.nii{}", if gz { ".gz" } else { "" });
+            let bytes = if gz { gzip(&b) } else { b.clone() };
+            load_err(dir.path(), &name, &bytes, "bad header: vox_offset");
+        }
+    }
+    // Beyond the file (a valid number, but no voxels there).
+    let b = hostile(|h| h.vox_offset = 1 << 30);
+    load_err(dir.path(), "far.nii", &b, "truncated file or bad header");
+    load_err(
+        dir.path(),
+        "far.nii.gz",
+        &gzip(&b),
+        "bad header or truncated file",
+    );
+}
+
+#[test]
+fn unusable_geometry_falls_back_to_the_qform_or_names_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let load = |name: &str, b: &[u8]| {
+        let p = d.join(name);
+        std::fs::write(&p, b).unwrap();
+        load_image(&p).map(|i| i.geometry().clone())
+    };
+    // A NaN or infinite sform element, or a zero or singular sform, with a sound qform:
+    // the qform (here the same affine) places the voxels.
+    let bad_sforms: [(&str, fn(&mut Header)); 4] = [
+        ("nan", |h| h.srow[0][1] = f32::NAN),
+        ("inf", |h| h.srow[2][3] = f32::INFINITY),
+        ("zero", |h| h.srow = [[0.0; 4]; 3]),
+        ("singular", |h| h.srow[1] = h.srow[0]),
+    ];
+    for (name, edit) in bad_sforms {
+        let g = load(&format!("{name}.nii"), &hostile(edit)).unwrap();
+        assert!(g.same_grid(&geom()), "{name}: {g:?}");
+    }
+    // Without a qform to fall back to: an error naming the field.
+    let no_q = |h: &mut Header| {
+        h.qform_code = 0;
+        h.quatern = [f32::NAN; 3];
+    };
+    let cases: [(&str, fn(&mut Header), &str); 7] = [
+        ("s_nan.nii", |h| h.srow[0][1] = f32::NAN, "srow_x[1] is NaN"),
+        ("s_zero.nii", |h| h.srow[1] = [0.0; 4], "is zero"),
+        (
+            "s_sing.nii",
+            |h| h.srow.iter_mut().for_each(|r| r[2] = r[0] + r[1]),
+            "singular",
+        ),
+        ("q_nan.nii", |h| h.quatern[1] = f32::NAN, "quatern_c is NaN"),
+        (
+            "q_off.nii",
+            |h| h.qoffset[2] = f32::NEG_INFINITY,
+            "qoffset_z is -inf",
+        ),
+        ("q_pix.nii", |h| h.pixdim[2] = f32::NAN, "pixdim[2] is NaN"),
+        (
+            "p_pix.nii",
+            |h| h.pixdim[3] = f32::INFINITY,
+            "pixdim[3] is inf",
+        ),
+    ];
+    for (name, edit, want) in cases {
+        let b = hostile(|h| {
+            edit(h);
+            if name.starts_with("s_") {
+                no_q(h);
+            } else {
+                h.sform_code = 0;
+                if name.starts_with("p_") {
+                    h.qform_code = 0;
+                }
+            }
+        });
+        let e = err_text(load(name, &b).unwrap_err());
+        assert!(
+            e.contains(name) && e.contains("bad header") && e.contains(want),
+            "{name}: {e}"
+        );
+    }
+    // Both forms bad: the error names both.
+    let b = hostile(|h| {
+        h.srow[0][0] = f32::NAN;
+        h.quatern[0] = f32::INFINITY;
+    });
+    let e = err_text(load("both.nii", &b).unwrap_err());
+    assert!(
+        e.contains("srow_x[0]") && e.contains("quatern_b is inf"),
+        "{e}"
+    );
+    // pixdim is irrelevant when the sform places the voxels.
+    let g = load("pix_ignored.nii", &hostile(|h| h.pixdim[1] = f32::NAN)).unwrap();
+    assert_eq!(g, geom());
+}
+
+#[test]
+fn sheared_affines_get_no_qform() {
+    use nifti::{NiftiObject, ReaderOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let mut sheared = geom();
+    sheared.affine[0][2] = 0.75; // z moves along x: not a rotation times zooms
+    let sheared = Geometry::from_affine(sheared.dims, sheared.affine);
+    let mut rotated = geom();
+    let (s, c) = (0.3f64.sin(), 0.3f64.cos());
+    rotated.affine[0][0] = -0.5 * c;
+    rotated.affine[1][0] = -0.5 * s;
+    rotated.affine[0][1] = -0.75 * s;
+    rotated.affine[1][1] = 0.75 * c;
+    for (name, g, want_q) in [("shear", sheared, 0), ("rotated", rotated, 1)] {
+        let p = dir.path().join(format!("{name}.nii"));
+        save_image(&p, &Image::I16(Volume::filled(g.clone(), 1))).unwrap();
+        let h = ReaderOptions::new().read_file(&p).unwrap().header().clone();
+        assert_eq!((h.sform_code, h.qform_code), (1, want_q), "{name}");
+        if want_q == 0 {
+            assert_eq!([h.quatern_b, h.quatern_c, h.quatern_d], [0.0; 3]);
+        } else {
+            // The qform alone gives the affine.
+            let mut ours = super::nifti::NiftiReader::open(&p)
+                .unwrap()
+                .header()
+                .clone();
+            ours.sform_code = 0;
+            let q = ours.affine().unwrap();
+            for r in 0..3 {
+                for c in 0..4 {
+                    assert!((q[r][c] - g.affine[r][c]).abs() < 1e-6, "{name}: {q:?}");
+                }
+            }
+        }
+        assert!(load_image(&p).unwrap().geometry().same_grid(&g), "{name}");
+    }
+}
+
+/// Splitmix64: a seeded generator for the mutation loop (no dependency needed for a
+/// stream of reproducible numbers).
+struct Mix(u64);
+impl Mix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Mutate a copy of `base`: flip bytes, or write hostile values (0, -1, extremes, NaN,
+/// infinities, huge floats) at the header's field offsets, or cut the file.
+fn mutate(base: &[u8], rng: &mut Mix) -> Vec<u8> {
+    const I16_AT: &[usize] = &[40, 42, 44, 46, 48, 50, 52, 54, 56, 70, 72, 252, 254];
+    const F32_AT: &[usize] = &[
+        76, 80, 84, 88, 92, 108, 112, 116, 124, 128, 256, 260, 264, 268, 272, 276, 280, 284, 288,
+        292, 296, 300, 304, 308, 312, 316, 320, 324,
+    ];
+    const F32S: &[f32] = &[
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        348.0,
+        352.0,
+        353.0,
+        3.4e38,
+        -3.4e38,
+        1e-45,
+        65536.0,
+        2.1e9,
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+    ];
+    const I16S: &[i16] = &[
+        0, 1, -1, 2, 3, 4, 7, 8, 16, 64, 256, 512, 768, 1024, 32767, -32768,
+    ];
+    let mut b = base.to_vec();
+    for _ in 0..1 + rng.below(4) {
+        match rng.below(6) {
+            0 => {
+                let at = rng.below(b.len());
+                b[at] ^= 1 << rng.below(8);
+            }
+            1 => {
+                let at = rng.below(352.min(b.len()));
+                b[at] = rng.next() as u8;
+            }
+            2 if b.len() >= 352 => {
+                let at = F32_AT[rng.below(F32_AT.len())];
+                b[at..at + 4].copy_from_slice(&F32S[rng.below(F32S.len())].to_le_bytes());
+            }
+            3 | 4 if b.len() >= 352 => {
+                let at = I16_AT[rng.below(I16_AT.len())];
+                b[at..at + 2].copy_from_slice(&I16S[rng.below(I16S.len())].to_le_bytes());
+            }
+            5 => {
+                let keep = rng.below(b.len() + 1);
+                b.truncate(keep.max(1));
+            }
+            _ => {} // a field write into a file already cut short
+        }
+    }
+    b
+}
+
+/// Seeded mutation fuzzing of the header parser and reader through the real loaders,
+/// ~6 s per form (plain, gzip, voxflow's indexed gzip): every mutated file must load or
+/// fail with an error, never panic. Counts are printed (`--nocapture`).
+#[test]
+fn mutated_headers_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = hostile(|_| {});
+    let ix_path = dir.path().join("base_ix.nii.gz");
+    save_image(
+        &ix_path,
+        &Image::I16(Volume::from_vec(geom(), (0..24).map(|i| i * 9).collect()).unwrap()),
+    )
+    .unwrap();
+    let indexed = std::fs::read(&ix_path).unwrap();
+    let mut rng = Mix(0x5eed_16);
+    for (form, name) in [
+        ("plain", "m.nii"),
+        ("gzip", "m.nii.gz"),
+        ("indexed", "i.nii.gz"),
+    ] {
+        let (mut runs, mut ok) = (0usize, 0usize);
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let p = dir.path().join(name);
+        while std::time::Instant::now() < until {
+            let bytes = match form {
+                "plain" => mutate(&plain, &mut rng),
+                // Mutate the header, then compress: the parser sees hostile fields.
+                "gzip" => gzip(&mutate(&plain, &mut rng)),
+                // Mutate the compressed bytes and the block index in the gzip header.
+                _ => {
+                    let mut b = indexed.clone();
+                    for _ in 0..1 + rng.below(3) {
+                        let at = rng.below(b.len().min(64));
+                        b[at] = rng.next() as u8;
+                    }
+                    b
+                }
+            };
+            std::fs::write(&p, &bytes).unwrap();
+            let result = std::panic::catch_unwind(|| {
+                (
+                    load_image(&p).is_ok(),
+                    load_labels(&p).is_ok(),
+                    load_mask(&p).is_ok(),
+                )
+            });
+            match result {
+                Ok(r) => ok += r.0 as usize,
+                Err(_) => panic!("{form}: a mutated file panicked the loader: {bytes:02x?}"),
+            }
+            runs += 1;
+        }
+        println!("nifti mutation fuzz, {form}: {runs} files, {ok} loaded as images");
+        assert!(runs > 100, "{form}: only {runs} executions");
+    }
+}
