@@ -265,3 +265,619 @@ fn empty_and_missing_folders_are_errors() {
     let e = err_of(&tmp.path().join("nope"));
     assert!(e.contains("nope") && e.contains("folder not found"), "{e}");
 }
+
+/// A hand-written DICOM file (explicit VR little endian unless the transfer syntax says
+/// otherwise): every element is spelt out so hostile variants (bad lengths, deep
+/// nesting, NaN strings) can be made that no DICOM library would write.
+mod raw {
+    /// One element, explicit VR little endian; odd values padded (NUL for UI, OB and OW,
+    /// space otherwise).
+    pub fn el(out: &mut Vec<u8>, tag: (u16, u16), vr: &str, value: &[u8]) {
+        let mut v = value.to_vec();
+        if v.len() % 2 == 1 {
+            v.push(if matches!(vr, "UI" | "OB" | "OW") {
+                0
+            } else {
+                b' '
+            });
+        }
+        out.extend(tag.0.to_le_bytes());
+        out.extend(tag.1.to_le_bytes());
+        out.extend(vr.as_bytes());
+        if matches!(vr, "OB" | "OW" | "SQ" | "UN" | "UT") {
+            out.extend([0, 0]);
+            out.extend((v.len() as u32).to_le_bytes());
+        } else {
+            out.extend((v.len() as u16).to_le_bytes());
+        }
+        out.extend(v);
+    }
+
+    pub fn us(out: &mut Vec<u8>, tag: (u16, u16), v: u16) {
+        el(out, tag, "US", &v.to_le_bytes());
+    }
+
+    /// What varies between the test slices.
+    #[derive(Clone)]
+    pub struct Spec {
+        pub ts: String,
+        pub uid: String,
+        pub number: String,
+        pub description: String,
+        pub ipp: String,
+        pub iop: String,
+        pub spacing: String,
+        pub slope: String,
+        pub intercept: String,
+        pub photometric: String,
+        pub rows: u16,
+        pub cols: u16,
+        pub bits_stored: u16,
+        pub signed: bool,
+        /// Raw bytes placed right after SeriesDescription (0008,103E): tags (0008,1xxx).
+        pub extra: Vec<u8>,
+        /// Stored values; `pixel_bytes` replaces them when set.
+        pub pixels: Vec<u16>,
+        /// The whole PixelData element, when it is to be hostile or encapsulated.
+        pub pixel_element: Option<Vec<u8>>,
+    }
+
+    impl Default for Spec {
+        fn default() -> Self {
+            Spec {
+                ts: "1.2.840.10008.1.2.1".into(),
+                uid: "1.2.3.4.5".into(),
+                number: "3".into(),
+                description: "test series".into(),
+                ipp: "-10\\-20\\30".into(),
+                iop: "1\\0\\0\\0\\1\\0".into(),
+                spacing: "0.5\\0.5".into(),
+                slope: "1".into(),
+                intercept: "-1024".into(),
+                photometric: "MONOCHROME2".into(),
+                rows: 4,
+                cols: 3,
+                bits_stored: 16,
+                signed: false,
+                extra: Vec::new(),
+                pixels: (0..12).map(|i| 1000 + 10 * i).collect(),
+                pixel_element: None,
+            }
+        }
+    }
+
+    /// The bytes of a Part 10 file for `s`.
+    pub fn file(s: &Spec) -> Vec<u8> {
+        let mut meta = Vec::new();
+        el(&mut meta, (2, 1), "OB", &[0, 1]);
+        el(&mut meta, (2, 2), "UI", b"1.2.840.10008.5.1.4.1.1.2");
+        el(&mut meta, (2, 3), "UI", b"1.2.3.4.5.6");
+        el(&mut meta, (2, 0x10), "UI", s.ts.as_bytes());
+        let mut out = vec![0u8; 128];
+        out.extend(b"DICM");
+        el(&mut out, (2, 0), "UL", &(meta.len() as u32).to_le_bytes());
+        out.extend(meta);
+        let mut d = Vec::new();
+        el(&mut d, (8, 0x60), "CS", b"CT");
+        el(&mut d, (8, 0x103E), "LO", s.description.as_bytes());
+        d.extend(&s.extra);
+        el(&mut d, (0x20, 0x0E), "UI", s.uid.as_bytes());
+        el(&mut d, (0x20, 0x11), "IS", s.number.as_bytes());
+        el(&mut d, (0x20, 0x32), "DS", s.ipp.as_bytes());
+        el(&mut d, (0x20, 0x37), "DS", s.iop.as_bytes());
+        us(&mut d, (0x28, 2), 1);
+        el(&mut d, (0x28, 4), "CS", s.photometric.as_bytes());
+        us(&mut d, (0x28, 0x10), s.rows);
+        us(&mut d, (0x28, 0x11), s.cols);
+        el(&mut d, (0x28, 0x30), "DS", s.spacing.as_bytes());
+        us(&mut d, (0x28, 0x100), 16);
+        us(&mut d, (0x28, 0x101), s.bits_stored);
+        us(&mut d, (0x28, 0x102), s.bits_stored - 1);
+        us(&mut d, (0x28, 0x103), s.signed as u16);
+        el(&mut d, (0x28, 0x1052), "DS", s.intercept.as_bytes());
+        el(&mut d, (0x28, 0x1053), "DS", s.slope.as_bytes());
+        match &s.pixel_element {
+            Some(p) => d.extend(p),
+            None => {
+                let px: Vec<u8> = s.pixels.iter().flat_map(|v| v.to_le_bytes()).collect();
+                el(&mut d, (0x7FE0, 0x10), "OW", &px);
+            }
+        }
+        out.extend(d);
+        out
+    }
+
+    /// `depth` sequences (0008,1115), each holding one item holding the next.
+    pub fn nested(depth: usize) -> Vec<u8> {
+        let mut v = Vec::new();
+        for _ in 0..depth {
+            v.extend([0x08, 0x00, 0x15, 0x11]);
+            v.extend(b"SQ");
+            v.extend([0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
+            v.extend([0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        }
+        for _ in 0..depth {
+            v.extend([0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+            v.extend([0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        }
+        v
+    }
+}
+
+use raw::Spec;
+
+/// Write `specs` as `s0.dcm`, `s1.dcm`... in a new temporary folder.
+fn folder(specs: &[Spec]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, s) in specs.iter().enumerate() {
+        std::fs::write(tmp.path().join(format!("s{i}.dcm")), raw::file(s)).unwrap();
+    }
+    tmp
+}
+
+/// A series of `n` slices 2 mm apart.
+fn stack(n: usize, base: &Spec) -> Vec<Spec> {
+    (0..n)
+        .map(|k| Spec {
+            ipp: format!("-10\\-20\\{}", 30 + 2 * k),
+            ..base.clone()
+        })
+        .collect()
+}
+
+#[test]
+fn written_series_loads_with_rescale() {
+    let tmp = folder(&stack(3, &Spec::default()));
+    let img = load_dicom_series(tmp.path()).unwrap();
+    assert_eq!(img.geometry().dims, [3, 4, 3]);
+    assert!(matches!(img, Image::I16(_)));
+    // Stored 1000 + 10 i, intercept -1024.
+    assert_eq!(img.get_f64(0), -24.0);
+    assert_eq!(img.get_f64(11), 86.0);
+    assert!((img.geometry().spacing[2] - 2.0).abs() < 1e-9);
+}
+
+/// One bad slice among good ones: the error names that file and what is wrong.
+fn bad_slice_error(bad: Spec) -> String {
+    let mut specs = stack(3, &Spec::default());
+    bad.clone_into(&mut specs[1]);
+    specs[1].ipp = "-10\\-20\\32".into();
+    if bad.ipp != Spec::default().ipp {
+        specs[1].ipp = bad.ipp;
+    }
+    let tmp = folder(&specs);
+    err_of(tmp.path())
+}
+
+#[test]
+fn non_finite_or_degenerate_geometry_names_the_slice() {
+    let cases: [(Spec, &str); 8] = [
+        (
+            Spec {
+                ipp: "NaN\\0\\32".into(),
+                ..Spec::default()
+            },
+            "ImagePositionPatient holds a non-finite value",
+        ),
+        (
+            Spec {
+                ipp: "0\\inf\\32".into(),
+                ..Spec::default()
+            },
+            "ImagePositionPatient holds a non-finite value",
+        ),
+        (
+            Spec {
+                spacing: "0\\0.5".into(),
+                ..Spec::default()
+            },
+            "PixelSpacing [0.0, 0.5] must be positive",
+        ),
+        (
+            Spec {
+                spacing: "-0.5\\0.5".into(),
+                ..Spec::default()
+            },
+            "PixelSpacing [-0.5, 0.5] must be positive",
+        ),
+        (
+            Spec {
+                spacing: "NaN\\0.5".into(),
+                ..Spec::default()
+            },
+            "PixelSpacing holds a non-finite value",
+        ),
+        (
+            Spec {
+                iop: "1\\0\\0\\NaN\\1\\0".into(),
+                ..Spec::default()
+            },
+            "ImageOrientationPatient holds a non-finite value",
+        ),
+        (
+            Spec {
+                iop: "1\\0\\0\\1\\0\\0".into(),
+                ..Spec::default()
+            },
+            "degenerate ImageOrientationPatient",
+        ),
+        (
+            Spec {
+                iop: "0\\0\\0\\0\\0\\0".into(),
+                ..Spec::default()
+            },
+            "degenerate ImageOrientationPatient",
+        ),
+    ];
+    for (spec, needle) in cases {
+        let e = bad_slice_error(spec);
+        assert!(e.contains("s1.dcm") && e.contains(needle), "{needle}: {e}");
+    }
+}
+
+#[test]
+fn unusable_rescale_names_the_slice() {
+    for (slope, intercept) in [
+        ("NaN", "0"),
+        ("inf", "0"),
+        ("0", "0"),
+        ("1e300", "0"),
+        ("1", "NaN"),
+        ("1", "-inf"),
+    ] {
+        let e = bad_slice_error(Spec {
+            slope: slope.into(),
+            intercept: intercept.into(),
+            ..Spec::default()
+        });
+        assert!(
+            e.contains("s1.dcm") && (e.contains("RescaleSlope") || e.contains("RescaleIntercept")),
+            "{slope} {intercept}: {e}"
+        );
+    }
+    // 1e30 is finite but 1e30 * 2^16 is beyond f32: refused too, as beyond the range.
+    let e = bad_slice_error(Spec {
+        slope: "1e35".into(),
+        ..Spec::default()
+    });
+    assert!(e.contains("beyond the f32 range"), "{e}");
+}
+
+#[test]
+fn palette_colour_refused_and_monochrome1_loads_as_stored() {
+    let e = bad_slice_error(Spec {
+        photometric: "PALETTE COLOR".into(),
+        ..Spec::default()
+    });
+    assert!(
+        e.contains("s1.dcm") && e.contains("PhotometricInterpretation PALETTE COLOR"),
+        "{e}"
+    );
+    let tmp = folder(&stack(
+        2,
+        &Spec {
+            photometric: "MONOCHROME1".into(),
+            ..Spec::default()
+        },
+    ));
+    let img = load_dicom_series(tmp.path()).unwrap();
+    // Not inverted: HU from the modality LUT are the same whatever the display polarity.
+    assert_eq!(img.get_f64(0), -24.0);
+}
+
+#[test]
+fn signed_values_are_sign_extended_from_bits_stored() {
+    // 13-bit two's complement stored without sign extension in 16 bits: 8191 is -1,
+    // 4096 is -4096, 4095 stays 4095.
+    let spec = Spec {
+        bits_stored: 13,
+        signed: true,
+        intercept: "0".into(),
+        pixels: vec![8191, 4096, 4095, 0, 1, 2, 3, 4, 5, 6, 7, 8],
+        ..Spec::default()
+    };
+    let tmp = folder(&stack(1, &spec));
+    let img = load_dicom_series(tmp.path()).unwrap();
+    assert_eq!(
+        (img.get_f64(0), img.get_f64(1), img.get_f64(2)),
+        (-1.0, -4096.0, 4095.0)
+    );
+}
+
+#[test]
+fn hostile_structure_is_refused_before_parsing() {
+    // 2,000 nested sequences would overflow dicom-object's recursion.
+    let e = bad_slice_error(Spec {
+        extra: raw::nested(2000),
+        ..Spec::default()
+    });
+    assert!(
+        e.contains("s1.dcm") && e.contains("nested deeper than 64"),
+        "{e}"
+    );
+    // 32 levels are fine (and dicom-object copes).
+    let tmp = folder(&stack(
+        2,
+        &Spec {
+            extra: raw::nested(32),
+            ..Spec::default()
+        },
+    ));
+    assert_eq!(
+        load_dicom_series(tmp.path()).unwrap().geometry().dims,
+        [3, 4, 2]
+    );
+    // A PixelData length of 0xFFFFFFF0 in a tiny file.
+    let mut px = vec![0xE0, 0x7F, 0x10, 0x00];
+    px.extend(b"OW\0\0");
+    px.extend(0xFFFF_FFF0u32.to_le_bytes());
+    px.extend([0u8; 24]);
+    let e = bad_slice_error(Spec {
+        pixel_element: Some(px),
+        ..Spec::default()
+    });
+    assert!(
+        e.contains("s1.dcm") && e.contains("declares 4294967280 bytes but only 24 remain"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unsupported_transfer_syntax_is_named_without_nul() {
+    // JPEG-LS, its UID padded with a NUL as files do; encapsulated pixel data.
+    let mut px = vec![0xE0, 0x7F, 0x10, 0x00];
+    px.extend(b"OB\0\0");
+    px.extend(u32::MAX.to_le_bytes());
+    px.extend([0xFE, 0xFF, 0x00, 0xE0, 0, 0, 0, 0]);
+    px.extend([0xFE, 0xFF, 0x00, 0xE0, 4, 0, 0, 0, 0xFF, 0xD8, 0xFF, 0xD9]);
+    px.extend([0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+    let e = bad_slice_error(Spec {
+        ts: "1.2.840.10008.1.2.4.80".into(),
+        pixel_element: Some(px),
+        ..Spec::default()
+    });
+    assert!(
+        e.contains("s1.dcm")
+            && e.contains("transfer syntax 1.2.840.10008.1.2.4.80 (JPEG-LS Lossless")
+            && !e.contains('\0'),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn several_series_listed_and_chosen() {
+    use super::dicom::{list_series, load_dicom_series_choosing, SeriesChoice};
+    let a = Spec {
+        uid: "1.2.3.1".into(),
+        number: "7".into(),
+        description: "soft".into(),
+        ..Spec::default()
+    };
+    let b = Spec {
+        uid: "1.2.3.2".into(),
+        number: "8".into(),
+        description: "bone".into(),
+        ..Spec::default()
+    };
+    let mut specs = stack(2, &a);
+    specs.extend(stack(3, &b));
+    let tmp = folder(&specs);
+    let e = err_of(tmp.path());
+    assert!(
+        e.contains("folder holds 2 series")
+            && e.contains("UID 1.2.3.1, number 7, \"soft\", CT, 2 slices of 3 x 4")
+            && e.contains("UID 1.2.3.2, number 8, \"bone\", CT, 3 slices of 3 x 4"),
+        "{e}"
+    );
+    let listed = list_series(tmp.path()).unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|s| (s.uid.as_str(), s.number, s.slices.len()))
+            .collect::<Vec<_>>(),
+        [("1.2.3.1", Some(7), 2), ("1.2.3.2", Some(8), 3)]
+    );
+    let nz = |c: SeriesChoice| {
+        load_dicom_series_choosing(tmp.path(), Some(&c)).map(|i| i.geometry().dims[2])
+    };
+    assert_eq!(nz(SeriesChoice::Text("1.2.3.1".into())).unwrap(), 2);
+    assert_eq!(nz(SeriesChoice::Number(8)).unwrap(), 3);
+    assert_eq!(nz(SeriesChoice::Text("largest".into())).unwrap(), 3);
+    let e = nz(SeriesChoice::Number(9)).unwrap_err().to_string();
+    assert!(
+        e.contains("series 9: no such series") && e.contains("1.2.3.2"),
+        "{e}"
+    );
+}
+
+#[test]
+fn duplicate_and_missing_slices_name_files_and_positions() {
+    let mut specs = stack(3, &Spec::default());
+    specs[2].ipp = specs[1].ipp.clone();
+    let e = err_of(folder(&specs).path());
+    assert!(
+        e.contains("same position 32.0000 mm") && e.contains("s1.dcm") && e.contains("s2.dcm"),
+        "{e}"
+    );
+    let mut specs = stack(4, &Spec::default());
+    specs.remove(2);
+    let e = err_of(folder(&specs).path());
+    assert!(
+        e.contains("uneven slice spacing")
+            && e.contains("at 32.000 mm")
+            && e.contains("at 36.000 mm"),
+        "{e}"
+    );
+}
+
+/// Every pydicom test file that voxflow decodes gives pydicom's values (after the
+/// modality LUT); every file it refuses gets an error without panic or raw NUL. The
+/// codec families voxflow claims must each be exercised by at least one file.
+#[test]
+fn pydicom_test_files_agree() {
+    use super::dicom::decode_file;
+    let Some(py) = peer_python("pydicom agreement", "pydicom, numpy") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let script = r#"
+import sys, os, glob, json, warnings
+import numpy as np, pydicom
+from pydicom.pixels import apply_modality_lut
+warnings.simplefilter("ignore")
+d = os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files")
+res = []
+for i, f in enumerate(sorted(glob.glob(d + "/**/*", recursive=True))):
+    if not os.path.isfile(f):
+        continue
+    try:
+        ds = pydicom.dcmread(f)
+    except Exception:
+        continue
+    if "PixelData" not in ds:
+        continue
+    ts = str(ds.file_meta.get("TransferSyntaxUID", ""))
+    try:
+        a = apply_modality_lut(ds.pixel_array, ds).astype(np.float64)
+        p = os.path.join(sys.argv[1], f"{i}.f64")
+        a.tofile(p)
+        res.append([f, ts, p, ""])
+    except Exception as e:
+        res.append([f, ts, "", f"{type(e).__name__}: {e}"])
+print(json.dumps(res))
+"#;
+    let out = run_python(&py, script, &[tmp.path().to_str().unwrap()]);
+    let files: Vec<(String, String, String, String)> = serde_json::from_str(out.trim()).unwrap();
+    assert!(
+        files.len() > 50,
+        "pydicom ships {} image files",
+        files.len()
+    );
+    let mut compared: Vec<(String, String, f64)> = Vec::new();
+    let mut refused = Vec::new();
+    let mut failures = Vec::new();
+    for (path, ts, raw, py_err) in &files {
+        let short = Path::new(path)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        let ours = std::panic::catch_unwind(|| decode_file(Path::new(path)));
+        match ours {
+            Err(_) => failures.push(format!("{short}: panicked")),
+            Ok(Err(e)) => {
+                let e = e.to_string();
+                if e.contains('\0') {
+                    failures.push(format!("{short}: NUL in error {e:?}"));
+                }
+                refused.push(format!("{short} ({ts}): {e}"));
+            }
+            Ok(Ok(_)) if raw.is_empty() => {
+                eprintln!("skipping {short}: pydicom cannot decode it here ({py_err})");
+            }
+            Ok(Ok(v)) => {
+                let theirs: Vec<f64> = std::fs::read(raw)
+                    .unwrap()
+                    .chunks(8)
+                    .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+                    .collect();
+                if theirs.len() != v.len() {
+                    failures.push(format!(
+                        "{short}: {} values, pydicom {}",
+                        v.len(),
+                        theirs.len()
+                    ));
+                    continue;
+                }
+                let diff = v
+                    .iter()
+                    .zip(&theirs)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f64::max);
+                if diff > 0.0 {
+                    failures.push(format!("{short} ({ts}): max difference {diff}"));
+                }
+                compared.push((short, ts.clone(), diff));
+            }
+        }
+    }
+    for (f, ts, d) in &compared {
+        eprintln!("agrees: {f} ({ts}), max difference {d}");
+    }
+    for r in &refused {
+        eprintln!("refused: {r}");
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    for family in [
+        "1.2.840.10008.1.2",
+        "1.2.840.10008.1.2.1",
+        "1.2.840.10008.1.2.2",
+        "1.2.840.10008.1.2.5",
+        "1.2.840.10008.1.2.1.99",
+        "1.2.840.10008.1.2.4.90",
+        "1.2.840.10008.1.2.4.91",
+    ] {
+        assert!(
+            compared.iter().any(|c| c.1 == family),
+            "no pydicom file of {family} decoded and compared"
+        );
+    }
+    let mismatch = compared.iter().find(|c| c.0 == "J2K_pixelrep_mismatch.dcm");
+    assert!(mismatch.is_some(), "J2K_pixelrep_mismatch.dcm not compared");
+}
+
+/// Seeded random mutations of small valid files, each loaded as a one-file series: no
+/// panic, no abort, whatever the bytes. Bounded to about 15 s; executions and findings
+/// are printed.
+#[test]
+fn mutation_fuzz_of_the_loader() {
+    use rand::{Rng, SeedableRng};
+    let seeds = [
+        raw::file(&Spec::default()),
+        raw::file(&Spec {
+            extra: raw::nested(3),
+            ..Spec::default()
+        }),
+    ];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(16);
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("m.dcm");
+    let start = std::time::Instant::now();
+    let (mut runs, mut loaded, mut findings) = (0usize, 0usize, Vec::new());
+    while start.elapsed() < std::time::Duration::from_secs(15) {
+        let mut f = seeds[runs % seeds.len()].clone();
+        for _ in 0..rng.random_range(1..6) {
+            let at = rng.random_range(0..f.len());
+            match rng.random_range(0..5) {
+                0 => f[at] ^= 1 << rng.random_range(0..8),
+                1 => f[at] = rng.random(),
+                2 => {
+                    // A length-like 32-bit word: huge, undefined, zero or random.
+                    let w: u32 =
+                        [0xFFFF_FFFF, 0xFFFF_FFF0, 0, rng.random()][rng.random_range(0..4)];
+                    let end = (at + 4).min(f.len());
+                    f[at..end].copy_from_slice(&w.to_le_bytes()[..end - at]);
+                }
+                3 => f.truncate(at.max(1)),
+                _ => {
+                    let chunk = f[at..(at + 16).min(f.len())].to_vec();
+                    f.splice(at..at, chunk);
+                }
+            }
+        }
+        std::fs::write(&path, &f).unwrap();
+        match std::panic::catch_unwind(|| load_dicom_series(tmp.path())) {
+            Ok(Ok(_)) => loaded += 1,
+            Ok(Err(_)) => {}
+            Err(_) => findings.push(format!("run {runs}: panic on {} bytes", f.len())),
+        }
+        runs += 1;
+    }
+    eprintln!(
+        "DICOM mutation fuzz: {runs} executions in {:.1} s, {loaded} still loaded, {} findings",
+        start.elapsed().as_secs_f64(),
+        findings.len()
+    );
+    assert!(runs > 100, "only {runs} executions");
+    assert!(findings.is_empty(), "{findings:#?}");
+}

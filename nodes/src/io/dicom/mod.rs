@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dicom_dictionary_std::tags;
-use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use voxflow_engine::{
@@ -21,8 +20,10 @@ use voxflow_engine::{
 mod prescan;
 mod series;
 
+#[cfg(test)]
+pub(crate) use series::decode_file;
 pub use series::{list_series, SeriesSummary, MAX_FILE_BYTES, MAX_PIXELS};
-use series::{name, optional_float, read_folder, Slice};
+use series::{name, optional_float, read_folder, PixelFormat, Slice};
 
 /// Which series of a folder to load.
 #[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
@@ -132,17 +133,6 @@ fn pick_series(
     }
 }
 
-/// Stored values sign-extended from BitsStored when PixelRepresentation is 1, as GDCM
-/// and pydicom do: some JPEG 2000 codestreams say unsigned (pydicom's
-/// J2K_pixelrep_mismatch.dcm, BitsStored 13) and decode to 0..8191; the DICOM header is
-/// what defines the values. Idempotent on values already sign-extended.
-fn sign_extend(values: &mut [i32], bits_stored: u32) {
-    if bits_stored < 32 {
-        let shift = 32 - bits_stored;
-        values.iter_mut().for_each(|v| *v = (*v << shift) >> shift);
-    }
-}
-
 /// Read a DICOM series folder as an Image in HU, with the NIfTI (RAS) affine.
 ///
 /// Hidden files (names starting with `.`) and sub-folders are skipped; any other file
@@ -185,6 +175,7 @@ fn load(dir: &Path, choice: Option<&SeriesChoice>) -> Result<(Image, Vec<String>
     let nz = slices.len();
     let dz = if nz > 1 {
         let dz = (pos[nz - 1] - pos[0]) / (nz - 1) as f64;
+        // Duplicates first: a duplicate also makes the spacing uneven, but is the cause.
         for k in 1..nz {
             let gap = pos[k] - pos[k - 1];
             if gap.abs() < 1e-6 {
@@ -198,7 +189,15 @@ fn load(dir: &Path, choice: Option<&SeriesChoice>) -> Result<(Image, Vec<String>
                     ),
                 ));
             }
-            if (gap - dz).abs() > spacing_tolerance(dz) {
+        }
+        // The usual gap is the (lower) median: a missing slice makes one gap larger, an
+        // extra one makes gaps smaller, and the odd gap out is the one to name.
+        let mut gaps: Vec<f64> = pos.windows(2).map(|w| w[1] - w[0]).collect();
+        gaps.sort_by(f64::total_cmp);
+        let usual = gaps[(gaps.len() - 1) / 2];
+        for k in 1..nz {
+            let gap = pos[k] - pos[k - 1];
+            if (gap - usual).abs() > spacing_tolerance(usual) {
                 let all = if nz <= 40 {
                     format!(
                         "; all positions (mm): [{}]",
@@ -214,14 +213,14 @@ fn load(dir: &Path, choice: Option<&SeriesChoice>) -> Result<(Image, Vec<String>
                     dir,
                     format!(
                         "uneven slice spacing: {} at {:.3} mm and {} at {:.3} mm along the slice \
-                         normal are {:.3} mm apart, but the series averages {:.3} mm (a missing \
+                         normal are {:.3} mm apart, but the usual gap is {:.3} mm (a missing \
                          or extra slice?){all}",
                         name(&slices[k - 1].path),
                         pos[k - 1],
                         name(&slices[k].path),
                         pos[k],
                         gap,
-                        dz
+                        usual
                     ),
                 ));
             }
@@ -256,27 +255,15 @@ fn load(dir: &Path, choice: Option<&SeriesChoice>) -> Result<(Image, Vec<String>
     let stored: Vec<Vec<i32>> = slices
         .par_iter()
         .map(|s| {
-            let decoded = s.obj.decode_pixel_data().map_err(|e| {
-                // The crate's messages may quote UIDs with their raw NUL padding.
-                let e = e.to_string().replace('\0', "");
-                NodeError::file(&s.path, format!("cannot decode pixel data: {e}"))
-            })?;
-            let v: Vec<i32> = decoded
-                .to_vec_with_options(
-                    &ConvertOptions::new().with_modality_lut(ModalityLutOption::None),
-                )
-                .map_err(|e| NodeError::file(&s.path, format!("cannot convert pixel data: {e}")))?;
-            let mut v = v;
-            if s.signed {
-                sign_extend(&mut v, s.bits_stored);
-            }
-            if v.len() != nx * ny {
-                return Err(NodeError::file(
-                    &s.path,
-                    format!("pixel data holds {} values, expected {nx} x {ny}", v.len()),
-                ));
-            }
-            Ok(v)
+            let format = PixelFormat {
+                rows: s.rows,
+                cols: s.cols,
+                slope: s.slope,
+                intercept: s.intercept,
+                signed: s.signed,
+                bits_stored: s.bits_stored,
+            };
+            series::stored_values(&s.obj, &s.path, &format)
         })
         .collect::<Result<_, NodeError>>()?;
     let whole = slices
@@ -396,8 +383,9 @@ impl NodeType for LoadDicomSeries {
                 "does; names and UIDs play no part. RescaleSlope/RescaleIntercept are applied per ",
                 "slice (i16 voxels when both are whole numbers and HU fit, else f32). The LPS ",
                 "patient coordinates of DICOM become the RAS affine of NIfTI (x and y negated). ",
-                "Transfer syntaxes: uncompressed, deflated, RLE Lossless, JPEG baseline/extended/",
-                "lossless and JPEG 2000; JPEG-LS is refused naming the syntax. With ",
+                "Transfer syntaxes: uncompressed, deflated, RLE Lossless, JPEG 2000 and 8/16-bit ",
+                "JPEG baseline/lossless; JPEG-LS is refused naming the syntax, 12-bit JPEG ",
+                "extended fails to decode (named). With ",
                 "PixelRepresentation 1 stored values are sign-extended from BitsStored (as GDCM ",
                 "and pydicom do, whatever a JPEG 2000 codestream says). MONOCHROME1 loads as ",
                 "stored then rescaled, not inverted: the inversion is a display step after the ",

@@ -6,6 +6,7 @@ use dicom_dictionary_std::tags;
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::file::ReadPreamble;
 use dicom_object::{DefaultDicomObject, OpenFileOptions};
+use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use rayon::prelude::*;
 use voxflow_engine::NodeError;
@@ -23,6 +24,18 @@ pub const MAX_PIXELS: u64 = 1 << 25;
 /// Tolerance on |cosine| = 1 and on the orthogonality of ImageOrientationPatient (files
 /// often write 5 to 6 decimals).
 const ORIENTATION_TOLERANCE: f64 = 1e-3;
+
+/// How one slice's pixels are stored and rescaled.
+#[derive(Debug, Clone, Copy)]
+pub struct PixelFormat {
+    pub rows: u32,
+    pub cols: u32,
+    pub slope: f64,
+    pub intercept: f64,
+    /// PixelRepresentation 1: stored values are two's complement in `bits_stored` bits.
+    pub signed: bool,
+    pub bits_stored: u32,
+}
 
 /// What is needed of one slice before decoding its pixels.
 pub struct Slice {
@@ -159,8 +172,8 @@ fn check_transfer_syntax(obj: &DefaultDicomObject, path: &Path) -> Result<(), No
                 path,
                 format!(
                     "transfer syntax {uid} ({}) is not supported; this build decodes \
-                     uncompressed, deflated, RLE, JPEG baseline/extended/lossless and JPEG \
-                     2000 (JPEG-LS needs the CharLS C++ library)",
+                     uncompressed, deflated, RLE, JPEG baseline/lossless and JPEG 2000 \
+                     (JPEG-LS needs the CharLS C++ library)",
                     ts.name()
                 ),
             ))
@@ -174,53 +187,7 @@ fn check_transfer_syntax(obj: &DefaultDicomObject, path: &Path) -> Result<(), No
 /// pixel data is not kept (nor its transfer syntax checked).
 pub fn read_slice(path: &Path, headers_only: bool) -> Result<Slice, NodeError> {
     let obj = open(path, headers_only)?;
-    let uint = |tag, what: &str| -> Result<u32, NodeError> {
-        obj.element(tag)
-            .map_err(|_| NodeError::file(path, format!("missing {what}; not an image slice")))?
-            .to_int::<u32>()
-            .map_err(|e| NodeError::file(path, format!("unreadable {what}: {e}")))
-    };
-    let rows = uint(tags::ROWS, "Rows")?;
-    let cols = uint(tags::COLUMNS, "Columns")?;
-    if rows == 0 || cols == 0 || rows as u64 * cols as u64 > MAX_PIXELS {
-        return Err(NodeError::file(
-            path,
-            format!("{cols} columns x {rows} rows: expected 1 to {MAX_PIXELS} pixels per slice"),
-        ));
-    }
-    if let Ok(Some(e)) = obj.element_opt(tags::NUMBER_OF_FRAMES) {
-        if e.to_int::<u32>().unwrap_or(1) > 1 {
-            return Err(NodeError::file(
-                path,
-                "multi-frame images are not supported; expected one slice per file",
-            ));
-        }
-    }
-    let photometric = text(&obj, tags::PHOTOMETRIC_INTERPRETATION);
-    // MONOCHROME1 only says how to display (low values white, PS3.3 C.7.6.3.1.2): the
-    // modality LUT still maps stored values to HU, which is what is loaded.
-    if !matches!(photometric.as_str(), "MONOCHROME2" | "MONOCHROME1" | "") {
-        return Err(NodeError::file(
-            path,
-            format!(
-                "PhotometricInterpretation {photometric} is not supported: only greyscale \
-                 (MONOCHROME1/MONOCHROME2) slices load{}",
-                if photometric == "PALETTE COLOR" {
-                    " (palette indices are no intensities)"
-                } else {
-                    ""
-                }
-            ),
-        ));
-    }
-    if let Ok(Some(e)) = obj.element_opt(tags::SAMPLES_PER_PIXEL) {
-        if e.to_int::<u16>().unwrap_or(1) != 1 {
-            return Err(NodeError::file(
-                path,
-                "colour images are not supported (SamplesPerPixel != 1)",
-            ));
-        }
-    }
+    let f = pixel_format(&obj, path, headers_only)?;
     let iop = floats(
         &obj,
         path,
@@ -257,47 +224,6 @@ pub fn read_slice(path: &Path, headers_only: bool) -> Result<Slice, NodeError> {
             format!("PixelSpacing {:?} must be positive", &ps[..2]),
         ));
     }
-    let slope = optional_float(&obj, path, tags::RESCALE_SLOPE, "RescaleSlope", 1.0)?;
-    let intercept = optional_float(&obj, path, tags::RESCALE_INTERCEPT, "RescaleIntercept", 0.0)?;
-    if !slope.is_finite() || !intercept.is_finite() || slope == 0.0 {
-        return Err(NodeError::file(
-            path,
-            format!(
-                "RescaleSlope {slope} / RescaleIntercept {intercept}: both must be finite and \
-                 the slope non-zero"
-            ),
-        ));
-    }
-    let bits_allocated = optional_float(&obj, path, tags::BITS_ALLOCATED, "BitsAllocated", 16.0)?;
-    let bits_stored = optional_float(&obj, path, tags::BITS_STORED, "BitsStored", bits_allocated)?;
-    if !(1.0..=32.0).contains(&bits_stored) || bits_stored > bits_allocated {
-        return Err(NodeError::file(
-            path,
-            format!("BitsStored {bits_stored} with BitsAllocated {bits_allocated}"),
-        ));
-    }
-    let signed = optional_float(
-        &obj,
-        path,
-        tags::PIXEL_REPRESENTATION,
-        "PixelRepresentation",
-        0.0,
-    )? == 1.0;
-    // Every stored value is below 2^BitsStored in magnitude: the rescaled range must fit
-    // the f32 voxels (RescaleSlope 1e300 would make them all infinite).
-    let extreme = slope.abs() * 2f64.powf(bits_stored) + intercept.abs();
-    if extreme > f32::MAX as f64 {
-        return Err(NodeError::file(
-            path,
-            format!(
-                "RescaleSlope {slope} / RescaleIntercept {intercept} take {bits_stored}-bit \
-                 values beyond the f32 range"
-            ),
-        ));
-    }
-    if !headers_only {
-        check_transfer_syntax(&obj, path)?;
-    }
     let series_number = obj
         .element_opt(tags::SERIES_NUMBER)
         .ok()
@@ -305,21 +231,80 @@ pub fn read_slice(path: &Path, headers_only: bool) -> Result<Slice, NodeError> {
         .and_then(|e| e.to_int::<i64>().ok());
     Ok(Slice {
         path: path.to_path_buf(),
-        rows,
-        cols,
+        rows: f.rows,
+        cols: f.cols,
         iop,
         ipp: std::array::from_fn(|i| ipp[i]),
         pixel_spacing: [ps[0], ps[1]],
-        slope,
-        intercept,
-        signed,
-        bits_stored: bits_stored as u32,
+        slope: f.slope,
+        intercept: f.intercept,
+        signed: f.signed,
+        bits_stored: f.bits_stored,
         series_uid: text(&obj, tags::SERIES_INSTANCE_UID),
         series_number,
         description: text(&obj, tags::SERIES_DESCRIPTION),
         modality: text(&obj, tags::MODALITY),
         obj,
     })
+}
+
+/// Stored values sign-extended from BitsStored when PixelRepresentation is 1, as GDCM
+/// and pydicom do: some JPEG 2000 codestreams say unsigned (pydicom's
+/// J2K_pixelrep_mismatch.dcm, BitsStored 13) and decode to 0..8191; the DICOM header is
+/// what defines the values. Idempotent on values already sign-extended.
+fn sign_extend(values: &mut [i32], bits_stored: u32) {
+    if bits_stored < 32 {
+        let shift = 32 - bits_stored;
+        values.iter_mut().for_each(|v| *v = (*v << shift) >> shift);
+    }
+}
+
+/// Decode a slice's pixel data to stored values (before rescale), Rows x Columns of them.
+pub fn stored_values(
+    obj: &DefaultDicomObject,
+    path: &Path,
+    f: &PixelFormat,
+) -> Result<Vec<i32>, NodeError> {
+    let decoded = obj.decode_pixel_data().map_err(|e| {
+        // The crate's messages may quote UIDs with their raw NUL padding.
+        let e = e.to_string().replace('\0', "");
+        let uid = obj.meta().transfer_syntax().trim_end_matches(['\0', ' ']);
+        let ts = TransferSyntaxRegistry
+            .get(uid)
+            .map_or("unknown", |t| t.name());
+        NodeError::file(path, format!("cannot decode pixel data ({ts}, {uid}): {e}"))
+    })?;
+    let mut v: Vec<i32> = decoded
+        .to_vec_with_options(&ConvertOptions::new().with_modality_lut(ModalityLutOption::None))
+        .map_err(|e| NodeError::file(path, format!("cannot convert pixel data: {e}")))?;
+    if f.signed {
+        sign_extend(&mut v, f.bits_stored);
+    }
+    let n = f.rows as usize * f.cols as usize;
+    if v.len() != n {
+        return Err(NodeError::file(
+            path,
+            format!(
+                "pixel data holds {} values, expected {} x {}",
+                v.len(),
+                f.cols,
+                f.rows
+            ),
+        ));
+    }
+    Ok(v)
+}
+
+/// One file's pixel values after the rescale, row by row, without any geometry check:
+/// what the pydicom agreement test compares on files that do not place a slice in space.
+#[cfg(test)]
+pub fn decode_file(path: &Path) -> Result<Vec<f64>, NodeError> {
+    let obj = open(path, false)?;
+    let f = pixel_format(&obj, path, false)?;
+    Ok(stored_values(&obj, path, &f)?
+        .into_iter()
+        .map(|x| x as f64 * f.slope + f.intercept)
+        .collect())
 }
 
 /// The files of a series folder: hidden files (names starting with `.`) and
@@ -441,4 +426,109 @@ pub fn group(slices: &[Slice]) -> Vec<SeriesSummary> {
 /// The series of a DICOM folder, from headers only (pixel data is not decoded).
 pub fn list_series(dir: &Path) -> Result<Vec<SeriesSummary>, NodeError> {
     Ok(group(&read_folder(dir, true)?))
+}
+
+/// How a slice's pixels are stored and rescaled, checked: greyscale, one frame, a
+/// decodable transfer syntax (unless `headers_only`), a finite usable rescale.
+pub fn pixel_format(
+    obj: &DefaultDicomObject,
+    path: &Path,
+    headers_only: bool,
+) -> Result<PixelFormat, NodeError> {
+    let uint = |tag, what: &str| -> Result<u32, NodeError> {
+        obj.element(tag)
+            .map_err(|_| NodeError::file(path, format!("missing {what}; not an image slice")))?
+            .to_int::<u32>()
+            .map_err(|e| NodeError::file(path, format!("unreadable {what}: {e}")))
+    };
+    let rows = uint(tags::ROWS, "Rows")?;
+    let cols = uint(tags::COLUMNS, "Columns")?;
+    if rows == 0 || cols == 0 || rows as u64 * cols as u64 > MAX_PIXELS {
+        return Err(NodeError::file(
+            path,
+            format!("{cols} columns x {rows} rows: expected 1 to {MAX_PIXELS} pixels per slice"),
+        ));
+    }
+    if let Ok(Some(e)) = obj.element_opt(tags::NUMBER_OF_FRAMES) {
+        if e.to_int::<u32>().unwrap_or(1) > 1 {
+            return Err(NodeError::file(
+                path,
+                "multi-frame images are not supported; expected one slice per file",
+            ));
+        }
+    }
+    let photometric = text(obj, tags::PHOTOMETRIC_INTERPRETATION);
+    // MONOCHROME1 only says how to display (low values white, PS3.3 C.7.6.3.1.2): the
+    // modality LUT still maps stored values to HU, which is what is loaded.
+    if !matches!(photometric.as_str(), "MONOCHROME2" | "MONOCHROME1" | "") {
+        return Err(NodeError::file(
+            path,
+            format!(
+                "PhotometricInterpretation {photometric} is not supported: only greyscale \
+                 (MONOCHROME1/MONOCHROME2) slices load{}",
+                if photometric == "PALETTE COLOR" {
+                    " (palette indices are no intensities)"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    if let Ok(Some(e)) = obj.element_opt(tags::SAMPLES_PER_PIXEL) {
+        if e.to_int::<u16>().unwrap_or(1) != 1 {
+            return Err(NodeError::file(
+                path,
+                "colour images are not supported (SamplesPerPixel != 1)",
+            ));
+        }
+    }
+    let slope = optional_float(&obj, path, tags::RESCALE_SLOPE, "RescaleSlope", 1.0)?;
+    let intercept = optional_float(&obj, path, tags::RESCALE_INTERCEPT, "RescaleIntercept", 0.0)?;
+    if !slope.is_finite() || !intercept.is_finite() || slope == 0.0 {
+        return Err(NodeError::file(
+            path,
+            format!(
+                "RescaleSlope {slope} / RescaleIntercept {intercept}: both must be finite and \
+                 the slope non-zero"
+            ),
+        ));
+    }
+    let bits_allocated = optional_float(&obj, path, tags::BITS_ALLOCATED, "BitsAllocated", 16.0)?;
+    let bits_stored = optional_float(&obj, path, tags::BITS_STORED, "BitsStored", bits_allocated)?;
+    if !(1.0..=32.0).contains(&bits_stored) || bits_stored > bits_allocated {
+        return Err(NodeError::file(
+            path,
+            format!("BitsStored {bits_stored} with BitsAllocated {bits_allocated}"),
+        ));
+    }
+    let signed = optional_float(
+        &obj,
+        path,
+        tags::PIXEL_REPRESENTATION,
+        "PixelRepresentation",
+        0.0,
+    )? == 1.0;
+    // Every stored value is below 2^BitsStored in magnitude: the rescaled range must fit
+    // the f32 voxels (RescaleSlope 1e300 would make them all infinite).
+    let extreme = slope.abs() * 2f64.powf(bits_stored) + intercept.abs();
+    if extreme > f32::MAX as f64 {
+        return Err(NodeError::file(
+            path,
+            format!(
+                "RescaleSlope {slope} / RescaleIntercept {intercept} take {bits_stored}-bit \
+                 values beyond the f32 range"
+            ),
+        ));
+    }
+    if !headers_only {
+        check_transfer_syntax(obj, path)?;
+    }
+    Ok(PixelFormat {
+        rows,
+        cols,
+        slope,
+        intercept,
+        signed,
+        bits_stored: bits_stored as u32,
+    })
 }
