@@ -8,7 +8,7 @@ use voxflow_engine::Registry;
 
 pub fn run(registry: &Registry, name: Option<&str>, markdown: bool) -> Result<ExitCode> {
     if markdown {
-        print!("{}", voxflow_nodes::docs::markdown(registry));
+        out!("{}", voxflow_nodes::docs::markdown(registry));
         return Ok(ExitCode::SUCCESS);
     }
     match name {
@@ -19,16 +19,16 @@ pub fn run(registry: &Registry, name: Option<&str>, markdown: bool) -> Result<Ex
             for s in specs {
                 if s.category != category {
                     category = s.category;
-                    println!("\n{category}:");
+                    outln!("\n{category}:");
                 }
-                println!("  {:<24} {}", s.name, s.summary);
+                outln!("  {:<24} {}", s.name, s.summary);
             }
-            println!("\n`voxflow nodes TYPE` shows a node type's ports, params and examples.");
+            outln!("\n`voxflow nodes TYPE` shows a node type's ports, params and examples.");
             Ok(ExitCode::SUCCESS)
         }
         Some(n) => match registry.get(n) {
             Some((ty, _)) => {
-                print!("{}", voxflow_nodes::docs::node_text(ty.as_ref()));
+                out!("{}", voxflow_nodes::docs::node_text(ty.as_ref()));
                 Ok(ExitCode::SUCCESS)
             }
             None => {

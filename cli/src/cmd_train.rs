@@ -114,7 +114,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             );
         }
     }
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(&summary).expect("summary serialises")
     );

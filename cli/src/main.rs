@@ -2,6 +2,10 @@
 //!
 //! This binary only parses arguments and prints; the engine and the nodes do the work.
 
+#[macro_use]
+mod out;
+
+mod cmd_dicom;
 mod cmd_nodes;
 mod cmd_train;
 mod progress;
@@ -14,7 +18,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use voxflow_engine::graph::{load_graph, LoadOptions};
 use voxflow_engine::run::{run, RunOptions, Status};
-use voxflow_engine::validate::{validate, Plan, ValidateOptions};
+use voxflow_engine::validate::{validate, validate_template, Plan, ValidateOptions};
 
 /// voxflow: a headless dataflow engine for medical image pipelines.
 #[derive(Parser)]
@@ -28,7 +32,8 @@ struct Cli {
 enum Command {
     /// Validate and run a graph.
     Run(RunArgs),
-    /// Validate graphs without running them (exit code 0 when all are valid).
+    /// Validate graphs without running them (exit code 0 when all are valid). A template,
+    /// a graph leaving params unset for `run --set`, is valid when all else is.
     Validate {
         /// Graph files.
         #[arg(required = true)]
@@ -46,6 +51,9 @@ enum Command {
     },
     /// Train a U-Net with batches from a patch server (a PatchServer node).
     Train(cmd_train::TrainArgs),
+    /// DICOM folders: `voxflow dicom ls DIR` lists their series.
+    #[command(subcommand)]
+    Dicom(cmd_dicom::DicomCommand),
     /// Print a graph as Graphviz DOT.
     Dot {
         /// Graph file.
@@ -190,10 +198,19 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Validate { graphs, graph } => {
             let mut ok = true;
             for g in &graphs {
-                match load_and_validate(&registry, g, &graph, &[]) {
-                    Ok(plan) => {
-                        print_warnings(&plan);
-                        println!("{}: ok ({} nodes)", g.display(), plan.nodes.len());
+                match load_template(&registry, g, &graph) {
+                    Ok(t) => {
+                        print_diagnostics(&t.warnings);
+                        outln!("{}: ok ({} nodes)", g.display(), t.outline.nodes.len());
+                        if !t.unset.is_empty() {
+                            let sets: Vec<String> =
+                                t.unset.iter().map(|p| format!("--set {p}=VALUE")).collect();
+                            outln!(
+                                "note: {} is a template: `voxflow run` needs {}",
+                                g.display(),
+                                sets.join(" ")
+                            );
+                        }
                     }
                     Err(diags) => {
                         eprintln!("{diags}");
@@ -209,9 +226,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Nodes { name, markdown } => cmd_nodes::run(&registry, name.as_deref(), markdown),
         Command::Train(args) => cmd_train::run(args),
-        Command::Dot { graph, args } => match load_and_validate(&registry, &graph, &args, &[]) {
-            Ok(plan) => {
-                print!("{}", voxflow_engine::dot::to_dot(&plan));
+        Command::Dicom(cmd) => cmd_dicom::run(cmd),
+        Command::Dot { graph, args } => match load_template(&registry, &graph, &args) {
+            Ok(t) => {
+                out!("{}", voxflow_engine::dot::to_dot(&t.outline));
                 Ok(ExitCode::SUCCESS)
             }
             Err(diags) => {
@@ -244,9 +262,61 @@ fn load_and_validate(
     )
 }
 
+/// Refuse a `--report` path that a node writes: the report would replace its result (or
+/// it the report). Compared as absolute paths, relative outputs under `out`.
+fn check_report_path(report: &Path, out: &Path, plan: &Plan) -> Result<()> {
+    let norm = |p: &Path| -> PathBuf {
+        std::path::absolute(p)
+            .unwrap_or_else(|_| p.to_path_buf())
+            .components()
+            .collect()
+    };
+    let target = norm(report);
+    for (node, file) in plan.output_files() {
+        if norm(&out.join(&file)) == target {
+            bail!(
+                "--report {}: node `{node}` writes that file; choose another report path",
+                report.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Check a graph that may leave graph params unset (`validate`, `dot`).
+fn load_template(
+    registry: &voxflow_engine::Registry,
+    path: &Path,
+    args: &GraphArgs,
+) -> std::result::Result<voxflow_engine::validate::Template, voxflow_engine::diag::Diagnostics> {
+    let graph = load_graph(
+        path,
+        &LoadOptions {
+            set: args.set.clone(),
+        },
+    )?;
+    validate_template(
+        &graph,
+        registry,
+        &ValidateOptions {
+            implementations: args.implementations.clone(),
+            targets: Vec::new(),
+        },
+    )
+}
+
 fn print_warnings(plan: &Plan) {
-    for w in &plan.warnings.items {
-        eprintln!("{}", w.render(&plan.warnings.sources));
+    print_diagnostics(&plan.warnings);
+}
+
+/// Warnings, at most [`voxflow_engine::diag::MAX_SHOWN`] of them and a count of the rest.
+fn print_diagnostics(d: &voxflow_engine::diag::Diagnostics) {
+    use voxflow_engine::diag::{more_line, MAX_SHOWN};
+    for w in d.items.iter().take(MAX_SHOWN) {
+        eprintln!("{}", w.render(&d.sources));
+    }
+    if let Some(more) = more_line(&d.items[d.items.len().min(MAX_SHOWN)..]) {
+        eprintln!("{more}");
     }
 }
 
@@ -456,6 +526,9 @@ fn cmd_run(registry: &voxflow_engine::Registry, args: RunArgs) -> Result<ExitCod
             return Ok(ExitCode::FAILURE);
         }
     };
+    if let Some(report) = &args.report {
+        check_report_path(report, &args.out, &plan)?;
+    }
     if !args.quiet {
         print_warnings(&plan);
     }
@@ -500,7 +573,7 @@ fn cmd_run(registry: &voxflow_engine::Registry, args: RunArgs) -> Result<ExitCod
     }
     if args.explain {
         for n in report.nodes.iter().filter(|n| n.cache.is_some()) {
-            println!("{:<32} {}", n.id, n.cache.as_deref().unwrap_or(""));
+            outln!("{:<32} {}", n.id, n.cache.as_deref().unwrap_or(""));
         }
     }
     if let Some(path) = &args.report {
@@ -511,14 +584,14 @@ fn cmd_run(registry: &voxflow_engine::Registry, args: RunArgs) -> Result<ExitCod
     if args.outputs.is_empty() {
         if !args.quiet {
             for (name, t) in results::key_tables(&plan, &report) {
-                print!("{}", results::brief(name, t));
+                out!("{}", results::brief(name, t));
             }
         }
     } else {
         for (name, value) in &report.outputs {
             match value {
-                voxflow_engine::Value::Table(t) => println!("{name}:\n{}", t.to_csv()),
-                v => println!("{name}: {}", v.summary()),
+                voxflow_engine::Value::Table(t) => outln!("{name}:\n{}", t.to_csv()),
+                v => outln!("{name}: {}", v.summary()),
             }
         }
     }

@@ -3,7 +3,16 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::ron_spanned::{line_col, Span};
+use crate::ron_spanned::{ceil_char_boundary, floor_char_boundary, line_col, Span};
+
+/// Characters of a source line shown around the column of a diagnostic. Graph files may
+/// be one long line (generated ones are); printing it whole per error once wrote
+/// gigabytes of stderr.
+pub const SNIPPET_CHARS: usize = 120;
+
+/// Diagnostics printed in full by [`Diagnostics`]' `Display`; the rest are counted. Fifty
+/// cover any real mistake and keep a generated graph with thousands of errors readable.
+pub const MAX_SHOWN: usize = 50;
 
 /// The text of every file a graph was loaded from (the graph, its macros, the command
 /// line), so diagnostics can print positions and excerpts.
@@ -143,21 +152,7 @@ impl Diagnostic {
             (None, None) => format!("{sev}: {}", self.message),
         };
         if let Some(loc) = self.location {
-            let text = sources.text(loc.file);
-            let (line, col) = line_col(text, loc.span.start);
-            if let Some(src_line) = text.lines().nth(line - 1) {
-                let width = text[loc.span.start..loc.span.end.min(text.len())]
-                    .lines()
-                    .next()
-                    .map(|l| l.chars().count())
-                    .unwrap_or(1)
-                    .max(1);
-                out.push_str(&format!(
-                    "\n  {line:>4} | {src_line}\n       | {}{}",
-                    " ".repeat(col - 1),
-                    "^".repeat(width)
-                ));
-            }
+            out.push_str(&snippet(sources.text(loc.file), loc.span));
         }
         if let Some(help) = &self.help {
             out.push_str(&format!("\n       = help: {help}"));
@@ -186,16 +181,100 @@ impl Diagnostics {
 }
 
 impl fmt::Display for Diagnostics {
+    /// The first [`MAX_SHOWN`] diagnostics, a count of the rest, and the error count.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for d in &self.items {
+        for d in self.items.iter().take(MAX_SHOWN) {
             writeln!(f, "{}", d.render(&self.sources))?;
         }
+        if let Some(more) = more_line(&self.items[self.items.len().min(MAX_SHOWN)..]) {
+            writeln!(f, "{more}")?;
+        }
         let n = self.error_count();
-        write!(f, "{n} error{}", if n == 1 { "" } else { "s" })
+        write!(f, "{} error{}", thousands(n), if n == 1 { "" } else { "s" })
     }
 }
 
-impl std::error::Error for Diagnostics {}
+/// `and 49,950 more errors` (and warnings) for diagnostics left unprinted; `None` when
+/// there are none.
+pub fn more_line(rest: &[Diagnostic]) -> Option<String> {
+    if rest.is_empty() {
+        return None;
+    }
+    let errors = rest
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    let warnings = rest.len() - errors;
+    let more =
+        |n: usize, w: &str| format!("{} more {w}{}", thousands(n), if n == 1 { "" } else { "s" });
+    Some(match (errors, warnings) {
+        (e, 0) => format!("and {}", more(e, "error")),
+        (0, w) => format!("and {}", more(w, "warning")),
+        (e, w) => format!("and {} and {}", more(e, "error"), more(w, "warning")),
+    })
+}
+
+/// `49950` as `49,950`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The source line of `span` with a caret under it: at most [`SNIPPET_CHARS`] characters
+/// around the column, with `…` where the line is cut. Empty when the span is past the last
+/// line (the end of a file that ends with a newline).
+fn snippet(text: &str, span: Span) -> String {
+    let start = floor_char_boundary(text, span.start);
+    let (line, col) = line_col(text, start);
+    let col = col - 1; // 0-based, in characters
+    let line_start = text[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    if line_start == text.len() && (text.is_empty() || text.ends_with('\n')) {
+        return String::new();
+    }
+    let line_end = text[start..]
+        .find('\n')
+        .map(|i| start + i)
+        .unwrap_or(text.len());
+    let mut full = text[line_start..line_end].trim_end_matches('\r');
+    if line_start == 0 {
+        // line_col does not count a byte order mark as a column.
+        full = full.strip_prefix('\u{feff}').unwrap_or(full);
+    }
+    let chars: Vec<char> = full.chars().collect();
+    let end = ceil_char_boundary(text, span.end.max(start)).min(line_end);
+    let width = text[start..end.max(start)].chars().count();
+    // The window keeps the caret a third from the left when the line is cut.
+    let (from, to) = if chars.len() <= SNIPPET_CHARS {
+        (0, chars.len())
+    } else {
+        let from = col
+            .saturating_sub(SNIPPET_CHARS / 3)
+            .min(chars.len() - SNIPPET_CHARS);
+        (from, from + SNIPPET_CHARS)
+    };
+    let mut shown: String = chars[from..to].iter().collect();
+    let mut caret = col - from.min(col);
+    if from > 0 {
+        shown.insert(0, '…');
+        caret += 1;
+    }
+    if to < chars.len() {
+        shown.push('…');
+    }
+    let width = width.min(to.saturating_sub(col)).max(1);
+    format!(
+        "\n  {line:>4} | {shown}\n       | {}{}",
+        " ".repeat(caret),
+        "^".repeat(width)
+    )
+}
 
 /// Sort diagnostics by file and position so they read top to bottom.
 pub fn sort(items: &mut [Diagnostic]) {

@@ -1,9 +1,10 @@
 //! The graph as Graphviz DOT: node ids with their types, edges labelled with ports.
 
-use crate::validate::Plan;
+use crate::validate::Outline;
 
-/// Render a validated plan as DOT.
-pub fn to_dot(plan: &Plan) -> String {
+/// Render a checked graph as DOT. It takes an [`Outline`] rather than a runnable plan so
+/// that templates (graph params left unset) can be drawn too.
+pub fn to_dot(plan: &Outline) -> String {
     let mut s = format!(
         "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n",
         esc(&plan.name)

@@ -8,6 +8,7 @@
 //! `outputs` available as `"macro_id.output"`. The result is one flat [`Graph`] that
 //! validation checks as a whole.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
@@ -15,6 +16,21 @@ use indexmap::IndexMap;
 use crate::diag::{Diagnostic, Diagnostics, FileId, Location, Sources};
 use crate::ron_spanned::{self, Key, RonValue, Span, Spanned};
 use crate::suggest::hint;
+
+/// Most bytes one value (a graph param or a node's params) may grow to by `${param}`
+/// substitution. Params that refer to each other twice double at each step: 30 such
+/// lines in an 860-byte file once asked for 15 GB. Real values are paths and numbers.
+pub const MAX_VALUE_BYTES: usize = 1 << 20;
+
+/// Most bytes substitution may add over a whole graph and its macros.
+pub const MAX_EXPANDED_BYTES: usize = 16 << 20;
+
+/// Most nodes a graph may have once macros are expanded. A macro that uses the next one
+/// twice, 22 deep, is 2^21 nodes; the largest real graphs have hundreds.
+pub const MAX_NODES: usize = 100_000;
+
+/// Deepest chain of macros inside macros.
+pub const MAX_MACRO_DEPTH: usize = 32;
 
 /// Options for loading a graph.
 #[derive(Clone, Debug, Default)]
@@ -105,6 +121,13 @@ pub struct Graph {
     pub diagnostics: Vec<Diagnostic>,
     /// Text of all files involved.
     pub sources: Sources,
+    /// Values that are `None` because they came from a graph param without a value, by
+    /// file and start of their span, naming that param (the top-level one, through
+    /// macros). Validation names it when a node refuses the `None`.
+    pub unset_values: HashMap<(FileId, usize), String>,
+    /// Places where a graph param without a value was to be spliced into a string, and
+    /// the param. `run` needs them set; `validate` of a template lists them.
+    pub unset_splices: Vec<(Location, String)>,
 }
 
 impl Graph {
@@ -136,10 +159,15 @@ pub fn load_graph(path: &Path, opts: &LoadOptions) -> Result<Graph, Diagnostics>
         nodes: IndexMap::new(),
         macros: IndexMap::new(),
         stack: Vec::new(),
+        stop: false,
+        expanded: 0,
+        unset_values: HashMap::new(),
+        unset_splices: Vec::new(),
     };
     let (graph_sets, node_sets) = ld.parse_sets(&opts.set);
     let scope = ld.expand(path, "", graph_sets, IndexMap::new(), None);
-    let Some(scope) = scope else {
+    let Some(scope) = scope.filter(|_| !ld.stop) else {
+        crate::diag::sort(&mut ld.diags);
         return Err(Diagnostics {
             items: ld.diags,
             sources: ld.sources,
@@ -162,6 +190,8 @@ pub fn load_graph(path: &Path, opts: &LoadOptions) -> Result<Graph, Diagnostics>
         outputs,
         diagnostics: ld.diags,
         sources: ld.sources,
+        unset_values: ld.unset_values,
+        unset_splices: ld.unset_splices,
     })
 }
 
@@ -182,6 +212,51 @@ struct Loader {
     nodes: IndexMap<String, GraphNode>,
     macros: IndexMap<String, MacroInstance>,
     stack: Vec<PathBuf>,
+    /// A limit was exceeded: expand nothing more.
+    stop: bool,
+    /// Bytes added by substitution so far (all values).
+    expanded: usize,
+    unset_values: HashMap<(FileId, usize), String>,
+    unset_splices: Vec<(Location, String)>,
+}
+
+/// Resolved params of a scope: value and the file its spans point into.
+type Params = IndexMap<String, (Spanned, FileId)>;
+
+/// What one substitution is filling in, for limit errors, and how much it has grown.
+struct Subst {
+    what: String,
+    bytes: usize,
+}
+
+impl Subst {
+    fn new(what: String) -> Self {
+        Subst { what, bytes: 0 }
+    }
+}
+
+/// Approximate size in bytes (text plus a word per value) and nesting depth of a value.
+/// Recursion is bounded: parsed values nest at most [`ron_spanned::MAX_DEPTH`] deep and
+/// substitution keeps it so.
+fn measure(v: &Spanned) -> (usize, usize) {
+    let children: Vec<&Spanned> = match &v.value {
+        RonValue::List(items) | RonValue::Tuple(_, items) => items.iter().collect(),
+        RonValue::Struct { fields, .. } => fields.iter().map(|(_, i)| i).collect(),
+        RonValue::Some(inner) => vec![inner],
+        _ => Vec::new(),
+    };
+    let mut size = 8 + match &v.value {
+        RonValue::Str(t) | RonValue::Ident(t) => t.len(),
+        RonValue::Struct { fields, .. } => fields.iter().map(|(k, _)| k.name.len()).sum(),
+        _ => 0,
+    };
+    let mut depth = 0;
+    for c in children {
+        let (s, d) = measure(c);
+        size += s;
+        depth = depth.max(d + 1);
+    }
+    (size, depth)
 }
 
 const GRAPH_FIELDS: [&str; 6] = ["name", "doc", "params", "inputs", "nodes", "outputs"];
@@ -232,6 +307,18 @@ impl Loader {
             };
             let mut value = match ron_spanned::parse(raw) {
                 Ok(v) if !matches!(v.value, RonValue::Ident(_)) => v,
+                // Not RON is taken as text, but a value too deep is refused like in a file.
+                Err(e) if e.is_too_deep() => {
+                    let at = Location {
+                        file: cli,
+                        span: Span {
+                            start: e.span.start + vstart,
+                            end: e.span.end + vstart,
+                        },
+                    };
+                    self.err(at, format!("--set {key}: {}", e.message), None);
+                    continue;
+                }
                 _ => Spanned {
                     value: RonValue::Str(raw.to_string()),
                     span: Span::default(),
@@ -291,7 +378,22 @@ impl Loader {
         bindings: IndexMap<String, Vec<PortRef>>,
         site: Option<Location>,
     ) -> Option<Scope> {
+        if self.stop {
+            return None;
+        }
         let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        if self.stack.len() >= MAX_MACRO_DEPTH {
+            let msg = format!(
+                "macro `{}` ({}) is nested more than {MAX_MACRO_DEPTH} macros deep",
+                prefix.trim_end_matches('/'),
+                path.display()
+            );
+            match site {
+                Some(loc) => self.limit(loc, msg),
+                None => self.diags.push(Diagnostic::file_error(path, msg)),
+            }
+            return None;
+        }
         if self.stack.contains(&canonical) {
             let chain: Vec<String> = self
                 .stack
@@ -397,12 +499,16 @@ impl Loader {
             }
         }
         // Params may refer to each other; substitute in declaration order.
-        let mut resolved: IndexMap<String, Spanned> = IndexMap::new();
+        let mut resolved: Params = IndexMap::new();
         for (k, (v, loc)) in &params {
             // A value from the command line or a parent lives in that file.
             let mut v = v.clone();
-            self.substitute(&mut v, loc.file, &resolved, &declared);
-            resolved.insert(k.clone(), v);
+            let mut sub = Subst::new(format!("graph param `{k}` of {}", path.display()));
+            self.substitute(&mut v, loc.file, &resolved, &declared, &mut sub, 0);
+            resolved.insert(k.clone(), (v, loc.file));
+        }
+        if self.stop {
+            return None;
         }
 
         // Declared inputs (macros only).
@@ -485,6 +591,9 @@ impl Loader {
                 );
             }
             self.node_entry(&local, key, entry, &resolved, &declared, path);
+            if self.stop {
+                return None;
+            }
         }
 
         let mut outputs = IndexMap::new();
@@ -517,7 +626,7 @@ impl Loader {
         }
         let params_json = resolved
             .iter()
-            .map(|(k, v)| (k.clone(), v.to_json()))
+            .map(|(k, (v, _))| (k.clone(), v.to_json()))
             .collect();
         Some(Scope {
             name,
@@ -531,7 +640,7 @@ impl Loader {
         local: &LocalScope,
         key: &Key,
         entry: &Spanned,
-        params: &IndexMap<String, Spanned>,
+        params: &Params,
         declared: &[String],
         path: &Path,
     ) {
@@ -589,11 +698,12 @@ impl Loader {
             return;
         };
         let mut node_params = entry.get("params").cloned();
-        let errors_before = self.diags.len();
+        let errors_before = (self.diags.len(), self.unset_splices.len());
         if let Some(p) = &mut node_params {
-            self.substitute(p, file, params, declared);
+            let mut sub = Subst::new(format!("the params of node `{id}`"));
+            self.substitute(p, file, params, declared, &mut sub, 0);
         }
-        let params_unresolved = self.diags.len() > errors_before;
+        let params_unresolved = (self.diags.len(), self.unset_splices.len()) != errors_before;
         let mut bindings: Vec<InputBinding> = Vec::new();
         if let Some(iv) = entry.get("inputs") {
             match iv.fields() {
@@ -690,6 +800,20 @@ impl Loader {
                     },
                 );
             }
+            return;
+        }
+        if self.nodes.len() + self.macros.len() >= MAX_NODES {
+            self.limit(
+                at(key.span),
+                format!(
+                    "node `{id}` makes the graph larger than {MAX_NODES} nodes once macros are expanded{}",
+                    if local.prefix.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (inside macro `{}`)", local.prefix.trim_end_matches('/'))
+                    }
+                ),
+            );
             return;
         }
         self.nodes.insert(
@@ -861,14 +985,22 @@ impl Loader {
     }
 
     /// Replace `${name}` in strings: a string that is exactly `${name}` takes the param's
-    /// value (any type); otherwise the param's text is spliced into the string.
+    /// value (any type); otherwise the param's text is spliced into the string. `sub`
+    /// counts what this value has grown by, against [`MAX_VALUE_BYTES`] and
+    /// [`MAX_EXPANDED_BYTES`]; `depth` is the nesting around `v`. A limit exceeded stops the
+    /// load ([`Loader::stop`]).
     fn substitute(
         &mut self,
         v: &mut Spanned,
         file: FileId,
-        params: &IndexMap<String, Spanned>,
+        params: &Params,
         declared: &[String],
+        sub: &mut Subst,
+        depth: usize,
     ) {
+        if self.stop {
+            return;
+        }
         match &mut v.value {
             RonValue::Str(s) if s.contains("${") => {
                 let span = v.span;
@@ -879,7 +1011,26 @@ impl Loader {
                     .filter(|n| !n.contains(['{', '}', '$']));
                 if let Some(name) = whole {
                     match params.get(name) {
-                        Some(p) => {
+                        Some((p, pfile)) => {
+                            let (size, pdepth) = measure(p);
+                            if !self.grow(sub, size, at, name) {
+                                return;
+                            }
+                            if depth + pdepth > ron_spanned::MAX_DEPTH {
+                                self.limit(
+                                    at,
+                                    format!(
+                                        "nesting too deep: `${{{name}}}` in {} nests more than {} levels",
+                                        sub.what,
+                                        ron_spanned::MAX_DEPTH
+                                    ),
+                                );
+                                return;
+                            }
+                            if matches!(p.value, RonValue::None) {
+                                let origin = self.unset_origin(*pfile, p.span, name);
+                                self.unset_values.insert((file, span.start), origin);
+                            }
                             v.value = p.value.clone();
                             relocate(v, span);
                         }
@@ -897,16 +1048,32 @@ impl Loader {
                         return;
                     };
                     let name = &after[..j];
-                    match params.get(name).map(|p| &p.value) {
-                        Some(RonValue::Str(t)) => out.push_str(t),
-                        Some(RonValue::Int(i)) => out.push_str(&i.to_string()),
-                        Some(RonValue::Float(f)) => out.push_str(&f.to_string()),
-                        Some(RonValue::Bool(b)) => out.push_str(&b.to_string()),
-                        Some(RonValue::None) => {
-                            self.err(at, format!("graph param `{name}` has no value; set it with --set {name}=VALUE"), None);
+                    let text = match params.get(name) {
+                        Some((p, pfile)) => match &p.value {
+                            RonValue::Str(t) => Some(t.clone()),
+                            RonValue::Int(i) => Some(i.to_string()),
+                            RonValue::Float(f) => Some(f.to_string()),
+                            RonValue::Bool(b) => Some(b.to_string()),
+                            RonValue::None => {
+                                let origin = self.unset_origin(*pfile, p.span, name);
+                                self.unset_splices.push((at, origin));
+                                None
+                            }
+                            _ => {
+                                self.err(at, format!("graph param `{name}` is not text or a number and cannot be spliced into a string"), None);
+                                None
+                            }
+                        },
+                        None => {
+                            self.unresolved(at, name, declared);
+                            None
                         }
-                        Some(_) => self.err(at, format!("graph param `{name}` is not text or a number and cannot be spliced into a string"), None),
-                        None => self.unresolved(at, name, declared),
+                    };
+                    if let Some(t) = text {
+                        if !self.grow(sub, t.len(), at, name) {
+                            return;
+                        }
+                        out.push_str(&t);
                     }
                     rest = &after[j + 1..];
                 }
@@ -915,17 +1082,63 @@ impl Loader {
             }
             RonValue::List(items) | RonValue::Tuple(_, items) => {
                 for it in items {
-                    self.substitute(it, file, params, declared);
+                    self.substitute(it, file, params, declared, sub, depth + 1);
                 }
             }
             RonValue::Struct { fields, .. } => {
                 for (_, it) in fields {
-                    self.substitute(it, file, params, declared);
+                    self.substitute(it, file, params, declared, sub, depth + 1);
                 }
             }
-            RonValue::Some(inner) => self.substitute(inner, file, params, declared),
+            RonValue::Some(inner) => self.substitute(inner, file, params, declared, sub, depth + 1),
             _ => {}
         }
+    }
+
+    /// Count `bytes` more of expanded text for `sub`; false (and the load stops) past the
+    /// per-value or total limit.
+    fn grow(&mut self, sub: &mut Subst, bytes: usize, at: Location, name: &str) -> bool {
+        sub.bytes += bytes;
+        self.expanded += bytes;
+        if sub.bytes > MAX_VALUE_BYTES {
+            self.limit(
+                at,
+                format!(
+                    "`${{{name}}}` makes {} larger than {} MiB (the limit per value)",
+                    sub.what,
+                    MAX_VALUE_BYTES >> 20
+                ),
+            );
+            return false;
+        }
+        if self.expanded > MAX_EXPANDED_BYTES {
+            self.limit(
+                at,
+                format!(
+                    "`${{{name}}}` in {} makes the graph's params larger than {} MiB after substitution (the limit for a graph)",
+                    sub.what,
+                    MAX_EXPANDED_BYTES >> 20
+                ),
+            );
+            return false;
+        }
+        true
+    }
+
+    /// Report a size limit and stop loading: going on would only repeat the error (and
+    /// spend the memory the limit protects).
+    fn limit(&mut self, at: Location, msg: String) {
+        self.err(at, msg, None);
+        self.stop = true;
+    }
+
+    /// The graph param without a value that a `None` at `span` of `file` came from: the
+    /// top-level param when it passed through macro params, else `name`.
+    fn unset_origin(&self, file: FileId, span: Span, name: &str) -> String {
+        self.unset_values
+            .get(&(file, span.start))
+            .cloned()
+            .unwrap_or_else(|| name.to_string())
     }
 
     fn unresolved(&mut self, at: Location, name: &str, declared: &[String]) {

@@ -274,6 +274,14 @@ pub trait Node: Send + Sync {
     fn input_files(&self) -> Vec<PathBuf> {
         Vec::new()
     }
+
+    /// Files (or folders) this node writes, as its params give them: relative paths are
+    /// under the run's output folder. Validation refuses two nodes writing the same file
+    /// (one would silently replace the other's result), and `voxflow run` a `--report`
+    /// onto one.
+    fn output_files(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
 }
 
 /// A failure inside a node's run. The engine adds the node id and type when reporting.

@@ -79,6 +79,16 @@ pub struct SyntaxError {
     pub span: Span,
 }
 
+impl SyntaxError {
+    /// Whether the value nests deeper than [`MAX_DEPTH`] (not a mere typo: callers that
+    /// fall back to reading text as a plain string must still refuse it).
+    pub fn is_too_deep(&self) -> bool {
+        self.message.starts_with(TOO_DEEP)
+    }
+}
+
+const TOO_DEEP: &str = "nesting too deep";
+
 impl fmt::Display for SyntaxError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
@@ -166,12 +176,26 @@ impl Spanned {
     }
 }
 
+/// Deepest nesting of lists, maps, structs, tuples and `Some(..)` a value may have.
+/// The reader (and every walk over a parsed value) recurses once per level, so without
+/// a limit 10,000 `[` overflow the stack and abort the process; graphs need a handful.
+pub const MAX_DEPTH: usize = 128;
+
+/// The UTF-8 byte order mark some editors write at the start of a file.
+const BOM: char = '\u{feff}';
+
 /// Parse one RON value filling the whole text (comments and whitespace around allowed).
+/// A leading byte order mark is skipped; spans stay offsets into `src`.
 pub fn parse(src: &str) -> Result<Spanned, SyntaxError> {
     let mut p = Parser {
         src,
         bytes: src.as_bytes(),
-        pos: 0,
+        pos: if src.starts_with(BOM) {
+            BOM.len_utf8()
+        } else {
+            0
+        },
+        depth: 0,
     };
     let v = p.value()?;
     p.skip_ws()?;
@@ -181,31 +205,76 @@ pub fn parse(src: &str) -> Result<Spanned, SyntaxError> {
     Ok(v)
 }
 
-/// Line and column (both 1-based, column in characters) of a byte offset.
+/// Line and column (both 1-based, column in characters) of a byte offset. An offset
+/// inside a multi-byte character counts as that character; a leading byte order mark is
+/// not a column.
 pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(src.len());
+    let offset = floor_char_boundary(src, offset);
     let before = &src[..offset];
     let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line_start = match before.rfind('\n') {
+        Some(i) => i + 1,
+        None if src.starts_with(BOM) => BOM.len_utf8().min(offset),
+        None => 0,
+    };
     let col = src[line_start..offset].chars().count() + 1;
     (line, col)
+}
+
+/// The largest char boundary at or before `i` (clamped to the text), so that a span from
+/// anywhere can slice user text without panicking.
+pub fn floor_char_boundary(s: &str, i: usize) -> usize {
+    let mut i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// The smallest char boundary at or after `i` (clamped to the text).
+pub fn ceil_char_boundary(s: &str, i: usize) -> usize {
+    let mut i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    i
 }
 
 struct Parser<'a> {
     src: &'a str,
     bytes: &'a [u8],
     pos: usize,
+    /// Open lists, maps, structs, tuples and `Some(` around the current position.
+    depth: usize,
 }
 
 impl<'a> Parser<'a> {
+    /// An error spanning the character at the current position (all of its bytes, so a
+    /// diagnostic can print it even when it is not ASCII, e.g. a smart quote).
     fn err_here(&self, message: &str) -> SyntaxError {
+        let end = match self.src.get(self.pos..).and_then(|r| r.chars().next()) {
+            Some(c) => self.pos + c.len_utf8(),
+            None => self.pos,
+        };
         SyntaxError {
             message: message.to_string(),
             span: Span {
                 start: self.pos,
-                end: (self.pos + 1).min(self.bytes.len()),
+                end,
             },
         }
+    }
+
+    /// Enter one nesting level at the opening bracket under the cursor; refused past
+    /// [`MAX_DEPTH`].
+    fn descend(&mut self) -> Result<(), SyntaxError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(self.err_here(&format!(
+                "{TOO_DEEP}: more than {MAX_DEPTH} levels of lists, maps, structs or tuples"
+            )));
+        }
+        self.depth += 1;
+        Ok(())
     }
 
     fn peek(&self) -> Option<u8> {
@@ -259,6 +328,16 @@ impl<'a> Parser<'a> {
     fn value(&mut self) -> Result<Spanned, SyntaxError> {
         self.skip_ws()?;
         let start = self.pos;
+        if matches!(self.peek(), Some(b'[' | b'{' | b'(')) {
+            self.descend()?;
+            let v = self.value_inner(start);
+            self.depth -= 1;
+            return v;
+        }
+        self.value_inner(start)
+    }
+
+    fn value_inner(&mut self, start: usize) -> Result<Spanned, SyntaxError> {
         let value = match self.peek() {
             None => return Err(self.err_here("expected a value, found the end of the file")),
             Some(b'"') => RonValue::Str(self.string()?),
@@ -294,8 +373,11 @@ impl<'a> Parser<'a> {
                         if self.peek() != Some(b'(') {
                             return Err(self.err_here("expected `(` after `Some`"));
                         }
+                        self.descend()?;
                         self.pos += 1;
-                        let inner = self.value()?;
+                        let inner = self.value();
+                        self.depth -= 1;
+                        let inner = inner?;
                         self.skip_ws()?;
                         if self.peek() == Some(b',') {
                             self.pos += 1;
@@ -311,7 +393,10 @@ impl<'a> Parser<'a> {
                         let save = self.pos;
                         self.skip_ws()?;
                         if self.peek() == Some(b'(') {
-                            self.paren(Some(ident))?
+                            self.descend()?;
+                            let v = self.paren(Some(ident));
+                            self.depth -= 1;
+                            v?
                         } else {
                             self.pos = save;
                             RonValue::Ident(ident)

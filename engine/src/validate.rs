@@ -102,10 +102,173 @@ pub fn validate(
     registry: &Registry,
     opts: &ValidateOptions,
 ) -> Result<Plan, Diagnostics> {
+    let c = check(graph, registry, opts, false)?;
+    let mut nodes = Vec::new();
+    for ((gn, b), inputs) in graph.nodes.values().zip(c.built).zip(c.all_inputs) {
+        let Built {
+            spec,
+            implementation,
+            impl_version,
+            node,
+        } = b.expect("no errors");
+        let node = node.expect("no errors");
+        let i = nodes.len();
+        nodes.push(PlanNode {
+            id: gn.id.clone(),
+            type_name: gn.type_name.clone(),
+            implementation,
+            impl_version,
+            params: gn
+                .params
+                .as_ref()
+                .map(|p| p.to_json())
+                .unwrap_or(serde_json::Value::Object(Default::default())),
+            node,
+            inputs,
+            outputs: spec
+                .outputs
+                .iter()
+                .map(|o| (o.name.to_string(), o.ty))
+                .collect(),
+            needed: c.needed[i],
+        });
+    }
+    Ok(Plan {
+        name: graph.name.clone(),
+        graph_hash: graph.sources_hash(),
+        file: graph.file.clone(),
+        nodes,
+        targets: c.targets,
+        warnings: c.warnings,
+        params: graph.params.clone(),
+    })
+}
+
+/// A graph checked as a template: everything but the values of graph params it leaves
+/// unset (`"ct": None`), which `voxflow run` needs with `--set`.
+pub struct Template {
+    /// Nodes and connections, for drawing.
+    pub outline: Outline,
+    /// Graph params that must be set before the graph can run, in file order.
+    pub unset: Vec<String>,
+    /// Warnings found.
+    pub warnings: Diagnostics,
+}
+
+/// Nodes and connections of a checked graph (what `voxflow dot` draws).
+pub struct Outline {
+    /// Graph name.
+    pub name: String,
+    /// Nodes in file order.
+    pub nodes: Vec<OutlineNode>,
+}
+
+/// A node of an [`Outline`].
+pub struct OutlineNode {
+    /// Node id.
+    pub id: String,
+    /// Node type name.
+    pub type_name: String,
+    /// Implementation that would run.
+    pub implementation: String,
+    /// Input ports and what feeds them (indices into [`Outline::nodes`]).
+    pub inputs: Vec<(String, Vec<Edge>)>,
+}
+
+impl Plan {
+    /// Nodes and connections, for drawing.
+    pub fn outline(&self) -> Outline {
+        Outline {
+            name: self.name.clone(),
+            nodes: self
+                .nodes
+                .iter()
+                .map(|n| OutlineNode {
+                    id: n.id.clone(),
+                    type_name: n.type_name.clone(),
+                    implementation: n.implementation.clone(),
+                    inputs: n.inputs.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Files the nodes write, with the node writing each (paths as the params give them;
+    /// relative ones are under the run's output folder).
+    pub fn output_files(&self) -> Vec<(&str, PathBuf)> {
+        self.nodes
+            .iter()
+            .flat_map(|n| {
+                n.node
+                    .output_files()
+                    .into_iter()
+                    .map(|f| (n.id.as_str(), f))
+            })
+            .collect()
+    }
+}
+
+/// Validate a graph that may leave graph params unset (a template, like
+/// graphs/presegment.ron): every other check is made, and a value missing only because
+/// a param is unset is listed in [`Template::unset`] instead of being an error.
+pub fn validate_template(
+    graph: &Graph,
+    registry: &Registry,
+    opts: &ValidateOptions,
+) -> Result<Template, Diagnostics> {
+    let c = check(graph, registry, opts, true)?;
+    let nodes = graph
+        .nodes
+        .values()
+        .zip(c.built)
+        .zip(c.all_inputs)
+        .map(|((gn, b), inputs)| OutlineNode {
+            id: gn.id.clone(),
+            type_name: gn.type_name.clone(),
+            implementation: b.expect("no errors").implementation,
+            inputs,
+        })
+        .collect();
+    Ok(Template {
+        outline: Outline {
+            name: graph.name.clone(),
+            nodes,
+        },
+        unset: c.unset,
+        warnings: c.warnings,
+    })
+}
+
+/// What [`check`] found in a graph without errors.
+struct Checked {
+    /// Per node; every one `Some`, its `node` `None` only where a template leaves a param
+    /// unset.
+    built: Vec<Option<Built>>,
+    all_inputs: Vec<Vec<(String, Vec<Edge>)>>,
+    targets: Vec<(usize, String)>,
+    needed: Vec<bool>,
+    warnings: Diagnostics,
+    unset: Vec<String>,
+}
+
+/// Every check of [`validate`]; with `template`, unset graph params are collected rather
+/// than reported.
+fn check(
+    graph: &Graph,
+    registry: &Registry,
+    opts: &ValidateOptions,
+    template: bool,
+) -> Result<Checked, Diagnostics> {
     let mut v = Validator {
         diags: graph.diagnostics.clone(),
         sources: graph.sources.clone(),
+        graph,
+        template,
+        unset: Vec::new(),
     };
+    for (loc, name) in &graph.unset_splices {
+        v.unset_param(*loc, name);
+    }
     let globals = v.global_impls(registry, &opts.implementations);
     let ids: Vec<&str> = graph.nodes.keys().map(String::as_str).collect();
 
@@ -114,6 +277,8 @@ pub fn validate(
     for n in graph.nodes.values() {
         built.push(v.build_node(n, registry, &globals));
     }
+
+    v.same_outputs(graph, &built);
 
     // Pass 2: inputs and edges.
     let index: BTreeMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
@@ -361,48 +526,17 @@ pub fn validate(
         }
     }
 
-    let mut nodes = Vec::new();
-    for ((gn, b), inputs) in graph.nodes.values().zip(built).zip(all_inputs) {
-        let Built {
-            spec,
-            implementation,
-            impl_version,
-            node,
-        } = b.expect("no errors");
-        let node = node.expect("no errors");
-        let i = nodes.len();
-        nodes.push(PlanNode {
-            id: gn.id.clone(),
-            type_name: gn.type_name.clone(),
-            implementation,
-            impl_version,
-            params: gn
-                .params
-                .as_ref()
-                .map(|p| p.to_json())
-                .unwrap_or(serde_json::Value::Object(Default::default())),
-            node,
-            inputs,
-            outputs: spec
-                .outputs
-                .iter()
-                .map(|o| (o.name.to_string(), o.ty))
-                .collect(),
-            needed: needed[i],
-        });
-    }
     crate::diag::sort(&mut v.diags);
-    Ok(Plan {
-        name: graph.name.clone(),
-        graph_hash: graph.sources_hash(),
-        file: graph.file.clone(),
-        nodes,
+    Ok(Checked {
+        built,
+        all_inputs,
         targets,
+        needed,
         warnings: Diagnostics {
             items: v.diags,
             sources: v.sources,
         },
-        params: graph.params.clone(),
+        unset: v.unset,
     })
 }
 
@@ -414,12 +548,62 @@ struct Built {
     node: Option<Box<dyn Node>>,
 }
 
-struct Validator {
+struct Validator<'g> {
     diags: Vec<Diagnostic>,
     sources: Sources,
+    graph: &'g Graph,
+    /// Checking a template: unset graph params are listed, not errors.
+    template: bool,
+    /// Unset graph params met so far (template only), in order, once each.
+    unset: Vec<String>,
 }
 
-impl Validator {
+impl Validator<'_> {
+    /// A value is missing because graph param `name` has none: an error when running,
+    /// a param to list for a template.
+    fn unset_param(&mut self, loc: Location, name: &str) {
+        if self.template {
+            if !self.unset.iter().any(|u| u == name) {
+                self.unset.push(name.to_string());
+            }
+        } else {
+            self.error(
+                loc,
+                format!("graph param `{name}` has no value; set it with --set {name}=VALUE"),
+                None,
+            );
+        }
+    }
+
+    /// Two nodes writing the same file: the second would silently replace the first's
+    /// result. Paths compare as written, component by component (`a/./b` is `a/b`).
+    fn same_outputs(&mut self, graph: &Graph, built: &[Option<Built>]) {
+        let mut writers: BTreeMap<PathBuf, &str> = BTreeMap::new();
+        for (gn, b) in graph.nodes.values().zip(built) {
+            let Some(node) = b.as_ref().and_then(|b| b.node.as_ref()) else {
+                continue;
+            };
+            for f in node.output_files() {
+                let key: PathBuf = f.components().collect();
+                match writers.get(&key) {
+                    Some(first) if *first != gn.id => {
+                        let msg =
+                            format!("nodes `{first}` and `{}` both write {}", gn.id, f.display());
+                        self.error(
+                            gn.loc,
+                            msg,
+                            Some("give each node its own output path".into()),
+                        );
+                    }
+                    Some(_) => {}
+                    None => {
+                        writers.insert(key, &gn.id);
+                    }
+                }
+            }
+        }
+    }
+
     fn error(&mut self, loc: Location, msg: String, help: Option<String>) {
         self.diags.push(Diagnostic::error(loc, msg).with_help(help));
     }
@@ -598,21 +782,20 @@ impl Validator {
                         ),
                         None => (params_loc, path.join(".")),
                     };
-                    // A `${param}` whose graph param is `None` arrives here as null.
+                    // A `${param}` whose graph param is `None` arrives here as null; the
+                    // loader noted which param it came from.
                     let unset = n
                         .params
                         .as_ref()
                         .and_then(|p| p.find(&path))
                         .filter(|v| matches!(v.value, RonValue::None))
-                        .and_then(|v| {
-                            let text = self.sources.text(loc.file).get(v.span.start..v.span.end)?;
-                            text.strip_prefix("\"${")?
-                                .strip_suffix("}\"")
-                                .map(str::to_string)
-                        });
-                    let msg = if let Some(name) = unset {
-                        format!("graph param `{name}` has no value; set it with --set {name}=VALUE")
-                    } else if what.is_empty() {
+                        .and_then(|v| self.graph.unset_values.get(&(loc.file, v.span.start)))
+                        .cloned();
+                    if let Some(name) = unset {
+                        self.unset_param(loc, &name);
+                        continue;
+                    }
+                    let msg = if what.is_empty() {
                         format!("{} `{}`: {message}", spec.name, n.id)
                     } else {
                         format!("{} param `{what}`: {message}", spec.name)

@@ -98,6 +98,10 @@ struct SaveNode {
 }
 
 impl Node for SaveNode {
+    fn output_files(&self) -> Vec<std::path::PathBuf> {
+        vec![self.path.clone().into()]
+    }
+
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
         let value = ctx
             .input("volume")

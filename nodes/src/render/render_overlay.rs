@@ -262,6 +262,10 @@ struct RenderOverlayNode {
 }
 
 impl Node for RenderOverlayNode {
+    fn output_files(&self) -> Vec<std::path::PathBuf> {
+        vec![self.p.path.clone().into()]
+    }
+
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
         let p = &self.p;
         let image = ctx.image("image")?;

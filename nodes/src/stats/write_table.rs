@@ -31,6 +31,10 @@ struct WriteTableNode {
 }
 
 impl Node for WriteTableNode {
+    fn output_files(&self) -> Vec<std::path::PathBuf> {
+        vec![self.path.clone().into()]
+    }
+
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
         let table = ctx.table("table")?;
         let path = ctx.output_path(&self.path);

@@ -310,6 +310,13 @@ impl ServerNode {
 }
 
 impl Node for ServerNode {
+    fn output_files(&self) -> Vec<PathBuf> {
+        vec![
+            PathBuf::from(&self.p.token_file),
+            PathBuf::from(&self.p.address_file),
+        ]
+    }
+
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
         let cfg = ctx.opaque::<TrainingConfig>("config", PortType::Config)?;
         let train = Self::cases(ctx, ("images", "labels", "weights"), &cfg)?;

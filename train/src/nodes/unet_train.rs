@@ -141,6 +141,10 @@ struct TrainNode {
 }
 
 impl Node for TrainNode {
+    fn output_files(&self) -> Vec<PathBuf> {
+        vec![PathBuf::from(&self.p.out)]
+    }
+
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
         let service = ctx.opaque::<PatchService>("server", PortType::Service)?;
         let architecture = match &self.p.architecture {
