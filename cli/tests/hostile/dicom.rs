@@ -46,6 +46,7 @@ fn slice(z: usize, set: &[(u16, u16, &str)], extra: &[u8], pixels: Option<&[u8]>
     el(&mut f, 8, 0x60, "CS", b"CT");
     el(&mut f, 8, 0x103E, "LO", b"hostile");
     f.extend(extra);
+    el(&mut f, 0x20, 0x11, "IS", get(0x20, 0x11, "1").as_bytes());
     el(
         &mut f,
         0x20,
@@ -270,5 +271,73 @@ fn several_series_are_listed() {
             "2 slices of 2 x 2",
             "1 slices of 2 x 2 (first file cor.dcm)",
         ],
+    );
+}
+
+#[test]
+fn several_series_listed_by_dicom_ls_and_chosen_by_param() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::create_dir(d.join("series")).unwrap();
+    for z in 0..3 {
+        std::fs::write(d.join(format!("series/{z}.dcm")), slice(z, &[], &[], None)).unwrap();
+    }
+    for z in 0..2 {
+        // Coronal slices stack along y.
+        let position = format!("0\\{}\\0", 2 * z);
+        let coronal = slice(
+            z,
+            &[
+                (0x20, 0x37, "1\\0\\0\\0\\0\\-1"),
+                (0x20, 0x11, "2"),
+                (0x20, 0x32, &position),
+            ],
+            &[],
+            None,
+        );
+        std::fs::write(d.join(format!("series/cor{z}.dcm")), coronal).unwrap();
+    }
+    let o = voxflow(&["dicom", "ls", "series"], d);
+    assert_eq!(o.code, Some(0), "{}", o.text());
+    let rows: Vec<Vec<&str>> = o
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("(none)"))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{}", o.stdout);
+    // (number, slices) of each series.
+    let mut found: Vec<(&str, &str)> = rows.iter().map(|r| (r[1], r[2])).collect();
+    found.sort();
+    assert_eq!(found, [("1", "3"), ("2", "2")], "{}", o.stdout);
+    for (choice, nz) in [("\"largest\"", "3"), ("2", "2")] {
+        let graph = format!(
+            r#"Graph(name: "pick", nodes: {{
+            "ct": (node: "LoadDicomSeries", params: (dir: "series", series: {choice})),
+            "save": (node: "SaveNifti", inputs: (volume: "ct"), params: (path: "ct.nii")),
+        }})"#
+        );
+        std::fs::write(d.join("pick.ron"), graph).unwrap();
+        let o = voxflow(&["run", "pick.ron", "--out", "out"], d);
+        assert_eq!(o.code, Some(0), "{choice}: {}", o.text());
+        let raw = std::fs::read(d.join("out/ct.nii")).unwrap();
+        // NIfTI-1 dim[3] at byte 46.
+        let dim3 = i16::from_le_bytes([raw[46], raw[47]]);
+        assert_eq!(dim3.to_string(), nz, "{choice}");
+    }
+    std::fs::write(
+        d.join("pick.ron"),
+        r#"Graph(name: "pick", nodes: {
+            "ct": (node: "LoadDicomSeries", params: (dir: "series", series: 9)),
+            "save": (node: "SaveNifti", inputs: (volume: "ct"), params: (path: "ct.nii.gz")),
+        })"#,
+    )
+    .unwrap();
+    std::fs::remove_dir_all(d.join("out")).unwrap();
+    let o = voxflow(&["run", "pick.ron", "--out", "out"], d);
+    assert_clean_failure(
+        &o,
+        &["series 9: no such series", "number 1", "number 2"],
+        1024.0,
     );
 }
