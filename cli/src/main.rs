@@ -269,6 +269,7 @@ fn check_report_path(report: &Path, out: &Path, plan: &Plan) -> Result<()> {
         std::path::absolute(p)
             .unwrap_or_else(|_| p.to_path_buf())
             .components()
+            .filter(|c| *c != std::path::Component::CurDir)
             .collect()
     };
     let target = norm(report);

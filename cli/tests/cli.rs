@@ -183,13 +183,30 @@ fn a_missing_input_file_fails_the_node_with_the_file_named() {
 
 #[test]
 fn required_params_without_values_are_reported() {
+    // `run` needs them; `validate` checks the rest of the template and names them.
     let g = repo().join("graphs/sarcopenia_postprocess.ron");
-    let o = voxflow(&["validate", g.to_str().unwrap()], &repo());
+    let out = tempfile::tempdir().unwrap();
+    let o = voxflow(
+        &[
+            "run",
+            g.to_str().unwrap(),
+            "--out",
+            out.path().to_str().unwrap(),
+        ],
+        &repo(),
+    );
     assert_eq!(o.status.code(), Some(1));
     let t = text(&o);
     assert!(
         t.contains("graph param `ct` has no value; set it with --set ct=VALUE"),
         "{t}"
+    );
+    let o = voxflow(&["validate", g.to_str().unwrap()], &repo());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("needs --set ct=VALUE --set prediction=VALUE"),
+        "{}",
+        text(&o)
     );
 }
 

@@ -576,7 +576,8 @@ impl Validator<'_> {
     }
 
     /// Two nodes writing the same file: the second would silently replace the first's
-    /// result. Paths compare as written, component by component (`a/./b` is `a/b`).
+    /// result. Paths compare as written, component by component, `.` left out (`./a/./b`
+    /// is `a/b`); `..` is kept, as resolving it needs the file system.
     fn same_outputs(&mut self, graph: &Graph, built: &[Option<Built>]) {
         let mut writers: BTreeMap<PathBuf, &str> = BTreeMap::new();
         for (gn, b) in graph.nodes.values().zip(built) {
@@ -584,7 +585,10 @@ impl Validator<'_> {
                 continue;
             };
             for f in node.output_files() {
-                let key: PathBuf = f.components().collect();
+                let key: PathBuf = f
+                    .components()
+                    .filter(|c| *c != std::path::Component::CurDir)
+                    .collect();
                 match writers.get(&key) {
                     Some(first) if *first != gn.id => {
                         let msg =

@@ -1,4 +1,370 @@
-//! Hostile graph input.
+//! Hostile graph files and command lines: nesting deep enough to overflow the stack, a
+//! byte order mark and smart quotes, `${param}` and macro expansion bombs, a graph with
+//! 50,000 errors on one line, two nodes writing one file, `--report` onto an output,
+//! templates, and stdout closed under `voxflow dot`.
 
-#[allow(unused_imports)]
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
 use crate::support::*;
+
+/// A small graph that runs in milliseconds: a phantom saved as NIfTI.
+const SMALL: &str = r#"Graph(
+    name: "small",
+    nodes: {
+        "p": (node: "Phantom", params: (seed: 1, dims: (16, 16, 2))),
+        "save": (node: "SaveNifti", inputs: (volume: "p.ct"), params: (path: "ct.nii.gz")),
+    },
+)
+"#;
+
+/// Memory any of these inputs may take, in MiB.
+const MAX_MIB: f64 = 1024.0;
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+fn shipped(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../graphs")
+        .join(name)
+}
+
+#[test]
+fn nesting_deep_enough_to_overflow_the_stack_is_refused_at_its_position() {
+    let d = tmp();
+    std::fs::write(d.path().join("brackets.ron"), "[".repeat(10_000)).unwrap();
+    let o = voxflow(&["validate", "brackets.ron"], d.path());
+    assert_clean_failure(&o, &["brackets.ron:1:129:", "nesting too deep"], MAX_MIB);
+
+    // Unclosed parentheses inside a real graph's node params, on line 3.
+    let text = format!(
+        "Graph(\n  name: \"deep\",\n  nodes: {{ \"p\": (node: \"Phantom\", params: {}) }},\n)",
+        "(".repeat(8_000)
+    );
+    std::fs::write(d.path().join("parens.ron"), text).unwrap();
+    let o = voxflow(&["run", "parens.ron", "--out", "out"], d.path());
+    assert_clean_failure(&o, &["parens.ron:3:", "nesting too deep"], MAX_MIB);
+    assert_no_outputs(&d.path().join("out"));
+}
+
+#[test]
+fn nesting_too_deep_in_a_set_value_is_refused_not_taken_as_text() {
+    let d = tmp();
+    std::fs::write(d.path().join("small.ron"), SMALL).unwrap();
+    let deep = format!("p.dims={}", "[".repeat(10_000));
+    let o = voxflow(
+        &["run", "small.ron", "--set", &deep, "--out", "out"],
+        d.path(),
+    );
+    assert_clean_failure(
+        &o,
+        &["<command line>:1:", "--set p.dims: nesting too deep"],
+        MAX_MIB,
+    );
+    assert_no_outputs(&d.path().join("out"));
+}
+
+#[test]
+fn a_graph_after_a_byte_order_mark_runs() {
+    let d = tmp();
+    std::fs::write(d.path().join("bom.ron"), format!("\u{feff}{SMALL}")).unwrap();
+    let o = voxflow(&["run", "bom.ron", "--out", "out"], d.path());
+    assert_eq!(o.code, Some(0), "{}", o.text());
+    assert!(d.path().join("out/ct.nii.gz").is_file(), "{}", o.text());
+
+    // Positions after a BOM count from the first real character: the BOM is no column.
+    let broken = format!(
+        "\u{feff}{}",
+        SMALL.replace("name: \"small\"", "name: \"small\" x")
+    );
+    std::fs::write(d.path().join("bom_error.ron"), broken).unwrap();
+    let o = voxflow(&["validate", "bom_error.ron"], d.path());
+    assert_clean_failure(&o, &["bom_error.ron:2:19: error: syntax error"], MAX_MIB);
+}
+
+#[test]
+fn smart_quotes_give_a_positioned_error_counted_in_characters() {
+    let d = tmp();
+    let text = SMALL.replace("name: \"small\"", "name: “small”");
+    std::fs::write(d.path().join("smart.ron"), text).unwrap();
+    let o = voxflow(&["validate", "smart.ron"], d.path());
+    assert_clean_failure(
+        &o,
+        &[
+            "smart.ron:2:11: error: syntax error: expected a value",
+            "“small”",
+        ],
+        MAX_MIB,
+    );
+    // A multi-byte character further along the line: the column is in characters.
+    let text = SMALL.replace("(seed: 1,", "(seed: 1, é€: 2 ×");
+    std::fs::write(d.path().join("later.ron"), text).unwrap();
+    let o = voxflow(&["validate", "later.ron"], d.path());
+    assert_clean_failure(&o, &["later.ron:4:"], MAX_MIB);
+}
+
+#[test]
+fn a_param_expansion_bomb_is_refused_quickly_naming_the_param() {
+    let d = tmp();
+    // a_n = a_(n-1) twice: 32 bytes * 2^30 if expanded; the file is under 900 bytes.
+    let mut params = vec![format!("\"a0\": \"{}\"", "x".repeat(32))];
+    params.extend((1..=30).map(|i| format!("\"a{i}\": \"${{a{}}}${{a{}}}\"", i - 1, i - 1)));
+    let text = format!(
+        "Graph(name: \"bomb\", params: {{ {} }}, nodes: {{ \"p\": (node: \"Phantom\", params: (seed: 1, dims: (8, 8, 1))) }})",
+        params.join(", ")
+    );
+    assert!(text.len() < 900, "{}", text.len());
+    std::fs::write(d.path().join("bomb.ron"), text).unwrap();
+    let t0 = Instant::now();
+    let o = voxflow(&["run", "bomb.ron", "--out", "out"], d.path());
+    assert_clean_failure(
+        &o,
+        &["bomb.ron:1:", "graph param `a16`", "larger than 1 MiB"],
+        MAX_MIB,
+    );
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    assert_no_outputs(&d.path().join("out"));
+
+    // The same bomb in a list of whole-value references instead of text.
+    let mut params = vec![format!("\"b0\": [\"{}\"]", "x".repeat(32))];
+    params
+        .extend((1..=30).map(|i| format!("\"b{i}\": [\"${{b{}}}\", \"${{b{}}}\"]", i - 1, i - 1)));
+    let text = format!(
+        "Graph(name: \"bomb\", params: {{ {} }}, nodes: {{ \"p\": (node: \"Phantom\", params: (seed: 1)) }})",
+        params.join(", ")
+    );
+    std::fs::write(d.path().join("list_bomb.ron"), text).unwrap();
+    let o = voxflow(&["validate", "list_bomb.ron"], d.path());
+    assert_clean_failure(&o, &["list_bomb.ron:1:", "larger than 1 MiB"], MAX_MIB);
+}
+
+#[test]
+fn a_macro_bomb_is_refused_at_the_node_limit() {
+    let d = tmp();
+    // m0 uses m1 twice, m1 uses m2 twice, ... : 2^22 Phantom nodes if expanded.
+    for i in 0..22 {
+        let nodes = if i == 21 {
+            "\"p\": (node: \"Phantom\", params: (seed: 1)), \"q\": (node: \"Phantom\", params: (seed: 2))".to_string()
+        } else {
+            format!(
+                "\"x\": (node: \"m{}.ron\"), \"y\": (node: \"m{}.ron\")",
+                i + 1,
+                i + 1
+            )
+        };
+        let text = format!("Graph(name: \"m{i}\", nodes: {{ {nodes} }})\n");
+        std::fs::write(d.path().join(format!("m{i}.ron")), text).unwrap();
+    }
+    std::fs::write(
+        d.path().join("top.ron"),
+        "Graph(name: \"top\", nodes: { \"top\": (node: \"m0.ron\") })\n",
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    let o = voxflow(&["run", "top.ron", "--out", "out"], d.path());
+    assert_clean_failure(
+        &o,
+        &[
+            "m21.ron:1:",
+            "node `top/x/",
+            "larger than 100000 nodes",
+            "1 error",
+        ],
+        MAX_MIB,
+    );
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+    assert_no_outputs(&d.path().join("out"));
+}
+
+#[test]
+fn macros_nested_too_deep_are_refused_naming_the_macro_node() {
+    let d = tmp();
+    for i in 0..40 {
+        let text = format!(
+            "Graph(name: \"c{i}\", nodes: {{ \"n\": (node: \"c{}.ron\") }})\n",
+            i + 1
+        );
+        std::fs::write(d.path().join(format!("c{i}.ron")), text).unwrap();
+    }
+    let o = voxflow(&["validate", "c0.ron"], d.path());
+    assert_clean_failure(
+        &o,
+        &["nested more than 32 macros deep", "macro `n/n/"],
+        MAX_MIB,
+    );
+}
+
+#[test]
+fn fifty_thousand_errors_on_one_line_print_a_bounded_report() {
+    let d = tmp();
+    let nodes: Vec<String> = (0..50_000)
+        .map(|i| format!("\"n{i}\": (node: \"Nope{i}\")"))
+        .collect();
+    let text = format!("Graph(name: \"errors\", nodes: {{{}}})", nodes.join(", "));
+    assert!(text.len() > 1_400_000, "{}", text.len());
+    std::fs::write(d.path().join("errors.ron"), text).unwrap();
+    let o = voxflow(&["validate", "errors.ron"], d.path());
+    assert_clean_failure(
+        &o,
+        &[
+            "errors.ron:1:44: error: unknown node type `Nope0`",
+            "and 49,950 more errors",
+            "50,000 errors",
+        ],
+        MAX_MIB,
+    );
+    assert!(
+        o.stderr.len() < 1 << 20,
+        "{} bytes of stderr",
+        o.stderr.len()
+    );
+    // Each snippet is a window of the line, cut with … marks.
+    let longest = o.stderr.lines().map(|l| l.chars().count()).max().unwrap();
+    assert!(longest < 200, "a line of {longest} characters");
+    assert!(o.stderr.contains('…'));
+}
+
+#[test]
+fn two_nodes_writing_one_file_are_refused_naming_both() {
+    let d = tmp();
+    let text = SMALL.replace(
+        "    },\n)",
+        "        \"again\": (node: \"SaveNifti\", inputs: (volume: \"p.truth\"), params: (path: \"./ct.nii.gz\")),\n    },\n)",
+    );
+    std::fs::write(d.path().join("twice.ron"), text).unwrap();
+    let o = voxflow(&["run", "twice.ron", "--out", "out"], d.path());
+    assert_clean_failure(
+        &o,
+        &[
+            "twice.ron:6:",
+            "nodes `save` and `again` both write ./ct.nii.gz",
+        ],
+        MAX_MIB,
+    );
+    assert_no_outputs(&d.path().join("out"));
+}
+
+#[test]
+fn a_report_onto_a_node_output_is_refused_before_running() {
+    let d = tmp();
+    std::fs::write(d.path().join("small.ron"), SMALL).unwrap();
+    let o = voxflow(
+        &[
+            "run",
+            "small.ron",
+            "--out",
+            "out",
+            "--report",
+            "out/ct.nii.gz",
+        ],
+        d.path(),
+    );
+    assert_clean_failure(
+        &o,
+        &["--report out/ct.nii.gz", "node `save` writes that file"],
+        MAX_MIB,
+    );
+    assert_no_outputs(&d.path().join("out"));
+    // Elsewhere it is written.
+    let o = voxflow(
+        &[
+            "run",
+            "small.ron",
+            "--out",
+            "out",
+            "--report",
+            "out/report.json",
+        ],
+        d.path(),
+    );
+    assert_eq!(o.code, Some(0), "{}", o.text());
+    assert!(d.path().join("out/report.json").is_file());
+}
+
+#[test]
+fn templates_validate_with_a_note_and_run_still_needs_their_params() {
+    let d = tmp();
+    let presegment = shipped("presegment.ron");
+    let o = voxflow(&["validate", presegment.to_str().unwrap()], d.path());
+    assert_eq!(o.code, Some(0), "{}", o.text());
+    assert!(
+        o.stdout
+            .contains("is a template: `voxflow run` needs --set ct=VALUE --set model=VALUE"),
+        "{}",
+        o.text()
+    );
+    let compare = shipped("compare_segmentations.ron");
+    let o = voxflow(&["validate", compare.to_str().unwrap()], d.path());
+    assert_eq!(o.code, Some(0), "{}", o.text());
+    assert!(
+        o.stdout
+            .contains("needs --set ct=VALUE --set a=VALUE --set b=VALUE"),
+        "{}",
+        o.text()
+    );
+
+    // Everything else is still checked: a typo in a template fails.
+    let typo = std::fs::read_to_string(&compare)
+        .unwrap()
+        .replace("\"LoadNifti\"", "\"LoadNfti\"");
+    std::fs::write(d.path().join("typo.ron"), typo).unwrap();
+    let o = voxflow(&["validate", "typo.ron"], d.path());
+    assert_clean_failure(&o, &["unknown node type `LoadNfti`"], MAX_MIB);
+
+    // `run` names each unset param, `levels: "${a}"` included.
+    let o = voxflow(
+        &["run", compare.to_str().unwrap(), "--out", "out"],
+        d.path(),
+    );
+    assert_clean_failure(
+        &o,
+        &[
+            "graph param `ct` has no value",
+            "graph param `a` has no value; set it with --set a=VALUE",
+            "4 errors",
+        ],
+        MAX_MIB,
+    );
+    assert!(!o.text().contains("`levels` has no value"), "{}", o.text());
+}
+
+/// Run `voxflow args` with stdout a pipe whose reading end is already closed.
+fn with_closed_stdout(args: &[&str], cwd: &Path) -> (Option<i32>, String) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: fds has room for the two descriptors pipe() returns.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors are fresh and owned here alone.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read);
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_voxflow"))
+        .args(args)
+        .current_dir(cwd)
+        .stdout(std::process::Stdio::from(write))
+        .output()
+        .expect("run voxflow");
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn printing_into_a_closed_pipe_ends_cleanly() {
+    let d = tmp();
+    let presegment = shipped("presegment.ron");
+    // `voxflow dot | dot` without graphviz: a template graph, stdout closed.
+    let (code, stderr) = with_closed_stdout(&["dot", presegment.to_str().unwrap()], d.path());
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // The largest output there is.
+    let (code, stderr) = with_closed_stdout(&["nodes", "--markdown"], d.path());
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // A failing validation keeps its exit code.
+    std::fs::write(d.path().join("bad.ron"), "Graph(").unwrap();
+    let (code, stderr) = with_closed_stdout(&["validate", "bad.ron"], d.path());
+    assert_eq!(code, Some(1), "{stderr}");
+}
