@@ -259,6 +259,19 @@ fn sign_extend(values: &mut [i32], bits_stored: u32) {
     }
 }
 
+/// An error with its causes ("Could not decode pixel data" alone says nothing of the
+/// codec's reason), without the raw NUL padding some messages quote UIDs with.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text.replace('\0', "")
+}
+
 /// Decode a slice's pixel data to stored values (before rescale), Rows x Columns of them.
 pub fn stored_values(
     obj: &DefaultDicomObject,
@@ -266,8 +279,7 @@ pub fn stored_values(
     f: &PixelFormat,
 ) -> Result<Vec<i32>, NodeError> {
     let decoded = obj.decode_pixel_data().map_err(|e| {
-        // The crate's messages may quote UIDs with their raw NUL padding.
-        let e = e.to_string().replace('\0', "");
+        let e = chain(&e);
         let uid = obj.meta().transfer_syntax().trim_end_matches(['\0', ' ']);
         let ts = TransferSyntaxRegistry
             .get(uid)
@@ -276,7 +288,7 @@ pub fn stored_values(
     })?;
     let mut v: Vec<i32> = decoded
         .to_vec_with_options(&ConvertOptions::new().with_modality_lut(ModalityLutOption::None))
-        .map_err(|e| NodeError::file(path, format!("cannot convert pixel data: {e}")))?;
+        .map_err(|e| NodeError::file(path, format!("cannot convert pixel data: {}", chain(&e))))?;
     if f.signed {
         sign_extend(&mut v, f.bits_stored);
     }
@@ -482,8 +494,8 @@ pub fn pixel_format(
             ));
         }
     }
-    let slope = optional_float(&obj, path, tags::RESCALE_SLOPE, "RescaleSlope", 1.0)?;
-    let intercept = optional_float(&obj, path, tags::RESCALE_INTERCEPT, "RescaleIntercept", 0.0)?;
+    let slope = optional_float(obj, path, tags::RESCALE_SLOPE, "RescaleSlope", 1.0)?;
+    let intercept = optional_float(obj, path, tags::RESCALE_INTERCEPT, "RescaleIntercept", 0.0)?;
     if !slope.is_finite() || !intercept.is_finite() || slope == 0.0 {
         return Err(NodeError::file(
             path,
@@ -493,8 +505,8 @@ pub fn pixel_format(
             ),
         ));
     }
-    let bits_allocated = optional_float(&obj, path, tags::BITS_ALLOCATED, "BitsAllocated", 16.0)?;
-    let bits_stored = optional_float(&obj, path, tags::BITS_STORED, "BitsStored", bits_allocated)?;
+    let bits_allocated = optional_float(obj, path, tags::BITS_ALLOCATED, "BitsAllocated", 16.0)?;
+    let bits_stored = optional_float(obj, path, tags::BITS_STORED, "BitsStored", bits_allocated)?;
     if !(1.0..=32.0).contains(&bits_stored) || bits_stored > bits_allocated {
         return Err(NodeError::file(
             path,
@@ -502,7 +514,7 @@ pub fn pixel_format(
         ));
     }
     let signed = optional_float(
-        &obj,
+        obj,
         path,
         tags::PIXEL_REPRESENTATION,
         "PixelRepresentation",
