@@ -138,9 +138,51 @@ fn sarcopenia_graph_on_phantom_files_matches_the_demo_chain() {
     let demo = load_labels(&demo_out.path().join("demo/cleaned.nii.gz"));
     assert_eq!(ours.as_slice(), demo.as_slice());
     if let Some(py) = python("sarcopenia graph vs sarcopenia_ref.py on the phantom") {
+        let seed = run_seed_chain(&set, dir.path());
         let reference = run_reference(&py, &ct, &pred, dir.path());
-        assert_identical(&ours, &reference);
+        assert_identical(&seed, &reference);
     }
+}
+
+/// `--set`s turning the graph's kernels in mm back into the seed's voxel boxes (closing
+/// 3x3x1, dilation 5x5x3 and 3x3x3), which is what sarcopenia_ref.py computes.
+const SEED_VOXEL_KERNELS: &[&str] = &[
+    "abdominal/close.radius_mm=None",
+    "abdominal/dilate.radius_mm=None",
+    "paravertebral/close.radius_mm=None",
+    "paravertebral/dilate.radius_mm=None",
+];
+
+/// sarcopenia_postprocess.ron with the seed's voxel kernels, written to `dir/seed/`.
+fn run_seed_chain(set: &[String], dir: &Path) -> Arc<Labels> {
+    let mut set = set.to_vec();
+    set.extend(SEED_VOXEL_KERNELS.iter().map(|s| s.to_string()));
+    set.push("out=seed/sarcopenia_labels.nii.gz".into());
+    set.push("volumes_before=seed/volumes_before.csv".into());
+    set.push("volumes_after=seed/volumes_after.csv".into());
+    run_graph(&graph("sarcopenia_postprocess.ron"), &set, dir);
+    load_labels(&dir.join("seed/sarcopenia_labels.nii.gz"))
+}
+
+/// Dice of labels 1 and 2 together against ct_sm's dense reference (skeletal muscle
+/// minus psoas; the paravertebral label is autochthon 86/87) and the labelled volume in
+/// ml: (dice, volume).
+fn muscle_dice_ct_sm(data: &Path, labels: &Labels) -> (f64, f64) {
+    let muscle = load_labels(&data.join("ct_sm_tissue_skeletal_muscle.nii.gz"));
+    let total = load_labels(&data.join("ct_sm_total.nii.gz"));
+    let reference = |i: usize| {
+        let t = total.as_slice()[i];
+        (muscle.as_slice()[i] != 0 && !matches!(t, 88 | 89)) || matches!(t, 86 | 87)
+    };
+    let (mut both, mut a, mut b) = (0usize, 0usize, 0usize);
+    for (i, &v) in labels.as_slice().iter().enumerate() {
+        let (r, p) = (reference(i), matches!(v, 1 | 2));
+        both += usize::from(r && p);
+        a += usize::from(r);
+        b += usize::from(p);
+    }
+    let dice = 2.0 * both as f64 / (a + b) as f64;
+    (dice, b as f64 * labels.geometry().voxel_volume_ml())
 }
 
 #[test]
@@ -160,12 +202,27 @@ fn sarcopenia_graph_matches_the_reference_on_real_ct() {
     let report = run_graph(&graph("sarcopenia_postprocess.ron"), &set, dir.path());
     insta::assert_snapshot!("graph_sarcopenia_ct_sm_tables", tables_snapshot(&report));
     let ours = load_labels(&dir.path().join("sarcopenia_labels.nii.gz"));
+    // The kernels in mm must not make the 3 mm prediction worse (the seed's voxel boxes
+    // did: 15 mm wide dilations followed by the HU window grow into the liver).
+    let (dice_raw, ml_raw) = muscle_dice_ct_sm(&data, &load_labels(&pred));
+    let (dice_ours, ml_ours) = muscle_dice_ct_sm(&data, &ours);
+    let seed = run_seed_chain(&set, dir.path());
+    let (dice_seed, ml_seed) = muscle_dice_ct_sm(&data, &seed);
+    eprintln!(
+        "ct_sm Dice (ml): prediction {dice_raw:.4} ({ml_raw:.0}), graph {dice_ours:.4} \
+         ({ml_ours:.0}), seed's voxel kernels {dice_seed:.4} ({ml_seed:.0})"
+    );
+    assert!(dice_ours > dice_raw, "{dice_ours} vs prediction {dice_raw}");
+    assert!(
+        dice_seed < dice_raw,
+        "the seed's voxel chain was worse on ct_sm"
+    );
     match python("sarcopenia graph vs sarcopenia_ref.py on ct_sm") {
-        Some(py) => assert_identical(&ours, &run_reference(&py, &ct, &pred, dir.path())),
+        Some(py) => assert_identical(&seed, &run_reference(&py, &ct, &pred, dir.path())),
         None => {
             // Counts the reference script produced on these files (python sarcopenia_ref.py
             // ct_sm.nii.gz ct_sm_prediction.nii.gz out.nii.gz, numpy 2.4 / scipy 1.17).
-            let counts = voxflow_engine::volume::value_counts(ours.as_slice());
+            let counts = voxflow_engine::volume::value_counts(seed.as_slice());
             assert_eq!(counts, REFERENCE_CT_SM_COUNTS);
         }
     }
