@@ -544,7 +544,7 @@ fn unusable_rescale_names_the_slice() {
 }
 
 #[test]
-fn palette_colour_refused_and_monochrome1_loads_as_stored() {
+fn palette_colour_refused_and_monochrome1_inverted() {
     let e = bad_slice_error(Spec {
         photometric: "PALETTE COLOR".into(),
         ..Spec::default()
@@ -557,12 +557,22 @@ fn palette_colour_refused_and_monochrome1_loads_as_stored() {
         2,
         &Spec {
             photometric: "MONOCHROME1".into(),
+            bits_stored: 12,
             ..Spec::default()
         },
     ));
     let img = load_dicom_series(tmp.path()).unwrap();
-    // Not inverted: HU from the modality LUT are the same whatever the display polarity.
-    assert_eq!(img.get_f64(0), -24.0);
+    // Stored 1000 in 12 bits: (4095 - 1000) - 1024, as SimpleITK gives.
+    assert_eq!(img.get_f64(0), 2071.0);
+    let e = bad_slice_error(Spec {
+        photometric: "MONOCHROME1".into(),
+        signed: true,
+        ..Spec::default()
+    });
+    assert!(
+        e.contains("s1.dcm") && e.contains("MONOCHROME1 with signed pixels"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -711,12 +721,13 @@ fn duplicate_and_missing_slices_name_files_and_positions() {
 }
 
 /// Every pydicom test file that voxflow decodes gives pydicom's values (after the
-/// modality LUT); every file it refuses gets an error without panic or raw NUL. The
+/// modality LUT; SimpleITK's for MONOCHROME1, which voxflow inverts as it does, pydicom
+/// not); every file it refuses gets an error without panic or raw NUL. The
 /// codec families voxflow claims must each be exercised by at least one file.
 #[test]
 fn pydicom_test_files_agree() {
     use super::dicom::decode_file;
-    let Some(py) = peer_python("pydicom agreement", "pydicom, numpy") else {
+    let Some(py) = peer_python("pydicom agreement", "pydicom, numpy, SimpleITK") else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -738,7 +749,12 @@ for i, f in enumerate(sorted(glob.glob(d + "/**/*", recursive=True))):
         continue
     ts = str(ds.file_meta.get("TransferSyntaxUID", ""))
     try:
-        a = apply_modality_lut(ds.pixel_array, ds).astype(np.float64)
+        if ds.get("PhotometricInterpretation") == "MONOCHROME1":
+            # pydicom leaves MONOCHROME1 as stored; voxflow inverts it as SimpleITK does.
+            import SimpleITK as sitk
+            a = sitk.GetArrayFromImage(sitk.ReadImage(f)).astype(np.float64)
+        else:
+            a = apply_modality_lut(ds.pixel_array, ds).astype(np.float64)
         p = os.path.join(sys.argv[1], f"{i}.f64")
         a.tofile(p)
         res.append([f, ts, p, ""])

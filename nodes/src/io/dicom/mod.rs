@@ -262,6 +262,7 @@ fn load(dir: &Path, choice: Option<&SeriesChoice>) -> Result<(Image, Vec<String>
                 intercept: s.intercept,
                 signed: s.signed,
                 bits_stored: s.bits_stored,
+                monochrome1: s.monochrome1,
             };
             series::stored_values(&s.obj, &s.path, &format)
         })
@@ -387,9 +388,9 @@ impl NodeType for LoadDicomSeries {
                 "JPEG baseline/lossless; JPEG-LS is refused naming the syntax, 12-bit JPEG ",
                 "extended fails to decode (named). With ",
                 "PixelRepresentation 1 stored values are sign-extended from BitsStored (as GDCM ",
-                "and pydicom do, whatever a JPEG 2000 codestream says). MONOCHROME1 loads as ",
-                "stored then rescaled, not inverted: the inversion is a display step after the ",
-                "modality LUT, HU are the same (pydicom agrees). Hidden files and sub-folders ",
+                "and pydicom do, whatever a JPEG 2000 codestream says). MONOCHROME1 is inverted ",
+                "as SimpleITK/GDCM do ((2^BitsStored - 1) - stored, then rescaled; pydicom ",
+                "leaves it as stored); signed MONOCHROME1 is refused. Hidden files and sub-folders ",
                 "are skipped. Errors name the file: not DICOM, element lengths beyond the file ",
                 "or sequences nested over 64 deep (checked before parsing), non-finite or ",
                 "degenerate ImagePositionPatient/ImageOrientationPatient/PixelSpacing, ",

@@ -35,6 +35,8 @@ pub struct PixelFormat {
     /// PixelRepresentation 1: stored values are two's complement in `bits_stored` bits.
     pub signed: bool,
     pub bits_stored: u32,
+    /// MONOCHROME1: stored values are inverted before the rescale (see `pixel_format`).
+    pub monochrome1: bool,
 }
 
 /// What is needed of one slice before decoding its pixels.
@@ -54,6 +56,8 @@ pub struct Slice {
     /// PixelRepresentation 1: stored values are two's complement in `bits_stored` bits.
     pub signed: bool,
     pub bits_stored: u32,
+    /// MONOCHROME1 (inverted before the rescale).
+    pub monochrome1: bool,
     pub series_uid: String,
     pub series_number: Option<i64>,
     pub description: String,
@@ -240,6 +244,7 @@ pub fn read_slice(path: &Path, headers_only: bool) -> Result<Slice, NodeError> {
         intercept: f.intercept,
         signed: f.signed,
         bits_stored: f.bits_stored,
+        monochrome1: f.monochrome1,
         series_uid: text(&obj, tags::SERIES_INSTANCE_UID),
         series_number,
         description: text(&obj, tags::SERIES_DESCRIPTION),
@@ -291,6 +296,10 @@ pub fn stored_values(
         .map_err(|e| NodeError::file(path, format!("cannot convert pixel data: {}", chain(&e))))?;
     if f.signed {
         sign_extend(&mut v, f.bits_stored);
+    }
+    if f.monochrome1 {
+        let top = ((1u64 << f.bits_stored) - 1) as i64;
+        v.iter_mut().for_each(|x| *x = (top - *x as i64) as i32);
     }
     let n = f.rows as usize * f.cols as usize;
     if v.len() != n {
@@ -470,8 +479,6 @@ pub fn pixel_format(
         }
     }
     let photometric = text(obj, tags::PHOTOMETRIC_INTERPRETATION);
-    // MONOCHROME1 only says how to display (low values white, PS3.3 C.7.6.3.1.2): the
-    // modality LUT still maps stored values to HU, which is what is loaded.
     if !matches!(photometric.as_str(), "MONOCHROME2" | "MONOCHROME1" | "") {
         return Err(NodeError::file(
             path,
@@ -535,6 +542,16 @@ pub fn pixel_format(
     if !headers_only {
         check_transfer_syntax(obj, path)?;
     }
+    // MONOCHROME1 (low values white) is inverted as SimpleITK/GDCM do, to
+    // (2^BitsStored - 1) - stored, then rescaled: checked equal to SimpleITK 2.5 on
+    // pydicom's CR files. Signed MONOCHROME1 has no such reference here: refused.
+    let monochrome1 = photometric == "MONOCHROME1";
+    if monochrome1 && signed {
+        return Err(NodeError::file(
+            path,
+            "MONOCHROME1 with signed pixels (PixelRepresentation 1) is not supported",
+        ));
+    }
     Ok(PixelFormat {
         rows,
         cols,
@@ -542,5 +559,6 @@ pub fn pixel_format(
         intercept,
         signed,
         bits_stored: bits_stored as u32,
+        monochrome1,
     })
 }
