@@ -7,6 +7,7 @@ mod out;
 
 mod cmd_dicom;
 mod cmd_nodes;
+mod cmd_submit;
 mod cmd_train;
 mod progress;
 mod results;
@@ -54,6 +55,13 @@ enum Command {
     /// DICOM folders: `voxflow dicom ls DIR` lists their series.
     #[command(subcommand)]
     Dicom(cmd_dicom::DicomCommand),
+    /// Run a graph over a case file on a Slurm cluster: an array job, one task per case.
+    Submit(cmd_submit::SubmitArgs),
+    /// Where the cases of a `voxflow submit` stand: queued, running, done, failed.
+    Status(cmd_submit::StatusArgs),
+    /// What the jobs of `voxflow submit` run.
+    #[command(subcommand, hide = true)]
+    Slurm(cmd_submit::Internal),
     /// Print a graph as Graphviz DOT.
     Dot {
         /// Graph file.
@@ -227,6 +235,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Nodes { name, markdown } => cmd_nodes::run(&registry, name.as_deref(), markdown),
         Command::Train(args) => cmd_train::run(args),
         Command::Dicom(cmd) => cmd_dicom::run(cmd),
+        Command::Submit(args) => cmd_submit::submit(args),
+        Command::Status(args) => cmd_submit::status(args),
+        Command::Slurm(cmd) => cmd_submit::internal(cmd),
         Command::Dot { graph, args } => match load_template(&registry, &graph, &args) {
             Ok(t) => {
                 out!("{}", voxflow_engine::dot::to_dot(&t.outline));

@@ -516,6 +516,13 @@ fn complete_earlier(dir: &Path, plan: &Plan) -> Option<BTreeMap<String, Table>> 
             return None;
         }
     }
+    read_case_tables(dir)
+}
+
+/// The tables a finished case stored in `dir/tables.json`, restored exactly; `None` when
+/// the file is missing or unreadable. For gathering a summary from cases run elsewhere
+/// (one Slurm array task per case) with [`write_summary`], as a local batch does.
+pub fn read_case_tables(dir: &Path) -> Option<BTreeMap<String, Table>> {
     let tables: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(&std::fs::read(dir.join("tables.json")).ok()?).ok()?;
     tables
