@@ -219,7 +219,7 @@ fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -283,4 +283,70 @@ pub fn sort(items: &mut [Diagnostic]) {
             .map(|l| (l.file, l.span.start))
             .unwrap_or((usize::MAX, 0))
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_file(text: &str) -> Sources {
+        let mut s = Sources::default();
+        s.add(Path::new("g.ron"), text.to_string());
+        s
+    }
+
+    fn at(start: usize, end: usize) -> Location {
+        Location {
+            file: 0,
+            span: Span { start, end },
+        }
+    }
+
+    #[test]
+    fn a_long_line_is_shown_as_a_window_with_the_caret_under_the_column() {
+        let text = format!("{}BAD{}", "a".repeat(5000), "b".repeat(5000));
+        let sources = one_file(&text);
+        let r = Diagnostic::error(at(5000, 5003), "here").render(&sources);
+        let lines: Vec<&str> = r.lines().collect();
+        assert_eq!(lines[0], "g.ron:1:5001: error: here");
+        let (code, caret) = (lines[1], lines[2]);
+        assert!(code.chars().count() <= SNIPPET_CHARS + 12, "{code}");
+        assert!(code.contains('…'));
+        // The caret sits under `BAD`, counted in characters.
+        let col = caret.find('^').unwrap();
+        let under: String = code.chars().skip(col).take(3).collect();
+        assert_eq!(under, "BAD", "{code}\n{caret}");
+        assert_eq!(caret.matches('^').count(), 3);
+    }
+
+    #[test]
+    fn non_ascii_lines_and_spans_inside_characters_render() {
+        let text = "name: \u{201c}demo\u{201d}\n";
+        let sources = one_file(text);
+        // A span that starts and ends inside multi-byte characters.
+        let r = Diagnostic::error(at(7, 9), "quote").render(&sources);
+        assert!(r.starts_with("g.ron:1:7: error: quote"), "{r}");
+        assert!(r.contains("\u{201c}demo\u{201d}"), "{r}");
+        // Past the end of a file that ends with a newline: no snippet.
+        let r = Diagnostic::error(at(text.len(), text.len()), "end").render(&sources);
+        assert_eq!(r, "g.ron:2:1: error: end");
+    }
+
+    #[test]
+    fn display_shows_the_first_fifty_and_counts_the_rest() {
+        let sources = one_file("x\n");
+        let mut items: Vec<Diagnostic> = (0..1234)
+            .map(|i| Diagnostic::error(at(0, 1), format!("e{i}")))
+            .collect();
+        items.push(Diagnostic::warning(at(0, 1), "w"));
+        let d = Diagnostics { items, sources };
+        let text = d.to_string();
+        assert!(text.contains("error: e49\n"));
+        assert!(!text.contains("error: e50\n"));
+        assert!(
+            text.ends_with("and 1,184 more errors and 1 more warning\n1,234 errors"),
+            "{}",
+            &text[text.len() - 80..]
+        );
+    }
 }

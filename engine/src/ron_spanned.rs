@@ -779,6 +779,48 @@ mod tests {
     }
 
     #[test]
+    fn nesting_is_limited_at_the_bracket_that_goes_too_deep() {
+        let ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(parse(&ok).is_ok());
+        for open in ["[", "(", "{\"k\": ", "Some(", "A("] {
+            let src = open.repeat(10_000);
+            let e = parse(&src).unwrap_err();
+            assert!(e.is_too_deep(), "{open}: {}", e.message);
+            // At the bracket of the level past the limit.
+            let bracket = open.find(['[', '(', '{']).unwrap();
+            assert_eq!(e.span.start, open.len() * MAX_DEPTH + bracket, "{open}");
+        }
+        // Not every error is a nesting error.
+        assert!(!parse("[1,").unwrap_err().is_too_deep());
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped_and_is_no_column() {
+        let src = "\u{feff}(a: 1, b x)";
+        let e = parse(src).unwrap_err();
+        assert_eq!(line_col(src, e.span.start), (1, 10));
+        assert_eq!(
+            parse("\u{feff}[1]").unwrap().to_json(),
+            serde_json::json!([1])
+        );
+        // Only at the start.
+        assert!(parse("[1]\u{feff}").is_err());
+    }
+
+    #[test]
+    fn errors_at_non_ascii_characters_span_the_whole_character() {
+        let src = "(name: \u{201c}demo\u{201d})";
+        let e = parse(src).unwrap_err();
+        assert_eq!(&src[e.span.start..e.span.end], "\u{201c}");
+        assert_eq!(line_col(src, e.span.start), (1, 8));
+        // An offset inside a character counts as that character.
+        assert_eq!(line_col(src, e.span.start + 1), (1, 8));
+        let e = parse("\"a\\\u{e9}\"").unwrap_err();
+        assert!(e.message.contains("escape"), "{}", e.message);
+        assert_eq!(e.span.end - e.span.start, 2);
+    }
+
+    #[test]
     fn json_of_named_tuple_is_externally_tagged() {
         let v = parse("Ellipsoid(2.0)").unwrap();
         assert_eq!(v.to_json(), serde_json::json!({"Ellipsoid": 2.0}));
