@@ -632,6 +632,54 @@ fn hostile_structure_is_refused_before_parsing() {
     );
 }
 
+/// Encapsulated PixelData holding one fragment.
+fn encapsulated(fragment: &[u8]) -> Vec<u8> {
+    let mut px = vec![0xE0, 0x7F, 0x10, 0x00];
+    px.extend(b"OB\0\0");
+    px.extend(u32::MAX.to_le_bytes());
+    px.extend([0xFE, 0xFF, 0x00, 0xE0, 0, 0, 0, 0]);
+    px.extend([0xFE, 0xFF, 0x00, 0xE0]);
+    px.extend((fragment.len() as u32).to_le_bytes());
+    px.extend(fragment);
+    px.extend([0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+    px
+}
+
+#[test]
+fn compressed_frame_larger_than_rows_and_columns_is_refused() {
+    // A JPEG 2000 codestream whose SIZ says 65535 x 65535 (Rows 4, Columns 3).
+    let mut j2k = vec![0xFF, 0x4F, 0xFF, 0x51, 0x00, 0x29, 0x00, 0x00];
+    j2k.extend(65535u32.to_be_bytes());
+    j2k.extend(65535u32.to_be_bytes());
+    j2k.extend([0u8; 8 + 16]);
+    j2k.extend([0x00, 0x01, 0x0F, 0x01, 0x01, 0xFF, 0xD9]);
+    let e = bad_slice_error(Spec {
+        ts: "1.2.840.10008.1.2.4.90".into(),
+        pixel_element: Some(encapsulated(&j2k)),
+        ..Spec::default()
+    });
+    assert!(
+        e.contains("s1.dcm")
+            && e.contains("compressed frame is 65535 x 65535 but Columns x Rows say 3 x 4"),
+        "{e}"
+    );
+    // A JPEG whose SOF0 says 40000 lines of 30000 samples, after an APP0 segment.
+    let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x00, 0x00];
+    jpeg.extend([0xFF, 0xC0, 0x00, 0x0B, 0x08]);
+    jpeg.extend(40000u16.to_be_bytes());
+    jpeg.extend(30000u16.to_be_bytes());
+    jpeg.extend([0x01, 0x01, 0x11, 0x00, 0xFF, 0xD9]);
+    let e = bad_slice_error(Spec {
+        ts: "1.2.840.10008.1.2.4.50".into(),
+        pixel_element: Some(encapsulated(&jpeg)),
+        ..Spec::default()
+    });
+    assert!(
+        e.contains("compressed frame is 30000 x 40000 but Columns x Rows say 3 x 4"),
+        "{e}"
+    );
+}
+
 #[test]
 fn unsupported_transfer_syntax_is_named_without_nul() {
     // JPEG-LS, its UID padded with a NUL as files do; encapsulated pixel data.

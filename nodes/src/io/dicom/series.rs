@@ -253,6 +253,64 @@ pub fn read_slice(path: &Path, headers_only: bool) -> Result<Slice, NodeError> {
     })
 }
 
+/// The width and height a compressed frame declares in its own header: the SIZ marker
+/// of a JPEG 2000 codestream or the SOFn marker of a JPEG stream, found in the first
+/// fragment. `None` when neither is found (other codecs, or an unusual layout).
+fn codestream_size(fragment: &[u8]) -> Option<(u64, u64)> {
+    let be32 = |at: usize| -> Option<u64> {
+        Some(u32::from_be_bytes(fragment.get(at..at + 4)?.try_into().ok()?) as u64)
+    };
+    let be16 = |at: usize| -> Option<u64> {
+        Some(u16::from_be_bytes(fragment.get(at..at + 2)?.try_into().ok()?) as u64)
+    };
+    // JPEG 2000: SIZ follows SOC directly (raw codestream) or inside a JP2 box; look for
+    // it in the first KiB. Xsiz, Ysiz, XOsiz, YOsiz follow Lsiz and Rsiz.
+    let head = &fragment[..fragment.len().min(1024)];
+    if let Some(at) = head.windows(4).position(|w| w == [0xFF, 0x4F, 0xFF, 0x51]) {
+        let siz = at + 4;
+        let (x, y) = (be32(siz + 4)?, be32(siz + 8)?);
+        let (x0, y0) = (be32(siz + 12)?, be32(siz + 16)?);
+        return Some((x.saturating_sub(x0), y.saturating_sub(y0)));
+    }
+    // JPEG: walk the markers after SOI up to the first SOFn (FFC0-FFCF but DHT C4, JPG
+    // C8 and DAC CC): P, then Y (lines), then X (samples per line).
+    if !fragment.starts_with(&[0xFF, 0xD8]) {
+        return None;
+    }
+    let mut at = 2;
+    while at + 4 <= fragment.len() && fragment[at] == 0xFF {
+        let marker = fragment[at + 1];
+        if (0xC0..=0xCF).contains(&marker) && ![0xC4, 0xC8, 0xCC].contains(&marker) {
+            return Some((be16(at + 7)?, be16(at + 5)?));
+        }
+        at += 2 + be16(at + 2)? as usize;
+    }
+    None
+}
+
+/// A compressed frame must be the size Rows and Columns say: the codecs size their
+/// buffers from the frame's own header, which [`MAX_PIXELS`] does not bound.
+fn check_codestream_size(
+    obj: &DefaultDicomObject,
+    path: &Path,
+    rows: u32,
+    cols: u32,
+) -> Result<(), NodeError> {
+    let Ok(pixel_data) = obj.element(tags::PIXEL_DATA) else {
+        return Ok(());
+    };
+    let Some(first) = pixel_data.value().fragments().and_then(|f| f.first()) else {
+        return Ok(());
+    };
+    match codestream_size(first) {
+        Some((w, h)) if (w, h) != (cols as u64, rows as u64) => Err(NodeError::file(
+            path,
+            format!("the compressed frame is {w} x {h} but Columns x Rows say {cols} x {rows}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Stored values sign-extended from BitsStored when PixelRepresentation is 1, as GDCM
 /// and pydicom do: some JPEG 2000 codestreams say unsigned (pydicom's
 /// J2K_pixelrep_mismatch.dcm, BitsStored 13) and decode to 0..8191; the DICOM header is
@@ -541,6 +599,7 @@ pub fn pixel_format(
     }
     if !headers_only {
         check_transfer_syntax(obj, path)?;
+        check_codestream_size(obj, path, rows, cols)?;
     }
     // MONOCHROME1 (low values white) is inverted as SimpleITK/GDCM do, to
     // (2^BitsStored - 1) - stored, then rescaled: checked equal to SimpleITK 2.5 on
