@@ -35,6 +35,9 @@ struct Header {
     dims: [usize; 3],
     spacing: [f64; 3],
     affine: [[f64; 4]; 4],
+    /// The NIfTI header fields of a loaded grid (absent in entries written before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nifti: Option<crate::volume::NiftiHeaderMeta>,
     columns: Vec<String>,
     rows: Vec<Vec<serde_json::Value>>,
 }
@@ -70,6 +73,7 @@ pub fn encode(v: &Value, w: &mut dyn Write) -> Result<(), CodecError> {
         dims: g.dims,
         spacing: g.spacing,
         affine: g.affine,
+        nifti: g.nifti.as_deref().cloned(),
         columns,
         rows,
     };
@@ -153,6 +157,7 @@ pub fn decode(r: &mut dyn Read) -> Result<Value, CodecError> {
         dims: h.dims,
         spacing: h.spacing,
         affine: h.affine,
+        nifti: h.nifti.map(Arc::new),
     };
     let n = g.len();
     let bad = |e: crate::volume::ShapeError| CodecError::Corrupt(e.to_string());

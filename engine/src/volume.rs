@@ -12,7 +12,9 @@ use ndarray::{Array3, ArrayView3, ArrayViewMut3, ShapeBuilder};
 /// The affine maps voxel indices `(i, j, k, 1)` to world coordinates in millimetres in the
 /// NIfTI convention, RAS+: world +x points to the patient's Right, +y Anterior, +z
 /// Superior. Loaders of LPS data (DICOM) negate x and y on the way in.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Equality compares the grid (dims, spacing, affine) only, not [`Geometry::nifti`].
+#[derive(Clone, Debug)]
 pub struct Geometry {
     /// Number of voxels along x, y, z.
     pub dims: [usize; 3],
@@ -20,6 +22,47 @@ pub struct Geometry {
     pub spacing: [f64; 3],
     /// Voxel index to world (mm) transform, row-major 4x4; the last row is `0 0 0 1`.
     pub affine: [[f64; 4]; 4],
+    /// Header fields of the NIfTI file this grid was loaded from, for writing them back
+    /// (see [`NiftiHeaderMeta`]); `None` for grids from anywhere else. It rides on the
+    /// geometry so that every volume computed on the same grid keeps it.
+    pub nifti: Option<std::sync::Arc<NiftiHeaderMeta>>,
+}
+
+impl PartialEq for Geometry {
+    /// The same grid: the NIfTI header fields say how a file described it, not where it
+    /// is, so a loaded grid equals the same grid built in code.
+    fn eq(&self, other: &Geometry) -> bool {
+        self.dims == other.dims && self.spacing == other.spacing && self.affine == other.affine
+    }
+}
+
+/// The meaning of a NIfTI-1 header beyond the grid and voxels, kept from a loaded file
+/// so that SaveNifti writes it back (a load/save round trip should not turn an
+/// "aligned" sform into "scanner", drop the time units and TR, or forget the intent).
+/// The I/O nodes fill and read it; the engine only carries and caches it. Non-finite
+/// floats are stored as 0 (they mean "unset" in every one of these fields).
+#[derive(Clone, Debug, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct NiftiHeaderMeta {
+    /// `qform_code` of the source (0 none, 1 scanner, 2 aligned, 3 Talairach, 4 MNI).
+    pub qform_code: i16,
+    /// `sform_code` of the source.
+    pub sform_code: i16,
+    /// `xyzt_units`: spatial and temporal units.
+    pub xyzt_units: u8,
+    /// `dim_info`: frequency, phase and slice encoding axes.
+    pub dim_info: u8,
+    /// `pixdim[4..8]`: step along time (TR) and the higher dimensions.
+    pub pixdim_rest: [f32; 4],
+    /// `cal_min`, `cal_max`: the display range.
+    pub cal: [f32; 2],
+    /// `intent_code`.
+    pub intent_code: i16,
+    /// `intent_p1..3`.
+    pub intent_params: [f32; 3],
+    /// `intent_name` (up to 16 bytes, trailing NULs removed).
+    pub intent_name: Vec<u8>,
+    /// `descrip` (up to 80 bytes, trailing NULs removed).
+    pub descrip: Vec<u8>,
 }
 
 /// How close two geometries must be to count as the same grid (mm and direction cosines).
@@ -37,6 +80,7 @@ impl Geometry {
             dims,
             spacing,
             affine,
+            nifti: None,
         }
     }
 
@@ -52,6 +96,7 @@ impl Geometry {
             dims,
             spacing,
             affine,
+            nifti: None,
         }
     }
 

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::{Compress, Compression, Crc, Decompress, FlushCompress, FlushDecompress, Status};
 use rayon::prelude::*;
+use voxflow_engine::volume::NiftiHeaderMeta;
 use voxflow_engine::{Geometry, NodeError};
 
 /// Size of a NIfTI-1 header in bytes (`sizeof_hdr`).
@@ -219,6 +220,24 @@ pub struct Header {
     pub srow: [[f32; 4]; 3],
     /// Whether the file is big-endian.
     pub big_endian: bool,
+    /// `dim_info`: frequency, phase and slice encoding axes.
+    pub dim_info: u8,
+    /// `cal_min`, `cal_max`: the display range (0, 0 = unset).
+    pub cal: [f32; 2],
+    /// `intent_code` (0 = none).
+    pub intent_code: i16,
+    /// `intent_p1..3`.
+    pub intent_params: [f32; 3],
+    /// `intent_name` (16 bytes at most, trailing NULs removed).
+    pub intent_name: Vec<u8>,
+    /// `descrip` (80 bytes at most, trailing NULs removed).
+    pub descrip: Vec<u8>,
+}
+
+/// A fixed-size text field of a header without its trailing NULs.
+fn text_field(b: &[u8]) -> Vec<u8> {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    b[..end].to_vec()
 }
 
 /// Read a little- or big-endian value at a byte offset of a header.
@@ -326,6 +345,12 @@ impl Header {
             qoffset: std::array::from_fn(|i| f.f32(268 + 4 * i)),
             srow: std::array::from_fn(|r| std::array::from_fn(|c| f.f32(280 + 16 * r + 4 * c))),
             big_endian: big,
+            dim_info: b[39],
+            cal: [f.f32(128), f.f32(124)],
+            intent_code: f.i16(68),
+            intent_params: std::array::from_fn(|i| f.f32(56 + 4 * i)),
+            intent_name: text_field(&b[328..344]),
+            descrip: text_field(&b[148..228]),
         })
     }
 
@@ -516,13 +541,21 @@ impl Header {
         Ok(Geometry::from_affine(self.dims3(), self.affine()?))
     }
 
-    /// A header for a 3D volume of this dtype on this grid, with the sform set from the
-    /// affine (code 1, scanner-based: the geometry carries no code, so voxflow writes
-    /// the same one for both) and pixdim from the spacing. The qform (code 1) is written
-    /// only when the affine is a rotation times positive voxel sizes: a quaternion cannot
-    /// hold a shear, and a qform stripped of it would place voxels elsewhere for readers
-    /// that prefer the qform (SimpleITK does). Otherwise qform_code is 0 and the
-    /// quaternion fields are zero, as nibabel writes new images.
+    /// A header for a 3D volume of this dtype on this grid: the sform from the affine,
+    /// pixdim from the spacing, and the qform only when the affine is a rotation times
+    /// positive voxel sizes. A quaternion cannot hold a shear, and a qform stripped of
+    /// it would place voxels elsewhere for readers that prefer the qform (SimpleITK
+    /// does); so with a shear qform_code is 0 and the quaternion fields are zero, as
+    /// nibabel writes new images.
+    ///
+    /// A grid loaded from a NIfTI file carries that header's meaning
+    /// ([`Geometry::nifti`]), which is written back: the sform and qform codes, units,
+    /// `pixdim[4..]`, `dim_info`, intent, `descrip` and the display range (see
+    /// [`Header::keep_cal_if_valid`]). The source's codes are kept while the forms they
+    /// select still give this affine (to nibabel's `allclose` tolerance, the test
+    /// nibabel applies before rewriting a header); otherwise the sform is written with
+    /// the source's code, or 1 (scanner) when the source had none. Without a source:
+    /// both codes 1, units mm, descrip "voxflow".
     pub fn for_geometry(geometry: &Geometry, dtype: Dtype) -> Header {
         let [nx, ny, nz] = geometry.dims;
         let rigid = qform_can_hold(&geometry.affine);
@@ -536,7 +569,7 @@ impl Header {
         for i in 0..3 {
             pixdim[i + 1] = geometry.spacing[i] as f32;
         }
-        Header {
+        let mut h = Header {
             dim: [3, nx as i16, ny as i16, nz as i16, 1, 1, 1, 1],
             dtype,
             pixdim,
@@ -550,6 +583,71 @@ impl Header {
             qoffset: qoffset.map(|v| v as f32),
             srow: std::array::from_fn(|r| geometry.affine[r].map(|v| v as f32)),
             big_endian: false,
+            dim_info: 0,
+            cal: [0.0; 2],
+            intent_code: 0,
+            intent_params: [0.0; 3],
+            intent_name: Vec::new(),
+            descrip: b"voxflow".to_vec(),
+        };
+        let Some(m) = geometry.nifti.as_deref() else {
+            return h;
+        };
+        h.xyzt_units = m.xyzt_units;
+        h.pixdim[4..].copy_from_slice(&m.pixdim_rest);
+        h.dim_info = m.dim_info;
+        h.cal = m.cal;
+        h.intent_code = m.intent_code;
+        h.intent_params = m.intent_params;
+        h.intent_name = m.intent_name.clone();
+        h.descrip = m.descrip.clone();
+        h.qform_code = if rigid { m.qform_code.max(0) } else { 0 };
+        h.sform_code = m.sform_code.max(0);
+        let same = |a: [[f64; 4]; 4]| {
+            a.iter()
+                .flatten()
+                .zip(geometry.affine.iter().flatten())
+                .all(|(x, y)| (x - y).abs() <= 1e-8 + 1e-5 * y.abs())
+        };
+        if !h.affine().is_ok_and(same) {
+            h.sform_code = [m.sform_code, m.qform_code, 1]
+                .into_iter()
+                .find(|&c| c > 0)
+                .expect("1 > 0");
+        }
+        h
+    }
+
+    /// Keep the display range (`cal_min`, `cal_max`) only while it still suits the
+    /// data: finite, `cal_min < cal_max`, and overlapping the data's value range
+    /// `[lo, hi]` (a window that shows none of the values was meant for other data).
+    /// `None` (no range known, e.g. a 0/1 mask) drops it. Dropped means 0, 0 (unset).
+    pub fn keep_cal_if_valid(&mut self, range: Option<(f64, f64)>) {
+        let [c0, c1] = self.cal.map(|v| v as f64);
+        let keep = match range {
+            Some((lo, hi)) => c0.is_finite() && c1.is_finite() && c0 < c1 && c0 <= hi && c1 >= lo,
+            None => false,
+        };
+        if !keep {
+            self.cal = [0.0; 2];
+        }
+    }
+
+    /// The header meaning voxflow does not interpret, to carry on a loaded grid
+    /// ([`Geometry::nifti`]); non-finite floats become 0 ("unset").
+    pub fn meta(&self) -> NiftiHeaderMeta {
+        let fin = |v: f32| if v.is_finite() { v } else { 0.0 };
+        NiftiHeaderMeta {
+            qform_code: self.qform_code,
+            sform_code: self.sform_code,
+            xyzt_units: self.xyzt_units,
+            dim_info: self.dim_info,
+            pixdim_rest: std::array::from_fn(|i| fin(self.pixdim[4 + i])),
+            cal: self.cal.map(fin),
+            intent_code: self.intent_code,
+            intent_params: self.intent_params.map(fin),
+            intent_name: self.intent_name.clone(),
+            descrip: self.descrip.clone(),
         }
     }
 
@@ -571,7 +669,15 @@ impl Header {
         put(112, &self.scl_slope.to_le_bytes());
         put(116, &self.scl_inter.to_le_bytes());
         put(123, &[self.xyzt_units]);
-        put(148, b"voxflow");
+        put(39, &[self.dim_info]);
+        for (i, p) in self.intent_params.iter().enumerate() {
+            put(56 + 4 * i, &p.to_le_bytes());
+        }
+        put(68, &self.intent_code.to_le_bytes());
+        put(124, &self.cal[1].to_le_bytes());
+        put(128, &self.cal[0].to_le_bytes());
+        put(148, &self.descrip[..self.descrip.len().min(80)]);
+        put(328, &self.intent_name[..self.intent_name.len().min(16)]);
         put(252, &self.qform_code.to_le_bytes());
         put(254, &self.sform_code.to_le_bytes());
         for i in 0..3 {
@@ -647,7 +753,7 @@ fn singular_problem(m: &[[f64; 3]; 3]) -> Option<String> {
         return Some(format!("its column {c} is zero (a voxel axis of length 0)"));
     }
     let det = det3(m);
-    if !(det.abs() > 1e-6 * norms.iter().product::<f64>()) {
+    if det.is_nan() || det.abs() <= 1e-6 * norms.iter().product::<f64>() {
         return Some(format!("its 3x3 is singular (determinant {det:e})"));
     }
     None
@@ -1113,7 +1219,8 @@ impl NiftiReader {
                 &header.dim[1..=header.dim[0] as usize]
             )));
         }
-        let geometry = header.geometry().map_err(&err)?;
+        let mut geometry = header.geometry().map_err(&err)?;
+        geometry.nifti = Some(std::sync::Arc::new(header.meta()));
         Ok(NiftiReader {
             path: path.to_path_buf(),
             header,

@@ -214,7 +214,11 @@ impl NodeType for LoadNifti {
                 "int16, uint16, int32, uint32, float32 and float64, and scl_slope/scl_inter ",
                 "(slope 0 means no scaling). Geometry: the sform when sform_code > 0, else the ",
                 "qform (quaternion) when qform_code > 0, else pixdim scaling; elements are kept ",
-                "at the f32 precision the header stores, so a save/load round trip is exact. 3D ",
+                "at the f32 precision the header stores, so a save/load round trip is exact. An ",
+                "unusable sform (NaN/Inf element, zero or singular) falls back to a sound qform; ",
+                "any other unusable transform (NaN/Inf quaternion, qoffset or pixdim) is an error ",
+                "naming the field. Dims and vox_offset are checked against the file size before ",
+                "anything is allocated. 3D ",
                 "files, or 4D with a single volume; more volumes, complex or RGB data, NIfTI-2 and ",
                 ".hdr/.img pairs are errors naming the file."
             ),

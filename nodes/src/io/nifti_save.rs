@@ -30,26 +30,33 @@ fn check_grid(path: &Path, g: &Geometry) -> Result<(), NodeError> {
     Ok(())
 }
 
+/// Smallest and largest voxel value, for checking a kept display range.
+fn value_range<T: Sample>(voxels: &[T]) -> Option<(f64, f64)> {
+    par_min_max(voxels).map(|(lo, hi)| (lo.to_f64(), hi.to_f64()))
+}
+
 fn write<T: Sample>(path: &Path, g: &Geometry, voxels: &[T]) -> Result<(), NodeError> {
     check_grid(path, g)?;
     let bytes = le_bytes(voxels);
     let source = ByteSource::slice(&bytes);
-    write_file(path, &Header::for_geometry(g, T::DTYPE), &source)
+    let mut header = Header::for_geometry(g, T::DTYPE);
+    header.keep_cal_if_valid(value_range(voxels));
+    write_file(path, &header, &source)
 }
 
-/// Write uint8 voxels produced range by range (linear voxel ranges; no whole-volume copy).
+/// Write uint8 voxels produced range by range (linear voxel ranges; no whole-volume
+/// copy); `range` is their value range for the display range check (`None` drops it).
 fn write_u8(
     path: &Path,
     g: &Geometry,
+    range: Option<(f64, f64)>,
     bytes: impl Fn(Range<usize>) -> Vec<u8> + Sync,
 ) -> Result<(), NodeError> {
     check_grid(path, g)?;
     let source = ByteSource::with(g.len(), bytes);
-    write_file(
-        path,
-        &Header::for_geometry(g, <u8 as Sample>::DTYPE),
-        &source,
-    )
+    let mut header = Header::for_geometry(g, <u8 as Sample>::DTYPE);
+    header.keep_cal_if_valid(range);
+    write_file(path, &header, &source)
 }
 
 /// Write an Image: int16 voxels for i16 images, float32 for f32 ones.
@@ -62,17 +69,18 @@ pub fn save_image(path: &Path, image: &Image) -> Result<(), NodeError> {
 
 /// Write a Mask as uint8 (0/1).
 pub fn save_mask(path: &Path, mask: &Mask) -> Result<(), NodeError> {
-    write_u8(path, mask.geometry(), |r| mask.bytes_in(r))
+    // A 0/1 mask has no display range of its own; one kept from its source (a CT
+    // window) would be wrong for it.
+    write_u8(path, mask.geometry(), None, |r| mask.bytes_in(r))
 }
 
 /// Write a Labels map: uint8 when every label is at most 255, else uint16.
 pub fn save_labels(path: &Path, labels: &Labels) -> Result<(), NodeError> {
-    let max = par_min_max(labels.as_slice())
-        .map(|(_, hi)| hi)
-        .unwrap_or(0);
-    if max <= u8::MAX as u16 {
+    let range = value_range(labels.as_slice());
+    let max = range.map_or(0.0, |(_, hi)| hi);
+    if max <= u8::MAX as f64 {
         let v = labels.as_slice();
-        write_u8(path, labels.geometry(), |r| {
+        write_u8(path, labels.geometry(), range, |r| {
             v[r].iter().map(|&l| l as u8).collect()
         })
     } else {
@@ -128,9 +136,16 @@ impl NodeType for SaveNifti {
             doc: concat!(
                 "Voxel types: Image i16 -> int16, Image f32 -> float32, Mask -> uint8, Labels -> ",
                 "uint8 when every label is <= 255, else uint16; no scaling (slope 1). Geometry: ",
-                "the affine is written as the sform and as the qform (quaternion; shears only in ",
-                "the sform), both with code 1 (scanner), and pixdim holds the spacing. Files ",
-                "written here load back bit for bit (voxels and affine). `.nii.gz` is compressed ",
+                "the affine is written as the sform (code 1, scanner) and, when it is a rotation ",
+                "times voxel sizes, as the qform (code 1); an affine with shear gets qform_code 0, ",
+                "as nibabel writes it, so no reader can take a shear-stripped qform for the ",
+                "geometry. pixdim holds the spacing. A volume on a grid loaded from NIfTI keeps ",
+                "that header's meaning: sform/qform codes (while they still give the affine, else ",
+                "the sform is written with the source's code), xyzt_units, pixdim[4..] (TR), ",
+                "dim_info, intent code/params/name, descrip, and cal_min/cal_max while they ",
+                "overlap the data's values (never for masks). Files ",
+                "written here load back bit for bit (voxels, and the affine whenever the sform is set). ",
+                "`.nii.gz` is compressed ",
                 "in parallel into one standard gzip stream (deflate level 3, independent 1 MiB ",
                 "blocks, the same bytes on any machine) whose header lists the blocks (an FEXTRA ",
                 "subfield other readers skip), so voxflow loads it back in parallel. The file ",
