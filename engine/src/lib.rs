@@ -18,6 +18,7 @@
 //! only for syntax errors, and validation must point at the exact value that is wrong.
 #![deny(missing_docs)]
 
+pub mod axes;
 pub mod batch;
 pub mod cache;
 pub mod codec;

@@ -296,7 +296,7 @@ pub enum NodeError {
         message: String,
     },
     /// Two volume inputs are on different grids.
-    #[error("grids differ: {a} is {ga}, but {b} is {gb}")]
+    #[error("grids differ: {a} is {ga}, but {b} is {gb}; {difference}")]
     GridMismatch {
         /// First input (port and source node).
         a: String,
@@ -306,6 +306,9 @@ pub enum NodeError {
         b: String,
         /// Its grid.
         gb: String,
+        /// What differs (flipped or permuted axes, dims, spacing, position) and the node
+        /// that reconciles the grids ([`crate::axes::describe_difference`]).
+        difference: String,
     },
     /// An input value is unusable (empty, wrong content).
     #[error("input `{port}`: {message}")]
@@ -520,6 +523,7 @@ impl NodeContext {
             ga: ga.describe(),
             b: self.describe_input(b),
             gb: gb.describe(),
+            difference: crate::axes::describe_difference(a, ga, b, gb),
         }
     }
 
