@@ -50,8 +50,16 @@ const IMPLS: &[(&str, &str)] = &[(
      and converts types in parallel (rayon).",
 )];
 
+/// Version 2: loaded grids carry the header's meaning (`Geometry::nifti`), which
+/// cached values of version 1 lack.
 fn impls() -> Vec<ImplSpec> {
-    IMPLS.iter().map(|(n, d)| ImplSpec::new(n, d)).collect()
+    IMPLS
+        .iter()
+        .map(|(n, d)| ImplSpec {
+            version: 2,
+            ..ImplSpec::new(n, d)
+        })
+        .collect()
 }
 
 /// Read a NIfTI-1 file as an Image: `i16` when the voxels are int16, uint8 or int8 and

@@ -166,10 +166,14 @@ impl NodeType for SaveNifti {
                 "File to write: `.nii` or `.nii.gz` (gzip). Relative paths resolve against the \
                  run's output folder.",
             )],
-            impls: vec![ImplSpec::new(
-                "native",
-                "Header written here; gzip blocks deflated in parallel (zlib-rs, rayon).",
-            )],
+            // Version 2: no qform for sheared affines, the source header's meaning kept.
+            impls: vec![ImplSpec {
+                version: 2,
+                ..ImplSpec::new(
+                    "native",
+                    "Header written here; gzip blocks deflated in parallel (zlib-rs, rayon).",
+                )
+            }],
         }
     }
 
