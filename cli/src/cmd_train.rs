@@ -27,7 +27,7 @@ pub struct TrainArgs {
     /// Hyperparameter RON file replacing the streamed hyperparameters.
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Run folder: metrics.jsonl, loss.png, best.vxmodel/, checkpoint/.
+    /// Run folder: metrics.jsonl, logs.jsonl, loss.png, best.vxmodel/, checkpoint/.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// auto, cpu or wgpu.
@@ -46,11 +46,12 @@ pub struct TrainArgs {
     wait: u64,
     /// Print only errors.
     #[arg(short, long)]
-    quiet: bool,
+    pub quiet: bool,
 }
 
 /// Run `voxflow train`.
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
+    voxflow_monitor::logs::global().open(&args.out.join("logs.jsonl"))?;
     let token = std::fs::read_to_string(&args.token_file)
         .with_context(|| format!("reading the token file {}", args.token_file.display()))?;
     let architecture = args
@@ -124,12 +125,11 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     }
 }
 
-/// A bar on a terminal; a line every 5% otherwise; nothing when quiet.
+/// Progress lines every few seconds into the log ([`voxflow_train::trainer::progress_lines`];
+/// printed too when stderr is not a terminal), and a bar on a terminal.
 fn progress(quiet: bool) -> voxflow_train::trainer::ProgressFn {
-    if quiet {
-        return Box::new(|_| {});
-    }
-    if std::io::stderr().is_terminal() {
+    let mut lines = voxflow_train::trainer::progress_lines();
+    if !quiet && std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(0);
         bar.set_style(
             ProgressStyle::with_template(
@@ -149,22 +149,9 @@ fn progress(quiet: bool) -> voxflow_train::trainer::ProgressFn {
             if p.iteration == p.iterations {
                 bar.finish();
             }
+            lines(p);
         })
     } else {
-        let started = std::time::Instant::now();
-        Box::new(move |p| {
-            let every = (p.iterations / 20).max(1);
-            if p.iteration % every == 0 || p.iteration == p.iterations {
-                eprintln!(
-                    "step {}/{}: loss {:.4}{} ({:.0} s)",
-                    p.iteration,
-                    p.iterations,
-                    p.loss,
-                    p.best_dice
-                        .map_or(String::new(), |d| format!(", best Dice {d:.4}")),
-                    started.elapsed().as_secs_f64()
-                );
-            }
-        })
+        lines
     }
 }

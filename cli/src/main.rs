@@ -131,6 +131,7 @@ fn main() -> ExitCode {
     let verbosity = match &cli.command {
         Command::Run(r) if r.quiet => 0,
         Command::Run(r) => 1 + r.verbose,
+        Command::Train(t) if t.quiet => 0,
         _ => 1,
     };
     init_tracing(verbosity);
@@ -189,14 +190,14 @@ fn init_tracing(verbosity: u8) {
         2 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VOXFLOW_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+    // Training progress lines (voxflow::progress) are printed unless quiet or on a terminal,
+    // where bars show progress.
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let level = match (verbosity, tty) {
+        (1.., false) => format!("{level},voxflow::progress=info"),
+        _ => level.to_string(),
+    };
+    voxflow_monitor::logs::init_tracing(&level, tty);
 }
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
@@ -376,6 +377,7 @@ fn cmd_batch(
             args.out.display()
         );
     }
+    voxflow_monitor::logs::global().open(&args.out.join("logs.jsonl"))?;
     let bar = progress::BatchBar::new(cases.len(), args.quiet);
     let opts = BatchOptions {
         out_dir: args.out.clone(),
@@ -541,6 +543,7 @@ fn cmd_run(registry: &voxflow_engine::Registry, args: RunArgs) -> Result<ExitCod
     if let Some(report) = &args.report {
         check_report_path(report, &args.out, &plan)?;
     }
+    voxflow_monitor::logs::global().open(&args.out.join("logs.jsonl"))?;
     if !args.quiet {
         print_warnings(&plan);
     }

@@ -15,9 +15,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Set once stdout cannot be written.
 static CLOSED: AtomicBool = AtomicBool::new(false);
 
-/// Write to stdout; a broken pipe quietly ends all later output, another error is
+/// Write to stdout (and the run log); a broken pipe quietly ends all later output, another error is
 /// reported once on stderr.
 pub fn write(args: fmt::Arguments) {
+    // Into the run log too (a no-op before a command opens one).
+    voxflow_monitor::logs::global().record("info", "stdout", args.to_string().trim_end());
     if CLOSED.load(Ordering::Relaxed) {
         return;
     }

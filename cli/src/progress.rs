@@ -42,29 +42,31 @@ impl Progress {
         }
     }
 
-    /// The callback the scheduler calls.
+    /// The callback the scheduler calls. Every node's end also goes into the run log.
     pub fn observer(&self) -> Arc<dyn Fn(&Event) + Send + Sync> {
         let bar = self.bar.clone();
         let plain = self.plain;
         Arc::new(move |e: &Event| match (e, &bar) {
             (Event::Started { id }, Some(b)) => b.set_message(id.clone()),
-            (Event::Finished { .. }, Some(b)) => b.inc(1),
             (
                 Event::Finished {
                     id,
                     status,
                     wall_ms,
                 },
-                None,
-            ) if plain => {
-                let what = match status {
-                    Status::Ok => "ok".to_string(),
-                    Status::Failed(_) => "FAILED".to_string(),
-                    Status::Skipped(_) => "skipped".to_string(),
-                    Status::NotNeeded => "not needed".to_string(),
-                    Status::Cached => "reused from the cache".to_string(),
+                b,
+            ) => {
+                let line = format!("node {id}: {} ({wall_ms:.1} ms)", describe(status));
+                let level = match status {
+                    Status::Failed(_) => "error",
+                    _ => "info",
                 };
-                eprintln!("node {id}: {what} ({wall_ms:.1} ms)");
+                voxflow_monitor::logs::global().record(level, "stderr", &line);
+                match b {
+                    Some(b) => b.inc(1),
+                    None if plain => eprintln!("{line}"),
+                    None => {}
+                }
             }
             _ => {}
         })
@@ -75,6 +77,17 @@ impl Progress {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
+    }
+}
+
+/// A node's end in words (the error itself is printed at the end of the run).
+fn describe(status: &Status) -> &'static str {
+    match status {
+        Status::Ok => "ok",
+        Status::Failed(_) => "FAILED",
+        Status::Skipped(_) => "skipped",
+        Status::NotNeeded => "not needed",
+        Status::Cached => "reused from the cache",
     }
 }
 

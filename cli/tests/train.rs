@@ -120,7 +120,10 @@ fn sigkill_then_resume_continues_from_the_last_checkpoint() {
         .count() as u64;
     assert!(killed_at < 400, "killed too late ({killed_at})");
     // The killed trainer does not end the service; resume continues the same run.
-    let out = trainer(dir.path(), &addr, &["--resume"]).output().unwrap();
+    let out = trainer(dir.path(), &addr, &["--resume"])
+        .env("VOXFLOW_PROGRESS_SECS", "0")
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -144,6 +147,26 @@ fn sigkill_then_resume_continues_from_the_last_checkpoint() {
         .map(|v| v["iteration"].as_u64().unwrap())
         .collect();
     assert_eq!(steps, (1..=400).collect::<Vec<_>>());
+    // logs.jsonl: both processes' lines, numbered on (the resume continues the
+    // sequence), with a progress line per step of the resumed run (-q prints none).
+    let logs: Vec<serde_json::Value> = std::fs::read_to_string(run.join("logs.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let mut seqs: Vec<u64> = logs.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
+    seqs.sort();
+    seqs.dedup();
+    assert_eq!(seqs.len(), logs.len(), "sequence numbers repeat");
+    let progress: Vec<&str> = logs
+        .iter()
+        .filter(|v| v["source"] == "progress")
+        .map(|v| v["message"].as_str().unwrap())
+        .collect();
+    assert!(progress.len() as u64 >= 400 - resumed_from, "{progress:?}");
+    assert!(progress
+        .iter()
+        .any(|l| l.starts_with("step 400/400: loss ") && l.contains("steps/s, ETA 0 s")));
     assert!(run.join("best.vxmodel/model.json").is_file());
     assert!(run.join("loss.png").is_file());
     // The trainer said Bye, so the standalone server finishes on its own.

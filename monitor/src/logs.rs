@@ -40,8 +40,8 @@ pub struct LogLine {
     pub ts_ms: u64,
     /// `error`, `warn`, `info`, `debug` or `trace`.
     pub level: String,
-    /// Where the line came from: `stdout`, `stderr` (plain output of the command) or
-    /// `tracing` (a log event).
+    /// Where the line came from: `stdout`, `stderr` (plain output of the command),
+    /// `progress` (training progress lines) or `tracing` (other log events).
     pub source: String,
     /// The text.
     pub message: String,
@@ -157,6 +157,29 @@ pub fn read(path: &Path) -> Result<Vec<LogLine>, LogError> {
     Ok(lines)
 }
 
+/// Set up `tracing` for a command: events that pass `filter` (an `EnvFilter` directive,
+/// overridden by `VOXFLOW_LOG`) are printed on stderr; voxflow's own `info` and above and
+/// every crate's warnings go into [`global`] whatever is printed, so `logs.jsonl` tells
+/// what happened even in a quiet run.
+pub fn init_tracing(filter: &str, ansi: bool) {
+    use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let printed = EnvFilter::try_from_env("VOXFLOW_LOG").unwrap_or_else(|_| EnvFilter::new(filter));
+    let kept = Targets::new()
+        .with_default(LevelFilter::WARN)
+        .with_target("voxflow", LevelFilter::INFO);
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi)
+                .with_target(false)
+                .with_filter(printed),
+        )
+        .with(TracingLayer.with_filter(kept))
+        .try_init();
+}
+
 /// A `tracing` layer that records every event it is given into [`global`] with source
 /// `tracing`; filter it with a per-layer filter.
 pub struct TracingLayer;
@@ -169,8 +192,14 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for TracingLayer {
     ) {
         let mut v = MessageVisitor(String::new());
         event.record(&mut v);
-        let level = event.metadata().level().as_str().to_ascii_lowercase();
-        global().record(&level, "tracing", &v.0);
+        let meta = event.metadata();
+        let level = meta.level().as_str().to_ascii_lowercase();
+        let source = if meta.target() == "voxflow::progress" {
+            "progress"
+        } else {
+            "tracing"
+        };
+        global().record(&level, source, &v.0);
     }
 }
 

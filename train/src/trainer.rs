@@ -113,6 +113,51 @@ pub struct Progress {
     pub loss: f64,
     /// Best mean validation Dice so far.
     pub best_dice: Option<f64>,
+    /// Mean Dice of the last validation.
+    pub last_dice: Option<f64>,
+}
+
+/// Seconds between plain progress lines ([`progress_lines`]) unless
+/// `VOXFLOW_PROGRESS_SECS` says otherwise.
+pub const PROGRESS_EVERY_S: f64 = 10.0;
+
+/// A progress callback for logs: every `VOXFLOW_PROGRESS_SECS` seconds (default
+/// [`PROGRESS_EVERY_S`]) and at the last step, one `info` event with target
+/// `voxflow::progress`: step, loss, Dice, steps per second and ETA. A batch job's log
+/// (Slurm) has no terminal for a bar, and a line per step would drown it; a line every
+/// few seconds shows that training moves and when it ends.
+pub fn progress_lines() -> ProgressFn {
+    let every = std::env::var("VOXFLOW_PROGRESS_SECS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .unwrap_or(PROGRESS_EVERY_S);
+    let start = Instant::now();
+    let mut first: Option<u64> = None;
+    let mut last_line = Instant::now();
+    Box::new(move |p: &Progress| {
+        let first_step = *first.get_or_insert(p.iteration.saturating_sub(1));
+        let done = p.iteration == p.iterations;
+        if last_line.elapsed().as_secs_f64() < every && !done {
+            return;
+        }
+        last_line = Instant::now();
+        let secs = start.elapsed().as_secs_f64();
+        let rate = (p.iteration - first_step) as f64 / secs.max(1e-9);
+        let eta = (p.iterations - p.iteration) as f64 / rate.max(1e-9);
+        let dice = |d: Option<f64>| d.map_or("-".to_string(), |d| format!("{d:.4}"));
+        tracing::info!(
+            target: "voxflow::progress",
+            "step {}/{}: loss {:.4}, Dice {} (best {}), {:.2} steps/s, ETA {:.0} s",
+            p.iteration,
+            p.iterations,
+            p.loss,
+            dice(p.last_dice),
+            dice(p.best_dice),
+            rate,
+            eta
+        );
+    })
 }
 
 /// Validation result: Dice per foreground class (`None` when neither the reference nor
@@ -328,6 +373,12 @@ pub fn train(client: &mut Client, mut opts: TrainOptions) -> Result<TrainSummary
                 state.best = Some(v.clone());
             }
             state.last = Some(v.clone());
+            tracing::info!(
+                "validation at step {}: mean Dice {:.4}{}",
+                v.iteration,
+                v.mean_dice,
+                if best { " (best so far)" } else { "" }
+            );
             log(validation_line(&v, best))?;
             save_checkpoint(&out, &net, &optim, &state)?;
             history.validations.push(v);
@@ -340,6 +391,7 @@ pub fn train(client: &mut Client, mut opts: TrainOptions) -> Result<TrainSummary
                 iterations: h.iterations,
                 loss: l,
                 best_dice: state.best.as_ref().map(|b| b.mean_dice),
+                last_dice: state.last.as_ref().map(|v| v.mean_dice),
             });
         }
     }

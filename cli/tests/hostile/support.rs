@@ -114,7 +114,7 @@ pub fn assert_no_outputs(out: &Path) {
         .into_iter()
         .filter(|p| {
             let s = p.to_string_lossy();
-            !s.contains("/failed/") && !s.ends_with("provenance.json")
+            !s.contains("/failed/") && !s.ends_with("provenance.json") && !s.ends_with("logs.jsonl")
         })
         .collect();
     assert!(stray.is_empty(), "outputs left behind: {stray:?}");

@@ -171,7 +171,7 @@ impl Node for TrainNode {
                 resume: self.p.resume,
                 architecture,
                 hyper,
-                progress: None,
+                progress: Some(crate::trainer::progress_lines()),
             },
         )
         .map_err(|e| NodeError::Other(e.to_string()))?;
