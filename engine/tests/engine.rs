@@ -655,3 +655,87 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn an_unset_param_is_named_through_chains_and_macros_and_a_template_lists_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "scale.ron",
+        r#"Graph(
+        name: "scale",
+        params: { "factor": 1.0 },
+        inputs: ["x"],
+        nodes: {
+            "k": (node: "Number", params: (value: "${factor}")),
+            "s": (node: "Sum", inputs: (items: ["x", "k"])),
+        },
+        outputs: { "y": "s" },
+    )"#,
+    );
+    // `f` is unset; `g` is `f` by another name; the macro's `factor` is `g`.
+    let path = write(
+        dir.path(),
+        "template.ron",
+        r#"Graph(name: "template", params: { "f": None, "g": "${f}", "label": "${f}" }, nodes: {
+        "one": (node: "Number", params: (value: 1.0)),
+        "m": (node: "scale.ron", inputs: (x: "one"), params: (factor: "${g}")),
+        "total": (node: "Sum", inputs: (items: ["m.y"]), params: (rendezvous: "group ${label}")),
+    })"#,
+    );
+    let err = plan(&path, &[], &[]).unwrap_err();
+    assert!(
+        err.contains("scale.ron:6:")
+            && err.contains("graph param `f` has no value; set it with --set f=VALUE")
+            && err.contains("template.ron:4:")
+            && err.contains("2 errors"),
+        "{err}"
+    );
+    assert!(!err.contains("`factor`") && !err.contains("`g`"), "{err}");
+
+    let g = load_graph(&path, &LoadOptions::default()).unwrap();
+    let t =
+        voxflow_engine::validate::validate_template(&g, &registry(), &Default::default()).unwrap();
+    assert_eq!(t.unset, ["f"]);
+    let ids: Vec<&str> = t.outline.nodes.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(ids, ["one", "m/k", "m/s", "total"]);
+    // Edges survive for drawing: m/s reads one and m/k; total reads m/s.
+    assert_eq!(t.outline.nodes[2].inputs[0].1.len(), 2);
+    assert_eq!(t.outline.nodes[3].inputs[0].1[0].from, 2);
+
+    // A template with another mistake still fails.
+    let bad = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"Sum\"", "\"Summ\"");
+    let bad = write(dir.path(), "bad.ron", &bad);
+    let g = load_graph(&bad, &LoadOptions::default()).unwrap();
+    let e = voxflow_engine::validate::validate_template(&g, &registry(), &Default::default());
+    assert!(e.is_err_and(|d| d.to_string().contains("unknown node type `Summ`")));
+
+    // Once set, it runs (without the rendezvous, which would wait for a partner).
+    let p = plan(&path, &["f=10.0", "total.rendezvous=None"], &[]).unwrap();
+    let r = run_all(&p);
+    assert!(r.failures().next().is_none());
+}
+
+#[test]
+fn expansion_past_the_limits_stops_the_load_with_one_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut params = vec!["\"a0\": \"0123456789abcdef\"".to_string()];
+    params.extend((1..=40).map(|i| format!("\"a{i}\": \"${{a{}}}${{a{}}}\"", i - 1, i - 1)));
+    let text = format!(
+        "Graph(name: \"b\", params: {{ {} }}, nodes: {{ \"n\": (node: \"Number\", params: (value: 1.0)) }})",
+        params.join(", ")
+    );
+    let path = write(dir.path(), "bomb.ron", &text);
+    let d = load_graph(&path, &LoadOptions::default()).unwrap_err();
+    assert_eq!(d.error_count(), 1, "{d}");
+    // 16 bytes doubled 16 times is 1 MiB, still allowed: a17 is the first value past it.
+    assert!(
+        d.to_string()
+            .contains("`${a16}` makes graph param `a17` of")
+            && d.to_string()
+                .contains("larger than 1 MiB (the limit per value)"),
+        "{d}"
+    );
+}

@@ -305,6 +305,17 @@ fn templates_validate_with_a_note_and_run_still_needs_their_params() {
         o.text()
     );
 
+    // `dot` draws a template.
+    let o = voxflow(&["dot", presegment.to_str().unwrap()], d.path());
+    assert_eq!(o.code, Some(0), "{}", o.text());
+    assert!(
+        o.stdout.starts_with("digraph \"presegment\"")
+            && o.stdout
+                .contains("\"ct\" -> \"seg\" [label=\"image -> image\"]"),
+        "{}",
+        o.stdout
+    );
+
     // Everything else is still checked: a typo in a template fails.
     let typo = std::fs::read_to_string(&compare)
         .unwrap()
