@@ -330,7 +330,7 @@ fn resume_plan(out: &Path) -> Result<(Spec, PathBuf, Vec<usize>)> {
     let spec = Spec::load(out)?;
     let out = spec.out();
     let cases = batch::read_cases(Path::new(spec.str("cases")))?;
-    let states = case_states(&spec, &cases)?;
+    let states = case_states(&spec, &cases, &queue(spec.str("run_id"))?);
     let redo: Vec<usize> = states
         .iter()
         .enumerate()
@@ -778,8 +778,11 @@ struct CaseState {
     detail: String,
 }
 
-/// One `squeue` for the run's jobs: `(job id, array task id or None) -> state code`.
-fn queue(run_id: &str) -> Result<BTreeMap<(String, Option<usize>), String>> {
+/// The run's jobs in the queue: `(job id, array task id or None) -> state code`.
+type Queue = BTreeMap<(String, Option<usize>), String>;
+
+/// One `squeue` for the run's jobs (array tasks one per line, and the gather job).
+fn queue(run_id: &str) -> Result<Queue> {
     let text = slurm_command(
         "squeue",
         &[
@@ -806,12 +809,12 @@ fn queue(run_id: &str) -> Result<BTreeMap<(String, Option<usize>), String>> {
     Ok(m)
 }
 
-fn case_states(spec: &Spec, cases: &[Case]) -> Result<Vec<CaseState>> {
+/// Every case's state from the queue `q` (one `squeue`) and the task records.
+fn case_states(spec: &Spec, cases: &[Case], q: &Queue) -> Vec<CaseState> {
     let out = spec.out();
-    let q = queue(spec.str("run_id"))?;
     let mut in_queue: BTreeMap<usize, String> = BTreeMap::new();
     for (job, offset) in spec.arrays() {
-        for ((j, t), st) in &q {
+        for ((j, t), st) in q {
             if *j == job {
                 if let Some(t) = t {
                     in_queue.insert(offset + t, st.clone());
@@ -823,7 +826,7 @@ fn case_states(spec: &Spec, cases: &[Case]) -> Result<Vec<CaseState>> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    Ok((0..cases.len())
+    (0..cases.len())
         .map(|i| {
             if let Some(st) = in_queue.get(&i) {
                 let running = matches!(st.as_str(), "R" | "CG" | "S");
@@ -865,7 +868,7 @@ fn case_states(spec: &Spec, cases: &[Case]) -> Result<Vec<CaseState>> {
                 },
             }
         })
-        .collect())
+        .collect()
 }
 
 /// `voxflow status OUT`.
@@ -873,7 +876,8 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
     loop {
         let spec = Spec::load(&args.out)?;
         let cases = batch::read_cases(Path::new(spec.str("cases")))?;
-        let states = case_states(&spec, &cases)?;
+        let q = queue(spec.str("run_id"))?;
+        let states = case_states(&spec, &cases, &q);
         let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
         outln!("{:<24} {:>5}  {:<8} detail", "case", "index", "state");
         for (i, (c, s)) in cases.iter().zip(&states).enumerate() {
@@ -889,7 +893,7 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
         }
         let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
         let gather_pending = match spec.json["gather"].as_str() {
-            Some(g) => queue(spec.str("run_id"))?.contains_key(&(g.to_string(), None)),
+            Some(g) => q.contains_key(&(g.to_string(), None)),
             None => false,
         };
         outln!(

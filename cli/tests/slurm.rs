@@ -1,0 +1,554 @@
+//! `voxflow submit --slurm`, `voxflow status`: error paths against fake sbatch/squeue
+//! scripts on PATH, and (with `VOXFLOW_SLURM=1`, a real controller: .ci/slurm-up.sh) a
+//! real array job compared with the local `voxflow run --cases`, resumed after fixes
+//! and after `scancel`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn voxflow_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_voxflow"));
+    c.args(args).current_dir(cwd).env_remove("SLURM_JOB_ID");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run voxflow")
+}
+
+fn voxflow(args: &[&str], cwd: &Path) -> Output {
+    voxflow_env(args, cwd, &[])
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A folder of fake Slurm commands (`name` -> shell body) to use as the whole PATH.
+fn fake_bin(dir: &Path, scripts: &[(&str, &str)]) -> PathBuf {
+    let bin = dir.join("fakebin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for (name, body) in scripts {
+        let p = bin.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    bin
+}
+
+/// A graph that makes a small phantom per case (`seed` param): quick, and a
+/// non-number seed fails validation as a case's own mistake.
+const MAKE_GRAPH: &str = r#"Graph(name: "make", params: {"seed": None}, nodes: {
+  "p": (node: "Phantom", params: (seed: "${seed}", dims: (32, 32, 4))),
+  "t": (node: "SaveNifti", inputs: (volume: "p.truth"), params: (path: "truth.nii.gz")),
+})
+"#;
+
+fn small_submission(d: &Path) {
+    std::fs::write(d.join("make.ron"), MAKE_GRAPH).unwrap();
+    std::fs::write(d.join("cases.tsv"), "case\tseed\nc1\t1\nc2\t2\n").unwrap();
+}
+
+const SUBMIT: [&str; 7] = [
+    "submit",
+    "make.ron",
+    "--cases",
+    "cases.tsv",
+    "--slurm",
+    "--out",
+    "out",
+];
+
+#[test]
+fn missing_sbatch_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    small_submission(d);
+    let bin = fake_bin(d, &[]);
+    let o = voxflow_env(&SUBMIT, d, &[("PATH", bin.to_str().unwrap())]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("`sbatch` not found on PATH"), "{t}");
+    assert!(!d.join("out/summary.csv").exists());
+}
+
+#[test]
+fn refused_submit_prints_sbatchs_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    small_submission(d);
+    let bin = fake_bin(
+        d,
+        &[(
+            "sbatch",
+            "echo 'sbatch: error: Batch job submission failed: Invalid partition name specified' >&2; exit 1",
+        )],
+    );
+    let mut args = SUBMIT.to_vec();
+    args.extend(["--partition", "nosuch"]);
+    let o = voxflow_env(&args, d, &[("PATH", bin.to_str().unwrap())]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("Slurm refused the job") && t.contains("Invalid partition name specified"),
+        "{t}"
+    );
+}
+
+#[test]
+fn unreachable_controller_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    small_submission(d);
+    let bin = fake_bin(
+        d,
+        &[
+            ("sbatch", "exec /bin/sleep 60"),
+            ("scontrol", "exec /bin/sleep 60"),
+        ],
+    );
+    let t0 = Instant::now();
+    let o = voxflow_env(
+        &SUBMIT,
+        d,
+        &[
+            ("PATH", bin.to_str().unwrap()),
+            ("VOXFLOW_SLURM_TIMEOUT", "1"),
+        ],
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("did not answer within 1 s"), "{t}");
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+}
+
+#[test]
+fn status_reads_one_squeue_and_the_exit_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("make.ron"), MAKE_GRAPH).unwrap();
+    std::fs::write(
+        d.join("cases.tsv"),
+        "case\tseed\nc1\t1\nc2\t2\nc3\t3\nc4\t4\n",
+    )
+    .unwrap();
+    let log = d.join("calls.txt");
+    let bin = fake_bin(
+        d,
+        &[
+            (
+                "sbatch",
+                &format!("echo sbatch \"$@\" >> {}; echo 42", log.display()),
+            ),
+            (
+                "squeue",
+                &format!(
+                    "echo squeue \"$@\" >> {}; echo '42_0 R x'; echo '42_1 PD x'",
+                    log.display()
+                ),
+            ),
+        ],
+    );
+    let path = [("PATH", bin.to_str().unwrap())];
+    let o = voxflow_env(&SUBMIT, d, &path);
+    assert!(o.status.success(), "{}", text(&o));
+    let tasks = d.join("out/.voxflow-slurm/tasks");
+    std::fs::write(tasks.join("2.exit"), "0\n").unwrap();
+    let o = voxflow_env(&["status", "out"], d, &path);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let state = |case: &str| -> String {
+        t.lines()
+            .find(|l| l.starts_with(case))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(
+        [state("c1"), state("c2"), state("c3"), state("c4")],
+        ["running", "queued", "done", "missing"],
+        "{t}"
+    );
+    // One squeue per poll, for the cases and the gather job.
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(calls.lines().filter(|l| l.starts_with("squeue")).count(), 1);
+    // --resume resubmits only the missing case (c1, c2 are in the queue, c3 done).
+    let o = voxflow_env(&["submit", "--slurm", "--resume", "out"], d, &path);
+    assert!(o.status.success(), "{}", text(&o));
+    let script = std::fs::read_to_string(d.join("out/.voxflow-slurm/array-1-0.sbatch")).unwrap();
+    assert!(script.contains("#SBATCH --array=3\n"), "{script}");
+}
+
+#[test]
+fn dry_run_prints_scripts_and_writes_a_nomad_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    small_submission(d);
+    // No Slurm at all: a dry run needs none.
+    let bin = fake_bin(d, &[]);
+    let mut args = SUBMIT.to_vec();
+    args.extend([
+        "--dry-run",
+        "--partition",
+        "gpu",
+        "--time",
+        "0:10:00",
+        "--mem",
+        "2G",
+        "--cpus-per-task",
+        "2",
+        "--max-parallel",
+        "3",
+        "--sbatch-arg=--gres=gpu:1",
+    ]);
+    let o = voxflow_env(&args, d, &[("PATH", bin.to_str().unwrap())]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    for want in [
+        "#SBATCH --array=0-1%3",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --time=0:10:00",
+        "#SBATCH --mem=2G",
+        "#SBATCH --cpus-per-task=2",
+        "--gres=gpu:1",
+        "slurm task",
+        "#SBATCH --dependency=afterany:",
+        "slurm gather",
+    ] {
+        assert!(t.contains(want), "missing {want}:\n{t}");
+    }
+    assert!(!d.join("out/.voxflow-slurm/tasks").exists());
+    let hcl = std::fs::read_to_string(d.join("out/.voxflow-slurm/nomad.hcl")).unwrap();
+    // Structure: one batch job, parameterized by the case index, one task running the
+    // same command as a Slurm array task, with its resources; braces balanced.
+    let job = hcl.lines().find(|l| l.starts_with("job ")).unwrap();
+    assert!(
+        job.starts_with("job \"voxflow-make-") && job.ends_with('{'),
+        "{hcl}"
+    );
+    for want in [
+        "type = \"batch\"",
+        "parameterized {",
+        "meta_required = [\"case_index\"]",
+        "group \"case\" {",
+        "task \"voxflow\" {",
+        "args    = [\"slurm\", \"task\",",
+        "\"${NOMAD_META_case_index}\"]",
+        "cpu    = 2000",
+    ] {
+        assert!(hcl.contains(want), "missing {want}:\n{hcl}");
+    }
+    assert_eq!(hcl.matches('{').count(), hcl.matches('}').count(), "{hcl}");
+}
+
+#[test]
+fn submit_inside_a_slurm_job_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    small_submission(d);
+    let bin = fake_bin(d, &[]);
+    let mut args = SUBMIT.to_vec();
+    args.push("--dry-run");
+    let o = voxflow_env(
+        &args,
+        d,
+        &[("PATH", bin.to_str().unwrap()), ("SLURM_JOB_ID", "77")],
+    );
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("warning: voxflow submit runs inside Slurm job 77"),
+        "{t}"
+    );
+}
+
+// ---- With a real Slurm controller (VOXFLOW_SLURM=1) ----
+
+fn slurm(test: &str) -> bool {
+    if std::env::var("VOXFLOW_SLURM").as_deref() != Ok("1") {
+        voxflow_nodes::testdata::skip(
+            test,
+            "VOXFLOW_SLURM is not 1 (start a controller with .ci/slurm-up.sh)",
+        );
+        return false;
+    }
+    true
+}
+
+fn phantom_case(dir: &Path, seed: u64) {
+    let g = format!(
+        r#"Graph(name: "case", nodes: {{
+            "p": (node: "Phantom", params: (seed: {seed}, dims: (48, 48, 6))),
+            "t": (node: "SaveNifti", inputs: (volume: "p.truth"), params: (path: "truth.nii.gz")),
+            "q": (node: "SaveNifti", inputs: (volume: "p.prediction"), params: (path: "pred.nii.gz")),
+        }})"#
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("make.ron"), g).unwrap();
+    let o = voxflow(&["run", "make.ron", "--out", ".", "-q"], dir);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+const COMPARE_GRAPH: &str = r#"Graph(
+    name: "compare_case",
+    params: { "a": None, "b": None },
+    nodes: {
+        "a": (node: "LoadLabels", params: (path: "${a}")),
+        "b": (node: "LoadLabels", params: (path: "${b}")),
+        "dice": (node: "CompareMasks", inputs: (a: "a", b: "b"), params: (labels: [1])),
+        "save": (node: "WriteTable", inputs: (table: "dice"), params: (path: "dice.csv")),
+    },
+)
+"#;
+
+/// Poll `voxflow status` until nothing is queued or running and the gather job is gone.
+fn wait_idle(d: &Path, out: &str, limit: Duration) -> String {
+    let t0 = Instant::now();
+    loop {
+        let o = voxflow(&["status", out], d);
+        let t = text(&o);
+        assert!(o.status.success(), "{t}");
+        let last = t.lines().last().unwrap_or("").to_string();
+        if !last.contains("queued") && !last.contains("running") && !last.contains("pending") {
+            return t;
+        }
+        assert!(t0.elapsed() < limit, "still busy after {limit:?}:\n{t}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn counts(status: &str) -> String {
+    status
+        .lines()
+        .last()
+        .unwrap()
+        .split_once(": ")
+        .unwrap()
+        .1
+        .to_string()
+}
+
+#[test]
+fn slurm_array_matches_the_local_batch_and_resumes_only_what_failed() {
+    if !slurm("slurm_array_matches_the_local_batch_and_resumes_only_what_failed") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("compare.ron"), COMPARE_GRAPH).unwrap();
+    let mut tsv = String::from("case\ta\tb\n");
+    for i in 1..=4 {
+        phantom_case(&d.join(format!("data/c{i}")), i);
+        tsv.push_str(&format!(
+            "c{i}\tdata/c{i}/truth.nii.gz\tdata/c{i}/pred.nii.gz\n"
+        ));
+    }
+    // c5: a missing file; c6: a truncated .nii.gz.
+    tsv.push_str("c5\tdata/c5/truth.nii.gz\tdata/c1/pred.nii.gz\n");
+    std::fs::create_dir_all(d.join("data/c6")).unwrap();
+    let good = std::fs::read(d.join("data/c2/truth.nii.gz")).unwrap();
+    std::fs::write(d.join("data/c6/truth.nii.gz"), &good[..good.len() / 2]).unwrap();
+    tsv.push_str("c6\tdata/c6/truth.nii.gz\tdata/c2/pred.nii.gz\n");
+    std::fs::write(d.join("cases.tsv"), tsv).unwrap();
+
+    let local = voxflow(
+        &[
+            "run",
+            "compare.ron",
+            "--cases",
+            "cases.tsv",
+            "--out",
+            "local",
+        ],
+        d,
+    );
+    assert_eq!(local.status.code(), Some(1), "{}", text(&local));
+
+    let t0 = Instant::now();
+    let o = voxflow(
+        &[
+            "submit",
+            "compare.ron",
+            "--cases",
+            "cases.tsv",
+            "--slurm",
+            "--max-parallel",
+            "2",
+            "--cpus-per-task",
+            "1",
+            "--time",
+            "0:05:00",
+            "--out",
+            "out",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let status = wait_idle(d, "out", Duration::from_secs(180));
+    eprintln!("6-case array + gather: {:.1} s", t0.elapsed().as_secs_f64());
+    assert_eq!(counts(&status), "4 done, 2 failed", "{status}");
+    for f in ["summary.csv", "summary_stats.csv"] {
+        assert_eq!(
+            std::fs::read_to_string(d.join("out").join(f)).unwrap(),
+            std::fs::read_to_string(d.join("local").join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("out/summary.json")).unwrap())
+            .unwrap();
+    let failed: Vec<&str> = json["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["case"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["c5", "c6"], "{json}");
+    for c in ["c5", "c6"] {
+        let rec = std::fs::read_to_string(d.join(format!("out/{c}/failed/a.txt"))).unwrap();
+        assert!(
+            rec.contains("type: LoadLabels") && rec.contains("re-run:"),
+            "{rec}"
+        );
+    }
+    let prov: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("out/c3/provenance.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        (prov["status"].as_str(), prov["case"].as_str()),
+        (Some("ok"), Some("c3"))
+    );
+
+    // Fix the two; --resume resubmits only them.
+    std::fs::create_dir_all(d.join("data/c5")).unwrap();
+    std::fs::copy(
+        d.join("data/c1/truth.nii.gz"),
+        d.join("data/c5/truth.nii.gz"),
+    )
+    .unwrap();
+    std::fs::write(d.join("data/c6/truth.nii.gz"), &good).unwrap();
+    let before = std::fs::metadata(d.join("out/c3/provenance.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let o = voxflow(&["submit", "--slurm", "--resume", "out"], d);
+    assert!(o.status.success(), "{}", text(&o));
+    let spec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(d.join("out/.voxflow-slurm/submit.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(spec["arrays"][1]["indices"], serde_json::json!([4, 5]));
+    let status = wait_idle(d, "out", Duration::from_secs(120));
+    assert_eq!(counts(&status), "6 done", "{status}");
+    assert_eq!(
+        std::fs::metadata(d.join("out/c3/provenance.json"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        before
+    );
+    let local = voxflow(
+        &[
+            "run",
+            "compare.ron",
+            "--cases",
+            "cases.tsv",
+            "--out",
+            "local",
+            "--resume",
+        ],
+        d,
+    );
+    assert!(local.status.success(), "{}", text(&local));
+    for f in ["summary.csv", "summary_stats.csv"] {
+        assert_eq!(
+            std::fs::read_to_string(d.join("out").join(f)).unwrap(),
+            std::fs::read_to_string(d.join("local").join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    assert!(!d.join("out/c6/failed").exists());
+}
+
+/// A case slow enough to cancel while it runs: the reference Dilation over a phantom.
+const SLOW_GRAPH: &str = r#"Graph(name: "slow", params: {"seed": None}, nodes: {
+  "p": (node: "Phantom", params: (seed: "${seed}", dims: (256, 256, 96))),
+  "m": (node: "SelectLabel", inputs: (labels: "p.truth"), params: (labels: [1])),
+  "d": (node: "Dilation", inputs: (mask: "m"), params: (kernel: (11, 11, 5))),
+  "t": (node: "SaveNifti", inputs: (volume: "d"), params: (path: "dil.nii.gz")),
+})
+"#;
+
+#[test]
+fn scancel_of_a_running_task_then_resume_completes_it() {
+    if !slurm("scancel_of_a_running_task_then_resume_completes_it") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("slow.ron"), SLOW_GRAPH).unwrap();
+    std::fs::write(d.join("cases.tsv"), "case\tseed\nk1\t1\n").unwrap();
+    let o = voxflow(
+        &[
+            "submit",
+            "slow.ron",
+            "--cases",
+            "cases.tsv",
+            "--slurm",
+            "--impl",
+            "Dilation=naive",
+            "--cpus-per-task",
+            "1",
+            "--out",
+            "out",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let spec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(d.join("out/.voxflow-slurm/submit.json")).unwrap(),
+    )
+    .unwrap();
+    let job = spec["arrays"][0]["job"].as_str().unwrap().to_string();
+    // Wait until the task runs (its heartbeat is written as it starts), then cancel it.
+    let t0 = Instant::now();
+    while !d.join("out/.voxflow-slurm/tasks/0.heartbeat").exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the task never started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = Command::new("scancel")
+        .arg(format!("{job}_0"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let status = wait_idle(d, "out", Duration::from_secs(60));
+    assert_eq!(counts(&status), "1 missing", "{status}");
+    assert!(!d.join("out/k1/provenance.json").exists());
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("out/summary.json")).unwrap())
+            .unwrap();
+    assert!(
+        json["failed"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("left no result"),
+        "{json}"
+    );
+
+    let o = voxflow(&["submit", "--slurm", "--resume", "out"], d);
+    assert!(o.status.success(), "{}", text(&o));
+    let status = wait_idle(d, "out", Duration::from_secs(120));
+    assert_eq!(counts(&status), "1 done", "{status}");
+    let prov: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("out/k1/provenance.json")).unwrap())
+            .unwrap();
+    assert_eq!(prov["status"], "ok");
+}
