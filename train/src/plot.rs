@@ -1,14 +1,17 @@
 //! `loss.png`: the training curve at a glance, redrawn at each validation.
 //!
-//! Drawn by hand with the `png` encoder (a few lines and dots): plotters needs system font
-//! libraries for any text, and a headless training box should not need fontconfig. Hence
-//! no text: the legend is fixed and documented — blue: training loss (moving average over
-//! 1% of the steps, scaled so its maximum touches the top), red, green, orange...:
-//! validation Dice of class 1, 2, 3... on 0..1; grey lines at Dice 0.25, 0.5, 0.75; the
-//! x axis spans iteration 0 to the last step.
+//! Drawn with plotters into an RGB buffer and encoded by [`write_png`]. Text (title, axis
+//! names, tick numbers, legend) uses the bundled Roboto font through plotters' `ab_glyph`
+//! backend: plotters' default text path needs fontconfig and system fonts, which a headless
+//! training box may not have. Left axis: training loss per step (light) and its moving
+//! average over 1% of the steps; right axis: validation Dice per class on 0..1.
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::OnceLock;
+
+use plotters::prelude::*;
+use plotters::style::{register_font, FontStyle};
 
 use crate::trainer::Validation;
 
@@ -50,52 +53,51 @@ impl History {
     }
 }
 
-const W: usize = 640;
-const H: usize = 320;
-const MARGIN: usize = 10;
-const COLOURS: [[u8; 3]; 4] = [[220, 40, 40], [30, 160, 60], [240, 140, 0], [150, 60, 200]];
+const W: u32 = 900;
+const H: u32 = 500;
+const FONT: &str = "sans-serif";
+/// Dice colours per class (1, 2, 3, ...); the loss is blue.
+const COLOURS: [RGBColor; 4] = [
+    RGBColor(220, 40, 40),
+    RGBColor(30, 160, 60),
+    RGBColor(240, 140, 0),
+    RGBColor(150, 60, 200),
+];
+const LOSS: RGBColor = RGBColor(40, 90, 220);
+const LOSS_RAW: RGBColor = RGBColor(170, 190, 240);
 
-struct Canvas {
-    rgb: Vec<u8>,
-}
-
-impl Canvas {
-    fn set(&mut self, x: i64, y: i64, c: [u8; 3]) {
-        if (0..W as i64).contains(&x) && (0..H as i64).contains(&y) {
-            let i = (y as usize * W + x as usize) * 3;
-            self.rgb[i..i + 3].copy_from_slice(&c);
-        }
-    }
-
-    /// Bresenham line.
-    fn line(&mut self, (x0, y0): (i64, i64), (x1, y1): (i64, i64), c: [u8; 3]) {
-        let (dx, dy) = ((x1 - x0).abs(), -(y1 - y0).abs());
-        let (sx, sy) = (if x0 < x1 { 1 } else { -1 }, if y0 < y1 { 1 } else { -1 });
-        let (mut x, mut y, mut err) = (x0, y0, dx + dy);
-        loop {
-            self.set(x, y, c);
-            if x == x1 && y == y1 {
-                break;
-            }
-            let e2 = 2 * err;
-            if e2 >= dy {
-                err += dy;
-                x += sx;
-            }
-            if e2 <= dx {
-                err += dx;
-                y += sy;
-            }
-        }
-    }
+/// Register the bundled font once; plotters looks fonts up by family name.
+fn font() -> Result<(), String> {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        register_font(
+            FONT,
+            FontStyle::Normal,
+            include_bytes!("../assets/Roboto-Regular.ttf"),
+        )
+        .map_err(|_| "the bundled font does not load".to_string())
+    })
+    .clone()
 }
 
 /// Draw `h` into `path` (atomically).
 pub fn write(path: &Path, h: &History) -> std::io::Result<()> {
-    let mut c = Canvas {
-        rgb: vec![255; W * H * 3],
-    };
-    let (pw, ph) = ((W - 2 * MARGIN) as f64, (H - 2 * MARGIN) as f64);
+    let rgb = render(h).map_err(std::io::Error::other)?;
+    voxflow_engine::fsutil::write_atomic(path, |w| write_png(w, W as usize, H as usize, &rgb))
+        .map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+/// The plot as `W x H` RGB bytes.
+pub fn render(h: &History) -> Result<Vec<u8>, String> {
+    font()?;
+    let mut rgb = vec![255u8; (W * H * 3) as usize];
+    draw(&mut rgb, h).map_err(|e| format!("drawing the loss plot: {e}"))?;
+    Ok(rgb)
+}
+
+fn draw(rgb: &mut [u8], h: &History) -> Result<(), Box<dyn std::error::Error>> {
+    let root = BitMapBackend::with_buffer(rgb, (W, H)).into_drawing_area();
+    root.fill(&WHITE)?;
     let last = h
         .losses
         .last()
@@ -104,33 +106,61 @@ pub fn write(path: &Path, h: &History) -> std::io::Result<()> {
         .chain(h.validations.last().map(|v| v.iteration))
         .max()
         .unwrap_or(1)
-        .max(1) as f64;
-    let px = |it: f64| (MARGIN as f64 + it / last * pw).round() as i64;
-    let py = |frac: f64| (MARGIN as f64 + (1.0 - frac.clamp(0.0, 1.0)) * ph).round() as i64;
-    for frac in [0.0, 0.25, 0.5, 0.75, 1.0] {
-        let grey = if frac == 0.0 || frac == 1.0 { 120 } else { 210 };
-        c.line((px(0.0), py(frac)), (px(last), py(frac)), [grey; 3]);
-    }
-    c.line((px(0.0), py(0.0)), (px(0.0), py(1.0)), [120; 3]);
-    // Training loss, smoothed.
+        .max(1);
+    // Training loss smoothed over 1% of the steps.
     let win = (h.losses.len() / 100).max(1);
-    let smooth: Vec<(f64, f64)> = h
+    let smooth: Vec<(u64, f64)> = h
         .losses
         .windows(win)
         .map(|w| {
-            let it = w[w.len() - 1].0 as f64;
-            (it, w.iter().map(|l| l.1).sum::<f64>() / w.len() as f64)
+            (
+                w[w.len() - 1].0,
+                w.iter().map(|l| l.1).sum::<f64>() / w.len() as f64,
+            )
         })
         .collect();
-    let max = smooth.iter().map(|s| s.1).fold(0.0, f64::max);
-    if max > 0.0 {
-        for pair in smooth.windows(2) {
-            let a = (px(pair[0].0), py(pair[0].1 / max));
-            let b = (px(pair[1].0), py(pair[1].1 / max));
-            c.line(a, b, [40, 90, 220]);
-        }
+    let max_loss = h
+        .losses
+        .iter()
+        .map(|l| l.1)
+        .filter(|l| l.is_finite())
+        .fold(0.0, f64::max);
+    let top = if max_loss > 0.0 { max_loss * 1.05 } else { 1.0 };
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("Training loss and validation Dice (step {last})"),
+            (FONT, 22),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .right_y_label_area_size(60)
+        .build_cartesian_2d(0u64..last, 0.0..top)?
+        .set_secondary_coord(0u64..last, 0.0..1.0);
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .y_desc("loss")
+        .label_style((FONT, 14))
+        .axis_desc_style((FONT, 16))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    chart
+        .configure_secondary_axes()
+        .y_desc("validation Dice")
+        .label_style((FONT, 14))
+        .axis_desc_style((FONT, 16))
+        .draw()?;
+    if !h.losses.is_empty() {
+        chart
+            .draw_series(LineSeries::new(h.losses.iter().copied(), LOSS_RAW))?
+            .label("loss per step")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], LOSS_RAW));
+        chart
+            .draw_series(LineSeries::new(smooth, LOSS.stroke_width(2)))?
+            .label(format!("loss, mean of {win} steps"))
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], LOSS.stroke_width(2)));
     }
-    // Validation Dice per class.
     let classes = h
         .validations
         .iter()
@@ -139,25 +169,31 @@ pub fn write(path: &Path, h: &History) -> std::io::Result<()> {
         .unwrap_or(0);
     for k in 0..classes {
         let colour = COLOURS[k % COLOURS.len()];
-        let pts: Vec<(i64, i64)> = h
+        let name = h
             .validations
             .iter()
-            .filter_map(|v| {
-                let d = v.dice.get(k)?.1?;
-                Some((px(v.iteration as f64), py(d)))
-            })
+            .find_map(|v| v.dice.get(k).map(|d| d.0.clone()))
+            .unwrap_or_default();
+        let pts: Vec<(u64, f64)> = h
+            .validations
+            .iter()
+            .filter_map(|v| Some((v.iteration, v.dice.get(k)?.1?)))
             .collect();
-        for p in &pts {
-            for (dx, dy) in [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)] {
-                c.set(p.0 + dx, p.1 + dy, colour);
-            }
-        }
-        for pair in pts.windows(2) {
-            c.line(pair[0], pair[1], colour);
-        }
+        chart.draw_secondary_series(LineSeries::new(pts.iter().copied(), colour))?;
+        chart
+            .draw_secondary_series(pts.iter().map(|&p| Circle::new(p, 3, colour.filled())))?
+            .label(format!("Dice {name}"))
+            .legend(move |(x, y)| Circle::new((x + 10, y), 3, colour.filled()));
     }
-    voxflow_engine::fsutil::write_atomic(path, |w| write_png(w, W, H, &c.rgb))
-        .map_err(|e| std::io::Error::other(e.to_string()))
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font((FONT, 14))
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(180, 180, 180))
+        .draw()?;
+    root.present()?;
+    Ok(())
 }
 
 /// Encode 8-bit RGB (`width * height * 3` bytes, rows top to bottom) as PNG; also the
@@ -175,4 +211,71 @@ pub fn write_png(
     let mut writer = enc.write_header().map_err(err)?;
     writer.write_image_data(rgb).map_err(err)?;
     writer.finish().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history() -> History {
+        let losses = (1..=2000u64)
+            .map(|i| {
+                (
+                    i,
+                    1.5 * (-(i as f64) / 400.0).exp() + 0.05 * ((i % 7) as f64),
+                )
+            })
+            .collect();
+        let validations = (0..=2000u64)
+            .step_by(200)
+            .map(|i| Validation {
+                iteration: i,
+                dice: vec![
+                    (
+                        "abdominal_wall_muscles".into(),
+                        Some(1.0 - (-(i as f64) / 500.0).exp()),
+                    ),
+                    (
+                        "paravertebral_muscles".into(),
+                        Some(0.9 - 0.8 * (-(i as f64) / 300.0).exp()),
+                    ),
+                ],
+                mean_dice: 0.0,
+            })
+            .collect();
+        History {
+            losses,
+            validations,
+        }
+    }
+
+    /// Text is drawn: the title band and the tick-number columns beside both axes hold
+    /// dark pixels (without a font they would stay white). The picture is kept as
+    /// `target/artifacts/loss.png` to look at.
+    #[test]
+    fn plot_has_title_ticks_and_legend_text() {
+        let h = history();
+        let rgb = render(&h).unwrap();
+        let dark = |x0: u32, x1: u32, y0: u32, y1: u32| {
+            let mut n = 0;
+            for y in y0..y1 {
+                for x in x0..x1 {
+                    let i = ((y * W + x) * 3) as usize;
+                    if rgb[i..i + 3].iter().all(|&c| c < 100) {
+                        n += 1;
+                    }
+                }
+            }
+            n
+        };
+        assert!(dark(200, 700, 0, 40) > 100, "no title");
+        assert!(dark(0, 60, 60, H - 60) > 100, "no left tick numbers");
+        assert!(dark(W - 60, W, 60, H - 60) > 100, "no right tick numbers");
+        assert!(dark(80, W - 80, H - 40, H) > 100, "no step numbers");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/artifacts");
+        std::fs::create_dir_all(&dir).unwrap();
+        write(&dir.join("loss.png"), &h).unwrap();
+        let empty = render(&History::default()).unwrap();
+        assert_eq!(empty.len(), (W * H * 3) as usize);
+    }
 }

@@ -19,8 +19,10 @@
 //! - `checkpoint/`: `model.bpk`, `optimizer.bpk` (Adam moments), `state.json` (next
 //!   iteration, best so far, config hashes, timings). Batches are numbered and seeded by
 //!   number, so the iteration *is* the data generator's state.
-//! - `loss.png`: training loss (blue, smoothed, scaled to its maximum) and validation Dice
-//!   per class (red: class 1, green: class 2, ...; 0..1), redrawn at each validation.
+//! - `loss.png`: training loss per step and smoothed (left axis) and validation Dice per
+//!   class (right axis, 0..1), with title, ticks and legend; redrawn at each validation.
+//! - `logs.jsonl`: written by the command (`voxflow train`, `voxflow run`), see
+//!   `voxflow_monitor::logs`.
 //!
 //! Folders are replaced whole: written as `NAME.tmp/`, then the old one is renamed to
 //! `NAME.old/`, the new one into place, and the old one removed. A kill at any point
