@@ -341,3 +341,27 @@ fn several_series_listed_by_dicom_ls_and_chosen_by_param() {
         1024.0,
     );
 }
+
+#[test]
+fn series_param_of_the_wrong_type_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::create_dir(d.join("series")).unwrap();
+    std::fs::write(
+        d.join("g.ron"),
+        r#"Graph(name: "pick", nodes: {
+            "ct": (node: "LoadDicomSeries", params: (dir: "series", series: 2.5)),
+        })"#,
+    )
+    .unwrap();
+    let o = voxflow(&["run", "g.ron", "--out", "out"], d);
+    assert_clean_failure(
+        &o,
+        &[
+            "series",
+            "a SeriesInstanceUID string, a whole SeriesNumber or \"largest\"",
+        ],
+        1024.0,
+    );
+    assert_no_outputs(&d.join("out"));
+}

@@ -26,13 +26,39 @@ pub use series::{list_series, SeriesSummary, MAX_FILE_BYTES, MAX_PIXELS};
 use series::{name, optional_float, read_folder, PixelFormat, Slice};
 
 /// Which series of a folder to load.
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Debug, Clone, PartialEq)]
 #[serde(untagged)]
 pub enum SeriesChoice {
     /// The series with this SeriesNumber.
     Number(i64),
     /// The series with this SeriesInstanceUID, or `"largest"`: the one with most slices.
     Text(String),
+}
+
+// By hand rather than `#[serde(untagged)]`, whose error ("did not match any variant")
+// would not say what the param accepts.
+impl<'de> Deserialize<'de> for SeriesChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Choice;
+        impl serde::de::Visitor<'_> for Choice {
+            type Value = SeriesChoice;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a SeriesInstanceUID string, a whole SeriesNumber or \"largest\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<SeriesChoice, E> {
+                Ok(SeriesChoice::Number(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<SeriesChoice, E> {
+                i64::try_from(v)
+                    .map(SeriesChoice::Number)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SeriesChoice, E> {
+                Ok(SeriesChoice::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(Choice)
+    }
 }
 
 /// Params of `LoadDicomSeries`.
