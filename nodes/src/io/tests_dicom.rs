@@ -953,3 +953,17 @@ fn mutation_fuzz_of_the_loader() {
     assert!(runs > 100, "only {runs} executions");
     assert!(findings.is_empty(), "{findings:#?}");
 }
+
+#[test]
+fn oversized_file_is_refused_before_reading() {
+    use super::dicom::MAX_FILE_BYTES;
+    let tmp = folder(&stack(1, &Spec::default()));
+    // Sparse: no disk space used, and the size alone is what is checked.
+    let big = std::fs::File::create(tmp.path().join("s1.dcm")).unwrap();
+    big.set_len(MAX_FILE_BYTES + 1).unwrap();
+    let e = err_of(tmp.path());
+    assert!(
+        e.contains("s1.dcm") && e.contains("larger than the 160 MiB accepted"),
+        "{e}"
+    );
+}

@@ -13,9 +13,10 @@ use voxflow_engine::NodeError;
 
 use super::prescan;
 
-/// Files larger than this are refused before reading: one slice is a few MiB, and the
-/// whole file is held in memory while it is checked.
-pub const MAX_FILE_BYTES: u64 = 512 << 20;
+/// Files larger than this are refused before reading: the largest slice accepted
+/// ([`MAX_PIXELS`] pixels of 32 bits, 128 MiB) plus headers. A CT slice is under a MiB;
+/// the whole file is held in memory while it is checked, once per reading thread.
+pub const MAX_FILE_BYTES: u64 = 160 << 20;
 
 /// Largest Rows x Columns accepted: 2^25 pixels (e.g. 5792 x 5792), so one decoded slice
 /// stays near 128 MiB as i32 even in a hostile file whose pixel data is compressed.
