@@ -16,4 +16,5 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod decimate;
 pub mod logs;
