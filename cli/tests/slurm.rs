@@ -530,18 +530,18 @@ fn scancel_of_a_running_task_then_resume_completes_it() {
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let status = wait_idle(d, "out", Duration::from_secs(60));
-    assert_eq!(counts(&status), "1 missing", "{status}");
+    // Slurm signals the script and voxflow together: usually no exit record is left
+    // (missing); a script that outlives its child by a moment records 143 (failed).
+    // Either way the case is resubmitted.
+    assert!(
+        ["1 missing", "1 failed"].contains(&counts(&status).as_str()),
+        "{status}"
+    );
     assert!(!d.join("out/k1/provenance.json").exists());
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("out/summary.json")).unwrap())
             .unwrap();
-    assert!(
-        json["failed"][0]["error"]
-            .as_str()
-            .unwrap()
-            .contains("left no result"),
-        "{json}"
-    );
+    assert_eq!(json["failed"][0]["case"], "k1", "{json}");
 
     let o = voxflow(&["submit", "--slurm", "--resume", "out"], d);
     assert!(o.status.success(), "{}", text(&o));
