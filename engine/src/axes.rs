@@ -108,8 +108,8 @@ pub fn describe_difference(a: &str, ga: &Geometry, b: &str, gb: &Geometry) -> St
     let Some(map) = axis_map(ga, gb) else {
         return format!(
             "the voxel axes of `{b}` are rotated relative to those of `{a}` (not a \
-             permutation or flip); Resample `{b}` with `like` set to `{a}` to interpolate it \
-             onto that grid"
+             permutation or flip): Resample (images) or ResampleLabels with `like` \
+             interpolates one onto the other's grid"
         );
     };
     let mut parts = Vec::new();
@@ -163,16 +163,17 @@ pub fn describe_difference(a: &str, ga: &Geometry, b: &str, gb: &Geometry) -> St
         let reordered = Geometry::from_affine(dims_a, affine);
         let shift = corner_distance_mm(&reordered, gb);
         if shift <= GEOMETRY_TOLERANCE {
-            parts.push(format!(
-                "they hold the same voxel centres: Reorient `{b}` with `like` set to `{a}` \
-                 to take its voxels in `{a}`'s order (exact, no interpolation)"
-            ));
+            parts.push(
+                "they hold the same voxel centres: Reorient (labels) with `like` takes one's \
+                 voxels in the other's axis order, exactly (no interpolation)"
+                    .to_string(),
+            );
         } else {
             let (oa, ob) = (reordered.origin(), gb.origin());
             parts.push(format!(
                 "after matching the axes the grids are {} mm apart (origins ({}, {}, {}) vs \
-                 ({}, {}, {}) mm); Resample `{b}` with `like` set to `{a}` to interpolate it \
-                 onto that grid",
+                 ({}, {}, {}) mm): Resample (images) or ResampleLabels with `like` \
+                 interpolates one onto the other's grid",
                 short(shift),
                 short(oa[0]),
                 short(oa[1]),
@@ -183,10 +184,11 @@ pub fn describe_difference(a: &str, ga: &Geometry, b: &str, gb: &Geometry) -> St
             ));
         }
     } else {
-        parts.push(format!(
-            "Resample `{b}` with `like` set to `{a}` to interpolate it onto that grid \
-             (nearest for labels, linear for images)"
-        ));
+        parts.push(
+            "Resample (images, linear) or ResampleLabels (nearest) with `like` \
+             interpolates one onto the other's grid"
+                .to_string(),
+        );
     }
     parts.join("; ")
 }
@@ -218,7 +220,7 @@ mod tests {
             d.contains("axis flipped: `labels`'s y runs opposite"),
             "{d}"
         );
-        assert!(d.contains("Reorient `labels`"), "{d}");
+        assert!(d.contains("Reorient (labels) with `like`"), "{d}");
         assert!(
             !d.contains("dims differ") && !d.contains("spacing differs"),
             "{d}"
@@ -252,7 +254,7 @@ mod tests {
             d.contains("spacing differs: 1x2x3 mm in `a` vs 0.5x2x3 mm"),
             "{d}"
         );
-        assert!(d.contains("Resample `b`"), "{d}");
+        assert!(d.contains("ResampleLabels (nearest) with `like`"), "{d}");
         assert!(!d.contains("flipped"), "{d}");
     }
 

@@ -13,6 +13,7 @@ use voxflow_engine::Registry;
 pub mod annotation;
 pub mod components;
 pub mod docs;
+pub mod geometry;
 pub mod intensity;
 pub mod io;
 pub mod masks;
@@ -27,6 +28,7 @@ pub mod testdata;
 pub fn register_all(reg: &mut Registry) {
     io::register(reg);
     phantom::register(reg);
+    geometry::register(reg);
     stats::register(reg);
     intensity::register(reg);
     masks::register(reg);
