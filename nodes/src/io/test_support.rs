@@ -3,32 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The Python peer (`$VOXFLOW_PYTHON`) when it is set and imports `modules`; otherwise
-/// prints why the caller skips and returns `None`.
+/// The Python peer (`$VOXFLOW_PYTHON`) when it imports `modules` (comma-separated);
+/// otherwise the skip is recorded ([`crate::testdata::python`]) and `None` returned.
 pub fn peer_python(why: &str, modules: &str) -> Option<PathBuf> {
-    let Some(py) = std::env::var_os("VOXFLOW_PYTHON").map(PathBuf::from) else {
-        eprintln!("skipping {why}: VOXFLOW_PYTHON is not set");
-        return None;
-    };
-    let ok = Command::new(&py)
-        .arg("-c")
-        .arg(format!("import {modules}"))
-        .output();
-    match ok {
-        Ok(o) if o.status.success() => Some(py),
-        Ok(o) => {
-            eprintln!(
-                "skipping {why}: {} cannot import {modules}: {}",
-                py.display(),
-                String::from_utf8_lossy(&o.stderr)
-            );
-            None
-        }
-        Err(e) => {
-            eprintln!("skipping {why}: cannot run {}: {e}", py.display());
-            None
-        }
-    }
+    let modules: Vec<&str> = modules.split(',').map(str::trim).collect();
+    crate::testdata::python(why, &modules)
 }
 
 /// Run a Python script with arguments; panics with its stderr when it fails (the peer
