@@ -122,15 +122,28 @@ pub struct Graph {
     /// Text of all files involved.
     pub sources: Sources,
     /// Values that are `None` because they came from a graph param without a value, by
-    /// file and start of their span, naming that param (the top-level one, through
-    /// macros). Validation names it when a node refuses the `None`.
-    pub unset_values: HashMap<(FileId, usize), String>,
+    /// macro prefix (`""` at the top, `"m/"` inside macro node `m`: a macro used twice
+    /// has one text but two origins), file and start of their span, naming that param
+    /// (the top-level one, through macros). Validation names it when a node refuses the
+    /// `None`; [`Graph::unset_origin`] looks it up.
+    pub unset_values: HashMap<UnsetKey, String>,
     /// Places where a graph param without a value was to be spliced into a string, and
     /// the param. `run` needs them set; `validate` of a template lists them.
     pub unset_splices: Vec<(Location, String)>,
 }
 
+/// Key of [`Graph::unset_values`]: macro prefix, file, start of the span.
+pub type UnsetKey = (String, FileId, usize);
+
 impl Graph {
+    /// The unset graph param a `None` param value of `node` at `span` of `file` came from.
+    pub fn unset_origin(&self, node: &str, file: FileId, span: Span) -> Option<&str> {
+        let prefix = node.rfind('/').map(|i| &node[..=i]).unwrap_or("");
+        self.unset_values
+            .get(&(prefix.to_string(), file, span.start))
+            .map(String::as_str)
+    }
+
     /// blake3 of the graph file and its macro files (not the command line).
     pub fn sources_hash(&self) -> String {
         let mut h = blake3::Hasher::new();
@@ -216,7 +229,7 @@ struct Loader {
     stop: bool,
     /// Bytes added by substitution so far (all values).
     expanded: usize,
-    unset_values: HashMap<(FileId, usize), String>,
+    unset_values: HashMap<UnsetKey, String>,
     unset_splices: Vec<(Location, String)>,
 }
 
@@ -227,11 +240,17 @@ type Params = IndexMap<String, (Spanned, FileId)>;
 struct Subst {
     what: String,
     bytes: usize,
+    /// Macro prefix of the scope substituting (`""` or `"m/"`).
+    prefix: String,
 }
 
 impl Subst {
-    fn new(what: String) -> Self {
-        Subst { what, bytes: 0 }
+    fn new(what: String, prefix: &str) -> Self {
+        Subst {
+            what,
+            bytes: 0,
+            prefix: prefix.to_string(),
+        }
     }
 }
 
@@ -503,7 +522,7 @@ impl Loader {
         for (k, (v, loc)) in &params {
             // A value from the command line or a parent lives in that file.
             let mut v = v.clone();
-            let mut sub = Subst::new(format!("graph param `{k}` of {}", path.display()));
+            let mut sub = Subst::new(format!("graph param `{k}` of {}", path.display()), prefix);
             self.substitute(&mut v, loc.file, &resolved, &declared, &mut sub, 0);
             resolved.insert(k.clone(), (v, loc.file));
         }
@@ -700,7 +719,7 @@ impl Loader {
         let mut node_params = entry.get("params").cloned();
         let errors_before = (self.diags.len(), self.unset_splices.len());
         if let Some(p) = &mut node_params {
-            let mut sub = Subst::new(format!("the params of node `{id}`"));
+            let mut sub = Subst::new(format!("the params of node `{id}`"), local.prefix);
             self.substitute(p, file, params, declared, &mut sub, 0);
         }
         let params_unresolved = (self.diags.len(), self.unset_splices.len()) != errors_before;
@@ -1028,8 +1047,9 @@ impl Loader {
                                 return;
                             }
                             if matches!(p.value, RonValue::None) {
-                                let origin = self.unset_origin(*pfile, p.span, name);
-                                self.unset_values.insert((file, span.start), origin);
+                                let origin = self.unset_origin(sub, *pfile, p.span, name);
+                                let key = (sub.prefix.clone(), file, span.start);
+                                self.unset_values.insert(key, origin);
                             }
                             v.value = p.value.clone();
                             relocate(v, span);
@@ -1055,7 +1075,7 @@ impl Loader {
                             RonValue::Float(f) => Some(f.to_string()),
                             RonValue::Bool(b) => Some(b.to_string()),
                             RonValue::None => {
-                                let origin = self.unset_origin(*pfile, p.span, name);
+                                let origin = self.unset_origin(sub, *pfile, p.span, name);
                                 self.unset_splices.push((at, origin));
                                 None
                             }
@@ -1133,10 +1153,17 @@ impl Loader {
     }
 
     /// The graph param without a value that a `None` at `span` of `file` came from: the
-    /// top-level param when it passed through macro params, else `name`.
-    fn unset_origin(&self, file: FileId, span: Span, name: &str) -> String {
-        self.unset_values
-            .get(&(file, span.start))
+    /// top-level param when it passed through params of this scope or, for a value the
+    /// macro node gave, of the parent scope; else `name`.
+    fn unset_origin(&self, sub: &Subst, file: FileId, span: Span, name: &str) -> String {
+        let here = sub.prefix.as_str();
+        let parent = here
+            .strip_suffix('/')
+            .map(|p| p.rfind('/').map(|i| &p[..=i]).unwrap_or(""))
+            .unwrap_or("");
+        [here, parent]
+            .iter()
+            .find_map(|pre| self.unset_values.get(&(pre.to_string(), file, span.start)))
             .cloned()
             .unwrap_or_else(|| name.to_string())
     }

@@ -793,8 +793,8 @@ impl Validator<'_> {
                         .as_ref()
                         .and_then(|p| p.find(&path))
                         .filter(|v| matches!(v.value, RonValue::None))
-                        .and_then(|v| self.graph.unset_values.get(&(loc.file, v.span.start)))
-                        .cloned();
+                        .and_then(|v| self.graph.unset_origin(&n.id, loc.file, v.span))
+                        .map(str::to_string);
                     if let Some(name) = unset {
                         self.unset_param(loc, &name);
                         continue;

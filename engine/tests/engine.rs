@@ -673,13 +673,15 @@ fn an_unset_param_is_named_through_chains_and_macros_and_a_template_lists_it() {
         outputs: { "y": "s" },
     )"#,
     );
-    // `f` is unset; `g` is `f` by another name; the macro's `factor` is `g`.
+    // `f` is unset; `g` is `f` by another name; the macro's `factor` is `g` in `m` and the
+    // unset `h` in `m2` (one macro text, two origins).
     let path = write(
         dir.path(),
         "template.ron",
-        r#"Graph(name: "template", params: { "f": None, "g": "${f}", "label": "${f}" }, nodes: {
+        r#"Graph(name: "template", params: { "f": None, "g": "${f}", "h": None, "label": "${f}" }, nodes: {
         "one": (node: "Number", params: (value: 1.0)),
         "m": (node: "scale.ron", inputs: (x: "one"), params: (factor: "${g}")),
+        "m2": (node: "scale.ron", inputs: (x: "one"), params: (factor: "${h}")),
         "total": (node: "Sum", inputs: (items: ["m.y"]), params: (rendezvous: "group ${label}")),
     })"#,
     );
@@ -687,21 +689,23 @@ fn an_unset_param_is_named_through_chains_and_macros_and_a_template_lists_it() {
     assert!(
         err.contains("scale.ron:6:")
             && err.contains("graph param `f` has no value; set it with --set f=VALUE")
-            && err.contains("template.ron:4:")
-            && err.contains("2 errors"),
+            && err.contains("template.ron:5:")
+            && err.contains("3 errors"),
         "{err}"
     );
+    assert_eq!(err.matches("set it with --set f=VALUE").count(), 2, "{err}");
+    assert_eq!(err.matches("set it with --set h=VALUE").count(), 1, "{err}");
     assert!(!err.contains("`factor`") && !err.contains("`g`"), "{err}");
 
     let g = load_graph(&path, &LoadOptions::default()).unwrap();
     let t =
         voxflow_engine::validate::validate_template(&g, &registry(), &Default::default()).unwrap();
-    assert_eq!(t.unset, ["f"]);
+    assert_eq!(t.unset, ["f", "h"]);
     let ids: Vec<&str> = t.outline.nodes.iter().map(|n| n.id.as_str()).collect();
-    assert_eq!(ids, ["one", "m/k", "m/s", "total"]);
+    assert_eq!(ids, ["one", "m/k", "m/s", "m2/k", "m2/s", "total"]);
     // Edges survive for drawing: m/s reads one and m/k; total reads m/s.
     assert_eq!(t.outline.nodes[2].inputs[0].1.len(), 2);
-    assert_eq!(t.outline.nodes[3].inputs[0].1[0].from, 2);
+    assert_eq!(t.outline.nodes[5].inputs[0].1[0].from, 2);
 
     // A template with another mistake still fails.
     let bad = std::fs::read_to_string(&path)
@@ -713,7 +717,7 @@ fn an_unset_param_is_named_through_chains_and_macros_and_a_template_lists_it() {
     assert!(e.is_err_and(|d| d.to_string().contains("unknown node type `Summ`")));
 
     // Once set, it runs (without the rendezvous, which would wait for a partner).
-    let p = plan(&path, &["f=10.0", "total.rendezvous=None"], &[]).unwrap();
+    let p = plan(&path, &["f=10.0", "h=1.0", "total.rendezvous=None"], &[]).unwrap();
     let r = run_all(&p);
     assert!(r.failures().next().is_none());
 }
