@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use voxflow_train::config::{read_architecture, read_hyper};
-use voxflow_train::{device, train, Client, TrainDevice, TrainOptions};
+use voxflow_train::{device, train, Client, TrainDevice, TrainError, TrainOptions};
 
 /// Arguments of `voxflow train`.
 #[derive(clap::Args)]
@@ -49,6 +49,36 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
+/// Exit status of a `voxflow train` that SIGTERM stopped after writing its checkpoint:
+/// sysexits' EX_TEMPFAIL ("try again"), so a job script or scheduler tells a run to
+/// continue with `--resume` from a failed one (1).
+pub const STOPPED_EXIT: u8 = 75;
+
+/// While `on`, SIGTERM asks the training loop to checkpoint and stop
+/// ([`voxflow_train::trainer::request_stop`]) instead of killing the process: Slurm sends
+/// it before a time limit (`--signal`), a preemption or `scontrol requeue`. Off again
+/// (the default action) for what follows training, e.g. `--presegment`.
+fn checkpoint_on_sigterm(on: bool) {
+    extern "C" fn on_term(_: libc::c_int) {
+        voxflow_train::trainer::request_stop();
+    }
+    let handler = if on {
+        on_term as extern "C" fn(libc::c_int) as libc::sighandler_t
+    } else {
+        libc::SIG_DFL
+    };
+    // SAFETY: the handler makes one atomic store, which is async-signal-safe; SA_RESTART
+    // resumes a read from the patch server that the signal interrupts, and the loop sees
+    // the flag at the next step boundary.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = handler;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
+    }
+}
+
 /// Run `voxflow train`.
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
     voxflow_monitor::logs::global().open(&args.out.join("logs.jsonl"))?;
@@ -78,7 +108,8 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         );
     }
     let progress = progress(args.quiet);
-    let summary = train(
+    checkpoint_on_sigterm(true);
+    let result = train(
         &mut client,
         TrainOptions {
             out: args.out.clone(),
@@ -89,8 +120,16 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             hyper,
             progress: Some(progress),
         },
-    )
-    .with_context(|| format!("training into {}", args.out.display()))?;
+    );
+    checkpoint_on_sigterm(false);
+    let summary = match result {
+        // No Bye: a standalone server keeps serving for the resumed trainer.
+        Err(e @ TrainError::Stopped { .. }) => {
+            eprintln!("voxflow train: SIGTERM: {e}");
+            return Ok(ExitCode::from(STOPPED_EXIT));
+        }
+        r => r.with_context(|| format!("training into {}", args.out.display()))?,
+    };
     client.bye();
     if !args.quiet {
         eprintln!(

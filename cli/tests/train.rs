@@ -184,6 +184,90 @@ fn sigkill_then_resume_continues_from_the_last_checkpoint() {
     }
 }
 
+/// Per step: (iteration, loss) from `metrics.jsonl`.
+fn loss_curve(run: &Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("loss").is_some())
+        .map(|v| {
+            (
+                v["iteration"].as_u64().unwrap(),
+                v["loss"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn sigterm_checkpoints_and_resume_continues_the_same_loss_curve() {
+    const STEPS: u64 = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let (whole, stopped) = (dir.path().join("whole"), dir.path().join("stopped"));
+    std::fs::create_dir_all(&whole).unwrap();
+    std::fs::create_dir_all(&stopped).unwrap();
+    // The reference: the same training, never interrupted (its own server, at once).
+    let (mut server_w, addr_w) = start_server(&whole, STEPS);
+    let reference = trainer(&whole, &addr_w, &[])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (mut server_s, addr_s) = start_server(&stopped, STEPS);
+    let run = stopped.join("run");
+    let mut t = trainer(&stopped, &addr_s, &[])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // SIGTERM between two periodic checkpoints (every 20 steps).
+    let start = Instant::now();
+    while !std::fs::read_to_string(run.join("metrics.jsonl"))
+        .is_ok_and(|m| m.matches("\"loss\"").count() >= 30)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no 30 steps in 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(t.id() as i32, libc::SIGTERM) }, 0);
+    let status = t.wait().unwrap();
+    assert_eq!(status.code(), Some(75), "{status:?}");
+    let stopped_at = checkpoint_iteration(&run).unwrap();
+    let done = loss_curve(&run);
+    // The checkpoint holds every finished step (31 or so), not the last periodic one (20).
+    assert_eq!(done.last().map(|s| s.0), Some(stopped_at));
+    assert!((30..STEPS).contains(&stopped_at), "stopped at {stopped_at}");
+    let out = trainer(&stopped, &addr_s, &["--resume"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["steps_run"], STEPS - stopped_at);
+    let reference = reference.wait_with_output().unwrap();
+    assert!(reference.status.success());
+    // Batch k is a pure function of the seed and k, and the checkpoint holds weights and
+    // Adam moments: the resumed curve is the uninterrupted one, step for step.
+    let (a, b) = (loss_curve(&whole.join("run")), loss_curve(&run));
+    assert_eq!(a.len() as u64, STEPS);
+    assert_eq!(a, b);
+    let stop_events: Vec<u64> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["event"] == "stopped")
+        .map(|v| v["iteration"].as_u64().unwrap())
+        .collect();
+    assert_eq!(stop_events, [stopped_at]);
+    for s in [&mut server_w, &mut server_s] {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+}
+
 #[test]
 fn a_wrong_token_and_a_missing_token_file_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();

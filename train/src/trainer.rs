@@ -30,6 +30,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::module::Module;
@@ -67,6 +68,31 @@ pub enum TrainError {
     /// `--resume` cannot continue this run.
     #[error("cannot resume: {0}")]
     Resume(String),
+    /// [`request_stop`] was called (SIGTERM in `voxflow train`): the run stopped between
+    /// two steps after writing its checkpoint, so `--resume` continues the same curve.
+    #[error(
+        "stopped on request after step {iteration}; checkpoint written to {}; continue with \
+         --resume",
+        checkpoint.display()
+    )]
+    Stopped {
+        /// Steps done (the checkpoint's iteration).
+        iteration: u64,
+        /// The checkpoint folder.
+        checkpoint: PathBuf,
+    },
+}
+
+/// Set by [`request_stop`]; the training loop reads it between steps.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Ask a running [`train`] to stop at the next step boundary: it finishes the step it is
+/// in, writes a checkpoint exactly as the periodic one and returns
+/// [`TrainError::Stopped`]. A scheduler sends SIGTERM before it kills, preempts or
+/// requeues a job (Slurm: `--signal`, `scontrol requeue`, the time limit), and a run that
+/// checkpoints then loses no steps. One atomic store, so a signal handler may call it.
+pub fn request_stop() {
+    STOP.store(true, Ordering::SeqCst);
 }
 
 // By hand rather than `#[from]`, for the reason given at `ProtocolError`'s `From`.
@@ -306,7 +332,8 @@ pub fn train(client: &mut Client, mut opts: TrainOptions) -> Result<TrainSummary
     let (mut steps, mut wait_total, mut step_times) = (0u64, 0.0f64, Vec::new());
     let (mut first_loss, mut last_loss) = (f64::NAN, f64::NAN);
     let pad = h.normalization.pad_value();
-    if state.iteration == 0 {
+    // A resumed run at step 0 (stopped before its first step) has this line already.
+    if state.iteration == 0 && !opts.resume {
         // Where the curve starts: the untrained network.
         let v = validate(
             &net.valid(),
@@ -321,6 +348,20 @@ pub fn train(client: &mut Client, mut opts: TrainOptions) -> Result<TrainSummary
     }
     let t_run = Instant::now();
     while state.iteration < h.iterations {
+        if STOP.load(Ordering::SeqCst) {
+            save_checkpoint(&out, &net, &optim, &state)?;
+            log(serde_json::json!({
+                "iteration": state.iteration, "event": "stopped", "utc": utc_now_iso8601(),
+            }))?;
+            tracing::warn!(
+                "stopped on request after step {}: checkpoint written",
+                state.iteration
+            );
+            return Err(TrainError::Stopped {
+                iteration: state.iteration,
+                checkpoint: out.join("checkpoint"),
+            });
+        }
         let i = state.iteration;
         let t_wait = Instant::now();
         let batch = client.batch(i)?;
