@@ -22,6 +22,8 @@ use voxflow_engine::run::RunOptions;
 
 use crate::GraphArgs;
 
+mod train;
+
 /// Folder under OUT holding the submission, scripts, task records and logs.
 pub const STATE_DIR: &str = ".voxflow-slurm";
 
@@ -35,14 +37,36 @@ const DEFAULT_MAX_ARRAY: usize = 1001;
 /// Arguments of `voxflow submit`.
 #[derive(clap::Args)]
 pub struct SubmitArgs {
-    /// Graph file.
+    /// Graph file (with --train: the graph whose PatchServer serves the training).
     #[arg(required_unless_present = "resume", conflicts_with = "resume")]
     graph: Option<PathBuf>,
     #[command(flatten)]
     args: GraphArgs,
     /// Case file (as for `voxflow run --cases`): one array task per row.
-    #[arg(long, value_name = "FILE", required_unless_present = "resume")]
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["resume", "train"])]
     cases: Option<PathBuf>,
+    /// Train instead: GRAPH's PatchServer as a CPU job, and a requeueable `voxflow train`
+    /// job connecting to it, checkpointing into OUT/train/ (see docs/cluster.md).
+    #[arg(long, conflicts_with_all = ["cases", "resume", "max_parallel"])]
+    train: bool,
+    /// With --train: give the trainer job a GPU (`--gres=gpu:1`).
+    #[arg(long, requires = "train")]
+    gpu: bool,
+    /// With --train: the trainer's partition (default: --partition).
+    #[arg(long, value_name = "P", requires = "train")]
+    train_partition: Option<String>,
+    /// With --train: the trainer's `--device`.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "cpu", "wgpu"])]
+    train_device: String,
+    /// With --train: another `voxflow train` option, e.g. `--train-arg=-c
+    /// --train-arg=hyper.ron` (repeatable).
+    #[arg(
+        long = "train-arg",
+        value_name = "ARG",
+        allow_hyphen_values = true,
+        requires = "train"
+    )]
+    train_args: Vec<String>,
     /// Submit to Slurm (the only scheduler for now; required, so a later one is explicit).
     #[arg(long, required = true)]
     slurm: bool,
@@ -181,6 +205,9 @@ pub fn submit(args: SubmitArgs) -> Result<ExitCode> {
             "warning: voxflow submit runs inside Slurm job {id}: the jobs it submits are \
              separate jobs, not steps of this one"
         );
+    }
+    if args.train {
+        return train::submit(&args);
     }
     let (mut spec, out, indices) = match &args.resume {
         Some(out) => resume_plan(out)?,
@@ -373,9 +400,10 @@ fn q(p: &Path) -> String {
     batch::shell_quote(&p.display().to_string())
 }
 
-fn resource_lines(args: &SubmitArgs) -> String {
+/// `#SBATCH` lines for the resource options, with `partition` (the trainer's may differ).
+fn resource_lines(args: &SubmitArgs, partition: Option<&str>) -> String {
     let mut s = String::new();
-    if let Some(p) = &args.partition {
+    if let Some(p) = partition {
         s.push_str(&format!("#SBATCH --partition={p}\n"));
     }
     if let Some(t) = &args.time {
@@ -428,7 +456,7 @@ fn task_script(
          exit \"$rc\"\n",
         v = env!("CARGO_PKG_VERSION"),
         logs = q(&logs),
-        res = resource_lines(args),
+        res = resource_lines(args, args.partition.as_deref()),
         exe = q(exe),
         outq = q(out),
         tasks = q(&tasks),
@@ -783,6 +811,11 @@ type Queue = BTreeMap<(String, Option<usize>), String>;
 
 /// One `squeue` for the run's jobs (array tasks one per line, and the gather job).
 fn queue(run_id: &str) -> Result<Queue> {
+    queue_names(&[run_id.to_string(), format!("{run_id}-gather")])
+}
+
+/// One `squeue` for the jobs with these names.
+fn queue_names(names: &[String]) -> Result<Queue> {
     let text = slurm_command(
         "squeue",
         &[
@@ -791,7 +824,7 @@ fn queue(run_id: &str) -> Result<Queue> {
             "-o".into(),
             "%i %t %j".into(),
             "--name".into(),
-            format!("{run_id},{run_id}-gather"),
+            names.join(","),
         ],
     )?;
     let mut m = BTreeMap::new();
@@ -873,6 +906,9 @@ fn case_states(spec: &Spec, cases: &[Case], q: &Queue) -> Vec<CaseState> {
 
 /// `voxflow status OUT`.
 pub fn status(args: StatusArgs) -> Result<ExitCode> {
+    if train::exists(&args.out) {
+        return train::status(&args.out, args.watch, args.interval);
+    }
     loop {
         let spec = Spec::load(&args.out)?;
         let cases = batch::read_cases(Path::new(spec.str("cases")))?;

@@ -552,3 +552,306 @@ fn scancel_of_a_running_task_then_resume_completes_it() {
             .unwrap();
     assert_eq!(prov["status"], "ok");
 }
+
+// ---- Training: `voxflow submit SERVER_GRAPH --train --slurm` ----
+
+/// A server-only graph: two sparse phantom cases, a tiny network, many short steps.
+fn serve_graph(d: &Path, iterations: u64) {
+    let m = Path::new(env!("CARGO_MANIFEST_DIR")).join("../graphs/macros/sparse_phantom.ron");
+    let g = format!(
+        r#"Graph(
+    name: "serve",
+    nodes: {{
+        "a": (node: "{m}", params: (seed: 1, dims: (64, 48, 8), slices_every: 2)),
+        "b": (node: "{m}", params: (seed: 2, dims: (64, 48, 8), slices_every: 2)),
+        "val": (node: "Phantom", params: (seed: 3, dims: (64, 48, 4))),
+        "config": (node: "TrainingConfig", params: (
+            architecture: (kind: "unet2d", in_channels: 1, classes: 3, levels: 2, base_filters: 4,
+                           kernel: 3, batch_norm: false, upsampling: "transposed"),
+            hyper: (iterations: {iterations}, validate_every: 20, patch_size: 16, batch_size: 4, learning_rate: 1e-2),
+        )),
+        "server": (node: "PatchServer", inputs: (
+            config: "config", images: ["a.ct", "b.ct"], labels: ["a.labels", "b.labels"],
+            weights: ["a.weights", "b.weights"], val_images: ["val.ct"], val_labels: ["val.truth"])),
+    }},
+)"#,
+        m = m.display()
+    );
+    std::fs::write(d.join("serve.ron"), g).unwrap();
+}
+
+#[test]
+fn train_dry_run_prints_a_server_and_a_requeueable_trainer_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    serve_graph(d, 20);
+    let bin = fake_bin(d, &[]);
+    let path = [("PATH", bin.to_str().unwrap())];
+    let o = voxflow_env(
+        &[
+            "submit",
+            "serve.ron",
+            "--train",
+            "--slurm",
+            "--dry-run",
+            "--gpu",
+            "--partition",
+            "cpu",
+            "--train-partition",
+            "gpu",
+            "--time",
+            "2:00:00",
+            "--train-arg=--presegment",
+            "--train-arg=cases.tsv",
+            "--out",
+            "out",
+        ],
+        d,
+        &path,
+    );
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let (server, trainer) = t.split_once("train.sbatch").unwrap();
+    for want in [
+        "-server\n",
+        "#SBATCH --partition=cpu",
+        "#SBATCH --time=2:00:00",
+        "hostname > ",
+        " run ",
+        "--set 'server.bind=\"0.0.0.0:0\"'",
+        "--set 'server.address_file=\"patch_server.addr\"'",
+    ] {
+        assert!(server.contains(want), "server script lacks {want}:\n{t}");
+    }
+    assert!(!server.contains("gres"), "{t}");
+    for want in [
+        "-train\n",
+        "#SBATCH --dependency=after:<server job id>",
+        "#SBATCH --requeue",
+        "#SBATCH --signal=B:TERM@60",
+        "#SBATCH --open-mode=append",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --gres=gpu:1",
+        "RESUME=--resume",
+        " train --connect \"$ADDR\" --token-file ",
+        "--presegment cases.tsv",
+    ] {
+        assert!(trainer.contains(want), "trainer script lacks {want}:\n{t}");
+    }
+    assert!(!d.join("out/.voxflow-slurm").exists());
+    // Graphs that cannot serve one trainer are refused before anything is submitted.
+    std::fs::write(
+        d.join("none.ron"),
+        r#"Graph(name: "n", nodes: { "p": (node: "Phantom", params: (seed: 1, dims: (32, 32, 4))) })"#,
+    )
+    .unwrap();
+    let o = voxflow_env(
+        &["submit", "none.ron", "--train", "--slurm", "--dry-run"],
+        d,
+        &path,
+    );
+    assert!(text(&o).contains("no PatchServer node"), "{}", text(&o));
+    let o = voxflow_env(
+        &[
+            "submit",
+            "serve.ron",
+            "--cases",
+            "x.tsv",
+            "--train",
+            "--slurm",
+        ],
+        d,
+        &path,
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("cannot be used with"), "{}", text(&o));
+}
+
+/// (iteration, loss) per step; (event, iteration) per event.
+type Metrics = (Vec<(u64, f64)>, Vec<(String, u64)>);
+
+/// Per step: (iteration, loss) from `metrics.jsonl`, and the events logged.
+fn metrics(run: &Path) -> Metrics {
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        // A line being written is not whole yet.
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let losses = lines
+        .iter()
+        .filter(|v| v.get("loss").is_some())
+        .map(|v| {
+            (
+                v["iteration"].as_u64().unwrap(),
+                v["loss"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let events = lines
+        .iter()
+        .filter_map(|v| Some((v["event"].as_str()?.to_string(), v["iteration"].as_u64()?)))
+        .collect();
+    (losses, events)
+}
+
+#[test]
+fn slurm_training_requeued_resumes_from_its_checkpoint_with_the_same_loss_curve() {
+    if !slurm("slurm_training_requeued_resumes_from_its_checkpoint_with_the_same_loss_curve") {
+        return;
+    }
+    const STEPS: u64 = 3000;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    serve_graph(d, STEPS);
+    let t0 = Instant::now();
+    let o = voxflow(
+        &[
+            "submit",
+            "serve.ron",
+            "--train",
+            "--slurm",
+            "--cpus-per-task",
+            "1",
+            "--time",
+            "0:10:00",
+            "--train-device",
+            "cpu",
+            "--train-arg=-q",
+            "--out",
+            "out",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let spec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(d.join("out/.voxflow-slurm/train.json")).unwrap(),
+    )
+    .unwrap();
+    let job = spec["train_job"].as_str().unwrap().to_string();
+    let run = d.join("out/train");
+    // Requeue the trainer mid-run: Slurm sends SIGTERM, the trainer checkpoints.
+    while metrics(&run).0.len() < 200 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the trainer did not reach step 200"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = Command::new("scontrol")
+        .args(["requeue", &job])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let stopped_at = loop {
+        if let Some((_, i)) = metrics(&run).1.into_iter().find(|(e, _)| e == "stopped") {
+            break i;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(180),
+            "no checkpoint on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Slurm holds a requeued job for 120 s (BeginTime); once it is pending again, start
+    // it now instead.
+    while {
+        let o = Command::new("squeue")
+            .args(["-h", "-j", &job, "-o", "%t"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim() != "PD"
+    } {
+        assert!(
+            t0.elapsed() < Duration::from_secs(240),
+            "the requeued job is not pending"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = Command::new("scontrol")
+        .args(["update", &format!("JobId={job}"), "StartTime=now"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let t1 = Instant::now();
+    loop {
+        let o = voxflow(&["status", "out"], d);
+        let t = text(&o);
+        assert!(o.status.success(), "{t}");
+        if t.contains("server ended, trainer ended") {
+            break;
+        }
+        assert!(
+            t1.elapsed() < Duration::from_secs(240),
+            "not done after requeue:\n{t}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!(
+        "server + trainer jobs, requeued at step {stopped_at}: {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let (losses, events) = metrics(&run);
+    assert!((200..STEPS).contains(&stopped_at), "{stopped_at}");
+    assert_eq!(
+        events,
+        [
+            ("start".to_string(), 0),
+            ("stopped".to_string(), stopped_at),
+            ("resume".to_string(), stopped_at)
+        ]
+    );
+    let log = std::fs::read_to_string(
+        d.join("out/.voxflow-slurm/logs")
+            .join(format!("train-{job}.out")),
+    )
+    .unwrap();
+    assert!(
+        log.contains("start 0,") && log.contains("start 1,") && log.contains("DUE TO JOB REQUEUE"),
+        "{log}"
+    );
+    assert!(run.join("best.vxmodel/model.json").is_file());
+    let o = voxflow(&["status", "out"], d);
+    assert!(
+        text(&o).contains(&format!(
+            "step {STEPS}, checkpoint at {STEPS}, stopped by SIGTERM 1"
+        )),
+        "{}",
+        text(&o)
+    );
+
+    // The same training without Slurm and without interruption: the same curve, exactly.
+    let server = Command::new(env!("CARGO_BIN_EXE_voxflow"))
+        .args(["run", "serve.ron", "--out", "local", "-q"])
+        .current_dir(d)
+        .spawn()
+        .unwrap();
+    let addr = d.join("local/patch_server.addr");
+    let t2 = Instant::now();
+    while !addr.exists() {
+        assert!(t2.elapsed() < Duration::from_secs(60), "local server");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let addr = std::fs::read_to_string(addr).unwrap();
+    let o = voxflow(
+        &[
+            "train",
+            "--connect",
+            addr.trim(),
+            "--token-file",
+            "local/patch_server.token",
+            "--out",
+            "ref",
+            "--device",
+            "cpu",
+            "-q",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = server.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let reference = metrics(&d.join("ref")).0;
+    assert_eq!(reference.len() as u64, STEPS);
+    assert_eq!(losses, reference);
+}
