@@ -8,6 +8,8 @@
 //!   (`Image`, `Mask`, `Labels`, `Table`), always shared behind `Arc`.
 //! - [`node`]: the [`NodeType`] interface: spec (ports, params, implementations,
 //!   examples), `build` (params only, no I/O) and `run`.
+//! - [`params`]: [`node_params!`] and [`node_impls!`], one definition per parameter and
+//!   per implementation, from which the specs and docs are generated.
 //! - [`graph`]: loading a graph file with positions for every value, `${param}`
 //!   substitution and macro expansion (a graph file used as a node).
 //! - [`validate`]: every problem at once, each with `file:line:col`.
@@ -28,6 +30,7 @@ pub mod fsutil;
 pub mod graph;
 pub mod mask;
 pub mod node;
+pub mod params;
 pub mod provenance;
 pub mod registry;
 pub mod ron_spanned;
@@ -43,6 +46,7 @@ pub use node::{
     parse_params, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec, NodeType,
     OutputSpec, ParamError, ParamSpec,
 };
+pub use params::{Impls, Params};
 pub use registry::Registry;
 pub use table::{Cell, Table};
 pub use value::{PortType, Value};

@@ -56,6 +56,7 @@ pub fn node_text(ty: &dyn NodeType) -> String {
     for p in &s.params {
         let default = p
             .default
+            .as_deref()
             .map(|d| format!("default {d}"))
             .unwrap_or_else(|| "required".into());
         let unit = if p.unit.is_empty() {
@@ -144,6 +145,7 @@ pub fn markdown(registry: &Registry) -> String {
                     p.name,
                     p.ty.replace('|', "\\|"),
                     p.default
+                        .as_deref()
                         .map(|d| format!("`{d}`"))
                         .unwrap_or_else(|| "required".into()),
                     p.unit,

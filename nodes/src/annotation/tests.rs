@@ -451,7 +451,7 @@ fn spec_defaults_match_params_default() {
     let fields: Vec<&str> = d.as_object().unwrap().keys().map(|k| k.as_str()).collect();
     assert_eq!(spec.params.len(), fields.len());
     for p in &spec.params {
-        let src = p.default.unwrap();
+        let src = p.default.as_deref().unwrap();
         let v = voxflow_engine::ron_spanned::parse(src).unwrap().to_json();
         assert_eq!(v, d[p.name], "{}: spec says {src}", p.name);
     }

@@ -3,30 +3,22 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use voxflow_engine::{
-    parse_params, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec, NodeType,
-    OutputSpec, ParamError, ParamSpec, PortType, Value,
+    node_params, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec, NodeType,
+    OutputSpec, ParamError, Params, PortType, Value,
 };
 
 use super::kernels;
 
-/// Params of `HuWindow`.
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct HuWindowParams {
-    /// Lowest value kept, inclusive, in HU. Default -29 (skeletal muscle).
-    pub min: f64,
-    /// Highest value kept, inclusive, in HU. Default 150 (skeletal muscle).
-    pub max: f64,
-}
-
-impl Default for HuWindowParams {
-    fn default() -> Self {
-        HuWindowParams {
-            min: -29.0,
-            max: 150.0,
-        }
+node_params! {
+    /// Params of `HuWindow`.
+    pub struct HuWindowParams {
+        /// Lowest value kept (inclusive).
+        #[param(unit = "HU")]
+        pub min: f64 = -29.0,
+        /// Highest value kept (inclusive).
+        #[param(unit = "HU")]
+        pub max: f64 = 150.0,
     }
 }
 
@@ -57,22 +49,7 @@ impl NodeType for HuWindow {
                 PortType::Mask,
                 "Voxels in the window (and in `mask` when given), on the image's grid.",
             )],
-            params: vec![
-                ParamSpec::new(
-                    "min",
-                    "f64",
-                    "-29.0",
-                    "HU",
-                    "Lowest value kept (inclusive).",
-                ),
-                ParamSpec::new(
-                    "max",
-                    "f64",
-                    "150.0",
-                    "HU",
-                    "Highest value kept (inclusive).",
-                ),
-            ],
+            params: HuWindowParams::param_specs(),
             impls: vec![ImplSpec::new(
                 "default",
                 "One parallel pass; i16 voxels use a single wrapping unsigned compare each.",
@@ -112,7 +89,7 @@ impl NodeType for HuWindow {
         params: &serde_json::Value,
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        let p: HuWindowParams = parse_params(params).map_err(|e| vec![e])?;
+        let p = HuWindowParams::from_json(params)?;
         let mut errors = Vec::new();
         for (name, v) in [("min", p.min), ("max", p.max)] {
             if v.is_nan() {

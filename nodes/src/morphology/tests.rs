@@ -278,6 +278,6 @@ fn params_default_matches_spec() {
     let spec = Closing.spec();
     let names: Vec<_> = spec.params.iter().map(|p| p.name).collect();
     assert_eq!(names, ["kernel", "radius_mm"]);
-    assert_eq!(spec.params[0].default, Some("(3, 3, 1)"));
-    assert_eq!(spec.params[1].default, Some("None"));
+    assert_eq!(spec.params[0].default, Some("(3, 3, 1)".to_string()));
+    assert_eq!(spec.params[1].default, Some("None".to_string()));
 }

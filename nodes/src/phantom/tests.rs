@@ -346,7 +346,7 @@ fn spec_defaults_match_params_default() {
     assert_eq!(names.len(), fields.len());
     for p in &spec.params {
         // RON tuples `(a, b)` read as JSON arrays `[a, b]` here.
-        let ron = p.default.unwrap().replace('(', "[").replace(')', "]");
+        let ron = p.default.as_deref().unwrap().replace('(', "[").replace(')', "]");
         let parsed: serde_json::Value = serde_json::from_str(&ron).unwrap();
         let want = &d[p.name];
         let same = match (parsed.as_array(), want.as_array()) {

@@ -493,7 +493,7 @@ fn spec_params_match_defaults() {
     names.sort_unstable();
     assert_eq!(names, obj.keys().map(String::as_str).collect::<Vec<_>>());
     for p in &spec.params {
-        let ron = p.default.expect("all params have defaults");
+        let ron = p.default.as_deref().expect("all params have defaults");
         let want = match &obj[p.name] {
             serde_json::Value::Null => "None".to_string(),
             v => v.to_string(),

@@ -419,7 +419,7 @@ fn spec_params_match_defaults() {
     names.sort_unstable();
     assert_eq!(names, obj.keys().map(String::as_str).collect::<Vec<_>>());
     for p in &spec.params {
-        match p.default {
+        match p.default.as_deref() {
             None => assert_eq!(p.name, "path"),
             Some(ron) => {
                 let want = match &obj[p.name] {
