@@ -8,51 +8,32 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use voxflow_engine::{
-    parse_params, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec, NodeType,
-    OutputSpec, ParamError, ParamSpec, PortType, Value,
+    node_params, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec, NodeType,
+    OutputSpec, ParamError, Params, PortType, Value,
 };
 
 use super::kernels::{self, SparseOptions};
 
-/// Params of `SimulateSparseAnnotation`.
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct SimulateSparseAnnotationParams {
-    /// Label values of the input that form the structure, at least one. Default `[1]`;
-    /// no unit.
-    pub labels: Vec<u16>,
-    /// Annotate every Nth axial slice among those holding the structure (within
-    /// `slice_range`), starting at a seeded offset in `0..N`. Default 4; at least 1.
-    pub slices_every: usize,
-    /// Inclusive range `(first, last)` of z indices (slices) that may be annotated.
-    /// Default `None`: all slices. `first <= last`, and `last` must be a slice of the
-    /// input (checked when the node runs).
-    pub slice_range: Option<(usize, usize)>,
-    /// Width in mm of the painted background band around the structure (in-plane
-    /// Euclidean distance between voxel centres, using the x/y spacing). Default 10.0;
-    /// must be > 0.
-    pub background_band_mm: f64,
-    /// Seed of every random choice (first annotated slice, gaps in the band). Default 1.
-    pub seed: u64,
-    /// Paint up to the structure's edge: foreground is the whole structure (no erosion)
-    /// and background starts right next to it (no one-voxel gap). For coarse grids (3 mm)
-    /// where thin muscles are only 2-3 voxels thick, so the default margins would leave
-    /// them without foreground and the edge position to guesswork. Default `false`.
-    pub paint_to_edges: bool,
-}
-
-impl Default for SimulateSparseAnnotationParams {
-    fn default() -> Self {
-        SimulateSparseAnnotationParams {
-            labels: vec![1],
-            slices_every: 4,
-            slice_range: None,
-            background_band_mm: 10.0,
-            seed: 1,
-            paint_to_edges: false,
-        }
+node_params! {
+    /// Params of `SimulateSparseAnnotation`.
+    pub struct SimulateSparseAnnotationParams {
+        /// Label values forming the structure, at least one.
+        pub labels: Vec<u16> = vec![1],
+        /// Annotate every Nth slice holding the structure, from a seeded offset; >= 1.
+        #[param(unit = "slice")]
+        pub slices_every: usize = 4,
+        /// Inclusive z index range that may be annotated; None: all slices.
+        #[param(unit = "slice")]
+        pub slice_range: Option<(usize, usize)> = None,
+        /// Width of the painted background band around the structure (in-plane); > 0.
+        #[param(unit = "mm")]
+        pub background_band_mm: f64 = 10.0,
+        /// Seed of the random choices (first slice, gaps in the band).
+        pub seed: u64 = 1,
+        /// Foreground = the whole structure, background without the one-voxel gap (for
+        /// coarse grids, where thin muscles are only 2-3 voxels thick).
+        pub paint_to_edges: bool = false,
     }
 }
 
@@ -139,50 +120,7 @@ impl NodeType for SimulateSparseAnnotation {
                 "The simulated annotation on the input's grid: 0 unannotated, 1 background, \
                  2 foreground.",
             )],
-            params: vec![
-                ParamSpec::new(
-                    "labels",
-                    "[u16]",
-                    "[1]",
-                    "",
-                    "Label values forming the structure, at least one.",
-                ),
-                ParamSpec::new(
-                    "slices_every",
-                    "usize",
-                    "4",
-                    "slice",
-                    "Annotate every Nth slice holding the structure, from a seeded offset; >= 1.",
-                ),
-                ParamSpec::new(
-                    "slice_range",
-                    "Option<(usize, usize)>",
-                    "None",
-                    "slice",
-                    "Inclusive z index range that may be annotated; None: all slices.",
-                ),
-                ParamSpec::new(
-                    "background_band_mm",
-                    "f64",
-                    "10.0",
-                    "mm",
-                    "Width of the painted background band around the structure (in-plane); > 0.",
-                ),
-                ParamSpec::new(
-                    "seed",
-                    "u64",
-                    "1",
-                    "",
-                    "Seed of the random choices (first slice, gaps in the band).",
-                ),
-                ParamSpec::new(
-                    "paint_to_edges",
-                    "bool",
-                    "false",
-                    "",
-                    "Foreground = the whole structure, background without the one-voxel gap.",
-                ),
-            ],
+            params: SimulateSparseAnnotationParams::param_specs(),
             impls: vec![ImplSpec::new(
                 "default",
                 "Slices in parallel; exact 2D distance transform for the band.",
@@ -223,7 +161,7 @@ impl NodeType for SimulateSparseAnnotation {
         params: &serde_json::Value,
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        let p: SimulateSparseAnnotationParams = parse_params(params).map_err(|e| vec![e])?;
+        let p = SimulateSparseAnnotationParams::from_json(params)?;
         p.validate()?;
         Ok(Box::new(SimulateSparseNode { p }))
     }

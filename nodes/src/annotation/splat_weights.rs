@@ -8,13 +8,13 @@
 
 use std::sync::Arc;
 
+use voxflow_engine::params::NoParams;
 use voxflow_engine::{
-    parse_params, Example, ImplSpec, InputSpec, Labels, Node, NodeContext, NodeError, NodeSpec,
-    NodeType, OutputSpec, ParamError, PortType, Value,
+    Example, ImplSpec, InputSpec, Labels, Node, NodeContext, NodeError, NodeSpec, NodeType,
+    OutputSpec, ParamError, Params, PortType, Value,
 };
 
 use super::kernels;
-use crate::masks::binary::NoParams;
 
 /// The `SplatWeights` node type (no params).
 pub struct SplatWeights;
@@ -64,7 +64,7 @@ impl NodeType for SplatWeights {
                     "Loss weights: 1 where the label is known, 0 where it is ignored.",
                 ),
             ],
-            params: vec![],
+            params: NoParams::param_specs(),
             impls: vec![ImplSpec::new(
                 "default",
                 "A parallel check of the values, then one parallel voxel-wise pass.",
@@ -94,7 +94,7 @@ impl NodeType for SplatWeights {
         params: &serde_json::Value,
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        let _: NoParams = parse_params(params).map_err(|e| vec![e])?;
+        NoParams::from_json(params)?;
         Ok(Box::new(SplatWeightsNode))
     }
 }

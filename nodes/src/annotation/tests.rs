@@ -444,19 +444,6 @@ fn simulate_params_are_checked() {
     assert!(simulate(&labels, serde_json::json!({"slice_range": [1, 3]})).is_ok());
 }
 
-#[test]
-fn spec_defaults_match_params_default() {
-    let spec = SimulateSparseAnnotation.spec();
-    let d = serde_json::to_value(SimulateSparseAnnotationParams::default()).unwrap();
-    let fields: Vec<&str> = d.as_object().unwrap().keys().map(|k| k.as_str()).collect();
-    assert_eq!(spec.params.len(), fields.len());
-    for p in &spec.params {
-        let src = p.default.as_deref().unwrap();
-        let v = voxflow_engine::ron_spanned::parse(src).unwrap().to_json();
-        assert_eq!(v, d[p.name], "{}: spec says {src}", p.name);
-    }
-}
-
 /// The key property of the training path: phantom truth -> simulated annotation of
 /// each muscle -> SplatWeights gives labels that are right wherever the weight is 1.
 #[test]

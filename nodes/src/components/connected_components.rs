@@ -2,24 +2,22 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use voxflow_engine::{
-    parse_params, Example, InputSpec, Node, NodeContext, NodeError, NodeSpec, NodeType, OutputSpec,
-    ParamError, ParamSpec, PortType, Value,
+    node_params, Example, Impls, InputSpec, Node, NodeContext, NodeError, NodeSpec, NodeType,
+    OutputSpec, ParamError, Params, PortType, Value,
 };
 
 use super::connectivity::Connectivity;
 use super::kernels::{self, Method};
 
-/// Params of `ConnectedComponents`.
-#[derive(Deserialize, Serialize, Debug, Clone, Default, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct ConnectedComponentsParams {
-    /// Neighbours: 4 or 8 with `per_slice`, 6, 18 or 26 in 3D. Default None: 8 per
-    /// slice, 26 in 3D. No unit.
-    pub connectivity: Option<u8>,
-    /// Label each axial slice on its own (components never cross slices). Default false.
-    pub per_slice: bool,
+node_params! {
+    /// Params of `ConnectedComponents`.
+    pub struct ConnectedComponentsParams {
+        #[doc = connectivity_doc!()]
+        pub connectivity: Option<u8> = None,
+        /// Label each axial slice on its own.
+        pub per_slice: bool = false,
+    }
 }
 
 /// The `ConnectedComponents` node type.
@@ -46,17 +44,8 @@ impl NodeType for ConnectedComponents {
                 PortType::Labels,
                 "Component ids (0 = background), on the mask's grid.",
             )],
-            params: vec![
-                super::connectivity_param(),
-                ParamSpec::new(
-                    "per_slice",
-                    "bool",
-                    "false",
-                    "",
-                    "Label each axial slice on its own.",
-                ),
-            ],
-            impls: super::impls(),
+            params: ConnectedComponentsParams::param_specs(),
+            impls: Method::specs(),
         }
     }
 
@@ -93,12 +82,12 @@ impl NodeType for ConnectedComponents {
         params: &serde_json::Value,
         implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        let p: ConnectedComponentsParams = parse_params(params).map_err(|e| vec![e])?;
+        let p = ConnectedComponentsParams::from_json(params)?;
         let conn = Connectivity::from_params(p.connectivity, p.per_slice)
             .map_err(|e| vec![ParamError::field("connectivity", e)])?;
         Ok(Box::new(ConnectedComponentsNode {
             conn,
-            method: Method::from_impl(implementation),
+            method: Method::from_name(implementation)?,
         }))
     }
 }

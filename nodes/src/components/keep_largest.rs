@@ -2,35 +2,23 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use voxflow_engine::{
-    parse_params, Example, InputSpec, Node, NodeContext, NodeError, NodeSpec, NodeType, OutputSpec,
-    ParamError, ParamSpec, PortType, Value,
+    node_params, Example, Impls, InputSpec, Node, NodeContext, NodeError, NodeSpec, NodeType,
+    OutputSpec, ParamError, Params, PortType, Value,
 };
 
 use super::connectivity::Connectivity;
 use super::kernels::{self, Method};
 
-/// Params of `KeepLargestComponents`.
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct KeepLargestComponentsParams {
-    /// How many components to keep (per slice with `per_slice`). Default 1; at least 1.
-    pub n: usize,
-    /// Keep the largest of each axial slice instead of the whole volume. Default false.
-    pub per_slice: bool,
-    /// Neighbours: 4 or 8 with `per_slice`, 6, 18 or 26 in 3D. Default None: 8 per
-    /// slice, 26 in 3D. No unit.
-    pub connectivity: Option<u8>,
-}
-
-impl Default for KeepLargestComponentsParams {
-    fn default() -> Self {
-        KeepLargestComponentsParams {
-            n: 1,
-            per_slice: false,
-            connectivity: None,
-        }
+node_params! {
+    /// Params of `KeepLargestComponents`.
+    pub struct KeepLargestComponentsParams {
+        /// How many components to keep (at least 1).
+        pub n: usize = 1,
+        /// Keep the n largest of each axial slice instead of the volume.
+        pub per_slice: bool = false,
+        #[doc = connectivity_doc!()]
+        pub connectivity: Option<u8> = None,
     }
 }
 
@@ -57,24 +45,8 @@ impl NodeType for KeepLargestComponents {
                 PortType::Mask,
                 "The n largest components, on the input's grid.",
             )],
-            params: vec![
-                ParamSpec::new(
-                    "n",
-                    "usize",
-                    "1",
-                    "",
-                    "How many components to keep (at least 1).",
-                ),
-                ParamSpec::new(
-                    "per_slice",
-                    "bool",
-                    "false",
-                    "",
-                    "Keep the n largest of each axial slice instead of the volume.",
-                ),
-                super::connectivity_param(),
-            ],
-            impls: super::impls(),
+            params: KeepLargestComponentsParams::param_specs(),
+            impls: Method::specs(),
         }
     }
 
@@ -97,7 +69,7 @@ impl NodeType for KeepLargestComponents {
         params: &serde_json::Value,
         implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        let p: KeepLargestComponentsParams = parse_params(params).map_err(|e| vec![e])?;
+        let p = KeepLargestComponentsParams::from_json(params)?;
         let mut errors = Vec::new();
         if p.n == 0 {
             errors.push(ParamError::field("n", "must be at least 1, got 0"));
@@ -112,7 +84,7 @@ impl NodeType for KeepLargestComponents {
         Ok(Box::new(KeepLargestNode {
             n: p.n,
             conn: conn.expect("checked"),
-            method: Method::from_impl(implementation),
+            method: Method::from_name(implementation)?,
         }))
     }
 }

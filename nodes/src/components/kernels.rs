@@ -16,7 +16,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 use voxflow_engine::mask::{pack_row_with, set_bit_range};
-use voxflow_engine::{Geometry, Labels, Mask};
+use voxflow_engine::{node_impls, Geometry, Labels, Mask};
 
 use super::connectivity::Connectivity;
 use super::flood;
@@ -56,23 +56,14 @@ pub struct Components {
     repr: Repr,
 }
 
-/// Which labelling algorithm to use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
-    /// Run-length encoding per row and union-find over runs ([`label_runs`]).
-    Runs,
-    /// Breadth-first flood fill voxel by voxel ([`flood::label_flood`]), the reference.
-    Flood,
-}
-
-impl Method {
-    /// The method named by an implementation name (`runs` or `flood`).
-    pub fn from_impl(name: &str) -> Self {
-        if name == "flood" {
-            Method::Flood
-        } else {
-            Method::Runs
-        }
+node_impls! {
+    /// Which labelling algorithm to use: the implementations of the component node types.
+    pub enum Method {
+        /// Runs of foreground per row (found 64 voxels at a time in bit-packed rows) joined
+        /// by union-find; slices in parallel, 3D joins in one pass over the runs.
+        Runs = "runs",
+        /// Reference: breadth-first flood fill voxel by voxel. Slow; for checking.
+        Flood = "flood",
     }
 }
 

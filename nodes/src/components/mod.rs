@@ -17,7 +17,16 @@
 //! assert_eq!((c.count(), c.sizes()), (2, &[0, 1, 2][..]));
 //! ```
 
-use voxflow_engine::{ImplSpec, ParamSpec, Registry};
+use voxflow_engine::Registry;
+
+/// The doc of the `connectivity` param, shared by the three node types (a macro so that it
+/// is a literal for `#[doc]`).
+macro_rules! connectivity_doc {
+    () => {
+        "Neighbours joining voxels: 4 or 8 in-plane with `per_slice: true`, 6 (faces), 18 \
+         (faces and edges) or 26 (the whole cube) in 3D; None means 8 per slice, 26 in 3D."
+    };
+}
 
 mod connected_components;
 pub mod connectivity;
@@ -37,31 +46,4 @@ pub fn register(reg: &mut Registry) {
     reg.add(ConnectedComponents);
     reg.add(RemoveSmallComponents);
     reg.add(KeepLargestComponents);
-}
-
-/// The implementations shared by the component nodes.
-fn impls() -> Vec<ImplSpec> {
-    vec![
-        ImplSpec::new(
-            "runs",
-            "Runs of foreground per row (found 64 voxels at a time in bit-packed rows) joined \
-             by union-find; slices in parallel, 3D joins in one pass over the runs.",
-        ),
-        ImplSpec::new(
-            "flood",
-            "Reference: breadth-first flood fill voxel by voxel. Slow; for checking.",
-        ),
-    ]
-}
-
-/// The `connectivity` param doc, shared.
-fn connectivity_param() -> ParamSpec {
-    ParamSpec::new(
-        "connectivity",
-        "Option<u8>",
-        "None",
-        "",
-        "Neighbours joining voxels: 4 or 8 in-plane with `per_slice: true`, 6 (faces), 18 \
-         (faces and edges) or 26 (the whole cube) in 3D; None means 8 per slice, 26 in 3D.",
-    )
 }

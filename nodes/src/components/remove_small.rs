@@ -2,35 +2,24 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use voxflow_engine::{
-    parse_params, Example, InputSpec, Node, NodeContext, NodeError, NodeSpec, NodeType, OutputSpec,
-    ParamError, ParamSpec, PortType, Value,
+    node_params, Example, Impls, InputSpec, Node, NodeContext, NodeError, NodeSpec, NodeType,
+    OutputSpec, ParamError, Params, PortType, Value,
 };
 
 use super::connectivity::Connectivity;
 use super::kernels::{self, Method};
 
-/// Params of `RemoveSmallComponents`.
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct RemoveSmallComponentsParams {
-    /// Components with a volume strictly below this are removed, in ml. Default 0.5.
-    pub min_volume_ml: f64,
-    /// Find components within each axial slice. Default true.
-    pub per_slice: bool,
-    /// Neighbours: 4 or 8 with `per_slice`, 6, 18 or 26 in 3D. Default None: 8 per
-    /// slice, 26 in 3D. No unit.
-    pub connectivity: Option<u8>,
-}
-
-impl Default for RemoveSmallComponentsParams {
-    fn default() -> Self {
-        RemoveSmallComponentsParams {
-            min_volume_ml: 0.5,
-            per_slice: true,
-            connectivity: None,
-        }
+node_params! {
+    /// Params of `RemoveSmallComponents`.
+    pub struct RemoveSmallComponentsParams {
+        /// Smallest volume kept; components strictly below it are removed.
+        #[param(unit = "ml")]
+        pub min_volume_ml: f64 = 0.5,
+        /// Find components within each axial slice.
+        pub per_slice: bool = true,
+        #[doc = connectivity_doc!()]
+        pub connectivity: Option<u8> = None,
     }
 }
 
@@ -56,18 +45,8 @@ impl NodeType for RemoveSmallComponents {
                 PortType::Mask,
                 "The mask without its small components, on the input's grid.",
             )],
-            params: vec![
-                ParamSpec::new(
-                    "min_volume_ml",
-                    "f64",
-                    "0.5",
-                    "ml",
-                    "Smallest volume kept; components strictly below it are removed.",
-                ),
-                ParamSpec::new("per_slice", "bool", "true", "", "Find components within each axial slice."),
-                super::connectivity_param(),
-            ],
-            impls: super::impls(),
+            params: RemoveSmallComponentsParams::param_specs(),
+            impls: Method::specs(),
         }
     }
 
@@ -92,7 +71,7 @@ impl NodeType for RemoveSmallComponents {
         params: &serde_json::Value,
         implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        let p: RemoveSmallComponentsParams = parse_params(params).map_err(|e| vec![e])?;
+        let p = RemoveSmallComponentsParams::from_json(params)?;
         let mut errors = Vec::new();
         if !(p.min_volume_ml.is_finite() && p.min_volume_ml >= 0.0) {
             errors.push(ParamError::field(
@@ -110,7 +89,7 @@ impl NodeType for RemoveSmallComponents {
         Ok(Box::new(RemoveSmallNode {
             min_ml: p.min_volume_ml,
             conn: conn.expect("checked"),
-            method: Method::from_impl(implementation),
+            method: Method::from_name(implementation)?,
         }))
     }
 }

@@ -1,18 +1,13 @@
-//! What `MaskAnd`, `MaskOr`, `MaskSubtract` and `MaskNot` share: no params, and a node
-//! that applies a voxel-wise kernel after checking grids.
+//! What `MaskAnd`, `MaskOr` and `MaskSubtract` share: the spec of a two-mask node, and a
+//! node that applies a voxel-wise kernel after checking grids.
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use voxflow_engine::params::NoParams;
 use voxflow_engine::{
-    parse_params, ImplSpec, InputSpec, Mask, Node, NodeContext, NodeError, NodeSpec, OutputSpec,
-    ParamError, PortType, Value,
+    ImplSpec, InputSpec, Mask, Node, NodeContext, NodeError, NodeSpec, OutputSpec, ParamError,
+    Params, PortType, Value,
 };
-
-/// The (empty) params of the voxel-wise mask nodes; unknown fields are rejected.
-#[derive(Deserialize, Serialize, Debug, Clone, Default, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct NoParams {}
 
 /// The spec of a two-input mask node (`a`, `b` -> `mask`).
 pub fn spec2(
@@ -31,7 +26,7 @@ pub fn spec2(
             InputSpec::required("b", &[PortType::Mask], "Second mask, on the grid of `a`."),
         ],
         outputs: vec![OutputSpec::new("mask", PortType::Mask, out_doc)],
-        params: vec![],
+        params: NoParams::param_specs(),
         impls: vec![ImplSpec::new("default", "One parallel voxel-wise pass.")],
     }
 }
@@ -41,7 +36,7 @@ pub fn build2(
     params: &serde_json::Value,
     f: fn(&Mask, &Mask) -> Mask,
 ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-    let _: NoParams = parse_params(params).map_err(|e| vec![e])?;
+    NoParams::from_json(params)?;
     Ok(Box::new(Binary { f }))
 }
 

@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
+use voxflow_engine::params::NoParams;
 use voxflow_engine::{
-    parse_params, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec, NodeType,
-    OutputSpec, ParamError, PortType, Value,
+    Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec, NodeType, OutputSpec,
+    ParamError, Params, PortType, Value,
 };
 
-use super::binary::NoParams;
 use super::kernels;
 
 /// The `MaskNot` node type (no params).
@@ -30,7 +30,7 @@ impl NodeType for MaskNot {
                 PortType::Mask,
                 "The complement of the input.",
             )],
-            params: vec![],
+            params: NoParams::param_specs(),
             impls: vec![ImplSpec::new("default", "One parallel voxel-wise pass.")],
         }
     }
@@ -54,7 +54,7 @@ impl NodeType for MaskNot {
         params: &serde_json::Value,
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        let _: NoParams = parse_params(params).map_err(|e| vec![e])?;
+        NoParams::from_json(params)?;
         Ok(Box::new(MaskNotNode))
     }
 }

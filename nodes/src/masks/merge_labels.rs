@@ -2,21 +2,20 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use voxflow_engine::{
-    parse_params, Example, ImplSpec, InputSpec, Mask, Node, NodeContext, NodeError, NodeSpec,
-    NodeType, OutputSpec, ParamError, ParamSpec, PortType, Value,
+    node_params, Example, ImplSpec, InputSpec, Mask, Node, NodeContext, NodeError, NodeSpec,
+    NodeType, OutputSpec, ParamError, Params, PortType, Value,
 };
 
 use super::kernels;
 
-/// Params of `MergeLabels`.
-#[derive(Deserialize, Serialize, Debug, Clone, Default, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct MergeLabelsParams {
-    /// The label written for each mask of `masks`, in the same order and of the same
-    /// length. Required; no unit.
-    pub labels: Vec<u16>,
+node_params! {
+    /// Params of `MergeLabels`.
+    pub struct MergeLabelsParams {
+        /// Label for each mask of `masks`, same order and length.
+        #[param(required)]
+        pub labels: Vec<u16> = Vec::new(),
+    }
 }
 
 /// The `MergeLabels` node type.
@@ -43,12 +42,7 @@ impl NodeType for MergeLabels {
                 PortType::Labels,
                 "The merged label map.",
             )],
-            params: vec![ParamSpec::required(
-                "labels",
-                "[u16]",
-                "",
-                "Label for each mask of `masks`, same order and length.",
-            )],
+            params: MergeLabelsParams::param_specs(),
             impls: vec![ImplSpec::new(
                 "default",
                 "One parallel pass over voxel chunks, masks in order.",
@@ -77,7 +71,7 @@ impl NodeType for MergeLabels {
         params: &serde_json::Value,
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        let p: MergeLabelsParams = parse_params(params).map_err(|e| vec![e])?;
+        let p = MergeLabelsParams::from_json(params)?;
         if p.labels.is_empty() {
             return Err(vec![ParamError::field(
                 "labels",

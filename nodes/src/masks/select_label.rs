@@ -2,21 +2,20 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use voxflow_engine::{
-    parse_params, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec, NodeType,
-    OutputSpec, ParamError, ParamSpec, PortType, Value,
+    node_params, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec, NodeType,
+    OutputSpec, ParamError, Params, PortType, Value,
 };
 
 use super::kernels;
 
-/// Params of `SelectLabel`.
-#[derive(Deserialize, Serialize, Debug, Clone, Default, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct SelectLabelParams {
-    /// Labels to select (a voxel is set when its label is any of them). Required, at
-    /// least one; no unit.
-    pub labels: Vec<u16>,
+node_params! {
+    /// Params of `SelectLabel`.
+    pub struct SelectLabelParams {
+        /// Labels to select, at least one, e.g. [1] or [86, 87].
+        #[param(required)]
+        pub labels: Vec<u16> = Vec::new(),
+    }
 }
 
 /// The `SelectLabel` node type.
@@ -41,12 +40,7 @@ impl NodeType for SelectLabel {
                 PortType::Mask,
                 "The selected voxels, on the label map's grid.",
             )],
-            params: vec![ParamSpec::required(
-                "labels",
-                "[u16]",
-                "",
-                "Labels to select, at least one, e.g. [1] or [86, 87].",
-            )],
+            params: SelectLabelParams::param_specs(),
             impls: vec![ImplSpec::new(
                 "default",
                 "One parallel pass through a 65536-entry lookup table.",
@@ -72,7 +66,7 @@ impl NodeType for SelectLabel {
         params: &serde_json::Value,
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        let p: SelectLabelParams = parse_params(params).map_err(|e| vec![e])?;
+        let p = SelectLabelParams::from_json(params)?;
         if p.labels.is_empty() {
             return Err(vec![ParamError::field(
                 "labels",

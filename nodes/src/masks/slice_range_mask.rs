@@ -2,21 +2,22 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use voxflow_engine::mask::set_bit_range;
 use voxflow_engine::{
-    parse_params, Example, ImplSpec, InputSpec, Mask, Node, NodeContext, NodeError, NodeSpec,
-    NodeType, OutputSpec, ParamError, ParamSpec, PortType, Value,
+    node_params, Example, ImplSpec, InputSpec, Mask, Node, NodeContext, NodeError, NodeSpec,
+    NodeType, OutputSpec, ParamError, Params, PortType, Value,
 };
 
-/// Params of `SliceRangeMask`.
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct SliceRangeMaskParams {
-    /// First slice (z index, 0-based), inclusive. Default 0.
-    pub first: usize,
-    /// Last slice (z index), inclusive; must exist in the input. Required.
-    pub last: Option<usize>,
+node_params! {
+    /// Params of `SliceRangeMask`.
+    pub struct SliceRangeMaskParams {
+        /// First slice, inclusive.
+        #[param(unit = "slice")]
+        pub first: usize = 0,
+        /// Last slice, inclusive.
+        #[param(unit = "slice", ty = "usize", required)]
+        pub last: Option<usize> = None,
+    }
 }
 
 /// The `SliceRangeMask` node type.
@@ -42,10 +43,7 @@ impl NodeType for SliceRangeMask {
                 PortType::Mask,
                 "1 on the chosen slices.",
             )],
-            params: vec![
-                ParamSpec::new("first", "usize", "0", "slice", "First slice, inclusive."),
-                ParamSpec::required("last", "usize", "slice", "Last slice, inclusive."),
-            ],
+            params: SliceRangeMaskParams::param_specs(),
             impls: vec![ImplSpec::new("default", "Fills whole slices.")],
         }
     }
@@ -70,7 +68,7 @@ impl NodeType for SliceRangeMask {
         params: &serde_json::Value,
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        let p: SliceRangeMaskParams = parse_params(params).map_err(|e| vec![e])?;
+        let p = SliceRangeMaskParams::from_json(params)?;
         let Some(last) = p.last else {
             return Err(vec![ParamError::field(
                 "last",

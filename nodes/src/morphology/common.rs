@@ -2,34 +2,27 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use voxflow_engine::{
-    parse_params, ImplSpec, InputSpec, Mask, Node, NodeContext, NodeError, NodeSpec, OutputSpec,
-    ParamError, ParamSpec, PortType, Value,
+    node_impls, node_params, Impls, InputSpec, Mask, Node, NodeContext, NodeError, NodeSpec,
+    OutputSpec, ParamError, Params, PortType, Value,
 };
 
 use super::element::Element;
 use super::{kernels, naive};
 
-/// Params of `Dilation`, `Erosion`, `Closing` and `Opening`.
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct MorphologyParams {
-    /// Box structuring element, size in voxels along (x, y, z); each size odd.
-    /// Default (3, 3, 1): a 3x3 neighbourhood within each axial slice.
-    pub kernel: (usize, usize, usize),
-    /// Ellipsoid structuring element instead of the box: semi-axes in mm along
-    /// (x, y, z), turned into voxels with the input's spacing at run time. Default None
-    /// (use `kernel`).
-    pub radius_mm: Option<(f64, f64, f64)>,
-}
-
-impl Default for MorphologyParams {
-    fn default() -> Self {
-        MorphologyParams {
-            kernel: (3, 3, 1),
-            radius_mm: None,
-        }
+node_params! {
+    /// Params of `Dilation`, `Erosion`, `Closing` and `Opening`.
+    pub struct MorphologyParams {
+        /// Box structuring element: size along x, y, z, each odd (1 = no extent along that
+        /// axis). Ignored when `radius_mm` is set.
+        #[param(unit = "voxels")]
+        pub kernel: (usize, usize, usize) = (3, 3, 1),
+        /// Ellipsoid structuring element: semi-axes along x, y, z. Voxel offset (dx, dy, dz)
+        /// belongs to it when (dx*sx/rx)^2 + (dy*sy/ry)^2 + (dz*sz/rz)^2 <= 1 with the input's
+        /// spacing (sx, sy, sz); a zero semi-axis means no extent along that axis. Replaces
+        /// `kernel` when set.
+        #[param(unit = "mm")]
+        pub radius_mm: Option<(f64, f64, f64)> = None,
     }
 }
 
@@ -46,11 +39,17 @@ pub enum Op {
     Open,
 }
 
-/// Which kernels run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Imp {
-    Fast,
-    Naive,
+node_impls! {
+    /// Which kernels run: the implementations of the morphology node types.
+    pub enum Imp {
+        /// Bit-packed (64 voxels per word along x): separable running ORs for boxes
+        /// (direct for short windows, van Herk/Gil-Werman for long ones), row spans for
+        /// ellipsoids; parallel over slices.
+        Fast = "fast",
+        /// Reference: the direct definition, offset by offset on bytes, with the same
+        /// border conventions. Slow; for checking.
+        Naive = "naive",
+    }
 }
 
 /// The element, known at build time for boxes, at run time (spacing) for ellipsoids.
@@ -58,30 +57,6 @@ enum Imp {
 enum Shape {
     Box(Element),
     Ellipsoid([f64; 3]),
-}
-
-/// The param docs, shared by the four node types.
-pub fn param_specs() -> Vec<ParamSpec> {
-    vec![
-        ParamSpec::new(
-            "kernel",
-            "(usize, usize, usize)",
-            "(3, 3, 1)",
-            "voxels",
-            "Box structuring element: size along x, y, z, each odd (1 = no extent along that \
-             axis). Ignored when `radius_mm` is set.",
-        ),
-        ParamSpec::new(
-            "radius_mm",
-            "Option<(f64, f64, f64)>",
-            "None",
-            "mm",
-            "Ellipsoid structuring element: semi-axes along x, y, z. Voxel offset (dx, dy, dz) \
-             belongs to it when (dx*sx/rx)^2 + (dy*sy/ry)^2 + (dz*sz/rz)^2 <= 1 with the input's \
-             spacing (sx, sy, sz); a zero semi-axis means no extent along that axis. Replaces \
-             `kernel` when set.",
-        ),
-    ]
 }
 
 /// The spec of one morphology node type.
@@ -101,20 +76,8 @@ pub fn spec(name: &'static str, summary: &'static str, doc: &'static str) -> Nod
             PortType::Mask,
             "The transformed mask, on the input's grid.",
         )],
-        params: param_specs(),
-        impls: vec![
-            ImplSpec::new(
-                "fast",
-                "Bit-packed (64 voxels per word along x): separable running ORs for boxes \
-                 (direct for short windows, van Herk/Gil-Werman for long ones), row spans for \
-                 ellipsoids; parallel over slices.",
-            ),
-            ImplSpec::new(
-                "naive",
-                "Reference: the direct definition, offset by offset on bytes, with the same \
-                 border conventions. Slow; for checking.",
-            ),
-        ],
+        params: MorphologyParams::param_specs(),
+        impls: Imp::specs(),
     }
 }
 
@@ -124,7 +87,7 @@ pub fn build(
     params: &serde_json::Value,
     implementation: &str,
 ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-    let p: MorphologyParams = parse_params(params).map_err(|e| vec![e])?;
+    let p = MorphologyParams::from_json(params)?;
     let mut errors = Vec::new();
     let (kx, ky, kz) = p.kernel;
     let boxed = Element::cuboid([kx, ky, kz]);
@@ -151,11 +114,7 @@ pub fn build(
         Some((rx, ry, rz)) => Shape::Ellipsoid([rx, ry, rz]),
         None => Shape::Box(boxed.expect("checked")),
     };
-    let imp = if implementation == "naive" {
-        Imp::Naive
-    } else {
-        Imp::Fast
-    };
+    let imp = Imp::from_name(implementation)?;
     Ok(Box::new(MorphologyNode { op, shape, imp }))
 }
 

@@ -267,17 +267,3 @@ fn huge_ellipsoid_is_a_run_error() {
     .unwrap_err();
     assert!(err.contains("radius_mm"), "{err}");
 }
-
-#[test]
-fn params_default_matches_spec() {
-    let p = serde_json::to_value(super::common::MorphologyParams::default()).unwrap();
-    assert_eq!(
-        p,
-        serde_json::json!({"kernel": [3, 3, 1], "radius_mm": null})
-    );
-    let spec = Closing.spec();
-    let names: Vec<_> = spec.params.iter().map(|p| p.name).collect();
-    assert_eq!(names, ["kernel", "radius_mm"]);
-    assert_eq!(spec.params[0].default, Some("(3, 3, 1)".to_string()));
-    assert_eq!(spec.params[1].default, Some("None".to_string()));
-}
