@@ -6,6 +6,7 @@
 mod out;
 
 mod cmd_dicom;
+mod cmd_monitor;
 mod cmd_nodes;
 mod cmd_submit;
 mod cmd_train;
@@ -62,6 +63,18 @@ enum Command {
     /// What the jobs of `voxflow submit` run.
     #[command(subcommand, hide = true)]
     Slurm(cmd_submit::Internal),
+    /// Serve a live web view of trainings: curves, validations, logs (docs/monitor.md).
+    ///
+    /// Loss and validation Dice of every run under RUNS_DIR, pushed to the page as they are
+    /// written (Server-Sent Events); long curves decimated keeping every spike, raw points
+    /// when zoomed; runs overlaid; resume sessions marked with what changed; the run's logs
+    /// filtered by level, source and regex. The view is in the URL: share or reload it.
+    ///
+    /// Bound to a loopback address (the default) the page is open to local users, as
+    /// TensorBoard's is. Bound to any other address every request needs a token, generated
+    /// at start (or taken from VOXFLOW_MONITOR_TOKEN) and printed in the URL; without it
+    /// the answer is 401. Stop with Ctrl-C.
+    Monitor(cmd_monitor::MonitorArgs),
     /// Print a graph as Graphviz DOT.
     Dot {
         /// Graph file.
@@ -239,6 +252,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Submit(args) => cmd_submit::submit(args),
         Command::Status(args) => cmd_submit::status(args),
         Command::Slurm(cmd) => cmd_submit::internal(cmd),
+        Command::Monitor(args) => cmd_monitor::run(args),
         Command::Dot { graph, args } => match load_template(&registry, &graph, &args) {
             Ok(t) => {
                 out!("{}", voxflow_engine::dot::to_dot(&t.outline));

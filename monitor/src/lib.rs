@@ -5,6 +5,9 @@
 //!   captured. Timestamps tie (many lines per millisecond, two writers at once), sequence
 //!   numbers never do, so readers order by `seq` and page by it ("load more", SSE
 //!   resume) without losing or repeating a line.
+//! - [`decimate`]: MinMax-LTTB decimation of long loss curves that keeps every spike.
+//! - [`server`]: `voxflow monitor RUNS_DIR`, one page (uPlot vendored in `static/`,
+//!   inlined) with live curves and logs over Server-Sent Events.
 //!
 //! ```
 //! let dir = tempfile::tempdir().unwrap();
@@ -18,3 +21,4 @@
 
 pub mod decimate;
 pub mod logs;
+pub mod server;

@@ -324,6 +324,10 @@ pub fn train(client: &mut Client, mut opts: TrainOptions) -> Result<TrainSummary
         "device": opts.device_name,
         "run_id": state.run_id,
         "utc": utc_now_iso8601(),
+        // The settings themselves, so `voxflow monitor` shows what differs between
+        // sessions and between runs, not only that a hash did.
+        "hyper": cfg.hyper,
+        "architecture": cfg.architecture,
     }))?;
 
     let validation = client.validation()?;
