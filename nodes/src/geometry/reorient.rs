@@ -4,28 +4,21 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use voxflow_engine::axes::{axis_map, corner_distance_mm, is_identity, permuted_affine};
 use voxflow_engine::{
-    parse_params, Example, Geometry, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec,
-    NodeType, OutputSpec, ParamError, ParamSpec, PortType, Value,
+    node_params, Example, Geometry, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec,
+    NodeType, OutputSpec, ParamError, Params, PortType, Value,
 };
 
 use super::kernels;
 
-/// Params of `Reorient`.
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct ReorientParams {
-    /// Largest distance in mm allowed between corresponding corner voxel centres of the
-    /// reordered labels and `like` (files store positions in float32, and scanners round).
-    /// Default 0.1 mm.
-    pub tolerance_mm: f64,
-}
-
-impl Default for ReorientParams {
-    fn default() -> Self {
-        ReorientParams { tolerance_mm: 0.1 }
+node_params! {
+    /// Params of `Reorient`.
+    pub struct ReorientParams {
+        /// Largest distance allowed between corresponding corner voxel centres of the
+        /// reordered labels and `like`.
+        #[param(unit = "mm")]
+        pub tolerance_mm: f64 = 0.1,
     }
 }
 
@@ -61,14 +54,7 @@ impl NodeType for Reorient {
                 PortType::Labels,
                 "The same labels on `like`'s grid.",
             )],
-            params: vec![ParamSpec::new(
-                "tolerance_mm",
-                "f64",
-                "0.1",
-                "mm",
-                "Largest distance allowed between corresponding corner voxel centres of the \
-                 reordered labels and `like`.",
-            )],
+            params: ReorientParams::param_specs(),
             impls: vec![ImplSpec::new(
                 "default",
                 "One strided copy, parallel over the output's slices.",
@@ -117,7 +103,7 @@ impl NodeType for Reorient {
         params: &serde_json::Value,
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        let p: ReorientParams = parse_params(params).map_err(|e| vec![e])?;
+        let p = ReorientParams::from_json(params)?;
         if !(p.tolerance_mm.is_finite() && p.tolerance_mm >= 0.0) {
             return Err(vec![ParamError::field(
                 "tolerance_mm",

@@ -5,54 +5,42 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use voxflow_engine::{
-    parse_params, Example, Geometry, Image, ImplSpec, InputSpec, Node, NodeContext, NodeError,
-    NodeSpec, NodeType, OutputSpec, ParamError, ParamSpec, PortType, Value,
+    node_params, Example, Geometry, Image, ImplSpec, InputSpec, Node, NodeContext, NodeError,
+    NodeSpec, NodeType, OutputSpec, ParamError, Params, PortType, Value,
 };
 
 use super::kernels;
 
-/// Params of `Resample`.
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct ResampleParams {
-    /// Target voxel spacing (x, y, z) in mm over the input's field of view. Default None:
-    /// the grid of the `like` input (exactly one of the two must be given).
-    pub spacing_mm: Option<(f64, f64, f64)>,
-    /// Value of target voxels whose centre lies outside the input volume, in the image's
-    /// unit. Default -1024 (air in HU).
-    pub fill: f64,
+/// The doc of `spacing_mm`, shared by both resampling nodes (a macro so that it is a literal
+/// for `#[doc]`).
+macro_rules! spacing_doc {
+    () => {
+        "Target voxel spacing (x, y, z) over the input's field of view: round(n * s / \
+         spacing) voxels per axis, outer voxel edges kept. None: the grid of `like`. Give \
+         exactly one of the two."
+    };
 }
+pub(super) use spacing_doc;
 
-impl Default for ResampleParams {
-    fn default() -> Self {
-        ResampleParams {
-            spacing_mm: None,
-            fill: -1024.0,
-        }
+node_params! {
+    /// Params of `Resample`.
+    pub struct ResampleParams {
+        #[doc = spacing_doc!()]
+        #[param(unit = "mm")]
+        pub spacing_mm: Option<(f64, f64, f64)> = None,
+        /// Value of target voxels whose centre lies outside the input volume.
+        #[param(unit = "image unit (HU)")]
+        pub fill: f64 = -1024.0,
     }
 }
 
-/// The spec lines both resampling nodes share: `like` and `spacing_mm`.
+/// The `like` input both resampling nodes share.
 pub(super) fn like_input() -> InputSpec {
     InputSpec::optional(
         "like",
         &[PortType::Image, PortType::Mask, PortType::Labels],
         "Resample onto this volume's grid (instead of `spacing_mm`).",
-    )
-}
-
-/// See [`like_input`].
-pub(super) fn spacing_param() -> ParamSpec {
-    ParamSpec::new(
-        "spacing_mm",
-        "Option<(f64, f64, f64)>",
-        "None",
-        "mm",
-        "Target voxel spacing (x, y, z) over the input's field of view: round(n * s / \
-         spacing) voxels per axis, outer voxel edges kept. None: the grid of `like`. Give \
-         exactly one of the two.",
     )
 }
 
@@ -120,16 +108,7 @@ impl NodeType for Resample {
                 PortType::Image,
                 "The image on the target grid, f32.",
             )],
-            params: vec![
-                spacing_param(),
-                ParamSpec::new(
-                    "fill",
-                    "f64",
-                    "-1024.0",
-                    "image unit (HU)",
-                    "Value of target voxels whose centre lies outside the input volume.",
-                ),
-            ],
+            params: ResampleParams::param_specs(),
             impls: vec![ImplSpec::new(
                 "default",
                 "Trilinear, parallel over target slices.",
@@ -170,7 +149,7 @@ impl NodeType for Resample {
         params: &serde_json::Value,
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        let p: ResampleParams = parse_params(params).map_err(|e| vec![e])?;
+        let p = ResampleParams::from_json(params)?;
         let mut errors = Vec::new();
         if let Err(e) = check_spacing(p.spacing_mm) {
             errors.push(e);

@@ -3,22 +3,21 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use voxflow_engine::{
-    parse_params, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec, NodeType,
-    OutputSpec, ParamError, PortType, Value,
+    node_params, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec, NodeType,
+    OutputSpec, ParamError, Params, PortType, Value,
 };
 
 use super::kernels;
-use super::resample::{check_spacing, like_input, spacing_param, target_grid};
+use super::resample::{check_spacing, like_input, spacing_doc, target_grid};
 
-/// Params of `ResampleLabels`.
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct ResampleLabelsParams {
-    /// Target voxel spacing (x, y, z) in mm over the input's field of view. Default None:
-    /// the grid of the `like` input (exactly one of the two must be given).
-    pub spacing_mm: Option<(f64, f64, f64)>,
+node_params! {
+    /// Params of `ResampleLabels`.
+    pub struct ResampleLabelsParams {
+        #[doc = spacing_doc!()]
+        #[param(unit = "mm")]
+        pub spacing_mm: Option<(f64, f64, f64)> = None,
+    }
 }
 
 /// The `ResampleLabels` node type.
@@ -47,7 +46,7 @@ impl NodeType for ResampleLabels {
                 PortType::Labels,
                 "The labels on the target grid.",
             )],
-            params: vec![spacing_param()],
+            params: ResampleLabelsParams::param_specs(),
             impls: vec![ImplSpec::new(
                 "default",
                 "Nearest neighbour, parallel over target slices.",
@@ -76,7 +75,7 @@ impl NodeType for ResampleLabels {
         params: &serde_json::Value,
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        let p: ResampleLabelsParams = parse_params(params).map_err(|e| vec![e])?;
+        let p = ResampleLabelsParams::from_json(params)?;
         check_spacing(p.spacing_mm).map_err(|e| vec![e])?;
         Ok(Box::new(ResampleLabelsNode {
             spacing_mm: p.spacing_mm,

@@ -9,32 +9,25 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 use voxflow_engine::{
-    parse_params, Example, Geometry, Image, ImplSpec, Labels, Mask, Node, NodeContext, NodeError,
-    NodeSpec, NodeType, OutputSpec, ParamError, ParamSpec, PortType, Value, Volume,
+    node_impls, node_params, Example, Geometry, Image, Impls, Labels, Mask, Node, NodeContext,
+    NodeError, NodeSpec, NodeType, OutputSpec, ParamError, Params, PortType, Value, Volume,
 };
 
 use super::nifti::{dispatch, par_map, par_min_max, read_samples, Dtype, NiftiReader, Sample};
 
-/// Params of the three loaders.
-#[derive(Deserialize, Serialize, Debug, Clone, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct LoadParams {
-    /// File to read (`.nii` or `.nii.gz`, compression detected from the content).
-    /// Required (no default). Relative paths are relative to the working directory.
-    pub path: String,
-}
-
-const PATH_DOC: &str = "File to read: NIfTI-1 `.nii` or `.nii.gz` (compression is detected from \
-                        the content). Relative paths are relative to the working directory.";
-
-fn params_spec() -> Vec<ParamSpec> {
-    vec![ParamSpec::required("path", "String", "", PATH_DOC)]
+node_params! {
+    /// Params of the three loaders.
+    pub struct LoadParams {
+        /// File to read: NIfTI-1 `.nii` or `.nii.gz` (compression is detected from the
+        /// content). Relative paths are relative to the working directory.
+        #[param(required)]
+        pub path: String = String::new(),
+    }
 }
 
 fn build_params(params: &serde_json::Value) -> Result<PathBuf, Vec<ParamError>> {
-    let p: LoadParams = parse_params(params).map_err(|e| vec![e])?;
+    let p = LoadParams::from_json(params)?;
     if p.path.is_empty() {
         return Err(vec![ParamError::field(
             "path",
@@ -44,22 +37,16 @@ fn build_params(params: &serde_json::Value) -> Result<PathBuf, Vec<ParamError>> 
     Ok(PathBuf::from(p.path))
 }
 
-const IMPLS: &[(&str, &str)] = &[(
-    "native",
-    "Reads the whole file, inflates it with one zlib-rs call straight into the voxel buffer \
-     and converts types in parallel (rayon).",
-)];
-
-/// Version 2: loaded grids carry the header's meaning (`Geometry::nifti`), which
-/// cached values of version 1 lack.
-fn impls() -> Vec<ImplSpec> {
-    IMPLS
-        .iter()
-        .map(|(n, d)| ImplSpec {
-            version: 2,
-            ..ImplSpec::new(n, d)
-        })
-        .collect()
+node_impls! {
+    /// The implementations of the three loaders.
+    pub enum LoadImpl {
+        /// Reads the whole file, inflates it with one zlib-rs call straight into the voxel
+        /// buffer and converts types in parallel (rayon).
+        // Version 2: loaded grids carry the header's meaning (`Geometry::nifti`), which
+        // cached values of version 1 lack.
+        #[version = 2]
+        Native = "native",
+    }
 }
 
 /// Read a NIfTI-1 file as an Image: `i16` when the voxels are int16, uint8 or int8 and
@@ -233,8 +220,8 @@ impl NodeType for LoadNifti {
             category: "io",
             inputs: vec![],
             outputs: vec![OutputSpec::new("image", PortType::Image, "The voxels (HU for CT) and their grid.")],
-            params: params_spec(),
-            impls: impls(),
+            params: LoadParams::param_specs(),
+            impls: LoadImpl::specs(),
         }
     }
 
@@ -301,8 +288,8 @@ impl NodeType for LoadMask {
                 PortType::Mask,
                 "1 where the file is non-zero, else 0.",
             )],
-            params: params_spec(),
-            impls: impls(),
+            params: LoadParams::param_specs(),
+            impls: LoadImpl::specs(),
         }
     }
 
@@ -365,8 +352,8 @@ impl NodeType for LoadLabels {
                 PortType::Labels,
                 "The label map (0 = background).",
             )],
-            params: params_spec(),
-            impls: impls(),
+            params: LoadParams::param_specs(),
+            impls: LoadImpl::specs(),
         }
     }
 

@@ -3,21 +3,31 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use voxflow_engine::{
-    parse_params, Example, Geometry, Image, ImplSpec, InputSpec, Labels, Mask, Node, NodeContext,
-    NodeError, NodeSpec, NodeType, ParamError, ParamSpec, PortType, Value,
+    node_impls, node_params, Example, Geometry, Image, Impls, InputSpec, Labels, Mask, Node,
+    NodeContext, NodeError, NodeSpec, NodeType, ParamError, Params, PortType, Value,
 };
 
 use super::nifti::{le_bytes, nifti_kind, par_min_max, write_file, ByteSource, Header, Sample};
 
-/// Params of `SaveNifti`.
-#[derive(Deserialize, Serialize, Debug, Clone, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct SaveNiftiParams {
-    /// File to write, `.nii` or `.nii.gz` (gzip). Required (no default). Relative paths
-    /// resolve against the run's output folder.
-    pub path: String,
+node_params! {
+    /// Params of `SaveNifti`.
+    pub struct SaveNiftiParams {
+        /// File to write: `.nii` or `.nii.gz` (gzip). Relative paths resolve against the
+        /// run's output folder.
+        #[param(required)]
+        pub path: String = String::new(),
+    }
+}
+
+node_impls! {
+    /// The implementation of `SaveNifti`.
+    pub enum SaveNiftiImpl {
+        /// Header written here; gzip blocks deflated in parallel (zlib-rs, rayon).
+        // Version 2: no qform for sheared affines, the source header's meaning kept.
+        #[version = 2]
+        Native = "native",
+    }
 }
 
 fn check_grid(path: &Path, g: &Geometry) -> Result<(), NodeError> {
@@ -159,21 +169,8 @@ impl NodeType for SaveNifti {
                 "The volume to write.",
             )],
             outputs: vec![],
-            params: vec![ParamSpec::required(
-                "path",
-                "String",
-                "",
-                "File to write: `.nii` or `.nii.gz` (gzip). Relative paths resolve against the \
-                 run's output folder.",
-            )],
-            // Version 2: no qform for sheared affines, the source header's meaning kept.
-            impls: vec![ImplSpec {
-                version: 2,
-                ..ImplSpec::new(
-                    "native",
-                    "Header written here; gzip blocks deflated in parallel (zlib-rs, rayon).",
-                )
-            }],
+            params: SaveNiftiParams::param_specs(),
+            impls: SaveNiftiImpl::specs(),
         }
     }
 
@@ -196,7 +193,7 @@ impl NodeType for SaveNifti {
         params: &serde_json::Value,
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        let p: SaveNiftiParams = parse_params(params).map_err(|e| vec![e])?;
+        let p = SaveNiftiParams::from_json(params)?;
         if p.path.is_empty() {
             return Err(vec![ParamError::field(
                 "path",

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use voxflow_engine::{
-    parse_params, Cell, Example, Geometry, ImplSpec, InputSpec, Labels, Mask, Node, NodeContext,
-    NodeError, NodeSpec, NodeType, OutputSpec, ParamError, ParamSpec, PortType, Table, Value,
+    node_impls, node_params, Cell, Example, Geometry, Impls, InputSpec, Labels, Mask, Node,
+    NodeContext, NodeError, NodeSpec, NodeType, OutputSpec, ParamError, Params, PortType, Table,
+    Value,
 };
 
 use super::edt::EdtMethod;
@@ -45,38 +46,36 @@ pub enum RegionMode {
     LabelSlices,
 }
 
-/// Params of [`CompareMasks`].
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct CompareMasksParams {
-    /// Labels of `a` to compare, one table row each. Default `None`: every non-zero
-    /// label present in either input inside the region (labels of `b` translated back
-    /// through `mapping`).
-    pub labels: Option<Vec<u16>>,
-    /// Pairs `(label in a, label in b)` for sources that number structures
-    /// differently, e.g. `[(86, 100)]`. Unlisted labels pair with the same number.
-    /// Default `[]`.
-    pub mapping: Vec<(u16, u16)>,
-    /// Restrict the comparison: `"all"`, `"slices"`, `"bounding_box"` or
-    /// `"label_slices"`. Default `"all"`.
-    pub region: RegionMode,
-    /// Inclusive slice range `(first, last)` (voxel z indices) for `region:
-    /// "slices"`. Default `None`.
-    pub slices: Option<(usize, usize)>,
-    /// Labels of the `region` input whose slices make the region for `region:
-    /// "label_slices"`, e.g. `[28, 29, 30, 31]` (L1-L4 in TotalSegmentator). Default `[]`.
-    pub region_labels: Vec<u16>,
+node_params! {
+    /// Params of [`CompareMasks`].
+    pub struct CompareMasksParams {
+        /// Labels of `a` to compare, one row each; None: every non-zero label present in
+        /// either input inside the region.
+        pub labels: Option<Vec<u16>> = None,
+        /// Pairs (label in a, label in b) when the sources number structures differently;
+        /// unlisted labels pair with the same number.
+        pub mapping: Vec<(u16, u16)> = Vec::new(),
+        /// Part of the grid to compare (see the node doc).
+        #[param(ty = "\"all\" | \"slices\" | \"bounding_box\" | \"label_slices\"")]
+        pub region: RegionMode = RegionMode::All,
+        /// Inclusive z index range for region "slices".
+        #[param(unit = "slice")]
+        pub slices: Option<(usize, usize)> = None,
+        /// Labels of the `region` input whose slices form the region for "label_slices".
+        pub region_labels: Vec<u16> = Vec::new(),
+    }
 }
 
-impl Default for CompareMasksParams {
-    fn default() -> Self {
-        CompareMasksParams {
-            labels: None,
-            mapping: Vec::new(),
-            region: RegionMode::All,
-            slices: None,
-            region_labels: Vec::new(),
-        }
+node_impls! {
+    /// The implementations of [`CompareMasks`]: how surface distances are computed.
+    pub enum CompareMasksImpl {
+        /// Exact distances by a local search per surface voxel over rows of precomputed
+        /// distances, falling back to the separable transform for voxels far from the other
+        /// mask; fastest when the masks are similar.
+        ExactEdt = "exact_edt",
+        /// Exact separable (Felzenszwalb-Huttenlocher) distance transforms on every slice of
+        /// the masks' bounding box; cost independent of how far apart they are.
+        Separable = "separable",
     }
 }
 
@@ -233,58 +232,8 @@ impl NodeType for CompareMasks {
                 "One row per label: label, voxels_a, voxels_b, volume_a_ml, volume_b_ml, volume_diff_ml, \
                  dice, jaccard, hausdorff_mm, hd95_mm, mean_surface_distance_mm, hausdorff_voxel_mm.",
             )],
-            params: vec![
-                ParamSpec::new(
-                    "labels",
-                    "Option<Vec<u16>>",
-                    "None",
-                    "",
-                    "Labels of `a` to compare, one row each; None: every non-zero label present in \
-                     either input inside the region.",
-                ),
-                ParamSpec::new(
-                    "mapping",
-                    "Vec<(u16, u16)>",
-                    "[]",
-                    "",
-                    "Pairs (label in a, label in b) when the sources number structures differently; \
-                     unlisted labels pair with the same number.",
-                ),
-                ParamSpec::new(
-                    "region",
-                    "\"all\" | \"slices\" | \"bounding_box\" | \"label_slices\"",
-                    "\"all\"",
-                    "",
-                    "Part of the grid to compare (see the node doc).",
-                ),
-                ParamSpec::new(
-                    "slices",
-                    "Option<(usize, usize)>",
-                    "None",
-                    "slice",
-                    "Inclusive z index range for region \"slices\".",
-                ),
-                ParamSpec::new(
-                    "region_labels",
-                    "Vec<u16>",
-                    "[]",
-                    "",
-                    "Labels of the `region` input whose slices form the region for \"label_slices\".",
-                ),
-            ],
-            impls: vec![
-                ImplSpec::new(
-                    "exact_edt",
-                    "Exact distances by a local search per surface voxel over rows of \
-                     precomputed distances, falling back to the separable transform for \
-                     voxels far from the other mask; fastest when the masks are similar.",
-                ),
-                ImplSpec::new(
-                    "separable",
-                    "Exact separable (Felzenszwalb-Huttenlocher) distance transforms on every \
-                     slice of the masks' bounding box; cost independent of how far apart they are.",
-                ),
-            ],
+            params: CompareMasksParams::param_specs(),
+            impls: CompareMasksImpl::specs(),
         }
     }
 
@@ -321,14 +270,14 @@ impl NodeType for CompareMasks {
         params: &serde_json::Value,
         implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        let p: CompareMasksParams = parse_params(params).map_err(|e| vec![e])?;
+        let p = CompareMasksParams::from_json(params)?;
         let errs = p.check();
         if !errs.is_empty() {
             return Err(errs);
         }
-        let method = match implementation {
-            "separable" => EdtMethod::Separable,
-            _ => EdtMethod::Hybrid,
+        let method = match CompareMasksImpl::from_name(implementation)? {
+            CompareMasksImpl::ExactEdt => EdtMethod::Hybrid,
+            CompareMasksImpl::Separable => EdtMethod::Separable,
         };
         Ok(Box::new(CompareMasksNode { p, method }))
     }

@@ -2,34 +2,24 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use voxflow_engine::{
-    parse_params, Example, Image, ImplSpec, Node, NodeContext, NodeError, NodeSpec, NodeType,
-    OutputSpec, ParamError, ParamSpec, PortType, Value,
+    node_params, Example, Image, ImplSpec, Node, NodeContext, NodeError, NodeSpec, NodeType,
+    OutputSpec, ParamError, Params, PortType, Value,
 };
 
 use super::generate::generate;
 
-/// Parameters of the `Phantom` node.
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct PhantomParams {
-    /// Seed of every random choice (anatomy variation, errors, noise). Default 1.
-    pub seed: u64,
-    /// Grid size in voxels (x, y, z). Default (192, 160, 24). x and y at least 16, z at
-    /// least 1, each at most 1024.
-    pub dims: (usize, usize, usize),
-    /// Voxel spacing in mm (x, y, z). Default (1.5, 1.5, 3.0). Each in (0, 10].
-    pub spacing_mm: (f64, f64, f64),
-}
-
-impl Default for PhantomParams {
-    fn default() -> Self {
-        PhantomParams {
-            seed: 1,
-            dims: (192, 160, 24),
-            spacing_mm: (1.5, 1.5, 3.0),
-        }
+node_params! {
+    /// Parameters of the `Phantom` node.
+    pub struct PhantomParams {
+        /// Seed of every random choice (anatomy, errors, noise).
+        pub seed: u64 = 1,
+        /// Grid size (x, y, z): x and y 16..=1024, z 1..=1024.
+        #[param(unit = "voxels")]
+        pub dims: (usize, usize, usize) = (192, 160, 24),
+        /// Voxel spacing (x, y, z), each in (0, 10].
+        #[param(unit = "mm")]
+        pub spacing_mm: (f64, f64, f64) = (1.5, 1.5, 3.0),
     }
 }
 
@@ -119,29 +109,7 @@ impl NodeType for Phantom {
                     "Simulated imperfect segmentation with the same labels as `truth`.",
                 ),
             ],
-            params: vec![
-                ParamSpec::new(
-                    "seed",
-                    "u64",
-                    "1",
-                    "",
-                    "Seed of every random choice (anatomy, errors, noise).",
-                ),
-                ParamSpec::new(
-                    "dims",
-                    "(usize, usize, usize)",
-                    "(192, 160, 24)",
-                    "voxels",
-                    "Grid size (x, y, z): x and y 16..=1024, z 1..=1024.",
-                ),
-                ParamSpec::new(
-                    "spacing_mm",
-                    "(f64, f64, f64)",
-                    "(1.5, 1.5, 3.0)",
-                    "mm",
-                    "Voxel spacing (x, y, z), each in (0, 10].",
-                ),
-            ],
+            params: PhantomParams::param_specs(),
             impls: vec![ImplSpec::new(
                 "native",
                 "Rust, slices generated in parallel with rayon; bit-identical at any thread count.",
@@ -166,7 +134,7 @@ impl NodeType for Phantom {
         params: &serde_json::Value,
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        let p: PhantomParams = parse_params(params).map_err(|e| vec![e])?;
+        let p = PhantomParams::from_json(params)?;
         p.validate()?;
         Ok(Box::new(PhantomNode { params: p }))
     }

@@ -1,19 +1,19 @@
 //! `ConcatTables`: stack tables row-wise with a column saying where each row came from.
 
-use serde::{Deserialize, Serialize};
 use voxflow_engine::{
-    parse_params, Cell, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec,
-    NodeType, OutputSpec, ParamError, ParamSpec, PortType, Table, Value,
+    node_params, Cell, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec,
+    NodeType, OutputSpec, ParamError, Params, PortType, Table, Value,
 };
 
-/// Params of `ConcatTables`.
-#[derive(Deserialize, Serialize, Debug, Clone, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct ConcatTablesParams {
-    /// One name per input table, written in the `source` column. Required.
-    pub names: Vec<String>,
-    /// Name of the column holding the names. Default `"source"`.
-    pub column: Option<String>,
+node_params! {
+    /// Params of `ConcatTables`.
+    pub struct ConcatTablesParams {
+        /// One name per input table, written in the source column.
+        #[param(required)]
+        pub names: Vec<String> = Vec::new(),
+        /// Name of the source column; None = "source".
+        pub column: Option<String> = None,
+    }
 }
 
 struct ConcatTablesNode {
@@ -89,21 +89,7 @@ impl NodeType for ConcatTables {
                 PortType::Table,
                 "The stacked table.",
             )],
-            params: vec![
-                ParamSpec::required(
-                    "names",
-                    "Vec<String>",
-                    "",
-                    "One name per input table, written in the source column.",
-                ),
-                ParamSpec::new(
-                    "column",
-                    "Option<String>",
-                    "None",
-                    "",
-                    "Name of the source column; None = \"source\".",
-                ),
-            ],
+            params: ConcatTablesParams::param_specs(),
             impls: vec![ImplSpec::new("native", "Copies rows into one table.")],
         }
     }
@@ -131,7 +117,7 @@ impl NodeType for ConcatTables {
         params: &serde_json::Value,
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        let p: ConcatTablesParams = parse_params(params).map_err(|e| vec![e])?;
+        let p = ConcatTablesParams::from_json(params)?;
         if p.names.is_empty() {
             return Err(vec![ParamError::field(
                 "names",

@@ -3,16 +3,11 @@
 use std::sync::Arc;
 
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
+use voxflow_engine::params::NoParams;
 use voxflow_engine::{
-    parse_params, Cell, Example, Geometry, Image, ImplSpec, InputSpec, Node, NodeContext,
-    NodeError, NodeSpec, NodeType, OutputSpec, ParamError, PortType, Table, Value,
+    Cell, Example, Geometry, Image, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec,
+    NodeType, OutputSpec, ParamError, Params, PortType, Table, Value,
 };
-
-/// Params of `LabelStats` (none: every label present is measured).
-#[derive(Deserialize, Serialize, Debug, Clone, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct LabelStatsParams {}
 
 /// Statistics of one label.
 #[derive(Clone, Debug, PartialEq)]
@@ -335,7 +330,7 @@ impl NodeType for LabelStats {
                 OutputSpec::new("table", PortType::Table, "One row per label: label, voxels, volume_ml, mean_hu, sd_hu."),
                 OutputSpec::new("slices", PortType::Table, "One row per label and slice present: label, slice, area_cm2."),
             ],
-            params: vec![],
+            params: NoParams::param_specs(),
             impls: vec![ImplSpec::new("native", "Two passes over slices in parallel (rayon), f64 sums.")],
         }
     }
@@ -361,7 +356,7 @@ impl NodeType for LabelStats {
         params: &serde_json::Value,
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        let _: LabelStatsParams = parse_params(params).map_err(|e| vec![e])?;
+        NoParams::from_json(params)?;
         Ok(Box::new(LabelStatsNode))
     }
 }

@@ -2,20 +2,20 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
 use voxflow_engine::fsutil::WriteError;
 use voxflow_engine::{
-    parse_params, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec, NodeType,
-    ParamError, ParamSpec, PortType,
+    node_params, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec, NodeType,
+    ParamError, Params, PortType,
 };
 
-/// Params of `WriteTable`.
-#[derive(Deserialize, Serialize, Debug, Clone, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct WriteTableParams {
-    /// File to write: `.csv`, `.tsv` or `.json`. Required (no default). Relative paths
-    /// resolve against the run's output folder.
-    pub path: String,
+node_params! {
+    /// Params of `WriteTable`.
+    pub struct WriteTableParams {
+        /// File to write: `.csv`, `.tsv` or `.json`. Relative paths resolve against the
+        /// run's output folder.
+        #[param(required)]
+        pub path: String = String::new(),
+    }
 }
 
 const EXTENSIONS: [&str; 3] = ["csv", "tsv", "json"];
@@ -73,13 +73,7 @@ impl NodeType for WriteTable {
                 "The table to write.",
             )],
             outputs: vec![],
-            params: vec![ParamSpec::required(
-                "path",
-                "String",
-                "",
-                "File to write: `.csv`, `.tsv` or `.json`. Relative paths resolve against the \
-                 run's output folder.",
-            )],
+            params: WriteTableParams::param_specs(),
             impls: vec![ImplSpec::new("native", "Table::write (atomic).")],
         }
     }
@@ -104,7 +98,7 @@ impl NodeType for WriteTable {
         params: &serde_json::Value,
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        let p: WriteTableParams = parse_params(params).map_err(|e| vec![e])?;
+        let p = WriteTableParams::from_json(params)?;
         if p.path.is_empty() {
             return Err(vec![ParamError::field(
                 "path",

@@ -13,8 +13,8 @@ use dicom_dictionary_std::tags;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use voxflow_engine::{
-    parse_params, Example, Geometry, Image, ImplSpec, Node, NodeContext, NodeError, NodeSpec,
-    NodeType, OutputSpec, ParamError, ParamSpec, PortType, Value, Volume,
+    node_params, Example, Geometry, Image, ImplSpec, Node, NodeContext, NodeError, NodeSpec,
+    NodeType, OutputSpec, ParamError, Params, PortType, Value, Volume,
 };
 
 mod prescan;
@@ -61,16 +61,19 @@ impl<'de> Deserialize<'de> for SeriesChoice {
     }
 }
 
-/// Params of `LoadDicomSeries`.
-#[derive(Deserialize, Serialize, Debug, Clone, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct LoadDicomParams {
-    /// Folder holding the slices of one series. Required (no default). Relative paths
-    /// are relative to the working directory.
-    pub dir: String,
-    /// Which series to load when the folder holds several; unset (the default), a
-    /// folder with several series is an error listing them.
-    pub series: Option<SeriesChoice>,
+node_params! {
+    /// Params of `LoadDicomSeries`.
+    pub struct LoadDicomParams {
+        /// Folder holding the slices of one series. Relative paths are relative to the
+        /// working directory.
+        #[param(required)]
+        pub dir: String = String::new(),
+        /// Which series to load when the folder holds several (`voxflow dicom ls DIR` lists
+        /// them): a SeriesInstanceUID, a SeriesNumber, or "largest" (most slices). None
+        /// (the default): a folder with several series is an error that lists them.
+        #[param(ty = "None | \"<SeriesInstanceUID>\" | <SeriesNumber> | \"largest\"")]
+        pub series: Option<SeriesChoice> = None,
+    }
 }
 
 /// Largest difference between slice gaps accepted as even: 0.01 mm plus 0.1 % of the
@@ -429,23 +432,7 @@ impl NodeType for LoadDicomSeries {
             category: "io",
             inputs: vec![],
             outputs: vec![OutputSpec::new("image", PortType::Image, "The series in HU on its grid (RAS affine).")],
-            params: vec![ParamSpec::required(
-                "dir",
-                "String",
-                "",
-                "Folder holding the slices of one series. Relative paths are relative to the \
-                 working directory.",
-            ),
-            ParamSpec::new(
-                "series",
-                "None | \"<SeriesInstanceUID>\" | <SeriesNumber> | \"largest\"",
-                "None",
-                "",
-                "Which series to load when the folder holds several (`voxflow dicom ls DIR` \
-                 lists them): a SeriesInstanceUID, a SeriesNumber, or \"largest\" (most \
-                 slices). None (the default): a folder with several series is an error that \
-                 lists them.",
-            )],
+            params: LoadDicomParams::param_specs(),
             impls: vec![ImplSpec::new(
                 "native",
                 "dicom-object + dicom-pixeldata (pure Rust JPEG 2000), files read and decoded in parallel.",
@@ -486,7 +473,7 @@ impl NodeType for LoadDicomSeries {
         params: &serde_json::Value,
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        let p: LoadDicomParams = parse_params(params).map_err(|e| vec![e])?;
+        let p = LoadDicomParams::from_json(params)?;
         if p.dir.is_empty() {
             return Err(vec![ParamError::field(
                 "dir",

@@ -484,26 +484,6 @@ fn build_rejects_bad_params() {
         .is_ok());
 }
 
-#[test]
-fn spec_params_match_defaults() {
-    let spec = CompareMasks.spec();
-    let defaults = serde_json::to_value(CompareMasksParams::default()).unwrap();
-    let obj = defaults.as_object().unwrap();
-    let mut names: Vec<&str> = spec.params.iter().map(|p| p.name).collect();
-    names.sort_unstable();
-    assert_eq!(names, obj.keys().map(String::as_str).collect::<Vec<_>>());
-    for p in &spec.params {
-        let ron = p.default.as_deref().expect("all params have defaults");
-        let want = match &obj[p.name] {
-            serde_json::Value::Null => "None".to_string(),
-            v => v.to_string(),
-        };
-        assert_eq!(ron, want, "{}", p.name);
-    }
-    assert!(spec.summary.len() <= 79 && spec.summary.ends_with('.'));
-    assert!(!CompareMasks.examples().is_empty());
-}
-
 // ---------------------------------------------------------------- peers
 
 /// Random masks: a few anisotropic ellipsoids, speckle and holes; b is a with some
