@@ -97,13 +97,7 @@ fn documented_defaults_are_accepted_by_the_params_parser() {
 
 /// Node types whose params are still written by hand (no `node_params!`); shrinks to
 /// empty as families are converted.
-const HAND_WRITTEN_PARAMS: &[&str] = &[
-    "PatchServer",
-    "RenderOverlay",
-    "TrainingConfig",
-    "UNetInfer",
-    "UNetTrain",
-];
+const HAND_WRITTEN_PARAMS: &[&str] = &["RenderOverlay"];
 
 /// Every documented default is the params struct's `Default`: the spec carries the
 /// serialized `Default` (`default_value`) and the rendered text (`default`), and the

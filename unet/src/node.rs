@@ -6,8 +6,8 @@ use std::sync::Arc;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use voxflow_engine::{
-    parse_params, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec, NodeType,
-    OutputSpec, ParamError, ParamSpec, PortType, Value,
+    node_impls, node_params, Example, Impls, InputSpec, Node, NodeContext, NodeError, NodeSpec,
+    NodeType, OutputSpec, ParamError, Params, PortType, Value,
 };
 
 use crate::artifact::SavedModel;
@@ -26,67 +26,45 @@ pub enum DeviceChoice {
     Gpu,
 }
 
-/// Params of `UNetInfer`.
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct UNetInferParams {
-    /// Saved model folder (`NAME.vxmodel/`), relative to the current folder. Required.
-    pub model: String,
-    /// `auto`, `cpu` or `gpu`. Default `auto`.
-    pub device: DeviceChoice,
-    /// Network inputs (slices, or tiles when tiling) per forward pass. Default 8.
-    pub batch_size: usize,
-    /// Tile size in pixels (a multiple of 2^(levels-1)); `None` (default): whole slices.
-    pub tile: Option<usize>,
-    /// Fraction of a tile overlapping its neighbour, in [0, 1). Default 0.25.
-    pub overlap: f64,
-    /// Number of classes the graph expects (checked against the model); `None` (default):
-    /// no check.
-    pub classes: Option<usize>,
-}
-
-impl Default for UNetInferParams {
-    fn default() -> Self {
-        UNetInferParams {
-            model: String::new(),
-            device: DeviceChoice::Auto,
-            batch_size: 8,
-            tile: None,
-            overlap: 0.25,
-            classes: None,
-        }
+node_params! {
+    /// Params of `UNetInfer`.
+    pub struct UNetInferParams {
+        /// Saved model folder (NAME.vxmodel/), relative to the current folder.
+        #[param(ty = "path", required)]
+        pub model: String = String::new(),
+        /// Where the network runs; auto: the GPU when the implementation has one and it is
+        /// present, else the CPU.
+        #[param(ty = "\"auto\" | \"cpu\" | \"gpu\"")]
+        pub device: DeviceChoice = DeviceChoice::Auto,
+        /// Network inputs (slices or tiles) per forward pass.
+        pub batch_size: usize = 8,
+        /// Tile size (a multiple of 2^(levels-1)); None: whole slices.
+        #[param(unit = "px")]
+        pub tile: Option<usize> = None,
+        /// Fraction of a tile shared with its neighbour, in [0, 1).
+        pub overlap: f64 = 0.25,
+        /// Classes the graph expects; a model with another count is an error.
+        pub classes: Option<usize> = None,
     }
 }
 
-/// Name of the default CPU implementation.
-pub const IMPL_FLEX: &str = "burn-flex";
-/// Name of the GPU implementation (only with the `wgpu` cargo feature).
-pub const IMPL_WGPU: &str = "burn-wgpu";
+node_impls! {
+    /// The implementations of `UNetInfer`: burn backends. A build with a GPU backend makes
+    /// it the default, so `device: auto` really picks the GPU when one is present.
+    pub enum UNetImpl {
+        /// burn's wgpu backend (Vulkan on Linux, so NVIDIA GPUs work with the Vulkan
+        /// loader installed); falls back to Flex on the CPU with `device: auto` when no GPU
+        /// adapter is found.
+        #[cfg(feature = "wgpu")]
+        BurnWgpu = "burn-wgpu",
+        /// burn's Flex CPU backend (pure Rust, rayon threads, SIMD). `device: gpu` is an
+        /// error with it.
+        BurnFlex = "burn-flex",
+    }
+}
 
 /// The `UNetInfer` node type.
 pub struct UNetInfer;
-
-fn impls() -> Vec<ImplSpec> {
-    let flex = ImplSpec::new(
-        IMPL_FLEX,
-        "burn's Flex CPU backend (pure Rust, rayon threads, SIMD). `device: gpu` is an \
-         error with it.",
-    );
-    #[cfg(feature = "wgpu")]
-    {
-        // A build with a GPU backend makes it the default, so `device: auto` really picks
-        // the GPU when one is present.
-        let wgpu = ImplSpec::new(
-            IMPL_WGPU,
-            "burn's wgpu backend (Vulkan on Linux, so NVIDIA GPUs work with the Vulkan \
-             loader installed); falls back to Flex on the CPU with `device: auto` when no GPU \
-             adapter is found.",
-        );
-        vec![wgpu, flex]
-    }
-    #[cfg(not(feature = "wgpu"))]
-    vec![flex]
-}
 
 impl NodeType for UNetInfer {
     fn spec(&self) -> NodeSpec {
@@ -121,51 +99,8 @@ impl NodeType for UNetInfer {
                     "Softmax probability of the chosen class per voxel (f32, 0..1).",
                 ),
             ],
-            params: vec![
-                ParamSpec::required(
-                    "model",
-                    "path",
-                    "",
-                    "Saved model folder (NAME.vxmodel/), relative to the current folder.",
-                ),
-                ParamSpec::new(
-                    "device",
-                    "\"auto\" | \"cpu\" | \"gpu\"",
-                    "\"auto\"",
-                    "",
-                    "Where the network runs; auto: the GPU when the implementation has one \
-                     and it is present, else the CPU.",
-                ),
-                ParamSpec::new(
-                    "batch_size",
-                    "usize",
-                    "8",
-                    "",
-                    "Network inputs (slices or tiles) per forward pass.",
-                ),
-                ParamSpec::new(
-                    "tile",
-                    "Option<usize>",
-                    "None",
-                    "px",
-                    "Tile size (a multiple of 2^(levels-1)); None: whole slices.",
-                ),
-                ParamSpec::new(
-                    "overlap",
-                    "f64",
-                    "0.25",
-                    "",
-                    "Fraction of a tile shared with its neighbour, in [0, 1).",
-                ),
-                ParamSpec::new(
-                    "classes",
-                    "Option<usize>",
-                    "None",
-                    "",
-                    "Classes the graph expects; a model with another count is an error.",
-                ),
-            ],
-            impls: impls(),
+            params: UNetInferParams::param_specs(),
+            impls: UNetImpl::specs(),
         }
     }
 
@@ -192,7 +127,7 @@ impl NodeType for UNetInfer {
         params: &serde_json::Value,
         implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        let p: UNetInferParams = parse_params(params).map_err(|e| vec![e])?;
+        let p = UNetInferParams::from_json(params)?;
         let mut errors = Vec::new();
         if p.model.is_empty() {
             errors.push(ParamError::field(
@@ -220,7 +155,8 @@ impl NodeType for UNetInfer {
                 ));
             }
         }
-        if implementation == IMPL_FLEX && p.device == DeviceChoice::Gpu {
+        let imp = UNetImpl::from_name(implementation)?;
+        if imp == UNetImpl::BurnFlex && p.device == DeviceChoice::Gpu {
             errors.push(ParamError::field(
                 "device",
                 if cfg!(feature = "wgpu") {
@@ -236,7 +172,7 @@ impl NodeType for UNetInfer {
         }
         Ok(Box::new(UNetInferNode {
             model: PathBuf::from(&p.model),
-            implementation: implementation.to_string(),
+            imp,
             device: p.device,
             options: InferOptions {
                 batch_size: p.batch_size,
@@ -250,25 +186,24 @@ impl NodeType for UNetInfer {
 
 struct UNetInferNode {
     model: PathBuf,
-    implementation: String,
+    imp: UNetImpl,
     device: DeviceChoice,
     options: InferOptions,
     classes: Option<usize>,
 }
 
 /// The device a node runs on and a description for the run report.
-pub fn choose_device(
-    implementation: &str,
-    choice: DeviceChoice,
-) -> Result<(Device, String), String> {
+pub fn choose_device(imp: UNetImpl, choice: DeviceChoice) -> Result<(Device, String), String> {
     let cpu = || (Device::flex(), "cpu (burn Flex)".to_string());
-    match (implementation, choice) {
-        (IMPL_FLEX, DeviceChoice::Gpu) => {
+    match (imp, choice) {
+        (UNetImpl::BurnFlex, DeviceChoice::Gpu) => {
             Err("device \"gpu\" needs the burn-wgpu implementation".into())
         }
-        (IMPL_FLEX, _) | (_, DeviceChoice::Cpu) => Ok(cpu()),
+        (UNetImpl::BurnFlex, _) => Ok(cpu()),
         #[cfg(feature = "wgpu")]
-        (IMPL_WGPU, choice) => match crate::gpu::wgpu_device() {
+        (UNetImpl::BurnWgpu, DeviceChoice::Cpu) => Ok(cpu()),
+        #[cfg(feature = "wgpu")]
+        (UNetImpl::BurnWgpu, choice) => match crate::gpu::wgpu_device() {
             Some((d, name)) => Ok((d, name)),
             None if choice == DeviceChoice::Auto => {
                 let (d, s) = cpu();
@@ -280,7 +215,6 @@ pub fn choose_device(
                     .into(),
             ),
         },
-        (other, _) => Err(format!("unknown implementation {other:?}")),
     }
 }
 
@@ -288,7 +222,7 @@ impl Node for UNetInferNode {
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
         let image = ctx.image("image")?;
         let (device, device_name) =
-            choose_device(&self.implementation, self.device).map_err(NodeError::Other)?;
+            choose_device(self.imp, self.device).map_err(NodeError::Other)?;
         let model = SavedModel::load(&self.model, &device).map_err(|e| match e {
             crate::artifact::ModelError::File { path, message } => NodeError::file(&path, message),
             e => NodeError::file(&self.model, e.to_string()),

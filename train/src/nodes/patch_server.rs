@@ -4,44 +4,33 @@ use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use voxflow_engine::{
-    parse_params, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec, NodeType,
-    OutputSpec, ParamError, ParamSpec, PortType, Value,
+    node_params, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec, NodeType,
+    OutputSpec, ParamError, Params, PortType, Value,
 };
 
 use crate::config::TrainingConfig;
 use crate::patches::{Sampler, TrainCase, ValidationSet};
 use crate::server::{PatchServer, ServerOptions};
 
-/// Params of `PatchServer`.
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct PatchServerParams {
-    /// Address to listen on. Default `127.0.0.1:0` (loopback, a free port).
-    pub bind: String,
-    /// File holding the shared secret; created with a random token (mode 0600) when it
-    /// does not exist. Relative paths resolve against the output folder. Default
-    /// `patch_server.token`.
-    pub token_file: String,
-    /// File the server writes its address to (for scripts and `voxflow train
-    /// --connect`); relative to the output folder. Default `patch_server.addr`.
-    pub address_file: String,
-    /// Batches prepared ahead per connected trainer. Default 8.
-    pub prefetch: usize,
-    /// Sampler threads per connected trainer. Default 2.
-    pub workers: usize,
-}
-
-impl Default for PatchServerParams {
-    fn default() -> Self {
-        PatchServerParams {
-            bind: "127.0.0.1:0".into(),
-            token_file: "patch_server.token".into(),
-            address_file: "patch_server.addr".into(),
-            prefetch: 8,
-            workers: 2,
-        }
+node_params! {
+    /// Params of `PatchServer`.
+    pub struct PatchServerParams {
+        /// Address to listen on; port 0 picks a free one.
+        pub bind: String = "127.0.0.1:0".into(),
+        /// Shared secret file; created with a random token (0600) when missing. Relative to
+        /// the output folder.
+        #[param(ty = "path")]
+        pub token_file: String = "patch_server.token".into(),
+        /// Where the listening address is written; relative to the output folder.
+        #[param(ty = "path")]
+        pub address_file: String = "patch_server.addr".into(),
+        /// Batches prepared ahead per trainer.
+        #[param(unit = "batches")]
+        pub prefetch: usize = 8,
+        /// Sampler threads per trainer.
+        #[param(unit = "threads")]
+        pub workers: usize = 2,
     }
 }
 
@@ -115,44 +104,7 @@ impl NodeType for PatchServerNode {
                 PortType::Service,
                 "The running server, for a UNetTrain node.",
             )],
-            params: vec![
-                ParamSpec::new(
-                    "bind",
-                    "String",
-                    "\"127.0.0.1:0\"",
-                    "",
-                    "Address to listen on; port 0 picks a free one.",
-                ),
-                ParamSpec::new(
-                    "token_file",
-                    "path",
-                    "\"patch_server.token\"",
-                    "",
-                    "Shared secret file; created with a random token (0600) when missing. \
-                     Relative to the output folder.",
-                ),
-                ParamSpec::new(
-                    "address_file",
-                    "path",
-                    "\"patch_server.addr\"",
-                    "",
-                    "Where the listening address is written; relative to the output folder.",
-                ),
-                ParamSpec::new(
-                    "prefetch",
-                    "usize",
-                    "8",
-                    "batches",
-                    "Batches prepared ahead per trainer.",
-                ),
-                ParamSpec::new(
-                    "workers",
-                    "usize",
-                    "2",
-                    "threads",
-                    "Sampler threads per trainer.",
-                ),
-            ],
+            params: PatchServerParams::param_specs(),
             impls: vec![ImplSpec::new("tcp", "std TCP, one thread per trainer.")],
         }
     }
@@ -170,7 +122,7 @@ impl NodeType for PatchServerNode {
         params: &serde_json::Value,
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        let p: PatchServerParams = parse_params(params).map_err(|e| vec![e])?;
+        let p = PatchServerParams::from_json(params)?;
         let mut errors = Vec::new();
         if p.bind.to_socket_addrs().is_err() {
             errors.push(ParamError::field(

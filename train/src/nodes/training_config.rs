@@ -3,25 +3,25 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use voxflow_engine::{
-    parse_params, Example, ImplSpec, Node, NodeContext, NodeError, NodeSpec, NodeType, OutputSpec,
-    ParamError, ParamSpec, PortType, Value,
+    node_params, Example, ImplSpec, Node, NodeContext, NodeError, NodeSpec, NodeType, OutputSpec,
+    ParamError, Params, PortType, Value,
 };
 use voxflow_unet::UNetConfig;
 
 use crate::config::{read_architecture, read_hyper, Hyper, TrainingConfig};
 
-/// Params of `TrainingConfig`: each part inline (a RON struct) or a file path (string).
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrainingConfigParams {
-    /// The U-Net: inline (`(kind: "unet2d", levels: 5, ...)`) or an `architecture.json`
-    /// path. Default `None`: the seed's network (5 levels, 16 base filters, 3 classes).
-    pub architecture: Option<serde_json::Value>,
-    /// Hyperparameters: inline (`(iterations: 500, ...)`) or a RON file path. Default
-    /// `None`: every default of [`Hyper`].
-    pub hyper: Option<serde_json::Value>,
+node_params! {
+    /// Params of `TrainingConfig`: each part inline (a RON struct) or a file path (string).
+    pub struct TrainingConfigParams {
+        /// The U-Net, inline or an architecture.json path; None: the seed's network.
+        #[param(ty = "Option<struct | path>")]
+        pub architecture: Option<serde_json::Value> = None,
+        /// Hyperparameters, inline or a RON file path; None: all defaults.
+        #[param(ty = "Option<struct | path>")]
+        pub hyper: Option<serde_json::Value> = None,
+    }
 }
 
 /// One part of the config: from a file (read when the node runs) or given inline.
@@ -84,23 +84,7 @@ impl NodeType for TrainingConfigNode {
                 PortType::Config,
                 "The training config (architecture + hyperparameters) with its hash.",
             )],
-            params: vec![
-                ParamSpec::new(
-                    "architecture",
-                    "Option<struct | path>",
-                    "None",
-                    "",
-                    "The U-Net, inline or an architecture.json path; None: the seed's \
-                     network.",
-                ),
-                ParamSpec::new(
-                    "hyper",
-                    "Option<struct | path>",
-                    "None",
-                    "",
-                    "Hyperparameters, inline or a RON file path; None: all defaults.",
-                ),
-            ],
+            params: TrainingConfigParams::param_specs(),
             impls: vec![ImplSpec::new("default", "Reads and checks the parts.")],
         }
     }
@@ -126,7 +110,7 @@ impl NodeType for TrainingConfigNode {
         params: &serde_json::Value,
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        let p: TrainingConfigParams = parse_params(params).map_err(|e| vec![e])?;
+        let p = TrainingConfigParams::from_json(params)?;
         let mut errors = Vec::new();
         let arch = part::<UNetConfig>("architecture", &p.architecture)
             .map_err(|e| errors.push(e))

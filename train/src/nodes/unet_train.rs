@@ -4,10 +4,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use voxflow_engine::{
-    parse_params, Cell, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec,
-    NodeType, OutputSpec, ParamError, ParamSpec, PortType, Table, Value,
+    node_params, Cell, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec,
+    NodeType, OutputSpec, ParamError, Params, PortType, Table, Value,
 };
 
 use crate::client::Client;
@@ -16,32 +15,24 @@ use crate::device::{self, TrainDevice};
 use crate::nodes::patch_server::{PatchService, TRAIN_EXAMPLE};
 use crate::trainer::{train, TrainOptions};
 
-/// Params of `UNetTrain`.
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct UNetTrainParams {
-    /// Run folder (metrics.jsonl, loss.png, best.vxmodel/, checkpoint/); relative to the
-    /// output folder. Default `training`.
-    pub out: String,
-    /// `auto`, `cpu` or `wgpu`. Default `auto`.
-    pub device: TrainDevice,
-    /// Continue the run in `out` from its checkpoint. Default `false`.
-    pub resume: bool,
-    /// `architecture.json` that replaces the streamed architecture. Default `None`.
-    pub architecture: Option<String>,
-    /// Hyperparameter RON file that replaces the streamed ones. Default `None`.
-    pub hyper: Option<String>,
-}
-
-impl Default for UNetTrainParams {
-    fn default() -> Self {
-        UNetTrainParams {
-            out: "training".into(),
-            device: TrainDevice::Auto,
-            resume: false,
-            architecture: None,
-            hyper: None,
-        }
+node_params! {
+    /// Params of `UNetTrain`.
+    pub struct UNetTrainParams {
+        /// Run folder, relative to the output folder.
+        #[param(ty = "path")]
+        pub out: String = "training".into(),
+        /// auto: a GPU through wgpu when built in and present, else the CPU; wgpu is an
+        /// error when there is none (or the build lacks the `wgpu` feature).
+        #[param(ty = "\"auto\" | \"cpu\" | \"wgpu\" (alias \"gpu\")")]
+        pub device: TrainDevice = TrainDevice::Auto,
+        /// Continue the run in `out` from its last checkpoint.
+        pub resume: bool = false,
+        /// architecture.json replacing the streamed architecture.
+        #[param(ty = "Option<path>")]
+        pub architecture: Option<String> = None,
+        /// Hyperparameter RON file replacing the streamed ones.
+        #[param(ty = "Option<path>")]
+        pub hyper: Option<String> = None,
     }
 }
 
@@ -71,44 +62,7 @@ impl NodeType for UNetTrainNode {
                 PortType::Table,
                 "Per foreground class: class, best_dice, best_iteration, last_dice, iterations.",
             )],
-            params: vec![
-                ParamSpec::new(
-                    "out",
-                    "path",
-                    "\"training\"",
-                    "",
-                    "Run folder, relative to the output folder.",
-                ),
-                ParamSpec::new(
-                    "device",
-                    "\"auto\" | \"cpu\" | \"wgpu\" (alias \"gpu\")",
-                    "\"auto\"",
-                    "",
-                    "auto: a GPU through wgpu when built in and present, else the CPU; wgpu \
-                     is an error when there is none (or the build lacks the `wgpu` feature).",
-                ),
-                ParamSpec::new(
-                    "resume",
-                    "bool",
-                    "false",
-                    "",
-                    "Continue the run in `out` from its last checkpoint.",
-                ),
-                ParamSpec::new(
-                    "architecture",
-                    "Option<path>",
-                    "None",
-                    "",
-                    "architecture.json replacing the streamed architecture.",
-                ),
-                ParamSpec::new(
-                    "hyper",
-                    "Option<path>",
-                    "None",
-                    "",
-                    "Hyperparameter RON file replacing the streamed ones.",
-                ),
-            ],
+            params: UNetTrainParams::param_specs(),
             impls: vec![ImplSpec::new(
                 "burn",
                 "burn 0.22 autodiff on the chosen device.",
@@ -128,7 +82,7 @@ impl NodeType for UNetTrainNode {
         params: &serde_json::Value,
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        let p: UNetTrainParams = parse_params(params).map_err(|e| vec![e])?;
+        let p = UNetTrainParams::from_json(params)?;
         if p.out.is_empty() {
             return Err(vec![ParamError::field("out", "must name a folder")]);
         }
