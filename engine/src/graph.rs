@@ -6,7 +6,9 @@
 //! file is expanded in place, its nodes renamed `macro_id/inner_id`, its `params` set from
 //! the macro node's `params`, its `inputs` bound to the macro node's `inputs`, and its
 //! `outputs` available as `"macro_id.output"`. The result is one flat [`Graph`] that
-//! validation checks as a whole.
+//! validation checks as a whole. A macro's file is looked up beside the graph using it,
+//! then in the graph library ([`library_path`]: `VOXFLOW_GRAPH_PATH`, the install's
+//! `graphs/`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,12 +34,52 @@ pub const MAX_NODES: usize = 100_000;
 /// Deepest chain of macros inside macros.
 pub const MAX_MACRO_DEPTH: usize = 32;
 
+/// Environment variable with extra directories (`:`-separated) searched for macro graph
+/// files, after the including graph's own directory.
+pub const GRAPH_PATH_VAR: &str = "VOXFLOW_GRAPH_PATH";
+
+/// Directories searched for a macro's graph file (`node: "macros/x.ron"`) after the
+/// directory of the graph that uses it, in this order:
+///
+/// 1. each directory of `VOXFLOW_GRAPH_PATH` (`:`-separated, empty entries skipped);
+/// 2. the install's graph library: `share/voxflow/graphs` beside the binary's `bin/`
+///    (`PREFIX/bin/voxflow` -> `PREFIX/share/voxflow/graphs`), then `graphs/` next to the
+///    binary (an unpacked archive);
+/// 3. the `graphs/` of the source tree voxflow was built from (what `cargo install --path
+///    cli` leaves behind), while it exists.
+///
+/// The graph's own directory comes first so that a graph shipped with its macros always
+/// gets those; the library is what lets a copied graph keep working.
+pub fn library_path() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os(GRAPH_PATH_VAR)
+        .map(|v| {
+            std::env::split_paths(&v)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(bin) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        if let Some(prefix) = bin.parent() {
+            dirs.push(prefix.join("share").join("voxflow").join("graphs"));
+        }
+        dirs.push(bin.join("graphs"));
+    }
+    // The engine crate sits in the workspace root next to graphs/.
+    let engine = Path::new(env!("CARGO_MANIFEST_DIR"));
+    dirs.push(engine.parent().unwrap_or(engine).join("graphs"));
+    dirs
+}
+
 /// Options for loading a graph.
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
     /// `KEY=VALUE` overrides from the command line: `name=value` sets a graph param,
-    /// `node.param=value` a node param. Values are RON; text that is not valid RON is
-    /// taken as a string.
+    /// `node.param=value` a node param, `macro.param=value` a param of a macro node (as if
+    /// written in its `params`), `macro/inner.param=value` a node inside a macro. Values
+    /// are RON; text that is not valid RON is taken as a string.
     pub set: Vec<String>,
 }
 
@@ -176,8 +218,11 @@ pub fn load_graph(path: &Path, opts: &LoadOptions) -> Result<Graph, Diagnostics>
         expanded: 0,
         unset_values: HashMap::new(),
         unset_splices: Vec::new(),
+        library: library_path(),
+        node_sets: Vec::new(),
     };
     let (graph_sets, node_sets) = ld.parse_sets(&opts.set);
+    ld.node_sets = node_sets;
     let scope = ld.expand(path, "", graph_sets, IndexMap::new(), None);
     let Some(scope) = scope.filter(|_| !ld.stop) else {
         crate::diag::sort(&mut ld.diags);
@@ -187,6 +232,7 @@ pub fn load_graph(path: &Path, opts: &LoadOptions) -> Result<Graph, Diagnostics>
         });
     };
     ld.resolve_macro_refs();
+    let node_sets = std::mem::take(&mut ld.node_sets);
     ld.apply_node_sets(node_sets);
     let mut outputs = IndexMap::new();
     for (name, r) in scope.outputs {
@@ -217,6 +263,8 @@ struct Scope {
 struct MacroInstance {
     outputs: IndexMap<String, PortRef>,
     file: String,
+    /// Its file was not found (already reported).
+    missing: bool,
 }
 
 struct Loader {
@@ -231,7 +279,15 @@ struct Loader {
     expanded: usize,
     unset_values: HashMap<UnsetKey, String>,
     unset_splices: Vec<(Location, String)>,
+    /// Directories searched for macro files after the including graph's ([`library_path`]).
+    library: Vec<PathBuf>,
+    /// `--set node.param=value` not yet applied: those naming a macro node are taken when
+    /// it is expanded, the rest go to plain nodes afterwards.
+    node_sets: Vec<NodeSet>,
 }
+
+/// A `--set node.param=value`: node id, param, value and where it is written.
+type NodeSet = (String, String, Spanned, Location);
 
 /// Resolved params of a scope: value and the file its spans point into.
 type Params = IndexMap<String, (Spanned, FileId)>;
@@ -291,7 +347,7 @@ impl Loader {
 
     /// Parse `--set` arguments into graph-level and node-level overrides. The command line
     /// becomes a pseudo file so that errors in values point at them.
-    fn parse_sets(&mut self, sets: &[String]) -> (Sets, Vec<(String, String, Spanned, Location)>) {
+    fn parse_sets(&mut self, sets: &[String]) -> (Sets, Vec<NodeSet>) {
         let mut text = String::new();
         let mut graph = IndexMap::new();
         let mut nodes = Vec::new();
@@ -770,8 +826,15 @@ impl Loader {
         };
 
         if type_name.ends_with(".ron") {
-            let base = path.parent().unwrap_or(Path::new("."));
-            let macro_path = base.join(type_name);
+            let base = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let searched: Vec<PathBuf> = std::iter::once(base.to_path_buf())
+                .chain(self.library.iter().cloned())
+                .map(|d| d.join(type_name))
+                .collect();
+            let found = searched.iter().find(|p| p.is_file()).cloned();
             if let Some((_, loc)) = &implementation {
                 self.err(
                     *loc,
@@ -794,15 +857,43 @@ impl Loader {
                     ),
                 }
             }
+            // `--set macro.param=value` sets the macro's param as if written at the macro
+            // node (an unknown name is reported by `expand_parsed` with a suggestion).
+            let mut i = 0;
+            while i < self.node_sets.len() {
+                if self.node_sets[i].0 == id {
+                    let (_, param, value, loc) = self.node_sets.remove(i);
+                    overrides.shift_remove(&param);
+                    overrides.insert(param, (value, loc));
+                } else {
+                    i += 1;
+                }
+            }
             let macro_bindings = bindings.into_iter().map(|b| (b.port, b.refs)).collect();
-            if !macro_path.exists() {
+            let Some(macro_path) = found else {
+                let places: Vec<String> = searched
+                    .iter()
+                    .map(|p| format!("  {}", p.display()))
+                    .collect();
                 self.err(
                     at(type_v.span),
-                    format!("macro graph file {} does not exist", macro_path.display()),
-                    None,
+                    format!("macro graph file `{type_name}` not found"),
+                    Some(format!(
+                        "looked in (the graph's folder, then {GRAPH_PATH_VAR}, then the install's graphs):\n{}",
+                        places.join("\n")
+                    )),
+                );
+                // References to its outputs are not reported again.
+                self.macros.insert(
+                    id,
+                    MacroInstance {
+                        outputs: IndexMap::new(),
+                        file: type_name.to_string(),
+                        missing: true,
+                    },
                 );
                 return;
-            }
+            };
             let scope = self.expand(
                 &macro_path,
                 &format!("{id}/"),
@@ -816,6 +907,7 @@ impl Loader {
                     MacroInstance {
                         outputs: scope.outputs,
                         file: type_name.to_string(),
+                        missing: false,
                     },
                 );
             }
@@ -916,6 +1008,9 @@ impl Loader {
             let Some(m) = self.macros.get(&r.node) else {
                 return Some(r);
             };
+            if m.missing {
+                return None;
+            }
             let names: Vec<&str> = m.outputs.keys().map(String::as_str).collect();
             let target = match &r.port {
                 Some(p) => match m.outputs.get(p) {
@@ -952,10 +1047,15 @@ impl Loader {
         None
     }
 
-    fn apply_node_sets(&mut self, sets: Vec<(String, String, Spanned, Location)>) {
+    fn apply_node_sets(&mut self, sets: Vec<NodeSet>) {
         for (node, param, value, loc) in sets {
             let Some(n) = self.nodes.get_mut(&node) else {
-                let names: Vec<&str> = self.nodes.keys().map(String::as_str).collect();
+                let names: Vec<&str> = self
+                    .nodes
+                    .keys()
+                    .chain(self.macros.keys())
+                    .map(String::as_str)
+                    .collect();
                 let help = hint(&node, &names);
                 self.err(loc, format!("--set: no node named `{node}`"), help);
                 continue;
