@@ -12,8 +12,7 @@ pub fn median_secs<T>(reps: usize, mut f: impl FnMut() -> T) -> f64 {
             t.elapsed().as_secs_f64()
         })
         .collect();
-    times.sort_by(|a, b| a.total_cmp(b));
-    times[times.len() / 2]
+    voxflow_nodes::testdata::median(&mut times)
 }
 
 /// A one-line description of this machine (CPU model and core count) for reports.

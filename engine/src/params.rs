@@ -516,6 +516,15 @@ impl<'a> GraphText<'a> {
     }
 }
 
+/// Integers and booleans are written as Rust displays them.
+macro_rules! displayed {
+    ($($method:ident($t:ty)),*) => {$(
+        fn $method(self, v: $t) -> Result<(), TextError> {
+            self.display(v)
+        }
+    )*};
+}
+
 impl<'a> ser::Serializer for GraphText<'a> {
     type Ok = ();
     type Error = TextError;
@@ -527,33 +536,17 @@ impl<'a> ser::Serializer for GraphText<'a> {
     type SerializeStruct = Compound<'a>;
     type SerializeStructVariant = Compound<'a>;
 
-    fn serialize_bool(self, v: bool) -> Result<(), TextError> {
-        self.display(v)
-    }
-    fn serialize_i8(self, v: i8) -> Result<(), TextError> {
-        self.display(v)
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), TextError> {
-        self.display(v)
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), TextError> {
-        self.display(v)
-    }
-    fn serialize_i64(self, v: i64) -> Result<(), TextError> {
-        self.display(v)
-    }
-    fn serialize_u8(self, v: u8) -> Result<(), TextError> {
-        self.display(v)
-    }
-    fn serialize_u16(self, v: u16) -> Result<(), TextError> {
-        self.display(v)
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), TextError> {
-        self.display(v)
-    }
-    fn serialize_u64(self, v: u64) -> Result<(), TextError> {
-        self.display(v)
-    }
+    displayed!(
+        serialize_bool(bool),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64)
+    );
     fn serialize_f32(self, v: f32) -> Result<(), TextError> {
         self.float(f64::from(v))
     }
@@ -622,8 +615,8 @@ impl<'a> ser::Serializer for GraphText<'a> {
     fn serialize_tuple(self, _: usize) -> Result<Compound<'a>, TextError> {
         Ok(self.open("(", ")"))
     }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Compound<'a>, TextError> {
-        Ok(self.open("(", ")"))
+    fn serialize_tuple_struct(self, _: &'static str, n: usize) -> Result<Compound<'a>, TextError> {
+        self.serialize_tuple(n)
     }
     fn serialize_tuple_variant(
         self,
@@ -638,64 +631,42 @@ impl<'a> ser::Serializer for GraphText<'a> {
     fn serialize_map(self, _: Option<usize>) -> Result<Compound<'a>, TextError> {
         Ok(self.open("{", "}"))
     }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Compound<'a>, TextError> {
-        Ok(self.open("(", ")"))
+    fn serialize_struct(self, _: &'static str, n: usize) -> Result<Compound<'a>, TextError> {
+        self.serialize_tuple(n)
     }
     fn serialize_struct_variant(
         self,
-        _: &'static str,
-        _: u32,
+        name: &'static str,
+        index: u32,
         variant: &'static str,
-        _: usize,
+        n: usize,
     ) -> Result<Compound<'a>, TextError> {
-        self.out.push_str(variant);
-        Ok(self.open("(", ")"))
+        self.serialize_tuple_variant(name, index, variant, n)
     }
 }
 
-impl ser::SerializeSeq for Compound<'_> {
-    type Ok = ();
-    type Error = TextError;
-    fn serialize_element<T: ?Sized + Serialize>(&mut self, v: &T) -> Result<(), TextError> {
-        self.item(v)
-    }
-    fn end(self) -> Result<(), TextError> {
-        self.finish()
-    }
+/// The four sequence-like compounds write their items the same way.
+macro_rules! items {
+    ($($trait:ident :: $method:ident),*) => {$(
+        impl ser::$trait for Compound<'_> {
+            type Ok = ();
+            type Error = TextError;
+            fn $method<T: ?Sized + Serialize>(&mut self, v: &T) -> Result<(), TextError> {
+                self.item(v)
+            }
+            fn end(self) -> Result<(), TextError> {
+                self.finish()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Compound<'_> {
-    type Ok = ();
-    type Error = TextError;
-    fn serialize_element<T: ?Sized + Serialize>(&mut self, v: &T) -> Result<(), TextError> {
-        self.item(v)
-    }
-    fn end(self) -> Result<(), TextError> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTupleStruct for Compound<'_> {
-    type Ok = ();
-    type Error = TextError;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, v: &T) -> Result<(), TextError> {
-        self.item(v)
-    }
-    fn end(self) -> Result<(), TextError> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_> {
-    type Ok = ();
-    type Error = TextError;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, v: &T) -> Result<(), TextError> {
-        self.item(v)
-    }
-    fn end(self) -> Result<(), TextError> {
-        self.finish()
-    }
-}
+items!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 impl ser::SerializeMap for Compound<'_> {
     type Ok = ();
@@ -714,35 +685,27 @@ impl ser::SerializeMap for Compound<'_> {
     }
 }
 
-impl ser::SerializeStruct for Compound<'_> {
-    type Ok = ();
-    type Error = TextError;
-    fn serialize_field<T: ?Sized + Serialize>(
-        &mut self,
-        key: &'static str,
-        v: &T,
-    ) -> Result<(), TextError> {
-        self.field(key, v)
-    }
-    fn end(self) -> Result<(), TextError> {
-        self.finish()
-    }
+/// Both struct-like compounds write `key: value` fields.
+macro_rules! fields {
+    ($($trait:ident),*) => {$(
+        impl ser::$trait for Compound<'_> {
+            type Ok = ();
+            type Error = TextError;
+            fn serialize_field<T: ?Sized + Serialize>(
+                &mut self,
+                key: &'static str,
+                v: &T,
+            ) -> Result<(), TextError> {
+                self.field(key, v)
+            }
+            fn end(self) -> Result<(), TextError> {
+                self.finish()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeStructVariant for Compound<'_> {
-    type Ok = ();
-    type Error = TextError;
-    fn serialize_field<T: ?Sized + Serialize>(
-        &mut self,
-        key: &'static str,
-        v: &T,
-    ) -> Result<(), TextError> {
-        self.field(key, v)
-    }
-    fn end(self) -> Result<(), TextError> {
-        self.finish()
-    }
-}
+fields!(SerializeStruct, SerializeStructVariant);
 
 #[cfg(test)]
 mod tests {

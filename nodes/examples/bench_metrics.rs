@@ -19,16 +19,15 @@ use std::time::Instant;
 use rand::{Rng, SeedableRng};
 use voxflow_engine::{Geometry, Mask, NodeContext, NodeType, Value};
 use voxflow_nodes::io::nifti::{read_samples, NiftiReader};
-use voxflow_nodes::metrics::edt::EdtMethod;
 use voxflow_nodes::metrics::kernels::{
     binary_overlap, binary_surface_distances, mask_pair_codes, surface_distances,
     surface_distances_with, with_surfaces, VoxelBox,
 };
 use voxflow_nodes::metrics::CompareMasks;
+use voxflow_nodes::shared::edt::EdtMethod;
 
 fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    voxflow_nodes::testdata::median(&mut v)
 }
 
 /// CPU time (user + system, all threads) of this process in ms, from /proc (Linux);

@@ -34,8 +34,8 @@ fn median_ms<T>(reps: usize, mut f: impl FnMut() -> T) -> (f64, f64, T) {
         times.push(t.elapsed().as_secs_f64() * 1e3);
         out = Some(r);
     }
-    times.sort_by(f64::total_cmp);
-    (times[reps / 2], times[0], out.expect("reps >= 1"))
+    let median = voxflow_nodes::testdata::median(&mut times);
+    (median, times[0], out.expect("reps >= 1"))
 }
 
 /// A CT-like volume: an elliptical muscle ring (42 HU) with fat blobs (-90 HU) in

@@ -1,4 +1,5 @@
-//! What tests and benchmarks need from outside the repository: the real CT test data
+//! The test kit: [`run_node`] (one node standalone), [`median`] (of timings), and what
+//! tests and benchmarks need from outside the repository: the real CT test data
 //! (`../shared/data` beside the repository) and a Python with the peer libraries (scipy,
 //! SimpleITK, nibabel...) for agreement checks. When either is absent the test skips, and
 //! says so twice: on stderr, and as a line in `$VOXFLOW_SKIP_LOG` (when set), which
@@ -6,9 +7,12 @@
 //! instead of passing silently. With `VOXFLOW_REQUIRE_PEERS=1` (set by `.ci/run` once its
 //! Python peers installed) a missing peer fails the test instead.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
+
+use voxflow_engine::{NodeContext, NodeError, NodeType, Value};
 
 /// Record that `test` skipped and why (stderr and the skip log).
 pub fn skip(test: &str, why: &str) {
@@ -78,4 +82,36 @@ pub fn python(test: &str, modules: &[&str]) -> Option<PathBuf> {
         )),
         Err(e) => missing(format!("cannot start {}: {e}", python.display())),
     }
+}
+
+/// The median of `values` (the upper one of the middle two for an even count), for tests
+/// and benchmarks that time several repetitions. Sorts `values` in place; NaN sorts last.
+///
+/// ```
+/// assert_eq!(voxflow_nodes::testdata::median(&mut [3.0, 1.0, 2.0]), 2.0);
+/// ```
+pub fn median(values: &mut [f64]) -> f64 {
+    assert!(!values.is_empty(), "median of no values");
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Build one node of type `t` with `params` and implementation `imp`, feed it `inputs`
+/// and run it standalone (no graph, output folder `.`); returns every output by port.
+/// A params error comes back as [`NodeError::Other`] listing the errors.
+pub fn run_node(
+    t: &dyn NodeType,
+    params: serde_json::Value,
+    imp: &str,
+    inputs: Vec<(&str, Value)>,
+) -> Result<BTreeMap<String, Value>, NodeError> {
+    let node = t
+        .build(&params, imp)
+        .map_err(|e| NodeError::Other(format!("{e:?}")))?;
+    let mut ctx = NodeContext::standalone("t", std::path::Path::new("."));
+    for (port, v) in inputs {
+        ctx = ctx.with_input(port, v);
+    }
+    node.run(&mut ctx)?;
+    Ok(ctx.take_outputs())
 }

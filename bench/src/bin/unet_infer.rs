@@ -42,8 +42,7 @@ fn ct(n: usize, nz: usize) -> Image {
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+    voxflow_nodes::testdata::median(&mut v)
 }
 
 fn main() {

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use voxflow_engine::{Labels, Mask, Volume};
 
-use crate::metrics::edt;
+use crate::shared::edt;
 
 /// SPLAT value: the annotator said nothing about this voxel.
 pub const UNANNOTATED: u16 = 0;

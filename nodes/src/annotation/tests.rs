@@ -8,7 +8,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use voxflow_engine::{Geometry, Labels, NodeContext, NodeError, NodeType, Value};
+use voxflow_engine::{Geometry, Labels, NodeError, NodeType, Value};
 
 use super::kernels::{BACKGROUND, DROPOUT_FRACTION, FOREGROUND};
 use super::*;
@@ -18,21 +18,13 @@ fn lv(l: Labels) -> Value {
     Value::Labels(Arc::new(l))
 }
 
-/// Build and run a node standalone, returning all its outputs.
+/// Build and run a node standalone with its default implementation.
 fn run(
     t: &dyn NodeType,
     params: serde_json::Value,
     inputs: Vec<(&str, Value)>,
 ) -> Result<BTreeMap<String, Value>, NodeError> {
-    let node = t
-        .build(&params, "default")
-        .map_err(|e| NodeError::Other(format!("{e:?}")))?;
-    let mut ctx = NodeContext::standalone("t", std::path::Path::new("."));
-    for (p, v) in inputs {
-        ctx = ctx.with_input(p, v);
-    }
-    node.run(&mut ctx)?;
-    Ok(ctx.take_outputs())
+    crate::testdata::run_node(t, params, "default", inputs)
 }
 
 fn labels_out(out: &BTreeMap<String, Value>, port: &str) -> Arc<Labels> {

@@ -20,7 +20,7 @@ use voxflow_engine::{node_impls, Geometry, Labels, Mask};
 
 use super::connectivity::Connectivity;
 use super::flood;
-use crate::morphology::buffer::{zeroed, Zero};
+use crate::shared::buffer::{zeroed, Zero};
 
 /// A run of foreground voxels `x0..x1` in one row, and its component id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,27 +4,19 @@ use std::sync::Arc;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use voxflow_engine::axes::{permuted_affine, AxisMap};
-use voxflow_engine::{Geometry, Image, Labels, NodeContext, NodeError, NodeType, Value, Volume};
+use voxflow_engine::{Geometry, Image, Labels, NodeError, NodeType, Value, Volume};
 
 use super::kernels::{grid_with_spacing, resample_linear, resample_nearest};
 use super::{Reorient, Resample, ResampleLabels};
 use crate::testdata;
 
-/// Build and run a node standalone, returning its outputs.
+/// Build and run a node standalone with its default implementation.
 fn run(
     t: &dyn NodeType,
     params: serde_json::Value,
     inputs: Vec<(&str, Value)>,
 ) -> Result<BTreeMap<String, Value>, NodeError> {
-    let node = t
-        .build(&params, "default")
-        .map_err(|e| NodeError::Other(format!("{e:?}")))?;
-    let mut ctx = NodeContext::standalone("t", std::path::Path::new("."));
-    for (p, v) in inputs {
-        ctx = ctx.with_input(p, v);
-    }
-    node.run(&mut ctx)?;
-    Ok(ctx.take_outputs())
+    crate::testdata::run_node(t, params, "default", inputs)
 }
 
 fn labels_out(out: &BTreeMap<String, Value>) -> Arc<Labels> {

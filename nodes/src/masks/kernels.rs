@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use voxflow_engine::mask::pack_row_with;
 use voxflow_engine::{Labels, Mask};
 
-use crate::morphology::buffer::zeroed;
+use crate::shared::buffer::zeroed;
 
 /// The voxels whose label is one of `which`.
 pub fn select_labels(labels: &Labels, which: &[u16]) -> Mask {

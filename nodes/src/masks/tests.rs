@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use voxflow_engine::{Geometry, Labels, Mask, NodeContext, NodeError, NodeType, Value};
+use voxflow_engine::{Geometry, Labels, Mask, NodeError, NodeType, Value};
 
 use super::*;
 
@@ -55,15 +55,8 @@ fn run(
     params: serde_json::Value,
     inputs: Vec<(&str, Value)>,
 ) -> Result<Value, NodeError> {
-    let node = t
-        .build(&params, "default")
-        .map_err(|e| NodeError::Other(format!("{e:?}")))?;
-    let mut ctx = NodeContext::standalone("t", std::path::Path::new("."));
-    for (p, v) in inputs {
-        ctx = ctx.with_input(p, v);
-    }
-    node.run(&mut ctx)?;
-    Ok(ctx.take_outputs().into_values().next().expect("one output"))
+    let outputs = crate::testdata::run_node(t, params, "default", inputs)?;
+    Ok(outputs.into_values().next().expect("one output"))
 }
 
 fn mv(m: Mask) -> Value {

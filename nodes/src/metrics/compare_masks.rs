@@ -9,11 +9,11 @@ use voxflow_engine::{
     Value,
 };
 
-use super::edt::EdtMethod;
 use super::kernels::{
     binary_overlap, label_extent, label_overlap, labels_present, mask_pair_codes, pair_codes,
     surface_distances_with, Overlap, SurfaceDistances, VoxelBox, NO_ROW,
 };
+use crate::shared::edt::EdtMethod;
 
 /// The columns of the output table, in order.
 pub const COLUMNS: [&str; 12] = [

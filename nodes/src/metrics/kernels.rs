@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use voxflow_engine::mask::set_bit_range;
 use voxflow_engine::Mask;
 
-use super::edt::{sample_sq_edt_with, EdtMethod};
+use crate::shared::edt::{sample_sq_edt_with, EdtMethod};
 
 /// Code bit: the voxel is in mask A.
 pub const IN_A: u8 = 1;
@@ -820,10 +820,9 @@ mod tests {
             }
         }
         let before =
-            crate::metrics::edt::FALLBACK_QUERIES.load(std::sync::atomic::Ordering::Relaxed);
+            crate::shared::edt::FALLBACK_QUERIES.load(std::sync::atomic::Ordering::Relaxed);
         let d = bsd(&a, &b, dims, sp).unwrap();
-        let after =
-            crate::metrics::edt::FALLBACK_QUERIES.load(std::sync::atomic::Ordering::Relaxed);
+        let after = crate::shared::edt::FALLBACK_QUERIES.load(std::sync::atomic::Ordering::Relaxed);
         assert!(after > before, "the fallback was not used");
         let (hd, hd95, mean) = brute_force(&a, &b, dims, sp);
         assert!(

@@ -1,13 +1,12 @@
 //! Metrics: comparing segmentations (overlap and surface distances).
 //!
 //! [`CompareMasks`] is the node; the work is done by the public kernels in
-//! [`kernels`] (overlap counts, surfaces, metrics) and [`edt`] (exact Euclidean
-//! distance transforms), which benchmarks and other nodes can call directly.
+//! [`kernels`] (overlap counts, surfaces, metrics) and [`crate::shared::edt`] (exact
+//! Euclidean distance transforms), which benchmarks and other nodes can call directly.
 
 use voxflow_engine::Registry;
 
 pub mod compare_masks;
-pub mod edt;
 pub mod kernels;
 #[cfg(test)]
 pub(crate) mod test_nifti;

@@ -20,7 +20,6 @@
 use voxflow_engine::Registry;
 
 pub mod bits;
-pub mod buffer;
 mod closing;
 pub mod common;
 mod dilation;
