@@ -118,6 +118,41 @@ pub fn build(
     Ok(Box::new(MorphologyNode { op, shape, imp }))
 }
 
+/// Why an ellipsoid written in mm does less than asked on this grid, or `None`: a
+/// semi-axis shorter than the voxel spacing along it gives the element no extent there,
+/// and when that holds for every axis the node leaves its input unchanged. Graphs with mm
+/// kernels (graphs/macros/postprocess_structure.ron) are written for sub-mm grids and
+/// shrink on coarse ones by design; this says so instead of staying silent (issue 21.4).
+pub fn coarse_grid_warning(radius_mm: [f64; 3], spacing: [f64; 3], e: &Element) -> Option<String> {
+    let lost: Vec<&str> = (0..3)
+        .filter(|&a| radius_mm[a] > 0.0 && e.radius()[a] == 0)
+        .map(|a| ["x", "y", "z"][a])
+        .collect();
+    if lost.is_empty() {
+        return None;
+    }
+    let grid = format!(
+        "{:.2} x {:.2} x {:.2} mm",
+        spacing[0], spacing[1], spacing[2]
+    );
+    let r = format!(
+        "radius_mm ({}, {}, {})",
+        radius_mm[0], radius_mm[1], radius_mm[2]
+    );
+    Some(if e.radius() == [0, 0, 0] {
+        format!(
+            "{r} is a single voxel on this grid (spacing {grid}): the node leaves its input \
+             unchanged; the graph was written for a finer grid"
+        )
+    } else {
+        format!(
+            "{r} has no extent along {} on this grid (spacing {grid}: a semi-axis shorter \
+             than the spacing); the graph was written for a finer grid",
+            lost.join(", ")
+        )
+    })
+}
+
 struct MorphologyNode {
     op: Op,
     shape: Shape,
@@ -127,10 +162,18 @@ struct MorphologyNode {
 impl Node for MorphologyNode {
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
         let mask = ctx.mask("mask")?;
+        let spacing = mask.geometry().spacing;
         let element = match &self.shape {
             Shape::Box(e) => e.clone(),
-            Shape::Ellipsoid(r) => Element::ellipsoid(*r, mask.geometry().spacing)
-                .map_err(|e| NodeError::Other(format!("radius_mm: {e}")))?,
+            Shape::Ellipsoid(r) => {
+                let e = Element::ellipsoid(*r, spacing)
+                    .map_err(|e| NodeError::Other(format!("radius_mm: {e}")))?;
+                if let Some(w) = coarse_grid_warning(*r, spacing, &e) {
+                    tracing::warn!("node `{}` ({}): {w}", ctx.node_id(), ctx.node_type());
+                    ctx.note(w);
+                }
+                e
+            }
         };
         let out: Mask = match (self.imp, self.op) {
             (Imp::Fast, Op::Dilate) => kernels::dilate(&mask, &element),
@@ -144,5 +187,29 @@ impl Node for MorphologyNode {
         };
         ctx.set_output("mask", Value::Mask(Arc::new(out)));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod coarse_grid_tests {
+    use super::*;
+
+    fn warning(r: [f64; 3], s: [f64; 3]) -> Option<String> {
+        coarse_grid_warning(r, s, &Element::ellipsoid(r, s).unwrap())
+    }
+
+    #[test]
+    fn warns_exactly_when_a_semi_axis_is_shorter_than_the_spacing() {
+        // The macro's dilation (1.5, 1.5, 1.0) mm on the grid it was written for: silent.
+        assert_eq!(warning([1.5, 1.5, 1.0], [0.75, 0.75, 1.0]), None);
+        // A zero semi-axis asks for no extent: not a loss.
+        assert_eq!(warning([0.75, 0.75, 0.0], [0.75, 0.75, 1.0]), None);
+        // On 3 mm slices z is lost; in-plane still works.
+        let w = warning([1.5, 1.5, 1.0], [1.5, 1.5, 3.0]).unwrap();
+        assert!(w.contains("no extent along z"), "{w}");
+        assert!(w.contains("1.50 x 1.50 x 3.00 mm"), "{w}");
+        // The closing (0.75, 0.75, 0) on 1.5 mm pixels does nothing.
+        let w = warning([0.75, 0.75, 0.0], [1.5, 1.5, 3.0]).unwrap();
+        assert!(w.contains("single voxel") && w.contains("unchanged"), "{w}");
     }
 }
