@@ -84,7 +84,7 @@ impl NodeType for ConnectedComponents {
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
         let p = ConnectedComponentsParams::from_json(params)?;
         let conn = Connectivity::from_params(p.connectivity, p.per_slice)
-            .map_err(|e| vec![ParamError::field("connectivity", e)])?;
+            .map_err(|e| vec![ParamError::field("connectivity", e.to_string())])?;
         Ok(Box::new(ConnectedComponentsNode {
             conn,
             method: Method::from_name(implementation)?,

@@ -2,6 +2,25 @@
 
 use std::fmt;
 
+/// A `connectivity` that does not fit `per_slice` (the node names the param).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectivityError {
+    /// 4 or 8 without `per_slice`.
+    #[error("{0} is an in-plane connectivity: set `per_slice: true`, or use 6, 18 or 26 in 3D")]
+    InPlaneIn3d(u8),
+    /// 6, 18 or 26 with `per_slice`.
+    #[error(
+        "{0} is a 3D connectivity: use 4 or 8 with `per_slice: true`, or set `per_slice: false`"
+    )]
+    ThreeDPerSlice(u8),
+    /// Another number with `per_slice`.
+    #[error("must be 4 or 8 with `per_slice: true`, got {0}")]
+    NotInPlane(u8),
+    /// Another number in 3D.
+    #[error("must be 6, 18 or 26 in 3D, got {0}")]
+    Not3d(u8),
+}
+
 /// Which voxels count as neighbours.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Connectivity {
@@ -20,21 +39,20 @@ pub enum Connectivity {
 impl Connectivity {
     /// The connectivity for a node's params: `None` means 8 when `per_slice`, else 26.
     /// 4 and 8 need `per_slice: true`; 6, 18 and 26 need `per_slice: false`.
-    pub fn from_params(connectivity: Option<u8>, per_slice: bool) -> Result<Self, String> {
+    pub fn from_params(
+        connectivity: Option<u8>,
+        per_slice: bool,
+    ) -> Result<Self, ConnectivityError> {
         match (connectivity, per_slice) {
             (None, true) | (Some(8), true) => Ok(Connectivity::Plane8),
             (None, false) | (Some(26), false) => Ok(Connectivity::Vertex26),
             (Some(4), true) => Ok(Connectivity::Plane4),
             (Some(6), false) => Ok(Connectivity::Face6),
             (Some(18), false) => Ok(Connectivity::Edge18),
-            (Some(c @ (4 | 8)), false) => Err(format!(
-                "{c} is an in-plane connectivity: set `per_slice: true`, or use 6, 18 or 26 in 3D"
-            )),
-            (Some(c @ (6 | 18 | 26)), true) => Err(format!(
-                "{c} is a 3D connectivity: use 4 or 8 with `per_slice: true`, or set `per_slice: false`"
-            )),
-            (Some(c), true) => Err(format!("must be 4 or 8 with `per_slice: true`, got {c}")),
-            (Some(c), false) => Err(format!("must be 6, 18 or 26 in 3D, got {c}")),
+            (Some(c @ (4 | 8)), false) => Err(ConnectivityError::InPlaneIn3d(c)),
+            (Some(c @ (6 | 18 | 26)), true) => Err(ConnectivityError::ThreeDPerSlice(c)),
+            (Some(c), true) => Err(ConnectivityError::NotInPlane(c)),
+            (Some(c), false) => Err(ConnectivityError::Not3d(c)),
         }
     }
 
@@ -117,8 +135,13 @@ mod tests {
             Connectivity::from_params(None, false),
             Ok(Connectivity::Vertex26)
         );
-        assert!(Connectivity::from_params(Some(5), true)
+        assert_eq!(
+            Connectivity::from_params(Some(5), true),
+            Err(ConnectivityError::NotInPlane(5))
+        );
+        assert!(Connectivity::from_params(Some(8), false)
             .unwrap_err()
-            .contains("4 or 8"));
+            .to_string()
+            .contains("set `per_slice: true`"));
     }
 }

@@ -81,7 +81,7 @@ impl NodeType for RemoveSmallComponents {
         }
         let conn = Connectivity::from_params(p.connectivity, p.per_slice);
         if let Err(e) = &conn {
-            errors.push(ParamError::field("connectivity", e.clone()));
+            errors.push(ParamError::field("connectivity", e.to_string()));
         }
         if !errors.is_empty() {
             return Err(errors);

@@ -11,15 +11,32 @@ use rayon::prelude::*;
 use voxflow_engine::axes::AxisMap;
 use voxflow_engine::{Geometry, Image, Labels, Volume};
 
+/// Why a grid cannot be made or sampled.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GeometryError {
+    /// A target spacing that is not a finite number > 0.
+    #[error("spacing along {axis} must be a finite number > 0 mm, got {spacing_mm}")]
+    BadSpacing {
+        /// `x`, `y` or `z`.
+        axis: &'static str,
+        /// The spacing given.
+        spacing_mm: f64,
+    },
+    /// The source affine cannot be inverted, so no target voxel can be placed in it.
+    #[error("the source grid's affine is singular")]
+    SingularAffine,
+}
+
 /// The grid covering the same field of view as `src` with voxels of `spacing_mm`: along
 /// each axis `round(n * s / s_new)` voxels (at least 1), same directions, the first
 /// voxel's outer edge on the source's. Errors name a spacing that is not finite and > 0.
-pub fn grid_with_spacing(src: &Geometry, spacing_mm: [f64; 3]) -> Result<Geometry, String> {
-    for (axis, s) in ["x", "y", "z"].iter().zip(spacing_mm) {
+pub fn grid_with_spacing(src: &Geometry, spacing_mm: [f64; 3]) -> Result<Geometry, GeometryError> {
+    for (axis, s) in ["x", "y", "z"].into_iter().zip(spacing_mm) {
         if !(s.is_finite() && s > 0.0) {
-            return Err(format!(
-                "spacing along {axis} must be a finite number > 0 mm, got {s}"
-            ));
+            return Err(GeometryError::BadSpacing {
+                axis,
+                spacing_mm: s,
+            });
         }
     }
     let dims: [usize; 3] = std::array::from_fn(|a| {
@@ -135,8 +152,8 @@ fn sample_grid<U: Send>(
     src: &Geometry,
     target: &Geometry,
     sample: impl Fn([f64; 3]) -> U + Sync,
-) -> Result<Vec<U>, String> {
-    let m = index_map(src, target).ok_or("the source grid's affine is singular")?;
+) -> Result<Vec<U>, GeometryError> {
+    let m = index_map(src, target).ok_or(GeometryError::SingularAffine)?;
     let [tx, ty, tz] = target.dims;
     let slices: Vec<Vec<U>> = (0..tz)
         .into_par_iter()
@@ -168,7 +185,7 @@ fn inside(s: [f64; 3], dims: [usize; 3]) -> bool {
 /// Labels on `target` by nearest neighbour: each target voxel takes the label of the
 /// source voxel containing its centre (ties, exactly on a voxel face, go to the higher
 /// index); 0 outside the source.
-pub fn resample_nearest(src: &Labels, target: &Geometry) -> Result<Labels, String> {
+pub fn resample_nearest(src: &Labels, target: &Geometry) -> Result<Labels, GeometryError> {
     let g = src.geometry();
     let dims = g.dims;
     let data = src.as_slice();
@@ -186,7 +203,11 @@ pub fn resample_nearest(src: &Labels, target: &Geometry) -> Result<Labels, Strin
 /// An image on `target` by trilinear interpolation, as f32. Inside the source volume
 /// (within half a voxel of its outer centres) indices are clamped to the outer centres
 /// (scipy's `mode="nearest"`); target voxels beyond take `fill`.
-pub fn resample_linear(src: &Image, target: &Geometry, fill: f32) -> Result<Volume<f32>, String> {
+pub fn resample_linear(
+    src: &Image,
+    target: &Geometry,
+    fill: f32,
+) -> Result<Volume<f32>, GeometryError> {
     match src {
         Image::I16(v) => linear(v, target, fill),
         Image::F32(v) => linear(v, target, fill),
@@ -197,7 +218,7 @@ fn linear<T: Copy + Into<f64> + Sync>(
     src: &Volume<T>,
     target: &Geometry,
     fill: f32,
-) -> Result<Volume<f32>, String> {
+) -> Result<Volume<f32>, GeometryError> {
     let g = src.geometry();
     let dims = g.dims;
     let data = src.as_slice();

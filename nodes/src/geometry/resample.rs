@@ -182,7 +182,7 @@ impl Node for ResampleNode {
         let out =
             kernels::resample_linear(&image, &target, self.fill).map_err(|e| NodeError::Input {
                 port: "image".into(),
-                message: e,
+                message: e.to_string(),
             })?;
         ctx.note(format!(
             "{} -> {} voxels",

@@ -93,7 +93,7 @@ impl Node for ResampleLabelsNode {
         let target = target_grid(ctx, labels.geometry(), self.spacing_mm)?;
         let out = kernels::resample_nearest(&labels, &target).map_err(|e| NodeError::Input {
             port: "labels".into(),
-            message: e,
+            message: e.to_string(),
         })?;
         ctx.set_output("labels", Value::Labels(Arc::new(out)));
         Ok(())

@@ -22,6 +22,53 @@ pub struct Span {
     pub rx: usize,
 }
 
+/// Why a structuring element cannot be made (the node names the param).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ElementError {
+    /// A box size that is even or zero (the element is centred on the voxel).
+    #[error("size along {axis} must be odd (1, 3, 5, ...), got {size}")]
+    EvenSize {
+        /// `x`, `y` or `z`.
+        axis: &'static str,
+        /// The size given.
+        size: usize,
+    },
+    /// A box size beyond `2 * MAX_RADIUS_VOXELS + 1`.
+    #[error("size along {axis} must be at most {}, got {size}", 2 * MAX_RADIUS_VOXELS + 1)]
+    SizeTooLarge {
+        /// `x`, `y` or `z`.
+        axis: &'static str,
+        /// The size given.
+        size: usize,
+    },
+    /// A negative, NaN or infinite semi-axis.
+    #[error("radius along {axis} must be a finite number >= 0 mm, got {radius_mm}")]
+    BadRadius {
+        /// `x`, `y` or `z`.
+        axis: &'static str,
+        /// The semi-axis given.
+        radius_mm: f64,
+    },
+    /// A voxel spacing that is not a positive number.
+    #[error("voxel spacing along {axis} must be > 0 mm, got {spacing_mm}")]
+    BadSpacing {
+        /// `x`, `y` or `z`.
+        axis: &'static str,
+        /// The spacing of the grid.
+        spacing_mm: f64,
+    },
+    /// A semi-axis spanning more than `MAX_RADIUS_VOXELS` voxels of this grid.
+    #[error("radius {radius_mm} mm along {axis} is more than {MAX_RADIUS_VOXELS} voxels of {spacing_mm} mm")]
+    RadiusTooLarge {
+        /// `x`, `y` or `z`.
+        axis: &'static str,
+        /// The semi-axis given.
+        radius_mm: f64,
+        /// The spacing of the grid.
+        spacing_mm: f64,
+    },
+}
+
 /// A symmetric structuring element on the voxel grid.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Element {
@@ -33,18 +80,13 @@ pub struct Element {
 impl Element {
     /// A box of `size` voxels per axis (x, y, z); every size must be odd (the element is
     /// centred on the voxel), e.g. `[3, 3, 1]` for an in-plane 3x3 neighbourhood.
-    pub fn cuboid(size: [usize; 3]) -> Result<Self, String> {
+    pub fn cuboid(size: [usize; 3]) -> Result<Self, ElementError> {
         for (axis, &k) in ["x", "y", "z"].iter().zip(size.iter()) {
             if k == 0 || k % 2 == 0 {
-                return Err(format!(
-                    "size along {axis} must be odd (1, 3, 5, ...), got {k}"
-                ));
+                return Err(ElementError::EvenSize { axis, size: k });
             }
             if k / 2 > MAX_RADIUS_VOXELS {
-                return Err(format!(
-                    "size along {axis} must be at most {}, got {k}",
-                    2 * MAX_RADIUS_VOXELS + 1
-                ));
+                return Err(ElementError::SizeTooLarge { axis, size: k });
             }
         }
         let radius = size.map(|k| k / 2);
@@ -69,20 +111,20 @@ impl Element {
     /// `spacing_mm`: offset `(dx, dy, dz)` belongs to it when
     /// `(dx*sx/rx)^2 + (dy*sy/ry)^2 + (dz*sz/rz)^2 <= 1`, evaluated in f64 in that order.
     /// A zero semi-axis means "no extent along that axis" (only offset 0 fits).
-    pub fn ellipsoid(radius_mm: [f64; 3], spacing_mm: [f64; 3]) -> Result<Self, String> {
+    pub fn ellipsoid(radius_mm: [f64; 3], spacing_mm: [f64; 3]) -> Result<Self, ElementError> {
         for a in 0..3 {
             let axis = ["x", "y", "z"][a];
             if !(radius_mm[a].is_finite() && radius_mm[a] >= 0.0) {
-                return Err(format!(
-                    "radius along {axis} must be a finite number >= 0 mm, got {}",
-                    radius_mm[a]
-                ));
+                return Err(ElementError::BadRadius {
+                    axis,
+                    radius_mm: radius_mm[a],
+                });
             }
             if !(spacing_mm[a].is_finite() && spacing_mm[a] > 0.0) {
-                return Err(format!(
-                    "voxel spacing along {axis} must be > 0 mm, got {}",
-                    spacing_mm[a]
-                ));
+                return Err(ElementError::BadSpacing {
+                    axis,
+                    spacing_mm: spacing_mm[a],
+                });
             }
         }
         let term = |a: usize, d: isize| -> f64 {
@@ -100,12 +142,11 @@ impl Element {
             while term(a, *r as isize + 1) <= 1.0 {
                 *r += 1;
                 if *r > MAX_RADIUS_VOXELS {
-                    return Err(format!(
-                        "radius {} mm along {} is more than {MAX_RADIUS_VOXELS} voxels of {} mm",
-                        radius_mm[a],
-                        ["x", "y", "z"][a],
-                        spacing_mm[a]
-                    ));
+                    return Err(ElementError::RadiusTooLarge {
+                        axis: ["x", "y", "z"][a],
+                        radius_mm: radius_mm[a],
+                        spacing_mm: spacing_mm[a],
+                    });
                 }
             }
         }
@@ -170,10 +211,14 @@ mod tests {
     #[test]
     fn cuboid_checks_sizes() {
         assert!(Element::cuboid([3, 3, 1]).is_ok());
-        assert!(Element::cuboid([2, 3, 1])
+        assert_eq!(
+            Element::cuboid([2, 3, 1]).unwrap_err(),
+            ElementError::EvenSize { axis: "x", size: 2 }
+        );
+        assert!(Element::cuboid([3, 0, 1])
             .unwrap_err()
-            .contains("along x must be odd"));
-        assert!(Element::cuboid([3, 0, 1]).unwrap_err().contains("along y"));
+            .to_string()
+            .contains("along y must be odd"));
         let e = Element::cuboid([5, 3, 1]).unwrap();
         assert_eq!(e.radius(), [2, 1, 0]);
         assert_eq!(e.offsets().len(), 15);
@@ -208,8 +253,9 @@ mod tests {
         assert_eq!(e.radius(), [2, 2, 0]);
         assert!(Element::ellipsoid([-1.0, 1.0, 1.0], [1.0; 3]).is_err());
         assert!(Element::ellipsoid([1.0, 1.0, 1.0], [0.0, 1.0, 1.0]).is_err());
-        assert!(Element::ellipsoid([1e6, 1.0, 1.0], [1.0; 3])
-            .unwrap_err()
-            .contains("voxels"));
+        assert!(matches!(
+            Element::ellipsoid([1e6, 1.0, 1.0], [1.0; 3]),
+            Err(ElementError::RadiusTooLarge { axis: "x", .. })
+        ));
     }
 }
