@@ -47,7 +47,7 @@ pub struct SubmitArgs {
     cases: Option<PathBuf>,
     /// Train instead: GRAPH's PatchServer as a CPU job, and a requeueable `voxflow train`
     /// job connecting to it, checkpointing into OUT/train/ (see docs/cluster.md).
-    #[arg(long, conflicts_with_all = ["cases", "resume", "max_parallel"])]
+    #[arg(long, conflicts_with_all = ["cases", "resume"])]
     train: bool,
     /// With --train: give the trainer job a GPU (`--gres=gpu:1`).
     #[arg(long, requires = "train")]
@@ -67,6 +67,15 @@ pub struct SubmitArgs {
         requires = "train"
     )]
     train_args: Vec<String>,
+    /// With --train: once the trainer has finished, segment these cases with its best
+    /// model (a case file with a `ct` column, as for `voxflow train --presegment`): an
+    /// array job after the trainer (`afterok`), outputs in OUT/train/presegment/<case>/.
+    #[arg(long, value_name = "CASES", requires = "train")]
+    presegment: Option<PathBuf>,
+    /// With --presegment: the graph each case runs (default graphs/presegment.ron); its
+    /// `model` param gets the trained model.
+    #[arg(long, value_name = "GRAPH", requires = "presegment")]
+    presegment_graph: Option<PathBuf>,
     /// Submit to Slurm (the only scheduler for now; required, so a later one is explicit).
     #[arg(long, required = true)]
     slurm: bool,
@@ -88,7 +97,8 @@ pub struct SubmitArgs {
     /// Cores per case (sbatch --cpus-per-task); also the case's worker threads.
     #[arg(long, value_parser = crate::count_parser())]
     cpus_per_task: Option<usize>,
-    /// Cases running at the same time (the array's `%K`).
+    /// Cases running at the same time (the array's `%K`; with --train, the --presegment
+    /// array's).
     #[arg(long, value_parser = crate::count_parser())]
     max_parallel: Option<usize>,
     /// Another sbatch option for every job, e.g. `--sbatch-arg=--gres=gpu:1` (repeatable).
@@ -220,48 +230,66 @@ pub fn submit(args: SubmitArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
+    submit_arrays(&mut spec, &out, &indices, &args, None)?;
+    if !args.dry_run {
+        outln!("{}", spec.str("run_id"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Submit `indices` of the case array `spec` (one array job per MaxArraySize group) and
+/// its gather job; with `after`, the arrays start only once that job has completed
+/// successfully (`afterok`), and Slurm cancels them if it fails instead. `--dry-run`
+/// prints the scripts (and writes the Nomad job) instead.
+fn submit_arrays(
+    spec: &mut Spec,
+    out: &Path,
+    indices: &[usize],
+    args: &SubmitArgs,
+    after: Option<&str>,
+) -> Result<()> {
     let max_array = max_array_size();
     let exe = std::env::current_exe().context("locating the voxflow executable")?;
     let run_id = spec.str("run_id").to_string();
-    let dir = state(&out);
+    let dir = state(out);
     let attempt = spec.json["arrays"].as_array().map_or(0, |a| a.len());
     let mut scripts = Vec::new();
-    for (offset, group) in chunks(&indices, max_array) {
+    for (offset, group) in chunks(indices, max_array) {
         let array = array_spec(&group, offset, args.max_parallel);
         let name = format!("array-{}-{offset}.sbatch", attempt + scripts.len());
-        let text = task_script(&exe, &out, &run_id, &array, offset, &args);
+        let text = task_script(&exe, out, &run_id, &array, offset, after, args);
         scripts.push((dir.join(name), text, offset, group));
     }
     if args.dry_run {
         for (p, text, ..) in &scripts {
             outln!("# {}\n{text}", p.display());
         }
-        let gather = gather_script(&exe, &out, &run_id, &["<array job ids>".into()], &args);
+        let gather = gather_script(&exe, out, &run_id, &["<array job ids>".into()], args);
         outln!(
             "# {}\n{gather}",
             dir.join(format!("gather-{attempt}.sbatch")).display()
         );
         // The Nomad job's tasks read the submission as Slurm's do.
-        spec.save(&out)?;
+        spec.save(out)?;
         let nomad = dir.join("nomad.hcl");
         write_atomic(&nomad, |w| {
-            w.write_all(nomad_job(&exe, &out, &run_id, &spec).as_bytes())
+            w.write_all(nomad_job(&exe, out, &run_id, spec).as_bytes())
         })?;
         eprintln!(
             "dry run: nothing submitted; Nomad job spec written to {}",
             nomad.display()
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(());
     }
     std::fs::create_dir_all(dir.join("tasks"))
         .and_then(|_| std::fs::create_dir_all(dir.join("logs")))
         .with_context(|| format!("creating {}", dir.display()))?;
-    for &i in &indices {
+    for &i in indices {
         for ext in ["exit", "json", "heartbeat"] {
-            let _ = std::fs::remove_file(task_file(&out, i, ext));
+            let _ = std::fs::remove_file(task_file(out, i, ext));
         }
     }
-    spec.save(&out)?;
+    spec.save(out)?;
     let mut job_ids = Vec::new();
     for (path, text, offset, group) in &scripts {
         write_atomic(path, |w| w.write_all(text.as_bytes()))?;
@@ -274,21 +302,20 @@ pub fn submit(args: SubmitArgs) -> Result<ExitCode> {
         if let Some(a) = spec.json["arrays"].as_array_mut() {
             a.push(json!({ "job": id, "offset": offset, "indices": group }));
         }
-        spec.save(&out)?;
+        spec.save(out)?;
         job_ids.push(id);
     }
     let path = dir.join(format!("gather-{attempt}.sbatch"));
-    let text = gather_script(&exe, &out, &run_id, &job_ids, &args);
+    let text = gather_script(&exe, out, &run_id, &job_ids, args);
     write_atomic(&path, |w| w.write_all(text.as_bytes()))?;
     let id = sbatch(&path, &args.sbatch_args)?;
     spec.json["gather"] = json!(id);
-    spec.save(&out)?;
+    spec.save(out)?;
     eprintln!(
         "submitted gather job {id} (after the arrays); follow with `voxflow status {}`",
         out.display()
     );
-    outln!("{run_id}");
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// A fresh submission: validate as `voxflow run --cases` would, then every case.
@@ -300,7 +327,7 @@ fn new_plan(args: &SubmitArgs) -> Result<(Spec, PathBuf, Vec<usize>)> {
     if cases.is_empty() {
         bail!("{}: no cases", cases_file.display());
     }
-    let registry = voxflow_nodes::registry();
+    let registry = voxflow::registry();
     let first = plan_case(&registry, graph, &args.args, &cases[0]);
     if !cases
         .iter()
@@ -337,6 +364,60 @@ fn new_plan(args: &SubmitArgs) -> Result<(Spec, PathBuf, Vec<usize>)> {
         "arrays": [],
     });
     Ok((Spec { json }, out, (0..cases.len()).collect()))
+}
+
+/// Folder of a `--train` run's presegmentation, under the trainer's run folder: where
+/// `voxflow train --out RUN --presegment CASES` writes it (RUN/presegment/<case>/).
+pub const PRESEGMENT_DIR: &str = "presegment";
+
+/// The presegmentation after a `--train` submission, as `voxflow train --presegment`
+/// runs it locally: the presegment graph over the case file with `model=` the trainer's
+/// best model, a case array in `out` of its own (its own submit.json, task records and
+/// summary, so `voxflow status` and `submit --resume` work on it as on any case array).
+/// Validated here with the model's future path: the model is not there before training.
+fn presegment_plan(
+    graph: &Path,
+    cases_file: &Path,
+    model: &Path,
+    out: &Path,
+    run_id: &str,
+    threads: Option<usize>,
+) -> Result<(Spec, Vec<usize>)> {
+    let cases = batch::read_cases(cases_file)?;
+    if cases.is_empty() {
+        bail!("--presegment {}: no cases", cases_file.display());
+    }
+    let ga = GraphArgs {
+        set: vec![format!("model={}", model.display())],
+        implementations: vec![],
+    };
+    let registry = voxflow::registry();
+    if let Some((c, e)) = cases
+        .iter()
+        .find_map(|c| plan_case(&registry, graph, &ga, c).err().map(|e| (c, e)))
+    {
+        eprintln!("{e}");
+        bail!(
+            "--presegment {}: case `{}` does not validate with {} (shown above); nothing \
+             submitted",
+            cases_file.display(),
+            c.id,
+            graph.display()
+        );
+    }
+    let json = json!({
+        "run_id": format!("{run_id}-presegment"),
+        "graph": absolute(graph),
+        "graph_as_given": absolute(graph),
+        "cases": absolute(cases_file),
+        "case_ids": cases.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
+        "set": ga.set,
+        "impl": ga.implementations,
+        "threads": threads,
+        "out": out,
+        "arrays": [],
+    });
+    Ok((Spec { json }, (0..cases.len()).collect()))
 }
 
 /// A job name Slurm shows unchanged: letters, digits, `-`, `_`, `.`.
@@ -437,16 +518,21 @@ fn task_script(
     run_id: &str,
     array: &str,
     offset: usize,
+    after: Option<&str>,
     args: &SubmitArgs,
 ) -> String {
     let logs = state(out).join("logs");
     let tasks = state(out).join("tasks");
+    let dependency = after.map_or(String::new(), |job| {
+        format!("#SBATCH --dependency=afterok:{job}\n#SBATCH --kill-on-invalid-dep=yes\n")
+    });
     format!(
         "#!/bin/bash\n\
          # voxflow submit: one task per case of the case file (written by voxflow {v}).\n\
          #SBATCH --job-name={run_id}\n\
          #SBATCH --array={array}\n\
          #SBATCH --output={logs}/%A_%a.out\n\
+         {dependency}\
          {res}\
          set -u\n\
          CASE=$(( {offset} + SLURM_ARRAY_TASK_ID ))\n\
@@ -666,7 +752,7 @@ fn task(out: &Path, index: usize) -> Result<ExitCode> {
     });
     let graph = PathBuf::from(spec.str("graph"));
     let ga = spec.graph_args();
-    let registry = voxflow_nodes::registry();
+    let registry = voxflow::registry();
     let mut command = vec![
         "voxflow".to_string(),
         "run".into(),
@@ -910,47 +996,55 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
         return train::status(&args.out, args.watch, args.interval);
     }
     loop {
-        let spec = Spec::load(&args.out)?;
-        let cases = batch::read_cases(Path::new(spec.str("cases")))?;
-        let q = queue(spec.str("run_id"))?;
-        let states = case_states(&spec, &cases, &q);
-        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-        outln!("{:<24} {:>5}  {:<8} detail", "case", "index", "state");
-        for (i, (c, s)) in cases.iter().zip(&states).enumerate() {
-            let name = match s.state {
-                State::Queued => "queued",
-                State::Running => "running",
-                State::Done => "done",
-                State::Failed => "failed",
-                State::Missing => "missing",
-            };
-            *counts.entry(name).or_default() += 1;
-            outln!("{:<24} {:>5}  {:<8} {}", c.id, i, name, s.detail);
-        }
-        let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
-        let gather_pending = match spec.json["gather"].as_str() {
-            Some(g) => q.contains_key(&(g.to_string(), None)),
-            None => false,
-        };
-        outln!(
-            "{}: {}{}",
-            spec.str("run_id"),
-            summary.join(", "),
-            if gather_pending {
-                "; summary gather pending"
-            } else {
-                ""
-            }
-        );
-        let active = states
-            .iter()
-            .any(|s| matches!(s.state, State::Queued | State::Running))
-            || gather_pending;
+        let (active, summary) = cases_status(&args.out)?;
+        outln!("{summary}");
         if !args.watch || !active {
             return Ok(ExitCode::SUCCESS);
         }
         std::thread::sleep(Duration::from_secs(args.interval.max(1)));
     }
+}
+
+/// One poll of the case array in `out`: prints a line per case and returns whether
+/// anything is still queued or running, and the summary line (`RUN_ID: 4 done, ...`).
+fn cases_status(out: &Path) -> Result<(bool, String)> {
+    let spec = Spec::load(out)?;
+    let cases = batch::read_cases(Path::new(spec.str("cases")))?;
+    let q = queue(spec.str("run_id"))?;
+    let states = case_states(&spec, &cases, &q);
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    outln!("{:<24} {:>5}  {:<8} detail", "case", "index", "state");
+    for (i, (c, s)) in cases.iter().zip(&states).enumerate() {
+        let name = match s.state {
+            State::Queued => "queued",
+            State::Running => "running",
+            State::Done => "done",
+            State::Failed => "failed",
+            State::Missing => "missing",
+        };
+        *counts.entry(name).or_default() += 1;
+        outln!("{:<24} {:>5}  {:<8} {}", c.id, i, name, s.detail);
+    }
+    let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    let gather_pending = match spec.json["gather"].as_str() {
+        Some(g) => q.contains_key(&(g.to_string(), None)),
+        None => false,
+    };
+    let line = format!(
+        "{}: {}{}",
+        spec.str("run_id"),
+        summary.join(", "),
+        if gather_pending {
+            "; summary gather pending"
+        } else {
+            ""
+        }
+    );
+    let active = states
+        .iter()
+        .any(|s| matches!(s.state, State::Queued | State::Running))
+        || gather_pending;
+    Ok((active, line))
 }
 
 #[cfg(test)]

@@ -555,6 +555,41 @@ fn scancel_of_a_running_task_then_resume_completes_it() {
 
 // ---- Training: `voxflow submit SERVER_GRAPH --train --slurm` ----
 
+/// One training submission at a time: each holds a CPU for its server while its trainer
+/// needs another, and two on a 2-CPU node would wait for each other forever.
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn training_slot() -> std::sync::MutexGuard<'static, ()> {
+    TRAINING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Cancels a training submission's jobs when the test ends, passed or not: a failed
+/// test leaves nothing holding the node for the next one.
+struct CancelJobs(PathBuf);
+
+impl Drop for CancelJobs {
+    fn drop(&mut self) {
+        let read = |p: PathBuf| -> serde_json::Value {
+            std::fs::read_to_string(p)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default()
+        };
+        let train = read(self.0.join(".voxflow-slurm/train.json"));
+        let pre = read(self.0.join("train/presegment/.voxflow-slurm/submit.json"));
+        let mut jobs: Vec<String> = [&train["server_job"], &train["train_job"], &pre["gather"]]
+            .iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect();
+        for a in pre["arrays"].as_array().into_iter().flatten() {
+            jobs.extend(a["job"].as_str().map(String::from));
+        }
+        if !jobs.is_empty() {
+            let _ = Command::new("scancel").args(&jobs).output();
+        }
+    }
+}
+
 /// A server-only graph: two sparse phantom cases, a tiny network, many short steps.
 fn serve_graph(d: &Path, iterations: u64) {
     let m = Path::new(env!("CARGO_MANIFEST_DIR")).join("../graphs/macros/sparse_phantom.ron");
@@ -703,6 +738,8 @@ fn slurm_training_requeued_resumes_from_its_checkpoint_with_the_same_loss_curve(
     const STEPS: u64 = 3000;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    let _slot = training_slot();
+    let _cancel = CancelJobs(d.join("out"));
     serve_graph(d, STEPS);
     let t0 = Instant::now();
     let o = voxflow(
@@ -778,7 +815,7 @@ fn slurm_training_requeued_resumes_from_its_checkpoint_with_the_same_loss_curve(
         let o = voxflow(&["status", "out"], d);
         let t = text(&o);
         assert!(o.status.success(), "{t}");
-        if t.contains("server ended, trainer ended") {
+        if t.contains("server ended, trainer done") {
             break;
         }
         assert!(
@@ -854,4 +891,268 @@ fn slurm_training_requeued_resumes_from_its_checkpoint_with_the_same_loss_curve(
     let reference = metrics(&d.join("ref")).0;
     assert_eq!(reference.len() as u64, STEPS);
     assert_eq!(losses, reference);
+}
+
+// ---- Presegmentation after training, and a failed trainer ----
+
+/// Phantom CTs `c<seed>` as NIfTI files under `d/data/`, and a case file naming them.
+fn ct_cases(d: &Path, seeds: &[u64]) {
+    let mut tsv = String::from("case\tct\n");
+    for s in seeds {
+        let dir = d.join(format!("data/c{s}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("ct.ron"),
+            format!(
+                r#"Graph(name: "ct", nodes: {{
+            "p": (node: "Phantom", params: (seed: {s}, dims: (64, 48, 4))),
+            "s": (node: "SaveNifti", inputs: (volume: "p.ct"), params: (path: "ct.nii.gz")),
+        }})"#
+            ),
+        )
+        .unwrap();
+        let o = voxflow(&["run", "ct.ron", "--out", ".", "-q"], &dir);
+        assert!(o.status.success(), "{}", text(&o));
+        tsv.push_str(&format!("c{s}\t{}\n", dir.join("ct.nii.gz").display()));
+    }
+    std::fs::write(d.join("cases.tsv"), tsv).unwrap();
+}
+
+#[test]
+fn train_dry_run_with_presegment_prints_an_array_after_the_trainer() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    serve_graph(d, 20);
+    std::fs::write(
+        d.join("cases.tsv"),
+        "case\tct\nc1\tc1.nii.gz\nc2\tc2.nii.gz\n",
+    )
+    .unwrap();
+    let bin = fake_bin(d, &[]);
+    let path = [("PATH", bin.to_str().unwrap())];
+    let args = [
+        "submit",
+        "serve.ron",
+        "--train",
+        "--slurm",
+        "--dry-run",
+        "--max-parallel",
+        "2",
+        "--presegment",
+        "cases.tsv",
+        "--out",
+        "out",
+    ];
+    let o = voxflow_env(&args, d, &path);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let (jobs, presegment) = t
+        .split_once("presegment/.voxflow-slurm/array-0-0.sbatch")
+        .unwrap();
+    let (server, trainer) = jobs.split_once("train.sbatch").unwrap();
+    // The server stops once its trainer has ended; the trainer's exits are recorded.
+    for want in ["trainer_ended", "train.job", "squeue -h -t all -j"] {
+        assert!(server.contains(want), "server script lacks {want}:\n{t}");
+    }
+    for want in ["train.exits", "finish \"$rc\"", "kill -TERM \"$pid\""] {
+        assert!(trainer.contains(want), "trainer script lacks {want}:\n{t}");
+    }
+    let (array, gather) = presegment.split_once("gather-0.sbatch").unwrap();
+    for want in [
+        "-presegment\n",
+        "#SBATCH --array=0-1%2",
+        "#SBATCH --dependency=afterok:<trainer job id>",
+        "#SBATCH --kill-on-invalid-dep=yes",
+        " slurm task ",
+        "out/train/presegment",
+    ] {
+        assert!(array.contains(want), "presegment array lacks {want}:\n{t}");
+    }
+    assert!(gather.contains("-presegment-gather\n") && gather.contains("--dependency=afterany:"));
+    assert!(!d.join("out/.voxflow-slurm").exists() && !d.join("out/train").exists());
+    // A case file the presegment graph cannot run is refused before anything is submitted.
+    std::fs::write(d.join("bad.tsv"), "case\timage\nc1\tc1.nii.gz\n").unwrap();
+    let mut bad = args;
+    bad[8] = "bad.tsv";
+    let o = voxflow_env(&bad, d, &path);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("--presegment bad.tsv: case `c1` does not validate"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// Poll `voxflow status` of a training submission until nothing is queued or running.
+fn wait_train(d: &Path, limit: Duration) -> String {
+    let t0 = Instant::now();
+    loop {
+        let o = voxflow(&["status", "out"], d);
+        let t = text(&o);
+        assert!(o.status.success(), "{t}");
+        let last = t.lines().last().unwrap_or("");
+        if !["queued", "running", "pending"]
+            .iter()
+            .any(|w| last.contains(w))
+        {
+            return t;
+        }
+        assert!(t0.elapsed() < limit, "still busy after {limit:?}:\n{t}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn slurm_training_then_presegment_array_matches_a_local_presegment_run() {
+    if !slurm("slurm_training_then_presegment_array_matches_a_local_presegment_run") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let _slot = training_slot();
+    let _cancel = CancelJobs(d.join("out"));
+    serve_graph(d, 40);
+    ct_cases(d, &[5, 6, 7]);
+    let t0 = Instant::now();
+    let o = voxflow(
+        &[
+            "submit",
+            "serve.ron",
+            "--train",
+            "--slurm",
+            "--cpus-per-task",
+            "1",
+            "--train-device",
+            "cpu",
+            "--presegment",
+            "cases.tsv",
+            "--out",
+            "out",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let t = wait_train(d, Duration::from_secs(180));
+    eprintln!(
+        "training (40 steps) + presegment array (3 cases) + gather through Slurm: {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let last = t.lines().last().unwrap();
+    assert!(
+        last.contains("server ended, trainer done") && last.ends_with("-presegment: 3 done"),
+        "{t}"
+    );
+    // The same model over the same cases without Slurm, as `voxflow train --presegment`
+    // runs it: the same label volumes, statistics and summary, byte for byte.
+    let model = d.join("out/train/best.vxmodel");
+    let graph = Path::new(env!("CARGO_MANIFEST_DIR")).join("../graphs/presegment.ron");
+    let o = voxflow(
+        &[
+            "run",
+            graph.to_str().unwrap(),
+            "--cases",
+            "cases.tsv",
+            "--set",
+            &format!("model={}", model.display()),
+            "--out",
+            "local",
+            "-q",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let slurm = d.join("out/train/presegment");
+    for c in ["c5", "c6", "c7"] {
+        for f in [
+            "presegment_labels.nii.gz",
+            "unet_labels.nii.gz",
+            "presegment_stats.csv",
+        ] {
+            let a = std::fs::read(d.join("local").join(c).join(f)).unwrap();
+            let b = std::fs::read(slurm.join(c).join(f)).unwrap();
+            assert!(a == b, "{c}/{f} differs from the local run");
+        }
+        let prov = std::fs::read_to_string(slurm.join(c).join("provenance.json")).unwrap();
+        assert!(prov.contains("best.vxmodel"), "{prov}");
+    }
+    for f in ["summary.csv", "summary_stats.csv"] {
+        assert_eq!(
+            std::fs::read(d.join("local").join(f)).unwrap(),
+            std::fs::read(slurm.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+}
+
+#[test]
+fn slurm_failed_trainer_stops_its_server_and_cancels_the_presegment_array() {
+    if !slurm("slurm_failed_trainer_stops_its_server_and_cancels_the_presegment_array") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let _slot = training_slot();
+    let _cancel = CancelJobs(d.join("out"));
+    serve_graph(d, 40);
+    ct_cases(d, &[5]);
+    let o = voxflow(
+        &[
+            "submit",
+            "serve.ron",
+            "--train",
+            "--slurm",
+            "--train-device",
+            "cpu",
+            "--train-arg=--no-such-option",
+            "--presegment",
+            "cases.tsv",
+            "--out",
+            "out",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let spec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(d.join("out/.voxflow-slurm/train.json")).unwrap(),
+    )
+    .unwrap();
+    let server = spec["server_job"].as_str().unwrap();
+    let t0 = Instant::now();
+    // The server job waits for its trainer; once the trainer has failed it leaves the
+    // queue within its watch interval (10 s) and a scheduler pass.
+    loop {
+        let o = Command::new("squeue")
+            .args(["-h", "-j", server, "-t", "PD,CF,R,CG", "-o", "%t"])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&o.stdout).trim().is_empty() {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the server job {server} still runs after its trainer failed"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    eprintln!(
+        "server job gone {:.1} s after submission",
+        t0.elapsed().as_secs_f64()
+    );
+    let t = wait_train(d, Duration::from_secs(90));
+    assert!(
+        t.contains("failed with exit code 2") && t.contains("trainer failed"),
+        "{t}"
+    );
+    let log = std::fs::read_to_string(
+        d.join("out/.voxflow-slurm/logs")
+            .join(format!("server-{server}.out")),
+    )
+    .unwrap();
+    assert!(
+        log.contains("has ended: stopping the patch server"),
+        "{log}"
+    );
+    // The presegment array never ran: Slurm cancelled it (afterok can never be met).
+    assert!(t.contains("-presegment: 1 missing"), "{t}");
+    assert!(!d.join("out/train/presegment/c5").exists());
 }
