@@ -275,3 +275,75 @@ fn make_slice(job: &Job, z: usize, ct: &mut [i16], truth: &mut [u16], pred: &mut
         *v = (t.hu() + z).round().clamp(-1024.0, 3071.0) as i16;
     }
 }
+
+/// TotalSegmentator (v2) label of L3; the phantom's spine is numbered around it.
+pub const PHANTOM_L3_LABEL: u16 = 29;
+/// Distance between the mid-heights of neighbouring phantom vertebrae (mm): a typical
+/// adult lumbar vertebral body (about 28 mm) plus an intervertebral disc (about 8 mm).
+pub const VERTEBRA_PITCH_MM: f64 = 36.0;
+/// Height of the intervertebral disc between two phantom vertebrae (mm); its slices carry
+/// no vertebra label, so each vertebra is a separate block along z.
+pub const DISC_MM: f64 = 8.0;
+/// Labels the phantom assigns: L5 (27) up to T11 (33), TotalSegmentator v2 numbering.
+pub const PHANTOM_VERTEBRA_LABELS: std::ops::RangeInclusive<u16> = 27..=33;
+
+/// The vertebra label (TotalSegmentator v2 numbering) of the phantom at world height
+/// `z_mm`, or 0 in a disc or beyond T11..L5. L3's mid-height is at z = 0, the centre of the
+/// phantom's grid (so a default phantom, 72 mm high, holds L4's top, L3 and L2's bottom);
+/// +z is superior, so L2 (30) lies above and L4 (28) below.
+pub fn vertebra_label_at(z_mm: f64) -> u16 {
+    let k = (z_mm / VERTEBRA_PITCH_MM).round();
+    if (z_mm - k * VERTEBRA_PITCH_MM).abs() > (VERTEBRA_PITCH_MM - DISC_MM) / 2.0 {
+        return 0;
+    }
+    let label = f64::from(PHANTOM_L3_LABEL) + k;
+    if label >= f64::from(*PHANTOM_VERTEBRA_LABELS.start())
+        && label <= f64::from(*PHANTOM_VERTEBRA_LABELS.end())
+    {
+        label as u16
+    } else {
+        0
+    }
+}
+
+/// The vertebra label map of the phantom that [`generate`] makes with the same params: the
+/// bone voxels of its spine (vertebral body, arch, spinous and transverse processes; not
+/// the canal) labelled by level with [`vertebra_label_at`], like TotalSegmentator's
+/// vertebra classes. The phantom's CT has bone in every slice; the discs exist only in
+/// this map, so [`generate`]'s volumes stay exactly what they were. It is computed on its
+/// own (the same anatomy, drawn from the same seed, sampled again) so that asking for it
+/// costs nothing to runs that do not.
+pub fn vertebrae(params: &PhantomParams) -> Labels {
+    let geometry = phantom_geometry(params);
+    let [nx, ny, nz] = geometry.dims;
+    let [sx, sy, sz] = geometry.spacing;
+    let origin = geometry.origin();
+    let extent = Extent {
+        fov_mm: [nx as f64 * sx, ny as f64 * sy],
+        z_range_mm: (origin[2], origin[2] + (nz as f64 - 1.0) * sz),
+        slice_mm: sz,
+    };
+    let anatomy = Anatomy::draw(&mut stream(params.seed, u64::MAX, STREAM_ANATOMY), extent);
+    let plane = nx * ny;
+    let mut out = vec![0u16; plane * nz];
+    if plane > 0 {
+        out.par_chunks_mut(plane).enumerate().for_each(|(z, out)| {
+            let z_mm = origin[2] + z as f64 * sz;
+            let label = vertebra_label_at(z_mm);
+            if label == 0 {
+                return;
+            }
+            let model = Slice::new(&anatomy, z_mm);
+            for y in 0..ny {
+                let y_mm = origin[1] + y as f64 * sy;
+                for x in 0..nx {
+                    let t = model.sample(origin[0] + x as f64 * sx, y_mm).tissue;
+                    if matches!(t, Tissue::CorticalBone | Tissue::CancellousBone) {
+                        out[x + nx * y] = label;
+                    }
+                }
+            }
+        });
+    }
+    Volume::from_vec(geometry, out).expect("buffer sized from the grid")
+}

@@ -22,13 +22,19 @@ mod anatomy;
 mod generate;
 #[allow(clippy::module_inception)]
 mod phantom;
+mod phantom_vertebrae;
 #[cfg(test)]
 mod tests;
 
-pub use generate::{generate, phantom_geometry, PhantomVolumes, NOISE_SD_HU};
+pub use generate::{
+    generate, phantom_geometry, vertebra_label_at, vertebrae, PhantomVolumes, NOISE_SD_HU,
+    PHANTOM_L3_LABEL, PHANTOM_VERTEBRA_LABELS,
+};
 pub use phantom::{Phantom, PhantomParams};
+pub use phantom_vertebrae::PhantomVertebrae;
 
 /// Register this family's node types.
 pub fn register(reg: &mut Registry) {
     reg.add(Phantom);
+    reg.add(PhantomVertebrae);
 }
