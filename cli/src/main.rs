@@ -214,7 +214,7 @@ fn init_tracing(verbosity: u8) {
 }
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
-    let registry = voxflow_nodes::registry();
+    let registry = voxflow::registry();
     match cli.command {
         Command::Run(args) => cmd_run(&registry, args),
         Command::Validate { graphs, graph } => {

@@ -486,7 +486,7 @@ impl NodeContext {
         }
     }
 
-    /// A required opaque input (model, config, service) of port type `ty` holding a `T`.
+    /// A required opaque input (see [`crate::value::OpaqueType`]) of port type `ty` holding a `T`.
     pub fn opaque<T: std::any::Any + Send + Sync>(
         &self,
         port: &str,
@@ -567,23 +567,27 @@ impl NodeContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::value::OpaqueType;
+
+    const CONFIG: PortType = PortType::Opaque(OpaqueType::new("Config"));
+    const SERVICE: PortType = PortType::Opaque(OpaqueType::new("Service").runs_alone());
 
     #[test]
     fn opaque_inputs_check_port_type_and_content() {
         let ctx = NodeContext::standalone("t", Path::new("."))
-            .with_input("cfg", Value::Opaque(PortType::Config, Arc::new(7u32)))
+            .with_input("cfg", Value::Opaque(CONFIG, Arc::new(7u32)))
             .with_input("img", Value::Table(Arc::new(crate::Table::new(["a"]))));
-        assert_eq!(*ctx.opaque::<u32>("cfg", PortType::Config).unwrap(), 7);
-        let e = ctx.opaque::<String>("cfg", PortType::Config).unwrap_err();
+        assert_eq!(*ctx.opaque::<u32>("cfg", CONFIG).unwrap(), 7);
+        let e = ctx.opaque::<String>("cfg", CONFIG).unwrap_err();
         assert!(e.to_string().contains("is a Config but not a"), "{e}");
-        let e = ctx.opaque::<u32>("cfg", PortType::Service).unwrap_err();
+        let e = ctx.opaque::<u32>("cfg", SERVICE).unwrap_err();
         assert!(
             e.to_string().contains("expected Service, got Config"),
             "{e}"
         );
-        let e = ctx.opaque::<u32>("img", PortType::Config).unwrap_err();
+        let e = ctx.opaque::<u32>("img", CONFIG).unwrap_err();
         assert!(e.to_string().contains("expected Config, got Table"), "{e}");
-        let e = ctx.opaque::<u32>("none", PortType::Config).unwrap_err();
+        let e = ctx.opaque::<u32>("none", CONFIG).unwrap_err();
         assert!(e.to_string().contains("not connected"), "{e}");
     }
 }

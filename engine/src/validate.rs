@@ -506,7 +506,7 @@ fn check(
         let spec = &built[i].as_ref().expect("no errors").spec;
         // A node whose outputs are all services (a server) is meant to run alone too: it
         // then serves in the foreground, so nobody reading it is no mistake.
-        let only_services = spec.outputs.iter().all(|o| o.ty == PortType::Service);
+        let only_services = spec.outputs.iter().all(|o| o.ty.runs_alone());
         if consumers[i] == 0
             && !spec.outputs.is_empty()
             && !only_services

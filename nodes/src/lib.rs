@@ -38,11 +38,10 @@ pub fn register_all(reg: &mut Registry) {
     metrics::register(reg);
     render::register(reg);
     annotation::register(reg);
-    voxflow_unet::register(reg);
-    voxflow_train::register(reg);
 }
 
-/// A registry with every node type of this crate.
+/// A registry with every node type of this crate (the full one, with U-Net inference and
+/// training, is `voxflow::registry()`).
 pub fn registry() -> Registry {
     let mut reg = Registry::new();
     register_all(&mut reg);

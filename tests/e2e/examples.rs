@@ -5,7 +5,7 @@ use voxflow_tests::{plan, repo_root, run_ok, summarize_outputs};
 
 #[test]
 fn every_example_runs_with_every_implementation_and_they_agree() {
-    let registry = voxflow_nodes::registry();
+    let registry = voxflow::registry();
     let dir = tempfile::tempdir().unwrap();
     let mut ran = 0;
     for (ty, spec) in registry.iter() {

@@ -7,7 +7,7 @@ use voxflow_engine::PortType;
 
 #[test]
 fn node_specs_are_complete() {
-    let registry = voxflow_nodes::registry();
+    let registry = voxflow::registry();
     let mut problems = Vec::new();
     for (ty, s) in registry.iter() {
         if !(s.summary.ends_with('.') && s.summary.len() <= 79 && !s.summary.contains('\n')) {
@@ -56,7 +56,7 @@ fn node_specs_are_complete() {
 /// rejected by validation, so every documented param must also really exist.
 #[test]
 fn documented_defaults_are_accepted_by_the_params_parser() {
-    let registry = voxflow_nodes::registry();
+    let registry = voxflow::registry();
     for (ty, s) in registry.iter() {
         let required: Vec<&str> = s
             .params
@@ -104,7 +104,7 @@ const HAND_WRITTEN_PARAMS: &[&str] = &["RenderOverlay"];
 /// text read back by the graph reader must be that same value, for every node type.
 #[test]
 fn spec_defaults_equal_params_default() {
-    let registry = voxflow_nodes::registry();
+    let registry = voxflow::registry();
     let mut problems = Vec::new();
     for s in registry.specs() {
         if HAND_WRITTEN_PARAMS.contains(&s.name) {
@@ -141,7 +141,7 @@ fn spec_defaults_equal_params_default() {
 
 #[test]
 fn every_port_type_with_a_node_is_produced_and_consumed() {
-    let registry = voxflow_nodes::registry();
+    let registry = voxflow::registry();
     let produced: BTreeSet<PortType> = registry
         .specs()
         .flat_map(|s| s.outputs.iter().map(|o| o.ty))
@@ -163,7 +163,7 @@ fn every_port_type_with_a_node_is_produced_and_consumed() {
 
 #[test]
 fn docs_nodes_md_is_up_to_date() {
-    let registry = voxflow_nodes::registry();
+    let registry = voxflow::registry();
     let expected = voxflow_nodes::docs::markdown(&registry);
     let path = voxflow_tests::repo_root().join("docs/nodes.md");
     let actual = std::fs::read_to_string(&path).unwrap_or_default();

@@ -28,7 +28,7 @@ pub fn plan(path: &Path, set: &[String], implementations: &[String], targets: &[
         load_graph(path, &LoadOptions { set: set.to_vec() }).unwrap_or_else(|d| panic!("{d}"));
     validate(
         &graph,
-        &voxflow_nodes::registry(),
+        &voxflow::registry(),
         &ValidateOptions {
             implementations: implementations.to_vec(),
             targets: targets.to_vec(),

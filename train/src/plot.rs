@@ -6,12 +6,12 @@
 //! training box may not have. Left axis: training loss per step (light) and its moving
 //! average over 1% of the steps; right axis: validation Dice per class on 0..1.
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::OnceLock;
 
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
+use voxflow_nodes::render::png::write_png;
 
 use crate::trainer::Validation;
 
@@ -194,23 +194,6 @@ fn draw(rgb: &mut [u8], h: &History) -> Result<(), Box<dyn std::error::Error>> {
         .draw()?;
     root.present()?;
     Ok(())
-}
-
-/// Encode 8-bit RGB (`width * height * 3` bytes, rows top to bottom) as PNG; also the
-/// encoder of the overlay montages.
-pub fn write_png(
-    w: &mut dyn Write,
-    width: usize,
-    height: usize,
-    rgb: &[u8],
-) -> std::io::Result<()> {
-    let err = |e: png::EncodingError| std::io::Error::other(e.to_string());
-    let mut enc = png::Encoder::new(w, width as u32, height as u32);
-    enc.set_color(png::ColorType::Rgb);
-    enc.set_depth(png::BitDepth::Eight);
-    let mut writer = enc.write_header().map_err(err)?;
-    writer.write_image_data(rgb).map_err(err)?;
-    writer.finish().map_err(err)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Rendering kernels behind `RenderOverlay`: display orientation from the affine,
 //! windowed grey tiles with coloured masks, and the montage (PNG encoding is
-//! `voxflow_train::plot::write_png`).
+//! [`super::png::write_png`]).
 
 use rayon::prelude::*;
 use voxflow_engine::{Geometry, Image};

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::png::write_png;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use voxflow_engine::fsutil::{write_atomic, WriteError};
@@ -9,7 +10,6 @@ use voxflow_engine::{
     parse_params, Cell, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec,
     NodeType, OutputSpec, ParamError, ParamSpec, PortType, Table, Value,
 };
-use voxflow_train::plot::write_png;
 
 use super::kernels::{auto_slices, montage, render_tile, DisplayAxes, Style, TileSettings};
 use crate::metrics::compare_masks::LabelInput;

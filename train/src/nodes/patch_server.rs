@@ -78,7 +78,7 @@ impl NodeType for PatchServerNode {
                   position and must be on matching grids.",
             category: "training",
             inputs: vec![
-                InputSpec::required("config", &[PortType::Config], "From TrainingConfig."),
+                InputSpec::required("config", &[super::CONFIG], "From TrainingConfig."),
                 InputSpec::list("images", &LIST, "Training CTs in HU."),
                 InputSpec::list(
                     "labels",
@@ -101,7 +101,7 @@ impl NodeType for PatchServerNode {
             ],
             outputs: vec![OutputSpec::new(
                 "server",
-                PortType::Service,
+                super::SERVICE,
                 "The running server, for a UNetTrain node.",
             )],
             params: PatchServerParams::param_specs(),
@@ -270,7 +270,7 @@ impl Node for ServerNode {
     }
 
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
-        let cfg = ctx.opaque::<TrainingConfig>("config", PortType::Config)?;
+        let cfg = ctx.opaque::<TrainingConfig>("config", super::CONFIG)?;
         let train = Self::cases(ctx, ("images", "labels", "weights"), &cfg)?;
         let val = Self::cases(ctx, ("val_images", "val_labels", "val_weights"), &cfg)?;
         let validation = ValidationSet::from_cases(&val);
@@ -318,7 +318,7 @@ impl Node for ServerNode {
         }
         ctx.set_output(
             "server",
-            Value::Opaque(PortType::Service, Arc::new(PatchService { server, token })),
+            Value::Opaque(super::SERVICE, Arc::new(PatchService { server, token })),
         );
         Ok(())
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use voxflow_engine::{
     node_params, Example, ImplSpec, Node, NodeContext, NodeError, NodeSpec, NodeType, OutputSpec,
-    ParamError, Params, PortType, Value,
+    ParamError, Params, Value,
 };
 use voxflow_unet::UNetConfig;
 
@@ -81,7 +81,7 @@ impl NodeType for TrainingConfigNode {
             inputs: vec![],
             outputs: vec![OutputSpec::new(
                 "config",
-                PortType::Config,
+                super::CONFIG,
                 "The training config (architecture + hyperparameters) with its hash.",
             )],
             params: TrainingConfigParams::param_specs(),
@@ -160,7 +160,7 @@ impl Node for ConfigNode {
         };
         cfg.check().map_err(NodeError::Other)?;
         ctx.note(format!("config {}", cfg.hash()));
-        ctx.set_output("config", Value::Opaque(PortType::Config, Arc::new(cfg)));
+        ctx.set_output("config", Value::Opaque(super::CONFIG, Arc::new(cfg)));
         Ok(())
     }
 

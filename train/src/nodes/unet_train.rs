@@ -54,7 +54,7 @@ impl NodeType for UNetTrainNode {
             category: "training",
             inputs: vec![InputSpec::required(
                 "server",
-                &[PortType::Service],
+                &[super::SERVICE],
                 "A running PatchServer.",
             )],
             outputs: vec![OutputSpec::new(
@@ -100,7 +100,7 @@ impl Node for TrainNode {
     }
 
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
-        let service = ctx.opaque::<PatchService>("server", PortType::Service)?;
+        let service = ctx.opaque::<PatchService>("server", super::SERVICE)?;
         let architecture = match &self.p.architecture {
             Some(f) => {
                 Some(read_architecture(f.as_ref()).map_err(|e| NodeError::file(f.as_ref(), e))?)
