@@ -142,11 +142,6 @@ impl Dtype {
             Dtype::F64 => "float64",
         }
     }
-
-    /// Whether the voxels are integers.
-    pub fn is_integer(self) -> bool {
-        !matches!(self, Dtype::F32 | Dtype::F64)
-    }
 }
 
 /// Evaluate `$body` with the type alias `$T` bound to the Rust type of a [`Dtype`].
