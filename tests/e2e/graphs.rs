@@ -78,6 +78,7 @@ fn every_shipped_graph_has_a_test() {
             "demo.ron",
             "evaluate_ct_sm.ron",
             "presegment.ron",
+            "sarcopenia_l3.ron",
             "sarcopenia_postprocess.ron",
             "train.ron",
             "train_ct_sm.ron"
@@ -505,5 +506,159 @@ fn train_and_evaluate_on_real_ct_from_sparse_annotations() {
     );
     for f in ["test_slices_dice.csv", "test_slices_dice_hu_window.csv"] {
         assert!(dir.path().join(f).exists(), "{f} missing");
+    }
+}
+
+/// Independent SMA: voxels of `muscle` (non-zero) within -29..150 HU on axial slice `z`
+/// times the pixel area (cm²).
+fn windowed_area_cm2(
+    ct: &[f64],
+    muscle: &[u16],
+    dims: [usize; 3],
+    spacing: [f64; 3],
+    z: usize,
+) -> f64 {
+    let plane = dims[0] * dims[1];
+    let r = z * plane..(z + 1) * plane;
+    let n = ct[r.clone()]
+        .iter()
+        .zip(&muscle[r])
+        .filter(|(&v, &m)| m != 0 && (-29.0..=150.0).contains(&v))
+        .count();
+    n as f64 * spacing[0] * spacing[1] / 100.0
+}
+
+/// The one row of the graph's `l3` table, by column name.
+fn l3_row(
+    report: &voxflow_engine::run::RunReport,
+) -> std::collections::BTreeMap<String, voxflow_engine::Cell> {
+    let Value::Table(t) = &report.outputs["l3.table"] else {
+        panic!("l3.table")
+    };
+    assert_eq!(t.rows.len(), 1);
+    t.columns
+        .iter()
+        .cloned()
+        .zip(t.rows[0].iter().cloned())
+        .collect()
+}
+
+#[test]
+fn sarcopenia_l3_on_phantom_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (seed, dims) = (7, (96, 80, 24));
+    let (ct, truth, _) = phantom_files(dir.path(), seed, dims);
+    let params = voxflow_nodes::phantom::PhantomParams {
+        seed,
+        dims,
+        ..Default::default()
+    };
+    let spine = voxflow_nodes::phantom::vertebrae(&params);
+    let spine_path = dir.path().join("vertebrae.nii.gz");
+    let g = format!(
+        r#"Graph(name: "spine", nodes: {{
+            "v": (node: "PhantomVertebrae", params: (seed: {seed}, dims: ({}, {}, {}))),
+            "s": (node: "SaveNifti", inputs: (volume: "v"), params: (path: "{}")),
+        }})"#,
+        dims.0,
+        dims.1,
+        dims.2,
+        spine_path.display()
+    );
+    std::fs::write(dir.path().join("spine.ron"), g).unwrap();
+    run_graph(&dir.path().join("spine.ron"), &[], dir.path());
+    let set = vec![
+        format!("ct={}", ct.display()),
+        format!("muscle={}", truth.display()),
+        format!("vertebrae={}", spine_path.display()),
+        "height_m=1.68".to_string(),
+    ];
+    let report = run_graph(&graph("sarcopenia_l3.ron"), &set, dir.path());
+    let row = l3_row(&report);
+    assert!(dir.path().join("l3.csv").exists());
+
+    // Expected, independently: the L3 slice is the rounded mean z of label 29's voxels, the
+    // area the truth's voxels in the muscle HU window there.
+    let v = voxflow_nodes::phantom::generate(&params);
+    let g = v.ct.geometry().clone();
+    let plane = g.dims[0] * g.dims[1];
+    let (n, sum) = spine
+        .as_slice()
+        .iter()
+        .enumerate()
+        .filter(|(_, &l)| l == 29)
+        .fold((0usize, 0usize), |(n, s), (i, _)| (n + 1, s + i / plane));
+    let z = (sum as f64 / n as f64 + 0.5).floor() as usize;
+    let ct: Vec<f64> = v.ct.as_slice().iter().map(|&h| f64::from(h)).collect();
+    let sma = windowed_area_cm2(&ct, v.truth.as_slice(), g.dims, g.spacing, z);
+    eprintln!(
+        "phantom seed {seed} {dims:?}: L3 slice {z}, SMA {sma:.2} cm2, SMI {:.2} cm2/m2 at 1.68 m",
+        sma / (1.68 * 1.68)
+    );
+    assert_eq!(row["level"], voxflow_engine::Cell::Text("L3".into()));
+    assert_eq!(row["slice"].as_f64(), Some(z as f64));
+    let got = row["sma_cm2"].as_f64().unwrap();
+    assert!((got - sma).abs() < 1e-9 && sma > 10.0, "{got} vs {sma}");
+    let smi = row["smi_cm2_m2"].as_f64().unwrap();
+    assert!((smi - sma / (1.68 * 1.68)).abs() < 1e-9);
+}
+
+/// ct_sm holds L1 and L2 only (no L3): the graph at those levels against the areas counted
+/// here from the CT and TotalSegmentator's skeletal muscle mask.
+#[test]
+fn sarcopenia_l3_graph_at_l1_l2_on_real_ct() {
+    let Some(data) = testdata::shared_data("sarcopenia_l3 graph on ct_sm L1/L2") else {
+        return;
+    };
+    let ct_path = data.join("ct_sm.nii.gz");
+    let muscle_path = data.join("ct_sm_tissue_skeletal_muscle.nii.gz");
+    let total = load_labels(&data.join("ct_sm_total.nii.gz"));
+    let muscle = load_labels(&muscle_path);
+    let ct = {
+        let g = format!(
+            r#"Graph(name: "load", nodes: {{ "c": (node: "LoadNifti", params: (path: "{}")) }})"#,
+            ct_path.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("load.ron");
+        std::fs::write(&f, g).unwrap();
+        let p = voxflow_tests::plan(&f, &[], &[], &["c".into()]);
+        let r = voxflow_tests::run_ok(&p, dir.path());
+        match &r.outputs["c.image"] {
+            Value::Image(i) => (0..i.geometry().len())
+                .map(|k| i.get_f64(k))
+                .collect::<Vec<f64>>(),
+            v => panic!("{v:?}"),
+        }
+    };
+    let g = total.geometry().clone();
+    let plane = g.dims[0] * g.dims[1];
+    for (label, name) in [(31u16, "L1"), (30, "L2")] {
+        let dir = tempfile::tempdir().unwrap();
+        let set = vec![
+            format!("ct={}", ct_path.display()),
+            format!("muscle={}", muscle_path.display()),
+            format!("vertebrae={}", data.join("ct_sm_total.nii.gz").display()),
+            format!("level={label}"),
+            "height_m=1.75".to_string(),
+        ];
+        let report = run_graph(&graph("sarcopenia_l3.ron"), &set, dir.path());
+        let row = l3_row(&report);
+        let (n, sum) = total
+            .as_slice()
+            .iter()
+            .enumerate()
+            .filter(|(_, &l)| l == label)
+            .fold((0usize, 0usize), |(n, s), (i, _)| (n + 1, s + i / plane));
+        let z = (sum as f64 / n as f64 + 0.5).floor() as usize;
+        let sma = windowed_area_cm2(&ct, muscle.as_slice(), g.dims, g.spacing, z);
+        eprintln!(
+            "ct_sm {name}: slice {z}, SMA (-29..150 HU) {sma:.2} cm2, SMI {:.2} cm2/m2 at 1.75 m",
+            sma / (1.75 * 1.75)
+        );
+        assert_eq!(row["level"], voxflow_engine::Cell::Text(name.into()));
+        assert_eq!(row["slice"].as_f64(), Some(z as f64), "{name}");
+        let got = row["sma_cm2"].as_f64().unwrap();
+        assert!((got - sma).abs() < 1e-9, "{name}: {got} vs {sma}");
     }
 }

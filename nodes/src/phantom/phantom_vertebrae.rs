@@ -29,7 +29,7 @@ impl NodeType for PhantomVertebrae {
     fn spec(&self) -> NodeSpec {
         NodeSpec {
             name: "PhantomVertebrae",
-            summary: "Vertebra labels (L5..T11, TotalSegmentator numbering) of the phantom with the same params.",
+            summary: "Vertebra labels (L5..T11, TotalSegmentator numbering) of the phantom's spine.",
             doc: DOC,
             category: "phantom",
             inputs: vec![],

@@ -379,7 +379,7 @@ impl NodeType for MuscleAreaAtLevel {
     fn spec(&self) -> NodeSpec {
         NodeSpec {
             name: "MuscleAreaAtLevel",
-            summary: "Skeletal muscle area (cm²) on the slice through a vertebra (L3) and SMI (cm²/m²).",
+            summary: "Muscle area (cm²) on a vertebra's mid slice (L3) and SMI (cm²/m²).",
             doc: DOC,
             category: "stats",
             inputs: vec![
