@@ -433,6 +433,24 @@ impl NodeType for MuscleAreaAtLevel {
     },
 )"#,
             },
+            Example {
+                description: "The real CT (ct_sm, 3 mm): TotalSegmentator's skeletal muscle at L1 (its crop holds L1/L2, no L3), muscle HU only.",
+                graph: r#"Graph(
+    name: "muscle_area_at_l1_ct_sm_example",
+    params: {
+        "ct": "../shared/data/ct_sm.nii.gz",
+        "muscle": "../shared/data/ct_sm_tissue_skeletal_muscle.nii.gz",
+        "total": "../shared/data/ct_sm_total.nii.gz",
+    },
+    nodes: {
+        "ct":     (node: "LoadNifti", params: (path: "${ct}")),
+        "muscle": (node: "LoadMask", params: (path: "${muscle}")),
+        "total":  (node: "LoadLabels", params: (path: "${total}")),
+        "window": (node: "HuWindow", inputs: (image: "ct", mask: "muscle"), params: (min: -29, max: 150)),
+        "l1":     (node: "MuscleAreaAtLevel", inputs: (muscle: "window", vertebrae: "total"), params: (label: 31, height_m: 1.75)),
+    },
+)"#,
+            },
         ]
     }
 
