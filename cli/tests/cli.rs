@@ -1,30 +1,10 @@
 //! The `voxflow` binary as a user runs it: exit codes, diagnostics, reports.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn voxflow(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_voxflow"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("run voxflow")
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::{repo, text, voxflow};
 
 #[test]
 fn validate_reports_five_mistakes_with_positions_and_fails() {

@@ -6,6 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+use common::{repo, text};
+
 /// Runs `exe` in `cwd` with `VOXFLOW_GRAPH_PATH` set to `graph_path` (unset for `None`).
 fn run_exe(exe: &Path, args: &[&str], cwd: &Path, graph_path: Option<&str>) -> Output {
     let mut c = Command::new(exe);
@@ -23,21 +26,6 @@ fn voxflow(args: &[&str], cwd: &Path, graph_path: Option<&str>) -> Output {
         args,
         cwd,
         graph_path,
-    )
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
     )
 }
 

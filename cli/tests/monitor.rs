@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod common;
+use common::{repo, sparse_server_graph};
 
 /// A child process killed when dropped (also when an assertion fails).
 struct Proc(Child);
@@ -53,30 +52,10 @@ fn chromium(test: &str) -> Option<PathBuf> {
     found
 }
 
-/// Serve two sparse phantoms and a tiny network for `iterations` steps (as in train.rs).
+/// Serve two sparse phantoms and a tiny network for `iterations` steps (the graph train.rs
+/// serves too).
 fn start_patch_server(dir: &Path, iterations: u64) -> (Proc, String) {
-    let m = repo().join("graphs/macros/sparse_phantom.ron");
-    let g = format!(
-        r#"Graph(
-    name: "serve",
-    nodes: {{
-        "a": (node: "{m}", params: (seed: 1, dims: (64, 48, 8), slices_every: 2)),
-        "b": (node: "{m}", params: (seed: 2, dims: (64, 48, 8), slices_every: 2)),
-        "val": (node: "Phantom", params: (seed: 3, dims: (64, 48, 4))),
-        "config": (node: "TrainingConfig", params: (
-            architecture: (kind: "unet2d", in_channels: 1, classes: 3, levels: 2, base_filters: 4,
-                           kernel: 3, batch_norm: false, upsampling: "transposed"),
-            hyper: (iterations: {iterations}, validate_every: 100, patch_size: 16, batch_size: 4, learning_rate: 1e-2),
-        )),
-        "server": (node: "PatchServer", inputs: (
-            config: "config", images: ["a.ct", "b.ct"], labels: ["a.labels", "b.labels"],
-            weights: ["a.weights", "b.weights"], val_images: ["val.ct"], val_labels: ["val.truth"])),
-    }},
-)"#,
-        m = m.display()
-    );
-    let graph = dir.join("serve.ron");
-    std::fs::write(&graph, g).unwrap();
+    let graph = sparse_server_graph(dir, iterations, 100);
     let out = dir.join("server");
     let child = voxflow()
         .args([

@@ -3,31 +3,10 @@
 //! case gets its own SMI; a height given in centimetres fails that case with a clear
 //! reason and leaves the others.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-fn voxflow(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_voxflow"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("run voxflow")
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::{repo, text, voxflow};
 
 /// A phantom's CT, true muscle labels and vertebra map as NIfTI files in `dir`.
 fn phantom_case(dir: &Path, seed: u64) {

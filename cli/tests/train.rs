@@ -1,43 +1,15 @@
 //! `voxflow train` against a PatchServer in another process: the two-machine setup, on
 //! loopback. Includes the SIGKILL-then-resume check.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A server-only graph: two sparse phantom cases, a tiny network, many short steps.
-fn server_graph(dir: &Path, iterations: u64) -> PathBuf {
-    let macro_path = repo().join("graphs/macros/sparse_phantom.ron");
-    let g = format!(
-        r#"Graph(
-    name: "serve",
-    nodes: {{
-        "a": (node: "{m}", params: (seed: 1, dims: (64, 48, 8), slices_every: 2)),
-        "b": (node: "{m}", params: (seed: 2, dims: (64, 48, 8), slices_every: 2)),
-        "val": (node: "Phantom", params: (seed: 3, dims: (64, 48, 4))),
-        "config": (node: "TrainingConfig", params: (
-            architecture: (kind: "unet2d", in_channels: 1, classes: 3, levels: 2, base_filters: 4,
-                           kernel: 3, batch_norm: false, upsampling: "transposed"),
-            hyper: (iterations: {iterations}, validate_every: 20, patch_size: 16, batch_size: 4, learning_rate: 1e-2),
-        )),
-        "server": (node: "PatchServer", inputs: (
-            config: "config", images: ["a.ct", "b.ct"], labels: ["a.labels", "b.labels"],
-            weights: ["a.weights", "b.weights"], val_images: ["val.ct"], val_labels: ["val.truth"])),
-    }},
-)"#,
-        m = macro_path.display()
-    );
-    let path = dir.join("serve.ron");
-    std::fs::write(&path, g).unwrap();
-    path
-}
+mod common;
+use common::{repo, sparse_server_graph};
 
 fn start_server(dir: &Path, iterations: u64) -> (Child, String) {
-    let graph = server_graph(dir, iterations);
+    let graph = sparse_server_graph(dir, iterations, 20);
     let out = dir.join("server");
     let child = Command::new(env!("CARGO_BIN_EXE_voxflow"))
         .args([
