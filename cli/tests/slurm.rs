@@ -805,6 +805,11 @@ fn slurm_training_requeued_resumes_from_its_checkpoint_with_the_same_loss_curve(
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // That hold is what keeps a restart clear of the revoked credential of the run just
+    // ended: slurmd compares times in whole seconds, so a start in the same second as the
+    // revocation is refused ("Job credential revoked") and the job fails without running
+    // its script. Let two seconds pass first.
+    std::thread::sleep(Duration::from_secs(2));
     let o = Command::new("scontrol")
         .args(["update", &format!("JobId={job}"), "StartTime=now"])
         .output()
