@@ -23,6 +23,7 @@
 pub mod axes;
 pub mod batch;
 pub mod cache;
+pub mod clock;
 pub mod codec;
 pub mod diag;
 pub mod dot;

@@ -132,7 +132,7 @@ pub fn write_provenance(
     ctx: &RunContext,
 ) -> Result<PathBuf, WriteError> {
     let path = dir.join("provenance.json");
-    let json = provenance(plan, report, ctx, &crate::run::utc_now());
+    let json = provenance(plan, report, ctx, &crate::clock::utc_now());
     let text = serde_json::to_string_pretty(&json).expect("json") + "\n";
     write_atomic(&path, |w| w.write_all(text.as_bytes()))?;
     Ok(path)

@@ -5,13 +5,18 @@
 //! nodes run. A failing node marks its dependants as skipped; independent branches go on.
 //! Each value is dropped as soon as its last reader has started (readers hold an `Arc`),
 //! so memory follows the graph's frontier rather than its size.
+//!
+//! What to reuse from the result cache, and what to store in it, is decided in
+//! [`cache_policy`] before any node runs.
+
+mod cache_policy;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
-use crate::cache::{hash_path, Cache, KeyParts};
+use crate::cache::{Cache, KeyParts};
 use crate::node::{NodeContext, Source};
 use crate::validate::Plan;
 use crate::value::Value;
@@ -194,7 +199,7 @@ struct Shared<'a> {
 fn run_in_pool(plan: &Plan, opts: &RunOptions) -> RunReport {
     let n = plan.nodes.len();
     let t0 = Instant::now();
-    let started = utc_now();
+    let started = crate::clock::utc_now();
     let out_dir = if opts.out_dir.as_os_str().is_empty() {
         PathBuf::from("out")
     } else {
@@ -245,7 +250,9 @@ fn run_in_pool(plan: &Plan, opts: &RunOptions) -> RunReport {
         outputs: BTreeMap::new(),
     };
     let keys = match &opts.cache {
-        Some(cache) => apply_cache(plan, &out_dir, cache, opts, &dependants, &mut state),
+        Some(cache) => {
+            cache_policy::apply_cache(plan, &out_dir, cache, opts, &dependants, &mut state)
+        }
         None => vec![None; n],
     };
     let ready: Vec<usize> = (0..n)
@@ -445,240 +452,6 @@ fn launch<'s>(scope: &rayon::Scope<'s>, shared: &'s Shared<'s>, i: usize, mut ct
     });
 }
 
-impl Shared<'_> {
-    /// Put a successful node's results in the cache (failures never are). A cache that
-    /// cannot be written is logged, not fatal: the run's results are still right.
-    fn store(
-        &self,
-        cache: &Cache,
-        i: usize,
-        parts: &KeyParts,
-        outs: &BTreeMap<String, Value>,
-        files: &[PathBuf],
-    ) {
-        let mut hashes = BTreeMap::new();
-        for f in files {
-            match (f.strip_prefix(&self.out_dir), hash_path(f)) {
-                (Ok(rel), Ok(h)) => {
-                    hashes.insert(rel.display().to_string(), h);
-                }
-                // A file outside the output folder cannot be checked on reuse: don't cache.
-                _ => return,
-            }
-        }
-        let node = &self.plan.nodes[i];
-        let stored = cache
-            .store(&parts.key(), &node.type_name, outs, &hashes)
-            .and_then(|_| cache.remember(&self.opts.cache_scope, &node.id, parts));
-        if let Err(e) = stored {
-            tracing::warn!(node = %node.id, error = %e, "could not write the cache entry");
-        }
-    }
-}
-
-/// Compute every needed node's cache key, mark nodes whose results are cached as
-/// `Cached`, and load the cached values that nodes which must run (or the targets) read.
-/// A corrupt entry is reported and its node runs again.
-fn apply_cache(
-    plan: &Plan,
-    out_dir: &Path,
-    cache: &Cache,
-    opts: &RunOptions,
-    dependants: &[Vec<usize>],
-    st: &mut State,
-) -> Vec<Option<KeyParts>> {
-    let (scope, collect_tables) = (opts.cache_scope.as_str(), opts.collect_tables);
-    let n = plan.nodes.len();
-    let mut keys: Vec<Option<KeyParts>> = vec![None; n];
-    let mut key_strings: Vec<Option<String>> = vec![None; n];
-    // Nodes are validated acyclic; compute keys in dependency order.
-    let mut order = Vec::with_capacity(n);
-    let mut indeg: Vec<usize> = plan
-        .nodes
-        .iter()
-        .map(|p| p.inputs.iter().map(|(_, e)| e.len()).sum())
-        .collect();
-    let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (i, p) in plan.nodes.iter().enumerate() {
-        for (_, edges) in &p.inputs {
-            for e in edges {
-                consumers[e.from].push(i);
-            }
-        }
-    }
-    let mut stack: Vec<usize> = (0..n).filter(|&i| indeg[i] == 0).collect();
-    while let Some(i) = stack.pop() {
-        order.push(i);
-        for &c in &consumers[i] {
-            indeg[c] -= 1;
-            if indeg[c] == 0 {
-                stack.push(c);
-            }
-        }
-    }
-    for &i in &order {
-        let p = &plan.nodes[i];
-        if !p.needed {
-            continue;
-        }
-        let mut inputs = BTreeMap::new();
-        let mut complete = true;
-        for (port, edges) in &p.inputs {
-            let mut refs = Vec::new();
-            for e in edges {
-                match &key_strings[e.from] {
-                    Some(k) => {
-                        refs.push((plan.nodes[e.from].id.clone(), format!("{k}.{}", e.port)))
-                    }
-                    None => complete = false,
-                }
-            }
-            inputs.insert(port.clone(), refs);
-        }
-        let mut files = BTreeMap::new();
-        for f in p.node.input_files() {
-            match hash_path(&f) {
-                Ok(h) => {
-                    files.insert(f.display().to_string(), h);
-                }
-                Err(_) => complete = false, // the node will report the missing file itself
-            }
-        }
-        if !complete {
-            continue;
-        }
-        let parts = KeyParts {
-            node_type: p.type_name.clone(),
-            implementation: p.implementation.clone(),
-            version: p.impl_version,
-            params: p.params.clone(),
-            inputs,
-            files,
-        };
-        key_strings[i] = Some(parts.key());
-        keys[i] = Some(parts);
-    }
-
-    // Which entries exist (and, for file writers, whether their files are intact).
-    let mut entries: Vec<Option<crate::cache::Entry>> = vec![None; n];
-    let mut reused = vec![false; n];
-    for i in 0..n {
-        let (Some(k), true) = (&key_strings[i], plan.nodes[i].needed) else {
-            continue;
-        };
-        let Some(e) = cache.entry(k) else { continue };
-        let outputs_ok = plan.nodes[i]
-            .outputs
-            .iter()
-            .all(|(o, _)| e.outputs.contains_key(o));
-        let files_ok = e
-            .files
-            .iter()
-            .all(|(rel, h)| hash_path(&out_dir.join(rel)).is_ok_and(|x| &x == h));
-        reused[i] = outputs_ok && files_ok;
-        if outputs_ok && !files_ok {
-            st.records[i].cache = Some("ran: files it wrote are missing or changed".into());
-        }
-        entries[i] = Some(e);
-    }
-    // Load what running nodes and targets read from reused nodes; a corrupt value
-    // un-reuses its node, which may need loads of its own: repeat until stable.
-    let mut loaded: HashMap<(usize, String), Value> = HashMap::new();
-    loop {
-        let mut wanted: Vec<(usize, String)> = Vec::new();
-        for (i, p) in plan.nodes.iter().enumerate() {
-            if p.needed && !reused[i] {
-                for (_, edges) in &p.inputs {
-                    wanted.extend(
-                        edges
-                            .iter()
-                            .filter(|e| reused[e.from])
-                            .map(|e| (e.from, e.port.clone())),
-                    );
-                }
-            }
-        }
-        wanted.extend(
-            plan.targets
-                .iter()
-                .filter(|(t, p)| reused[*t] && !p.is_empty())
-                .cloned(),
-        );
-        let mut changed = false;
-        for w in wanted {
-            if loaded.contains_key(&w) || !reused[w.0] {
-                continue;
-            }
-            let key = key_strings[w.0].as_deref().expect("reused nodes have keys");
-            let hash = &entries[w.0]
-                .as_ref()
-                .expect("reused nodes have entries")
-                .outputs[&w.1];
-            match cache.load(key, &w.1, hash) {
-                Ok(v) => {
-                    loaded.insert(w, v);
-                }
-                Err(e) => {
-                    tracing::warn!(node = %plan.nodes[w.0].id, error = %e, "cache entry unusable; recomputing");
-                    reused[w.0] = false;
-                    st.records[w.0].cache = Some("ran: cache entry corrupt".into());
-                    changed = true;
-                }
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
-    for i in 0..n {
-        if !plan.nodes[i].needed {
-            continue;
-        }
-        if reused[i] {
-            st.records[i].status = Status::Cached;
-            st.records[i].cache = Some("reused".into());
-            for &d in &dependants[i] {
-                st.pending[d] -= 1;
-            }
-            for (port, ty) in &plan.nodes[i].outputs {
-                let collect = collect_tables && *ty == crate::value::PortType::Table;
-                if collect || plan.targets.iter().any(|(t, p)| *t == i && p == port) {
-                    if let Some(v) = loaded.get(&(i, port.clone())) {
-                        st.outputs
-                            .insert(format!("{}.{port}", plan.nodes[i].id), v.clone());
-                    }
-                }
-            }
-        } else if st.records[i].cache.is_none() {
-            let why = match &keys[i] {
-                Some(parts) => {
-                    parts.explain_change(cache.previous(scope, &plan.nodes[i].id).as_ref())
-                }
-                None => "ran: an input file is missing or an input did not run".into(),
-            };
-            st.records[i].cache = Some(why);
-        }
-    }
-    // Reused nodes never read their inputs: release those reader counts.
-    for (i, p) in plan.nodes.iter().enumerate() {
-        if p.needed && reused[i] {
-            for (_, edges) in &p.inputs {
-                for e in edges {
-                    if let Some(r) = st.readers.get_mut(&(e.from, e.port.clone())) {
-                        *r -= 1;
-                    }
-                }
-            }
-        }
-    }
-    for (k, v) in loaded {
-        if st.readers.get(&k).copied().unwrap_or(0) > 0 {
-            st.values.insert(k, v);
-        }
-    }
-    keys
-}
-
 /// `port: summary (from node.port)` for each input, for failure records.
 fn describe_inputs(ctx: &NodeContext) -> Vec<String> {
     ctx.inputs
@@ -736,44 +509,5 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
         s.clone()
     } else {
         "unknown panic".into()
-    }
-}
-
-/// Current time as RFC 3339 UTC (`2026-11-27T04:43:52Z`).
-pub fn utc_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format_utc(secs)
-}
-
-/// Seconds since the Unix epoch as RFC 3339 UTC (civil-from-days, H. Hinnant).
-pub fn format_utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_formatting() {
-        assert_eq!(super::format_utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::format_utc(1_795_754_632), "2026-11-27T04:43:52Z");
     }
 }
