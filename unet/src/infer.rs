@@ -28,6 +28,7 @@ use rayon::prelude::*;
 use voxflow_engine::{Image, Labels, Volume};
 
 use crate::artifact::SavedModel;
+use crate::cpu::CpuUNet;
 
 /// How to run inference.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +75,8 @@ pub struct InferStats {
     pub network_s: f64,
     /// Seconds in total (including normalisation, blending and argmax).
     pub total_s: f64,
+    /// What ran the forward pass: [`FORWARD_OWN`] or [`FORWARD_BURN`].
+    pub forward: &'static str,
 }
 
 /// Placement of windows along one axis of length `n`.
@@ -147,6 +150,22 @@ struct Unit {
     x0: usize,
 }
 
+/// Which implementation runs the network's forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forward {
+    /// This crate's fused CPU kernels ([`CpuUNet`]) where they apply (burn Flex without
+    /// autodiff, the U-Net's layers as built by [`crate::model`]), burn elsewhere.
+    Auto,
+    /// burn's modules (with this crate's 3x3 convolution kernels on Flex): the reference
+    /// the fused kernels are checked against.
+    Burn,
+}
+
+/// [`InferStats::forward`] when [`CpuUNet`] ran the network.
+pub const FORWARD_OWN: &str = "voxflow fused CPU kernels";
+/// [`InferStats::forward`] when burn's modules ran it.
+pub const FORWARD_BURN: &str = "burn modules";
+
 /// Run `model` on every axial slice of `image` (HU) on `device`.
 ///
 /// Errors (as messages) when the model cannot take a CT (more than one input channel), the
@@ -156,6 +175,17 @@ pub fn predict(
     device: &Device,
     image: &Image,
     opts: &InferOptions,
+) -> Result<Prediction, String> {
+    predict_with(model, device, image, opts, Forward::Auto)
+}
+
+/// [`predict`] with the forward pass chosen by the caller.
+pub fn predict_with(
+    model: &SavedModel,
+    device: &Device,
+    image: &Image,
+    opts: &InferOptions,
+    forward: Forward,
 ) -> Result<Prediction, String> {
     let t_total = Instant::now();
     crate::alloc::keep_network_buffers();
@@ -174,7 +204,7 @@ pub fn predict(
         return Err(format!("overlap must be in [0, 1), got {}", opts.overlap));
     }
     if let Some(t) = opts.tile {
-        arch.check_tile(t)?;
+        arch.check_tile(t).map_err(|e| e.to_string())?;
     }
     let geometry = image.geometry().clone();
     let [nx, ny, nz] = geometry.dims;
@@ -206,8 +236,17 @@ pub fn predict(
 
     let mut labels = vec![0u16; slice_len * nz];
     let mut maxp = vec![0f32; slice_len * nz];
+    let cpu = match forward {
+        Forward::Auto => CpuUNet::for_device(&model.net, device),
+        Forward::Burn => None,
+    };
     let mut stats = InferStats {
         input_size: (th, tw),
+        forward: if cpu.is_some() {
+            FORWARD_OWN
+        } else {
+            FORWARD_BURN
+        },
         ..InferStats::default()
     };
     // Slices per chunk: enough windows for one batch, at least one slice; a chunk's
@@ -235,13 +274,17 @@ pub fn predict(
                     }
                 });
             let t_net = Instant::now();
-            let data = TensorData::new(input, [batch.len(), 1, th, tw]);
-            let x = Tensor::<4>::from_data(data, device);
-            let probs = softmax(model.net.forward(x), 1);
-            let flat: Vec<f32> = probs
-                .into_data()
-                .try_into_vec::<f32>()
-                .map_err(|e| format!("reading the network output: {e:?}"))?;
+            let flat: Vec<f32> = match &cpu {
+                Some(net) => net.forward(&input, batch.len(), th, tw),
+                None => {
+                    let data = TensorData::new(input, [batch.len(), 1, th, tw]);
+                    let x = Tensor::<4>::from_data(data, device);
+                    softmax(model.net.forward(x), 1)
+                        .into_data()
+                        .try_into_vec::<f32>()
+                        .map_err(|e| format!("reading the network output: {e:?}"))?
+                }
+            };
             stats.network_s += t_net.elapsed().as_secs_f64();
             stats.batches += 1;
             stats.inputs += batch.len();

@@ -64,6 +64,7 @@ pub mod alloc;
 pub mod artifact;
 pub mod config;
 pub mod conv3x3;
+pub mod cpu;
 #[cfg(feature = "wgpu")]
 pub mod gpu;
 pub mod infer;
@@ -74,7 +75,7 @@ mod testing;
 
 pub use artifact::{write_random_model, ModelError, ModelMeta, SavedModel};
 pub use config::{Normalization, UNetConfig};
-pub use infer::{predict, InferOptions, InferStats, Prediction};
+pub use infer::{predict, predict_with, Forward, InferOptions, InferStats, Prediction};
 pub use model::UNet;
 
 /// The burn version this crate is built on, so callers name the same `Device`.

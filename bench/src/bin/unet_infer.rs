@@ -1,7 +1,10 @@
 //! U-Net inference on the CPU (burn Flex; `VOXFLOW_BENCH_DEVICE=wgpu` with the `wgpu` feature
-//! for a GPU): the seed's architecture (5 levels, 16 base
-//! filters, batch norm, random weights) on 512x512 CT slices, next to the Keras 3 + JAX
-//! peer (`../shared/peers/unet_keras.py`) in the same run when its Python has keras.
+//! for a GPU): the seed's architecture (5 levels, 16 base filters, batch norm, random
+//! weights) on 512x512 CT slices, next to the Keras 3 + JAX peer
+//! (`../shared/peers/unet_keras.py`) in the same run when its Python has keras. On the CPU
+//! both forward passes run: the fused kernels (`voxflow_unet::cpu`, the default) and burn's
+//! modules (the reference), and on the real CT series of `../shared/data` their labels are
+//! compared voxel by voxel.
 //!
 //! `cargo run --release -p voxflow-bench --bin unet_infer -- [SLICES] [REPS]`
 //! (defaults 8 slices, 3 repetitions; the median is reported). The peer runs with
@@ -11,8 +14,12 @@ use std::process::Command;
 use std::time::Instant;
 
 use voxflow_engine::{Geometry, Image, Volume};
-use voxflow_unet::burn::tensor::{Tensor, TensorData};
-use voxflow_unet::{predict, write_random_model, InferOptions, SavedModel, UNetConfig};
+use voxflow_unet::burn::tensor::{Device, Tensor, TensorData};
+use voxflow_unet::cpu::CpuUNet;
+use voxflow_unet::infer::FORWARD_OWN;
+use voxflow_unet::{
+    predict_with, write_random_model, Forward, InferOptions, SavedModel, UNetConfig,
+};
 
 /// A CT-like volume: air around an elliptic body with a fat rim and noise.
 fn ct(n: usize, nz: usize) -> Image {
@@ -55,8 +62,9 @@ fn main() {
     let threads = rayon::current_num_threads();
     let (device, device_name) = voxflow_bench::bench_device().expect("device");
     println!(
-        "U-Net inference on {device_name} ({}; rayon threads {threads})",
-        voxflow_bench::machine()
+        "U-Net inference on {device_name} ({}; rayon threads {threads}; load average {})",
+        voxflow_bench::machine(),
+        load_average()
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = UNetConfig::seed();
@@ -76,43 +84,49 @@ fn main() {
     };
     let t128 = voxflow_bench::median_secs(reps.max(5), || fwd(&x));
     println!(
-        "forward, batch 8 of 1x128x128 (the peer's setting): median {:.1} ms",
+        "forward, batch 8 of 1x128x128 (the peer's setting), burn modules: median {:.1} ms",
         t128 * 1e3
     );
+    if let Some(cpu) = CpuUNet::for_device(&model.net, &device) {
+        let t = voxflow_bench::median_secs(reps.max(5), || cpu.forward(&x, 8, 128, 128));
+        println!(
+            "forward + softmax, batch 8 of 1x128x128, {FORWARD_OWN}: median {:.1} ms",
+            t * 1e3
+        );
+    }
 
-    // 2. Whole 512x512 slices through the node's pipeline, by batch size.
+    // 2. Whole 512x512 slices through the node's pipeline: the fused CPU kernels by batch
+    // size, and burn's modules (the path before them) at batch 8.
     let image = ct(512, slices);
     // A GPU wants bigger batches; the CPU gains nothing past 8.
-    let batches: &[usize] = if device_name.starts_with("gpu") {
-        &[1, 8, 32]
+    let runs: Vec<(usize, Forward)> = if device_name.starts_with("gpu") {
+        vec![(1, Forward::Auto), (8, Forward::Auto), (32, Forward::Auto)]
     } else {
-        &[1, 4, 8]
+        vec![(1, Forward::Auto), (8, Forward::Auto), (8, Forward::Burn)]
     };
-    for &bs in batches {
-        let opts = InferOptions {
-            batch_size: bs,
-            tile: None,
-            overlap: 0.25,
-        };
-        let mut total = Vec::new();
-        let mut net = Vec::new();
-        let _ = predict(&model, &device, &image, &opts).expect("predict"); // warm-up
-        for _ in 0..reps {
-            let t = Instant::now();
-            let p = predict(&model, &device, &image, &opts).expect("predict");
-            total.push(t.elapsed().as_secs_f64());
-            net.push(p.stats.network_s);
-        }
-        let (t, n) = (median(total), median(net));
+    let mut peer_batches: Vec<usize> = runs.iter().map(|r| r.0).collect();
+    peer_batches.dedup();
+    let mut ours = Vec::new();
+    for &(bs, forward) in &runs {
+        let (t, n, what) = time_predict(&model, &device, &image, bs, forward, reps);
         println!(
-            "{slices} slices of 512x512, batch {bs}: median {:.2} s ({:.0} ms/slice, network \
-             {:.0} %), 512x512x200 extrapolated {:.0} s",
+            "{slices} slices of 512x512, batch {bs}, {what}: median {:.2} s ({:.0} ms/slice, \
+             {:.2} slices/s, network {:.0} %), 512x512x200 extrapolated {:.0} s",
             t,
             t / slices as f64 * 1e3,
+            slices as f64 / t,
             n / t * 100.0,
             t / slices as f64 * 200.0
         );
+        ours.push((bs, what, t / slices as f64));
     }
+
+    // Label agreement and whole-CT throughput on the real 512x512 CT series, when present.
+    real_ct(
+        &model,
+        &device,
+        &voxflow_bench::peers_dir().join("../data/dicom/ct_series"),
+    );
 
     // 3. The peer, same run.
     let py = match voxflow_bench::keras_python() {
@@ -163,17 +177,125 @@ for bs in {batches:?}:
     print(f"{slices} slices of 512x512, batch {{bs}}: median {{t:.2f}} s ({{t / {slices} * 1e3:.0f}} ms/slice)")
 "#,
         peers = peers.display().to_string(),
-        batches = batches,
+        batches = peer_batches,
     );
     let out = Command::new(&py)
         .args(["-c", &code])
         .env("KERAS_BACKEND", "jax")
         .output()
         .expect("run peer");
+    let mut peer = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         println!("peer (keras 3 + jax): {line}");
+        // "N slices of 512x512, batch B: median T s (M ms/slice)"
+        let batch = line
+            .split("batch ")
+            .nth(1)
+            .and_then(|r| r.split(':').next()?.parse::<usize>().ok());
+        let ms = line
+            .split('(')
+            .nth(1)
+            .and_then(|r| r.split(" ms/slice").next()?.parse::<f64>().ok());
+        if let (Some(b), Some(ms)) = (batch, ms) {
+            peer.push((b, ms / 1e3));
+        }
     }
     if !out.status.success() {
         println!("peer failed: {}", String::from_utf8_lossy(&out.stderr));
     }
+    for (bs, what, t) in ours {
+        if let Some((_, p)) = peer.iter().find(|(b, _)| *b == bs) {
+            println!(
+                "ratio, batch {bs}, {what}: Keras+JAX {:.0} ms / voxflow {:.0} ms per slice = \
+                 {:.2}x",
+                p * 1e3,
+                t * 1e3,
+                p / t
+            );
+        }
+    }
+    println!("load average at the end: {}", load_average());
+}
+
+/// Median seconds (total, network) of `reps` runs of `predict` after a warm-up, and what
+/// ran the forward pass.
+fn time_predict(
+    model: &SavedModel,
+    device: &Device,
+    image: &Image,
+    batch_size: usize,
+    forward: Forward,
+    reps: usize,
+) -> (f64, f64, &'static str) {
+    let opts = InferOptions {
+        batch_size,
+        tile: None,
+        overlap: 0.25,
+    };
+    let _ = predict_with(model, device, image, &opts, forward).expect("predict"); // warm-up
+    let mut total = Vec::new();
+    let mut net = Vec::new();
+    let mut what = "";
+    for _ in 0..reps {
+        let t = Instant::now();
+        let p = predict_with(model, device, image, &opts, forward).expect("predict");
+        total.push(t.elapsed().as_secs_f64());
+        net.push(p.stats.network_s);
+        what = p.stats.forward;
+    }
+    (median(total), median(net), what)
+}
+
+/// The real CT series (512x512 slices): whole-CT throughput of the default forward pass,
+/// and how many voxels' labels differ between it and burn's modules.
+fn real_ct(model: &SavedModel, device: &Device, dir: &std::path::Path) {
+    let image = match voxflow_nodes::io::dicom::load_dicom_series(dir) {
+        Ok(image) => image,
+        Err(e) => {
+            println!("real CT: skipped ({}: {e})", dir.display());
+            return;
+        }
+    };
+    let [nx, ny, nz] = image.geometry().dims;
+    let opts = InferOptions::default();
+    let run = |forward| {
+        let t = Instant::now();
+        let p = predict_with(model, device, &image, &opts, forward).expect("predict");
+        (p, t.elapsed().as_secs_f64())
+    };
+    let (fast, t_fast) = run(Forward::Auto);
+    let (reference, t_ref) = run(Forward::Burn);
+    let differing = fast
+        .labels
+        .as_slice()
+        .iter()
+        .zip(reference.labels.as_slice())
+        .filter(|(a, b)| a != b)
+        .count();
+    let max_dp = fast
+        .max_probability
+        .as_slice()
+        .iter()
+        .zip(reference.max_probability.as_slice())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    println!(
+        "real CT {nx}x{ny}x{nz} ({}): {} {:.2} s ({:.2} slices/s), {} {:.2} s ({:.2} \
+         slices/s); labels differ in {differing} of {} voxels, max |dp| {max_dp:.1e}",
+        dir.display(),
+        fast.stats.forward,
+        t_fast,
+        nz as f64 / t_fast,
+        reference.stats.forward,
+        t_ref,
+        nz as f64 / t_ref,
+        nx * ny * nz
+    );
+}
+
+/// /proc/loadavg's first three fields (the machine is shared; say how busy it was).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }

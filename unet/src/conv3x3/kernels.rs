@@ -98,17 +98,17 @@ fn pad(src: &[f32], channels: usize, g: Geometry) -> Vec<f32> {
 
 /// A raw output pointer shared by tasks that write disjoint elements.
 #[derive(Clone, Copy)]
-struct Shared(*mut f32);
+pub(crate) struct Shared(pub(crate) *mut f32);
 // SAFETY: every task writes elements no other task touches (see each use).
 unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
 
 /// A strided matrix: element `[r, c]` at `ptr + r * row_stride + c * col_stride`.
 #[derive(Clone, Copy)]
-struct View {
-    ptr: *const f32,
-    row_stride: usize,
-    col_stride: usize,
+pub(crate) struct View {
+    pub(crate) ptr: *const f32,
+    pub(crate) row_stride: usize,
+    pub(crate) col_stride: usize,
 }
 
 /// `dst = lhs * rhs` (or `dst += lhs * rhs` with `accumulate`), `dst` an `m x n` matrix
@@ -118,7 +118,7 @@ struct View {
 /// # Safety
 /// Every element the three views address must lie inside one live allocation each, and
 /// `dst` must not be read or written by anyone else meanwhile.
-unsafe fn product(
+pub(crate) unsafe fn product(
     (m, n, k): (usize, usize, usize),
     dst: *mut f32,
     dst_row_stride: usize,
