@@ -862,7 +862,7 @@ fn outcome_of(out: &Path, index: usize, case: &Case) -> CaseOutcome {
         o.wall_ms = wall_ms;
         return o;
     }
-    match batch::read_case_tables(&out.join(&case.id)) {
+    match voxflow_engine::session::read_case_tables(&out.join(&case.id)) {
         Some(tables) => CaseOutcome {
             id: case.id.clone(),
             status: CaseStatus::Ok,

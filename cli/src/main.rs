@@ -19,7 +19,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use voxflow_engine::graph::{load_graph, LoadOptions};
-use voxflow_engine::run::{run, RunOptions, Status};
+use voxflow_engine::run::{RunOptions, Status};
+use voxflow_engine::session::{run_session, Folder, Ran, SessionOptions};
 use voxflow_engine::validate::{validate, validate_template, Plan, ValidateOptions};
 
 /// voxflow: a headless dataflow engine for medical image pipelines.
@@ -569,36 +570,42 @@ fn cmd_run(registry: &voxflow_engine::Registry, args: RunArgs) -> Result<ExitCod
         .unwrap_or_else(|_| path.clone())
         .display()
         .to_string();
-    let opts = RunOptions {
-        out_dir: args.out.clone(),
-        threads: args.threads,
-        observer: Some(progress.observer()),
-        cache,
-        cache_scope: scope,
-        // Without --output, the result tables are printed briefly at the end.
-        collect_tables: args.outputs.is_empty(),
+    let session = SessionOptions {
+        dir: args.out.clone(),
+        folder: Folder::Shared,
+        resume: false,
+        run: RunOptions {
+            threads: args.threads,
+            observer: Some(progress.observer()),
+            cache,
+            cache_scope: scope,
+            // Without --output, the result tables are printed briefly at the end.
+            collect_tables: args.outputs.is_empty(),
+            ..Default::default()
+        },
+        context: voxflow_engine::provenance::RunContext {
+            version: env!("CARGO_PKG_VERSION").into(),
+            command: command_line(&[]),
+            case: None,
+        },
     };
-    voxflow_engine::provenance::remove_stale_parts(&args.out);
-    let report = run(&plan, &opts);
+    let Ran {
+        report,
+        failure_records,
+        provenance,
+    } = run_session(&plan, &session);
     progress.finish();
-    let ctx = voxflow_engine::provenance::RunContext {
-        version: env!("CARGO_PKG_VERSION").into(),
-        command: command_line(&[]),
-        case: None,
-    };
-    if report.failures().next().is_some() {
-        // The node errors are printed below whether or not their records can be written.
-        match voxflow_engine::provenance::write_failure_records(&args.out, &plan, &report, &ctx) {
-            Ok(files) => {
-                for f in files {
-                    eprintln!("failure record: {}", f.display());
-                }
+    // The node errors are printed below whether or not their records could be written.
+    match failure_records {
+        Ok(files) => {
+            for f in files {
+                eprintln!("failure record: {}", f.display());
             }
-            Err(e) => eprintln!("warning: cannot write the failure records: {e}"),
         }
-    } else if report.nodes.iter().any(|n| !n.files.is_empty()) || !report.files.is_empty() {
-        voxflow_engine::provenance::write_provenance(&args.out, &plan, &report, &ctx)
-            .context("writing provenance.json")?;
+        Err(e) => eprintln!("warning: cannot write the failure records: {e}"),
+    }
+    if let Some(written) = provenance {
+        written.context("writing provenance.json")?;
     }
     if args.explain {
         for n in report.nodes.iter().filter(|n| n.cache.is_some()) {

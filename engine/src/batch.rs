@@ -7,13 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use crate::codec::{cell_json, json_cell};
 use crate::fsutil::{write_atomic, WriteError};
-use crate::provenance::{remove_stale_parts, write_failure_records, write_provenance, RunContext};
-use crate::run::{run, RunOptions, RunReport};
+use crate::provenance::RunContext;
+use crate::run::RunOptions;
+use crate::session::{record_validation_failure, resume_or_run, Folder, Outcome, SessionOptions};
 use crate::table::{Cell, Table};
 use crate::validate::Plan;
-use crate::value::Value;
 
 /// One row of the case file.
 #[derive(Clone, Debug, PartialEq)]
@@ -370,165 +369,58 @@ where
 {
     let t = Instant::now();
     let dir = opts.out_dir.join(&case.id);
-    let failed = |msg: String| CaseOutcome {
+    let outcome = |status: CaseStatus, tables: BTreeMap<String, Table>| CaseOutcome {
         id: case.id.clone(),
-        status: CaseStatus::Failed(msg),
-        tables: BTreeMap::new(),
+        status,
+        tables,
         wall_ms: t.elapsed().as_secs_f64() * 1e3,
     };
+    let failed = |msg: String| outcome(CaseStatus::Failed(msg), BTreeMap::new());
     let plan = match plan_case(case) {
         Ok(p) => p,
         Err(e) => {
-            let _ = write_atomic(&dir.join("failed").join("_validation.txt"), |w| {
-                w.write_all(format!("case: {}\n{e}\n", case.id).as_bytes())
-            });
+            record_validation_failure(&dir, &case.id, &e);
             return failed(format!(
                 "invalid graph for this case: {}",
                 e.lines().next().unwrap_or("")
             ));
         }
     };
-    if opts.resume {
-        if let Some(tables) = complete_earlier(&dir, &plan) {
-            return CaseOutcome {
-                id: case.id.clone(),
-                status: CaseStatus::Resumed,
-                tables,
-                wall_ms: t.elapsed().as_secs_f64() * 1e3,
-            };
-        }
-    }
-    remove_stale_parts(&dir);
-    let _ = std::fs::remove_file(dir.join("provenance.json"));
-    let _ = std::fs::remove_dir_all(dir.join("failed"));
-    let mut run_opts = opts.run.clone();
-    run_opts.out_dir = dir.clone();
-    run_opts.collect_tables = true;
-    if run_opts.threads.is_none() && opts.jobs > 1 {
+    let mut run = opts.run.clone();
+    run.collect_tables = true;
+    if run.threads.is_none() && opts.jobs > 1 {
         // Cases share the cores: each gets its share as its own pool, so one case's
         // serial stretches (gzip, file writes) overlap another's parallel work instead
         // of two cases contending for every core.
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
-        run_opts.threads = Some((cores / opts.jobs).max(1));
+        run.threads = Some((cores / opts.jobs).max(1));
     }
-    if run_opts.cache.is_some() {
-        run_opts.cache_scope = format!("{}\0{}", run_opts.cache_scope, case.id);
+    if run.cache.is_some() {
+        run.cache_scope = format!("{}\0{}", run.cache_scope, case.id);
     }
-    let report = run(&plan, &run_opts);
-    let ctx = case_context(case, opts);
-    let tables = tables_of(&report);
-    if let Some(f) = report.failures().next() {
-        let _ = write_failure_records(&dir, &plan, &report, &ctx);
+    let session = SessionOptions {
+        dir: dir.clone(),
+        folder: Folder::Case,
+        resume: opts.resume,
+        run,
+        context: case_context(case, opts),
+    };
+    let ran = match resume_or_run(&plan, &session) {
+        Outcome::Resumed(tables) => return outcome(CaseStatus::Resumed, tables),
+        Outcome::Ran(ran) => ran,
+    };
+    if let Some(f) = ran.report.failures().next() {
         let crate::run::Status::Failed(e) = &f.status else {
             unreachable!()
         };
         return failed(format!("node `{}` ({}) failed: {e}", f.id, f.type_name));
     }
-    if let Err(e) = finish_case(&dir, &plan, &report, &ctx, &tables) {
+    if let Some(Err(e)) = &ran.provenance {
         return failed(format!("cannot write the case's records: {e}"));
     }
-    CaseOutcome {
-        id: case.id.clone(),
-        status: CaseStatus::Ok,
-        tables,
-        wall_ms: t.elapsed().as_secs_f64() * 1e3,
-    }
-}
-
-fn tables_of(report: &RunReport) -> BTreeMap<String, Table> {
-    report
-        .outputs
-        .iter()
-        .filter_map(|(k, v)| match v {
-            Value::Table(t) => Some((k.clone(), t.as_ref().clone())),
-            _ => None,
-        })
-        .collect()
-}
-
-/// `tables.json`, then `provenance.json` last: its presence marks a complete case.
-fn finish_case(
-    dir: &Path,
-    plan: &Plan,
-    report: &RunReport,
-    ctx: &RunContext,
-    tables: &BTreeMap<String, Table>,
-) -> Result<(), WriteError> {
-    let json: serde_json::Map<String, serde_json::Value> = tables
-        .iter()
-        .map(|(k, t)| (k.clone(), table_to_tagged(t)))
-        .collect();
-    let text = serde_json::to_string(&json).expect("json");
-    write_atomic(&dir.join("tables.json"), |w| w.write_all(text.as_bytes()))?;
-    write_provenance(dir, plan, report, ctx)?;
-    Ok(())
-}
-
-/// A table as JSON that restores exactly (cells tagged as in the result cache).
-fn table_to_tagged(t: &Table) -> serde_json::Value {
-    let rows: Vec<Vec<serde_json::Value>> = t
-        .rows
-        .iter()
-        .map(|r| r.iter().map(cell_json).collect())
-        .collect();
-    serde_json::json!({ "columns": t.columns, "rows": rows })
-}
-
-fn tagged_to_table(v: &serde_json::Value) -> Option<Table> {
-    let columns = v["columns"]
-        .as_array()?
-        .iter()
-        .map(|c| c.as_str().map(String::from))
-        .collect::<Option<Vec<_>>>()?;
-    let rows = v["rows"]
-        .as_array()?
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .map(|cells| cells.iter().map(json_cell).collect())
-        })
-        .collect::<Option<Vec<_>>>()?;
-    Some(Table { columns, rows })
-}
-
-/// The tables of a case that an earlier run completed with the same graph, graph params,
-/// implementations and node params, with every output file still as it wrote it; `None`
-/// otherwise.
-fn complete_earlier(dir: &Path, plan: &Plan) -> Option<BTreeMap<String, Table>> {
-    let prov: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("provenance.json")).ok()?).ok()?;
-    if prov["status"] != "ok" || prov["graph"]["blake3"] != plan.graph_hash.as_str() {
-        return None;
-    }
-    if prov["params"] != serde_json::to_value(&plan.params).ok()? {
-        return None;
-    }
-    if prov["implementations"] != crate::provenance::implementations(plan)
-        || prov["node_params"] != crate::provenance::node_params(plan)
-    {
-        return None;
-    }
-    for out in prov["outputs"].as_array()? {
-        let path = Path::new(out["path"].as_str()?);
-        if crate::cache::hash_path(path).ok()?.as_str() != out["blake3"].as_str()? {
-            return None;
-        }
-    }
-    read_case_tables(dir)
-}
-
-/// The tables a finished case stored in `dir/tables.json`, restored exactly; `None` when
-/// the file is missing or unreadable. For gathering a summary from cases run elsewhere
-/// (one Slurm array task per case) with [`write_summary`], as a local batch does.
-pub fn read_case_tables(dir: &Path) -> Option<BTreeMap<String, Table>> {
-    let tables: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&std::fs::read(dir.join("tables.json")).ok()?).ok()?;
-    tables
-        .iter()
-        .map(|(k, v)| Some((k.clone(), tagged_to_table(v)?)))
-        .collect()
+    outcome(CaseStatus::Ok, ran.tables())
 }
 
 /// The batch summary: every table row of every successful case with `case` and `table`

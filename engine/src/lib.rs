@@ -14,6 +14,8 @@
 //!   substitution and macro expansion (a graph file used as a node).
 //! - [`validate`]: every problem at once, each with `file:line:col`.
 //! - [`run`]: the scheduler (petgraph DAG on the rayon pool) and the run report.
+//! - [`session`]: one run's lifecycle (cleanup, resume, run, failure records,
+//!   provenance), the same for `voxflow run` and every case of a batch.
 //!
 //!
 //! Why a hand-written RON reader ([`ron_spanned`]): the `ron` crate reports positions
@@ -36,6 +38,7 @@ pub mod provenance;
 pub mod registry;
 pub mod ron_spanned;
 pub mod run;
+pub mod session;
 pub mod suggest;
 pub mod table;
 pub mod validate;
