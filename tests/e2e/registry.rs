@@ -95,10 +95,6 @@ fn documented_defaults_are_accepted_by_the_params_parser() {
     }
 }
 
-/// Node types whose params are still written by hand (no `node_params!`); shrinks to
-/// empty as families are converted.
-const HAND_WRITTEN_PARAMS: &[&str] = &["RenderOverlay"];
-
 /// Every documented default is the params struct's `Default`: the spec carries the
 /// serialized `Default` (`default_value`) and the rendered text (`default`), and the
 /// text read back by the graph reader must be that same value, for every node type.
@@ -107,9 +103,6 @@ fn spec_defaults_equal_params_default() {
     let registry = voxflow::registry();
     let mut problems = Vec::new();
     for s in registry.specs() {
-        if HAND_WRITTEN_PARAMS.contains(&s.name) {
-            continue;
-        }
         for p in &s.params {
             let Some(value) = &p.default_value else {
                 problems.push(format!(

@@ -1,5 +1,6 @@
-//! A tiny built-in 5x7 bitmap font for digits, so tiles can carry their slice number
-//! without a font crate.
+//! A tiny built-in 5x7 bitmap font (digits, upper-case letters, some punctuation), so
+//! tiles carry their slice number and position and montages a legend without a font
+//! crate (and the same pixels on every machine, which tests can check).
 
 /// Glyph width in pixels.
 pub const GLYPH_W: usize = 5;
@@ -40,22 +41,260 @@ const DIGITS: [[u8; GLYPH_H]; 10] = [
     ],
 ];
 
-/// Whether pixel (`x`, `y`) of the glyph of `digit` (0-9) is set.
-pub fn glyph_pixel(digit: u8, x: usize, y: usize) -> bool {
-    x < GLYPH_W && y < GLYPH_H && DIGITS[digit as usize % 10][y] & (1 << (GLYPH_W - 1 - x)) != 0
+/// Upper-case letters and the punctuation captions and legends use (`z=-12.5 mm`,
+/// `1 abdominal wall`); rows as in [`DIGITS`].
+const OTHERS: [(char, [u8; GLYPH_H]); 38] = [
+    (
+        'A',
+        [
+            0b01110, 0b10001, 0b10001, 0b11111, 0b10001, 0b10001, 0b10001,
+        ],
+    ),
+    (
+        'B',
+        [
+            0b11110, 0b10001, 0b10001, 0b11110, 0b10001, 0b10001, 0b11110,
+        ],
+    ),
+    (
+        'C',
+        [
+            0b01110, 0b10001, 0b10000, 0b10000, 0b10000, 0b10001, 0b01110,
+        ],
+    ),
+    (
+        'D',
+        [
+            0b11110, 0b10001, 0b10001, 0b10001, 0b10001, 0b10001, 0b11110,
+        ],
+    ),
+    (
+        'E',
+        [
+            0b11111, 0b10000, 0b10000, 0b11110, 0b10000, 0b10000, 0b11111,
+        ],
+    ),
+    (
+        'F',
+        [
+            0b11111, 0b10000, 0b10000, 0b11110, 0b10000, 0b10000, 0b10000,
+        ],
+    ),
+    (
+        'G',
+        [
+            0b01110, 0b10001, 0b10000, 0b10111, 0b10001, 0b10001, 0b01111,
+        ],
+    ),
+    (
+        'H',
+        [
+            0b10001, 0b10001, 0b10001, 0b11111, 0b10001, 0b10001, 0b10001,
+        ],
+    ),
+    (
+        'I',
+        [
+            0b01110, 0b00100, 0b00100, 0b00100, 0b00100, 0b00100, 0b01110,
+        ],
+    ),
+    (
+        'J',
+        [
+            0b00111, 0b00010, 0b00010, 0b00010, 0b00010, 0b10010, 0b01100,
+        ],
+    ),
+    (
+        'K',
+        [
+            0b10001, 0b10010, 0b10100, 0b11000, 0b10100, 0b10010, 0b10001,
+        ],
+    ),
+    (
+        'L',
+        [
+            0b10000, 0b10000, 0b10000, 0b10000, 0b10000, 0b10000, 0b11111,
+        ],
+    ),
+    (
+        'M',
+        [
+            0b10001, 0b11011, 0b10101, 0b10101, 0b10001, 0b10001, 0b10001,
+        ],
+    ),
+    (
+        'N',
+        [
+            0b10001, 0b10001, 0b11001, 0b10101, 0b10011, 0b10001, 0b10001,
+        ],
+    ),
+    (
+        'O',
+        [
+            0b01110, 0b10001, 0b10001, 0b10001, 0b10001, 0b10001, 0b01110,
+        ],
+    ),
+    (
+        'P',
+        [
+            0b11110, 0b10001, 0b10001, 0b11110, 0b10000, 0b10000, 0b10000,
+        ],
+    ),
+    (
+        'Q',
+        [
+            0b01110, 0b10001, 0b10001, 0b10001, 0b10101, 0b10010, 0b01101,
+        ],
+    ),
+    (
+        'R',
+        [
+            0b11110, 0b10001, 0b10001, 0b11110, 0b10100, 0b10010, 0b10001,
+        ],
+    ),
+    (
+        'S',
+        [
+            0b01111, 0b10000, 0b10000, 0b01110, 0b00001, 0b00001, 0b11110,
+        ],
+    ),
+    (
+        'T',
+        [
+            0b11111, 0b00100, 0b00100, 0b00100, 0b00100, 0b00100, 0b00100,
+        ],
+    ),
+    (
+        'U',
+        [
+            0b10001, 0b10001, 0b10001, 0b10001, 0b10001, 0b10001, 0b01110,
+        ],
+    ),
+    (
+        'V',
+        [
+            0b10001, 0b10001, 0b10001, 0b10001, 0b10001, 0b01010, 0b00100,
+        ],
+    ),
+    (
+        'W',
+        [
+            0b10001, 0b10001, 0b10001, 0b10101, 0b10101, 0b10101, 0b01010,
+        ],
+    ),
+    (
+        'X',
+        [
+            0b10001, 0b10001, 0b01010, 0b00100, 0b01010, 0b10001, 0b10001,
+        ],
+    ),
+    (
+        'Y',
+        [
+            0b10001, 0b10001, 0b10001, 0b01010, 0b00100, 0b00100, 0b00100,
+        ],
+    ),
+    (
+        'Z',
+        [
+            0b11111, 0b00001, 0b00010, 0b00100, 0b01000, 0b10000, 0b11111,
+        ],
+    ),
+    (
+        '.',
+        [
+            0b00000, 0b00000, 0b00000, 0b00000, 0b00000, 0b01100, 0b01100,
+        ],
+    ),
+    (
+        ',',
+        [
+            0b00000, 0b00000, 0b00000, 0b00000, 0b01100, 0b00100, 0b01000,
+        ],
+    ),
+    (
+        '-',
+        [
+            0b00000, 0b00000, 0b00000, 0b11111, 0b00000, 0b00000, 0b00000,
+        ],
+    ),
+    (
+        '+',
+        [
+            0b00000, 0b00100, 0b00100, 0b11111, 0b00100, 0b00100, 0b00000,
+        ],
+    ),
+    (
+        ':',
+        [
+            0b00000, 0b01100, 0b01100, 0b00000, 0b01100, 0b01100, 0b00000,
+        ],
+    ),
+    (
+        '=',
+        [
+            0b00000, 0b00000, 0b11111, 0b00000, 0b11111, 0b00000, 0b00000,
+        ],
+    ),
+    (
+        '/',
+        [
+            0b00001, 0b00001, 0b00010, 0b00100, 0b01000, 0b10000, 0b10000,
+        ],
+    ),
+    (
+        '(',
+        [
+            0b00010, 0b00100, 0b01000, 0b01000, 0b01000, 0b00100, 0b00010,
+        ],
+    ),
+    (
+        ')',
+        [
+            0b01000, 0b00100, 0b00010, 0b00010, 0b00010, 0b00100, 0b01000,
+        ],
+    ),
+    (
+        '_',
+        [
+            0b00000, 0b00000, 0b00000, 0b00000, 0b00000, 0b00000, 0b11111,
+        ],
+    ),
+    (
+        '%',
+        [
+            0b11000, 0b11001, 0b00010, 0b00100, 0b01000, 0b10011, 0b00011,
+        ],
+    ),
+    (
+        '\'',
+        [
+            0b00100, 0b00100, 0b01000, 0b00000, 0b00000, 0b00000, 0b00000,
+        ],
+    ),
+];
+
+/// The rows of `c`'s glyph: digits, letters (lower case drawn as upper case) and
+/// [`OTHERS`]' punctuation; `None` for anything else (drawn as a blank).
+pub fn glyph(c: char) -> Option<[u8; GLYPH_H]> {
+    if let Some(d) = c.to_digit(10) {
+        return Some(DIGITS[d as usize]);
+    }
+    let c = c.to_ascii_uppercase();
+    OTHERS.iter().find(|(k, _)| *k == c).map(|(_, rows)| *rows)
 }
 
-/// Size in pixels of `text` (digits) drawn at `scale`, with one blank column between
+/// Size in pixels of `text` drawn at `scale`, with one blank column between
 /// glyphs and a one-pixel margin all round (the background box).
 pub fn text_size(text: &str, scale: usize) -> (usize, usize) {
     let n = text.chars().count();
     (((n * (GLYPH_W + 1)) + 1) * scale, (GLYPH_H + 2) * scale)
 }
 
-/// Draw the digits of `text` into an RGB buffer of width `width` with their top-left
-/// corner at (`x0`, `y0`), each font pixel `scale` x `scale` image pixels, in `color`
-/// on a `background` box. Non-digits are skipped; pixels outside the buffer are
-/// clipped.
+/// Draw `text` into an RGB buffer of width `width` with its top-left corner at (`x0`,
+/// `y0`), each font pixel `scale` x `scale` image pixels, in `color` on a `background`
+/// box. Characters without a glyph ([`glyph`]) are blanks; pixels outside the buffer
+/// are clipped.
 #[allow(clippy::too_many_arguments)]
 pub fn draw_text(
     rgb: &mut [u8],
@@ -80,12 +319,13 @@ pub fn draw_text(
             put(x0 + x, y0 + y, background);
         }
     }
-    for (k, d) in text.chars().filter_map(|c| c.to_digit(10)).enumerate() {
+    for (k, rows) in text.chars().map(glyph).enumerate() {
+        let Some(rows) = rows else { continue };
         let gx = x0 + scale * (1 + k * (GLYPH_W + 1));
         let gy = y0 + scale;
-        for y in 0..GLYPH_H {
+        for (y, row) in rows.iter().enumerate() {
             for x in 0..GLYPH_W {
-                if glyph_pixel(d as u8, x, y) {
+                if row & (1 << (GLYPH_W - 1 - x)) != 0 {
                     for dy in 0..scale {
                         for dx in 0..scale {
                             put(gx + x * scale + dx, gy + y * scale + dy, color);
@@ -101,6 +341,11 @@ pub fn draw_text(
 mod tests {
     use super::*;
 
+    /// Whether pixel (`x`, `y`) of the glyph of `digit` (0-9) is set.
+    fn glyph_pixel(digit: u8, x: usize, y: usize) -> bool {
+        glyph(char::from(b'0' + digit)).unwrap()[y] & (1 << (GLYPH_W - 1 - x)) != 0
+    }
+
     #[test]
     fn glyphs_are_distinct_and_one_is_narrow() {
         let bits = |d: u8| -> Vec<bool> {
@@ -115,6 +360,23 @@ mod tests {
         }
         // "1" never uses the outer columns.
         assert!((0..GLYPH_H).all(|y| !glyph_pixel(1, 0, y) && !glyph_pixel(1, 4, y)));
+    }
+
+    #[test]
+    fn letters_are_distinct_and_case_insensitive() {
+        let all: Vec<char> = ('0'..='9')
+            .chain('A'..='Z')
+            .chain(OTHERS.iter().map(|o| o.0))
+            .collect();
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                if a != b {
+                    assert_ne!(glyph(*a), glyph(*b), "{a} and {b} look the same");
+                }
+            }
+        }
+        assert_eq!(glyph('m'), glyph('M'));
+        assert!(glyph('?').is_none());
     }
 
     #[test]

@@ -19,6 +19,29 @@ pub const YELLOW: [u8; 3] = [255, 220, 0];
 /// Weight of a mask colour over the grey CT.
 pub const ALPHA: f64 = 0.5;
 
+/// Colours of labels 1, 2, ... when one segmentation is shown (cycled beyond 8). Label 1
+/// keeps `a`'s blue; red, magenta and yellow stay for comparisons.
+pub const LABEL_COLOURS: [[u8; 3]; 8] = [
+    BLUE,
+    [40, 200, 60],
+    [255, 150, 0],
+    [0, 220, 220],
+    [160, 80, 255],
+    [255, 100, 180],
+    [170, 110, 40],
+    [150, 150, 0],
+];
+
+/// The colour of `label` (>= 1) in [`Style::Labels`].
+pub fn label_colour(label: u16) -> [u8; 3] {
+    LABEL_COLOURS[(usize::from(label.max(1)) - 1) % LABEL_COLOURS.len()]
+}
+
+/// A colour as it shows over grey `grey` (0-255) on a tile.
+pub fn blend(c: [u8; 3], grey: f64) -> [u8; 3] {
+    c.map(|c| (grey * (1.0 - ALPHA) + f64::from(c) * ALPHA).round() as u8)
+}
+
 /// How voxel axes 0 and 1 map to the screen for radiological display: anterior up,
 /// the patient's left on the right of the image (the patient seen from the feet).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +94,8 @@ impl DisplayAxes {
 /// What the masks look like on a tile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Style {
+    /// One segmentation, each label in its colour ([`label_colour`]).
+    Labels,
     /// `a` blue, `b` red, both magenta.
     Overlay,
     /// Only disagreement: `a` alone blue, `b` alone red, different labels yellow.
@@ -106,6 +131,7 @@ pub struct TileSettings {
 fn mask_colour(style: Style, la: u16, lb: Option<u16>) -> Option<[u8; 3]> {
     let lb = lb.unwrap_or(0);
     match style {
+        Style::Labels => (la != 0).then(|| label_colour(la)),
         Style::Overlay => match (la != 0, lb != 0) {
             (true, false) => Some(BLUE),
             (false, true) => Some(RED),
@@ -121,8 +147,42 @@ fn mask_colour(style: Style, la: u16, lb: Option<u16>) -> Option<[u8; 3]> {
     }
 }
 
-/// Render slice `z`: windowed grey, masks blended over it, upscaled by `zoom`, slice
-/// number in the top-left corner.
+/// World z (mm) of slice `z`: the affine applied to the slice's centre voxel (for an
+/// oblique grid the slice is not at one z; its centre is what a viewer reports).
+pub fn slice_z_mm(g: &Geometry, z: usize) -> f64 {
+    let [nx, ny, _] = g.dims;
+    g.to_world([
+        nx.saturating_sub(1) as f64 / 2.0,
+        ny.saturating_sub(1) as f64 / 2.0,
+        z as f64,
+    ])[2]
+}
+
+/// The caption of the tile of slice `z`: its index and world position,
+/// `"12 z=-34.5 mm"`.
+pub fn tile_caption(g: &Geometry, z: usize) -> String {
+    let mm = slice_z_mm(g, z);
+    // No "-0.0".
+    let mm = if mm.abs() < 0.05 { 0.0 } else { mm };
+    format!("{z} z={mm:.1} mm")
+}
+
+/// The caption a tile `tw` pixels wide shows, and its font scale: the full caption,
+/// double size on zoomed tiles when it fits; on tiles too narrow for it only the slice
+/// number (a caption clipped mid-word reads wrong, and the slices table has `z_mm`).
+fn caption_for(full: String, z: usize, zoom: usize, tw: usize) -> (String, usize) {
+    let fits = |t: &str, scale: usize| super::font::text_size(t, scale).0 + 4 <= tw;
+    let number = z.to_string();
+    for (text, scale) in [(&full, 2), (&full, 1), (&number, 2)] {
+        if (scale == 1 || zoom >= 2) && fits(text, scale) {
+            return (text.clone(), scale);
+        }
+    }
+    (number, 1)
+}
+
+/// Render slice `z`: windowed grey, masks blended over it, upscaled by `zoom`, caption
+/// ([`tile_caption`]: slice number and world z in mm) in the top-left corner.
 pub fn render_tile(
     image: &Image,
     a: &LabelInput,
@@ -147,7 +207,7 @@ pub fn render_tile(
                 let i = g.index(x, y, z);
                 let v = grey(image.get_f64(i));
                 let px = match mask_colour(s.style, a.label_at(i), b.map(|b| b.label_at(i))) {
-                    Some(c) => c.map(|c| (v * (1.0 - ALPHA) + f64::from(c) * ALPHA).round() as u8),
+                    Some(c) => blend(c, v),
                     None => [v.round() as u8; 3],
                 };
                 for k in 0..zoom {
@@ -159,13 +219,13 @@ pub fn render_tile(
                 r.copy_from_slice(&line);
             }
         });
-    let scale = if zoom >= 2 { 2 } else { 1 };
+    let (caption, scale) = caption_for(tile_caption(g, z), z, zoom, tw);
     draw_text(
         &mut rgb,
         tw,
         2,
         2,
-        &z.to_string(),
+        &caption,
         scale,
         [255, 255, 255],
         [0, 0, 0],
@@ -196,6 +256,95 @@ pub fn montage(tiles: &[Tile], columns: usize, gap: usize) -> (usize, usize, Vec
         }
     }
     (w, h, rgb)
+}
+
+/// One legend entry: a colour swatch (blended over mid-grey, as on the tiles) and its
+/// text, or text alone.
+pub struct LegendEntry {
+    /// Swatch colour, before blending.
+    pub colour: Option<[u8; 3]>,
+    /// What it means (`1 abdominal wall`, `network only`).
+    pub text: String,
+}
+
+/// Grey a legend swatch is blended over (mid-grey, the middle of the window).
+pub const LEGEND_GREY: f64 = 127.5;
+/// Background of the legend band (the montage's gap colour).
+pub const LEGEND_BACKGROUND: [u8; 3] = [40, 40, 40];
+
+/// Width of one legend entry at `scale`: swatch (if any) and text.
+fn entry_width(e: &LegendEntry, scale: usize) -> usize {
+    let swatch = (super::font::GLYPH_H + 2) * scale;
+    e.colour.map_or(0, |_| swatch + scale) + super::font::text_size(&e.text, scale).0
+}
+
+/// The narrowest legend band that shows every entry whole (a narrow montage is widened
+/// to this rather than cutting a label name off).
+pub fn legend_min_width(entries: &[LegendEntry], scale: usize) -> usize {
+    entries
+        .iter()
+        .map(|e| entry_width(e, scale) + 4 * scale)
+        .max()
+        .unwrap_or(0)
+}
+
+/// `rgb` (`width` x `height`) widened to `new_width` with `fill` on the right.
+pub fn widen(rgb: &[u8], width: usize, new_width: usize, fill: [u8; 3]) -> Vec<u8> {
+    if new_width <= width || width == 0 {
+        return rgb.to_vec();
+    }
+    let pad = fill.repeat(new_width - width);
+    rgb.chunks(3 * width)
+        .flat_map(|row| row.iter().chain(&pad).copied())
+        .collect()
+}
+
+/// The legend band under a montage `width` pixels wide: entries left to right, wrapped
+/// onto further lines when the next does not fit, each a swatch of the text's height
+/// followed by the text in white. Returns its height and RGB bytes.
+pub fn legend(entries: &[LegendEntry], width: usize, scale: usize) -> (usize, Vec<u8>) {
+    use super::font::GLYPH_H;
+    let line_h = (GLYPH_H + 2) * scale + 2 * scale;
+    let swatch = (GLYPH_H + 2) * scale;
+    // Lay out first: (x, line) per entry.
+    let mut at = Vec::with_capacity(entries.len());
+    let (mut x, mut line) = (2 * scale, 0usize);
+    for e in entries {
+        let w = entry_width(e, scale);
+        if x > 2 * scale && x + w > width {
+            x = 2 * scale;
+            line += 1;
+        }
+        at.push((x, line));
+        x += w + 4 * scale;
+    }
+    let lines = if entries.is_empty() { 0 } else { line + 1 };
+    let height = lines * line_h + if lines > 0 { 2 * scale } else { 0 };
+    let mut rgb: Vec<u8> = LEGEND_BACKGROUND.repeat(width * height);
+    for (e, &(x0, line)) in entries.iter().zip(&at) {
+        let y0 = 2 * scale + line * line_h;
+        let mut tx = x0;
+        if let Some(c) = e.colour {
+            let c = blend(c, LEGEND_GREY);
+            for y in y0..(y0 + swatch).min(height) {
+                for x in x0..(x0 + swatch).min(width) {
+                    rgb[3 * (x + width * y)..3 * (x + width * y) + 3].copy_from_slice(&c);
+                }
+            }
+            tx += swatch + scale;
+        }
+        draw_text(
+            &mut rgb,
+            width,
+            tx,
+            y0,
+            &e.text,
+            scale,
+            [255, 255, 255],
+            LEGEND_BACKGROUND,
+        );
+    }
+    (height, rgb)
 }
 
 /// Slices to show when none are given: up to 9, spread over the slices where `a` or

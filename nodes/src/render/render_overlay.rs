@@ -7,11 +7,14 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use voxflow_engine::fsutil::{write_atomic, WriteError};
 use voxflow_engine::{
-    parse_params, Cell, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec,
-    NodeType, OutputSpec, ParamError, ParamSpec, PortType, Table, Value,
+    node_params, Cell, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec,
+    NodeType, OutputSpec, ParamError, Params, PortType, Table, Value,
 };
 
-use super::kernels::{auto_slices, montage, render_tile, DisplayAxes, Style, TileSettings};
+use super::kernels::{
+    auto_slices, legend, legend_min_width, montage, render_tile, slice_z_mm, widen, DisplayAxes,
+    LegendEntry, Style, TileSettings, BLUE, LEGEND_BACKGROUND, MAGENTA, RED, YELLOW,
+};
 use crate::metrics::compare_masks::LabelInput;
 
 /// Pixels between tiles.
@@ -31,44 +34,40 @@ pub enum OverlayMode {
     Difference,
 }
 
-/// Params of [`RenderOverlay`].
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct RenderOverlayParams {
-    /// PNG file to write; relative paths resolve against the run's output folder.
-    /// Required (default empty, rejected).
-    pub path: String,
-    /// Slices (voxel z indices) to show, in this order. Default `[]`: use `every`, or
-    /// choose automatically.
-    pub slices: Vec<usize>,
-    /// Show every n-th slice from slice 0. Default `None`: up to 9 slices spread over the
-    /// masks and centred on their centre of mass in z.
-    pub every: Option<usize>,
-    /// Width of the grey ramp in HU. Default 400.
-    pub window: f64,
-    /// Centre of the grey ramp in HU. Default 40.
-    pub level: f64,
-    /// `"overlay"` or `"difference"`. Default `"overlay"`.
-    pub mode: OverlayMode,
-    /// Tiles per montage row. Default 3.
-    pub columns: usize,
-    /// Integer upscaling of each tile. Default `None`: 2 when a slice is smaller than 256
-    /// pixels both ways, else 1.
-    pub zoom: Option<usize>,
-}
-
-impl Default for RenderOverlayParams {
-    fn default() -> Self {
-        RenderOverlayParams {
-            path: String::new(),
-            slices: Vec::new(),
-            every: None,
-            window: 400.0,
-            level: 40.0,
-            mode: OverlayMode::Overlay,
-            columns: 3,
-            zoom: None,
-        }
+node_params! {
+    /// Params of [`RenderOverlay`].
+    pub struct RenderOverlayParams {
+        /// PNG file to write (relative: in the run's output folder).
+        #[param(required)]
+        pub path: String = String::new(),
+        /// Slices (voxel z indices) to show, in order; [] = `every` or automatic.
+        #[param(unit = "slice")]
+        pub slices: Vec<usize> = Vec::new(),
+        /// Show every n-th slice from slice 0; None = up to 9 slices spread over the
+        /// masks and centred on their centre of mass in z.
+        #[param(unit = "slice")]
+        pub every: Option<usize> = None,
+        /// Width of the grey ramp.
+        #[param(unit = "HU")]
+        pub window: f64 = 400.0,
+        /// Centre of the grey ramp.
+        #[param(unit = "HU")]
+        pub level: f64 = 40.0,
+        /// Colour both masks, or only where they disagree.
+        #[param(ty = "\"overlay\" | \"difference\"")]
+        pub mode: OverlayMode = OverlayMode::Overlay,
+        /// Tiles per montage row.
+        pub columns: usize = 3,
+        /// Integer upscaling of each tile (1 to 16); None = 2 when a slice is smaller
+        /// than 256 pixels both ways, else 1.
+        pub zoom: Option<usize> = None,
+        /// Label names for the legend, e.g. `[(1, "abdominal wall"), (2,
+        /// "paravertebral")]`; [] = `label N`.
+        pub label_names: Vec<(u16, String)> = Vec::new(),
+        /// What `a` is, in the legend.
+        pub a_name: String = "a".into(),
+        /// What `b` is, in the legend.
+        pub b_name: String = "b".into(),
     }
 }
 
@@ -110,6 +109,15 @@ impl RenderOverlayParams {
         if self.columns == 0 {
             errs.push(ParamError::field("columns", "must be at least 1, got 0"));
         }
+        let mut seen = std::collections::BTreeSet::new();
+        for (l, _) in &self.label_names {
+            if *l == 0 || !seen.insert(*l) {
+                errs.push(ParamError::field(
+                    "label_names",
+                    format!("label {l} is 0 (background) or named twice"),
+                ));
+            }
+        }
         if let Some(z) = self.zoom {
             if !(1..=16).contains(&z) {
                 errs.push(ParamError::field(
@@ -128,9 +136,13 @@ pub struct RenderOverlay;
 const DOC: &str = "\
 Draws axial slices of `image` in a grey window (`level ± window/2` HU) with `a` in blue \
 and `b` in red on top (half transparent; overlap magenta), one tile per slice, and \
-writes them as one PNG montage, `columns` tiles per row. With `mode: \"difference\"` only \
-disagreements are coloured: `a` alone blue, `b` alone red, different non-zero labels \
-yellow. Each tile carries its slice number (voxel z index) in the top-left corner.
+writes them as one PNG montage, `columns` tiles per row. Without `b`, each label of `a` \
+has its own colour (1 blue, 2 green, 3 orange, 4 cyan, ...). With `mode: \"difference\"` \
+only disagreements are coloured: `a` alone blue, `b` alone red, different non-zero \
+labels yellow. Each tile carries its slice number (voxel z index) and the world z of \
+the slice's centre in mm (`12 z=-34.5 mm`) in the top-left corner. A legend under the \
+montage names the colours: the labels shown (by `label_names`, else `label N`) without \
+`b`; `a_name`, `b_name` and their overlap with `b`, then the label names when given.
 
 Orientation is radiological, decided from the affine (not assumed): anterior at the \
 top and the patient's left on the image's right, whatever the storage order (an \
@@ -166,47 +178,9 @@ impl NodeType for RenderOverlay {
                 "slices",
                 PortType::Table,
                 "One row per tile: slice, tile_row, tile_column, voxels_a, voxels_b (voxels of the \
-                 masks on that slice).",
+                 masks on that slice), z_mm (world z of the slice's centre, mm: the tile's caption).",
             )],
-            params: vec![
-                ParamSpec::required(
-                    "path",
-                    "String",
-                    "",
-                    "PNG file to write (relative: in the run's output folder).",
-                ),
-                ParamSpec::new(
-                    "slices",
-                    "Vec<usize>",
-                    "[]",
-                    "slice",
-                    "Slices to show, in order; [] = `every` or automatic.",
-                ),
-                ParamSpec::new(
-                    "every",
-                    "Option<usize>",
-                    "None",
-                    "slice",
-                    "Show every n-th slice; None = up to 9 around the masks' centre of mass.",
-                ),
-                ParamSpec::new("window", "f64", "400.0", "HU", "Width of the grey ramp."),
-                ParamSpec::new("level", "f64", "40.0", "HU", "Centre of the grey ramp."),
-                ParamSpec::new(
-                    "mode",
-                    "\"overlay\" | \"difference\"",
-                    "\"overlay\"",
-                    "",
-                    "Colour both masks, or only where they disagree.",
-                ),
-                ParamSpec::new("columns", "usize", "3", "", "Tiles per montage row."),
-                ParamSpec::new(
-                    "zoom",
-                    "Option<usize>",
-                    "None",
-                    "",
-                    "Integer upscaling; None = 2 for slices under 256 pixels both ways, else 1.",
-                ),
-            ],
+            params: RenderOverlayParams::param_specs(),
             impls: vec![ImplSpec::new(
                 "cpu",
                 "Tiles rendered in parallel, PNG written with the png crate.",
@@ -224,7 +198,8 @@ impl NodeType for RenderOverlay {
         "phantom": (node: "Phantom", params: (seed: 1, dims: (96, 96, 12))),
         "png":     (node: "RenderOverlay",
                     inputs: (image: "phantom.ct", a: "phantom.truth", b: "phantom.prediction"),
-                    params: (path: "overlay.png")),
+                    params: (path: "overlay.png", a_name: "truth", b_name: "prediction",
+                             label_names: [(1, "abdominal wall"), (2, "paravertebral")])),
     },
 )"#,
             },
@@ -248,7 +223,7 @@ impl NodeType for RenderOverlay {
         params: &serde_json::Value,
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        let p: RenderOverlayParams = parse_params(params).map_err(|e| vec![e])?;
+        let p = RenderOverlayParams::from_json(params)?;
         let errs = p.check();
         if !errs.is_empty() {
             return Err(errs);
@@ -320,9 +295,10 @@ impl Node for RenderOverlayNode {
                 h * zoom
             )));
         }
-        let style = match p.mode {
-            OverlayMode::Overlay => Style::Overlay,
-            OverlayMode::Difference => Style::Difference,
+        let style = match (p.mode, &b) {
+            (OverlayMode::Overlay, None) => Style::Labels,
+            (OverlayMode::Overlay, Some(_)) => Style::Overlay,
+            (OverlayMode::Difference, _) => Style::Difference,
         };
         let settings = TileSettings {
             window: p.window,
@@ -336,6 +312,14 @@ impl Node for RenderOverlayNode {
             .map(|&z| render_tile(&image, &a, b.as_ref(), z, &settings))
             .collect();
         let (mw, mh, rgb) = montage(&tiles, cols, GAP);
+        let entries = self.legend_entries(style, &a, dims, &slices);
+        let scale = if zoom >= 2 { 2 } else { 1 };
+        let width = mw.max(legend_min_width(&entries, scale));
+        let mut rgb = widen(&rgb, mw, width, LEGEND_BACKGROUND);
+        let mw = width;
+        let (lh, band) = legend(&entries, mw, scale);
+        rgb.extend_from_slice(&band);
+        let mh = mh + lh;
         let path = ctx.output_path(&p.path);
         write_atomic(&path, |wr| write_png(wr, mw, mh, &rgb)).map_err(|e| match e {
             WriteError::Io { source, .. } => {
@@ -351,7 +335,14 @@ impl Node for RenderOverlayNode {
                 .filter(|&i| m.label_at(i) != 0)
                 .count()
         };
-        let mut table = Table::new(["slice", "tile_row", "tile_column", "voxels_a", "voxels_b"]);
+        let mut table = Table::new([
+            "slice",
+            "tile_row",
+            "tile_column",
+            "voxels_a",
+            "voxels_b",
+            "z_mm",
+        ]);
         for (k, &z) in slices.iter().enumerate() {
             table.push(vec![
                 Cell::from(z),
@@ -361,10 +352,72 @@ impl Node for RenderOverlayNode {
                 b.as_ref()
                     .map(|b| Cell::from(count(b, z)))
                     .unwrap_or(Cell::Null),
+                Cell::Float(slice_z_mm(&g, z)),
             ]);
         }
         ctx.set_output("slices", Value::Table(Arc::new(table)));
         Ok(())
+    }
+}
+
+impl RenderOverlayNode {
+    /// Name of label `l`: from `label_names`, else `label N`.
+    fn label_name(&self, l: u16) -> String {
+        self.p
+            .label_names
+            .iter()
+            .find(|(k, _)| *k == l)
+            .map(|(_, n)| format!("{l} {n}"))
+            .unwrap_or_else(|| format!("label {l}"))
+    }
+
+    /// What the colours of this picture mean.
+    fn legend_entries(
+        &self,
+        style: Style,
+        a: &LabelInput,
+        dims: [usize; 3],
+        slices: &[usize],
+    ) -> Vec<LegendEntry> {
+        let entry = |colour: [u8; 3], text: String| LegendEntry {
+            colour: Some(colour),
+            text,
+        };
+        let (an, bn) = (&self.p.a_name, &self.p.b_name);
+        let mut out = match style {
+            Style::Labels => {
+                // The labels on the tiles shown, in order.
+                let plane = dims[0] * dims[1];
+                let mut present = std::collections::BTreeSet::new();
+                for &z in slices {
+                    for i in z * plane..(z + 1) * plane {
+                        let l = a.label_at(i);
+                        if l != 0 {
+                            present.insert(l);
+                        }
+                    }
+                }
+                return present
+                    .into_iter()
+                    .map(|l| entry(super::kernels::label_colour(l), self.label_name(l)))
+                    .collect();
+            }
+            Style::Overlay => vec![
+                entry(BLUE, an.clone()),
+                entry(RED, bn.clone()),
+                entry(MAGENTA, "both".into()),
+            ],
+            Style::Difference => vec![
+                entry(BLUE, format!("{an} only")),
+                entry(RED, format!("{bn} only")),
+                entry(YELLOW, "different labels".into()),
+            ],
+        };
+        out.extend(self.p.label_names.iter().map(|(l, _)| LegendEntry {
+            colour: None,
+            text: self.label_name(*l),
+        }));
+        out
     }
 }
 

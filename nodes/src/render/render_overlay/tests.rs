@@ -7,7 +7,11 @@ use voxflow_engine::{
 };
 
 use super::*;
-use crate::render::kernels::{BLUE, MAGENTA, RED};
+use crate::render::font::draw_text;
+use crate::render::kernels::{
+    blend, label_colour, tile_caption, DisplayAxes, BLUE, LEGEND_BACKGROUND, LEGEND_GREY, MAGENTA,
+    RED,
+};
 
 /// A decoded PNG: width, height, RGB bytes.
 struct Png {
@@ -156,8 +160,9 @@ fn montage_dimensions_and_colours() {
     )
     .unwrap();
     let png = Png::read(&path);
-    // 2 columns x 2 rows of 20x16 tiles with 2-pixel gaps.
-    assert_eq!((png.w, png.h), (2 * 20 + 2, 2 * 16 + 2));
+    // 2 columns x 2 rows of 20x16 tiles with 2-pixel gaps, the legend band below.
+    assert_eq!(png.w, 2 * 20 + 2);
+    assert!(png.h > 2 * 16 + 2, "legend band below the tiles");
     // Identity affine: voxel x runs right-to-left on screen, y bottom-to-top.
     let screen = |x: usize, y: usize| (19 - x, 15 - y);
     let (ax, ay) = screen(5, 2);
@@ -179,6 +184,7 @@ fn montage_dimensions_and_colours() {
     assert_eq!(png.px(22 + 10, 18 + 8), [40, 40, 40]);
     // Table: one row per tile with its voxel counts.
     assert_eq!(table.rows.len(), 3);
+    // z_mm: slice 4 of 2 mm slices from the world origin.
     assert_eq!(
         table.rows[2],
         vec![
@@ -186,15 +192,117 @@ fn montage_dimensions_and_colours() {
             Cell::Int(1),
             Cell::Int(0),
             Cell::Int(24),
-            Cell::Int(24)
+            Cell::Int(24),
+            Cell::Float(8.0)
         ]
     );
+    // The legend names a, b and both by their colours (as they show over grey).
+    let band: Vec<[u8; 3]> = (34..png.h)
+        .flat_map(|y| (0..png.w).map(move |x| (x, y)))
+        .map(|(x, y)| png.px(x, y))
+        .collect();
+    for c in [BLUE, RED, MAGENTA] {
+        assert!(
+            band.contains(&crate::render::kernels::blend(c, LEGEND_GREY)),
+            "swatch {c:?}"
+        );
+    }
+    assert!(band.contains(&[255, 255, 255]), "legend text");
+}
+
+/// Count of the pixels of `text` drawn at scale 1 in white on the legend background.
+fn text_pixels(text: &str) -> usize {
+    let (w, h) = crate::render::font::text_size(text, 1);
+    let mut rgb = vec![0u8; w * h * 3];
+    draw_text(&mut rgb, w, 0, 0, text, 1, [255; 3], LEGEND_BACKGROUND);
+    rgb.chunks(3).filter(|p| p == &[255, 255, 255]).count()
+}
+
+#[test]
+fn labels_are_named_in_a_legend_with_their_colours() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Geometry::new([60, 40, 3], [1.0, 1.0, 2.5]);
+    // Label 1 on the left half of rows 1..5, label 2 on the right; label 3 nowhere.
+    let labels = volume(&g, |x, y, _| match (x, (1..5).contains(&y)) {
+        (0..=29, true) => 1u16,
+        (30.., true) => 2,
+        _ => 0,
+    });
+    let (path, _) = run(
+        json!({"path": "l.png", "slices": [2], "zoom": 1,
+               "label_names": [[1, "abdominal wall"], [2, "paravertebral"], [3, "psoas"]]}),
+        vec![("image", ct(&g)), ("a", Value::Labels(Arc::new(labels)))],
+        dir.path(),
+    )
+    .unwrap();
+    let png = Png::read(&path);
+    // Tiles: each label in its own colour (voxels x 20 and 40, y 2: inside the 40 HU
+    // disc).
+    let grey = 127.5;
+    assert_eq!(png.px(59 - 20, 39 - 2), blend(label_colour(1), grey));
+    assert_eq!(png.px(59 - 40, 39 - 2), blend(label_colour(2), grey));
+    assert_ne!(label_colour(1), label_colour(2));
+    // Legend under the 40-pixel tile: swatches of labels 1 and 2, none of 3 (not shown).
+    let band = |pred: &dyn Fn([u8; 3]) -> bool| {
+        (40..png.h)
+            .flat_map(|y| (0..png.w).map(move |x| (x, y)))
+            .filter(|&(x, y)| pred(png.px(x, y)))
+            .count()
+    };
+    for l in [1u16, 2] {
+        let c = blend(label_colour(l), LEGEND_GREY);
+        assert!(band(&|p| p == c) > 0, "swatch of label {l}");
+    }
+    let c3 = blend(label_colour(3), LEGEND_GREY);
+    assert_eq!(band(&|p| p == c3), 0, "label 3 is not on the tiles");
+    // The legend's white text is exactly "1 abdominal wall" and "2 paravertebral" (the
+    // tile caption sits above the band), whole: the 60-pixel montage is widened to the
+    // longer entry (swatch 9 + 1, text 97, margins 4).
+    assert_eq!(png.w, 111);
+    let white = band(&|p| p == [255, 255, 255]);
+    assert_eq!(
+        white,
+        text_pixels("1 abdominal wall") + text_pixels("2 paravertebral")
+    );
+    // Unnamed labels are "label N".
+    let (path, _) = run(
+        json!({"path": "u.png", "slices": [2], "zoom": 1}),
+        vec![
+            ("image", ct(&g)),
+            (
+                "a",
+                Value::Labels(Arc::new(volume(&g, |x, _, _| u16::from(x == 3) * 7))),
+            ),
+        ],
+        dir.path(),
+    )
+    .unwrap();
+    let png = Png::read(&path);
+    let white = (40..png.h)
+        .flat_map(|y| (0..png.w).map(move |x| (x, y)))
+        .filter(|&(x, y)| png.px(x, y) == [255, 255, 255])
+        .count();
+    assert_eq!(white, text_pixels("label 7"));
+    // Label 0 or a label named twice is a param error.
+    for bad in [json!([[0, "bg"]]), json!([[1, "a"], [1, "b"]])] {
+        assert!(RenderOverlay
+            .build(&json!({"path": "x.png", "label_names": bad}), "cpu")
+            .is_err());
+    }
+}
+
+/// White pixels in rows `0..rows` of a PNG, as (x, y).
+fn white_pixels(png: &Png, rows: usize) -> Vec<(usize, usize)> {
+    (0..rows)
+        .flat_map(|y| (0..png.w).map(move |x| (x, y)))
+        .filter(|&(x, y)| png.px(x, y) == [255; 3])
+        .collect()
 }
 
 #[test]
 fn slice_numbers_are_drawn() {
     let dir = tempfile::tempdir().unwrap();
-    let g = Geometry::new([40, 30, 12], [1.0; 3]);
+    let g = Geometry::new([100, 30, 12], [1.0; 3]);
     let a = volume(&g, |_, _, _| 0u8);
     let (path, _) = run(
         json!({"path": "n.png", "slices": [11], "zoom": 1}),
@@ -203,15 +311,50 @@ fn slice_numbers_are_drawn() {
     )
     .unwrap();
     let png = Png::read(&path);
-    // Digits are white (the CT here has no white): "11" at the top-left corner.
-    let white: Vec<(usize, usize)> = (0..png.h)
-        .flat_map(|y| (0..png.w).map(move |x| (x, y)))
-        .filter(|&(x, y)| png.px(x, y) == [255; 3])
+    // The caption: slice number and the world z of the slice (1 mm slices from the
+    // origin: slice 11 at 11 mm), white at the top-left corner (the CT has no white).
+    assert_eq!(tile_caption(&g, 11), "11 z=11.0 mm");
+    let shifted = Geometry::from_affine(g.dims, {
+        let mut a = g.affine;
+        a[2][3] = -40.25;
+        a
+    });
+    assert_eq!(tile_caption(&shifted, 11), "11 z=-29.2 mm");
+    // Pixel for pixel the caption text, drawn at (2, 2) of the 100-pixel tile.
+    let caption = "11 z=11.0 mm";
+    let (tw, th) = crate::render::font::text_size(caption, 1);
+    let mut want = vec![0u8; tw * th * 3];
+    draw_text(&mut want, tw, 0, 0, caption, 1, [255; 3], [0; 3]);
+    let want: Vec<(usize, usize)> = want
+        .chunks(3)
+        .enumerate()
+        .filter(|(_, p)| p == &[255, 255, 255])
+        .map(|(i, _)| (2 + i % tw, 2 + i / tw))
         .collect();
-    assert!(!white.is_empty());
-    assert!(white.iter().all(|&(x, y)| x < 16 && y < 12), "{white:?}");
-    // Two "1" glyphs: 2 x 10 set pixels.
-    assert_eq!(white.len(), 20);
+    assert_eq!(white_pixels(&png, 30), want, "caption pixels");
+    assert!(want.len() > 100, "more than the two digits");
+
+    // A tile too narrow for the caption (40 pixels < 73) shows the slice number alone
+    // rather than a caption clipped mid-word.
+    let g = Geometry::new([40, 30, 12], [1.0; 3]);
+    let a = volume(&g, |_, _, _| 0u8);
+    let (path, _) = run(
+        json!({"path": "narrow.png", "slices": [11], "zoom": 1}),
+        vec![("image", ct(&g)), ("a", mask(a))],
+        dir.path(),
+    )
+    .unwrap();
+    let png = Png::read(&path);
+    let white = white_pixels(&png, 30);
+    let (nw, nh) = crate::render::font::text_size("11", 1);
+    assert!(
+        white.iter().all(|&(x, y)| x < 2 + nw && y < 2 + nh),
+        "{white:?}"
+    );
+    let mut number = vec![0u8; nw * nh * 3];
+    draw_text(&mut number, nw, 0, 0, "11", 1, [255; 3], [0; 3]);
+    let number = number.chunks(3).filter(|p| p == &[255, 255, 255]).count();
+    assert_eq!(white.len(), number);
 }
 
 /// A blob on the patient's left and anterior must show on the image's right and top,
@@ -253,15 +396,15 @@ fn orientation_is_radiological() {
         )
         .unwrap();
         let png = Png::read(&path);
-        let (cx, cy) = png
-            .centroid(0, 0, png.w, png.h, is_blue)
-            .expect("blob visible");
+        // Within the tile (the legend's blue swatch lies below it).
+        let (tw, th) = DisplayAxes::from_geometry(&g).size(dims);
+        let (cx, cy) = png.centroid(0, 0, tw, th, is_blue).expect("blob visible");
         assert!(
-            cx > png.w as f64 / 2.0,
+            cx > tw as f64 / 2.0,
             "{name}: patient left must be on the image right, centroid x {cx}"
         );
         assert!(
-            cy < png.h as f64 / 2.0,
+            cy < th as f64 / 2.0,
             "{name}: anterior must be at the top, centroid y {cy}"
         );
     }
@@ -411,25 +554,9 @@ fn build_rejects_bad_params() {
 }
 
 #[test]
-fn spec_params_match_defaults() {
+fn summary_fits_one_line() {
+    // Param defaults are node_params!'s (checked for every node by the registry tests).
     let spec = RenderOverlay.spec();
-    let defaults = serde_json::to_value(RenderOverlayParams::default()).unwrap();
-    let obj = defaults.as_object().unwrap();
-    let mut names: Vec<&str> = spec.params.iter().map(|p| p.name).collect();
-    names.sort_unstable();
-    assert_eq!(names, obj.keys().map(String::as_str).collect::<Vec<_>>());
-    for p in &spec.params {
-        match p.default.as_deref() {
-            None => assert_eq!(p.name, "path"),
-            Some(ron) => {
-                let want = match &obj[p.name] {
-                    serde_json::Value::Null => "None".to_string(),
-                    v => v.to_string(),
-                };
-                assert_eq!(ron, want, "{}", p.name);
-            }
-        }
-    }
     assert!(spec.summary.len() <= 79 && spec.summary.ends_with('.'));
 }
 
@@ -464,7 +591,8 @@ fn renders_real_ct() {
         let png = Png::read(&path);
         // 9 tiles of 122x101 voxels, zoom 2, in 3 columns.
         assert_eq!(t.rows.len(), 9);
-        assert_eq!((png.w, png.h), (3 * 244 + 4, 3 * 202 + 4));
+        assert_eq!(png.w, 3 * 244 + 4);
+        assert!(png.h > 3 * 202 + 4, "legend below the tiles");
         assert!(
             png.centroid(0, 0, png.w, png.h, is_red).is_some(),
             "{mode}: b visible"
