@@ -50,9 +50,10 @@ pub fn keras_python() -> Result<String, String> {
 
 /// The burn device the U-Net benches run on: `VOXFLOW_BENCH_DEVICE` = `cpu` (default, burn
 /// Flex) or `wgpu` (needs the `wgpu` feature and a GPU), with its description.
-pub fn bench_device() -> Result<(voxflow_unet::burn::tensor::Device, String), String> {
+pub fn bench_device(
+) -> Result<(voxflow_unet::burn::tensor::Device, String), Box<dyn std::error::Error>> {
     let choice = std::env::var("VOXFLOW_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into());
-    voxflow_train::device::pick(choice.parse()?)
+    Ok(voxflow_train::device::pick(choice.parse()?)?)
 }
 
 /// The peer scripts' folder: `VOXFLOW_PEERS`, else `../shared/peers` beside the repository.

@@ -88,15 +88,9 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         .architecture
         .as_deref()
         .map(read_architecture)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
-    let hyper = args
-        .config
-        .as_deref()
-        .map(read_hyper)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
-    let (dev, device_name) = device::pick(args.device).map_err(anyhow::Error::msg)?;
+        .transpose()?;
+    let hyper = args.config.as_deref().map(read_hyper).transpose()?;
+    let (dev, device_name) = device::pick(args.device)?;
     let mut client =
         Client::connect(&args.connect, token.trim(), Duration::from_secs(args.wait))
             .with_context(|| format!("connecting to the patch server at {}", args.connect))?;

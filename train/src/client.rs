@@ -72,7 +72,7 @@ impl Client {
                 self.welcome.config_hash
             )));
         }
-        cfg.check().map_err(malformed)?;
+        cfg.check().map_err(|e| malformed(e.to_string()))?;
         Ok(cfg)
     }
 

@@ -3,10 +3,80 @@
 //! the [`TrainingConfig`] a patch server streams to its trainers; its hash names it in
 //! `metrics.jsonl` and checkpoints, so a resumed run can refuse a changed config.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use voxflow_unet::{Normalization, UNetConfig};
+use voxflow_unet::{ArchitectureError, Normalization, NormalizationError, TileError, UNetConfig};
+
+/// Why hyperparameters or a training config cannot train. The message names the field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// The RON text does not parse.
+    #[error("{0}")]
+    Syntax(String),
+    /// A field is unknown or has the wrong type (`path` is `.` for the top level).
+    #[error("at `{path}`: {message}")]
+    Field {
+        /// Where, as `augmentation.mirror`.
+        path: String,
+        /// What is wrong there.
+        message: String,
+    },
+    /// A value outside what can train.
+    #[error("{param} must be {expected}, got {got}")]
+    OutOfRange {
+        /// The field, as `augmentation.max_rotation_deg`.
+        param: &'static str,
+        /// The accepted range, as `in 1..=1024`.
+        expected: &'static str,
+        /// The value given.
+        got: String,
+    },
+    /// A count that must be at least 1 is 0.
+    #[error("{0} must be >= 1")]
+    Zero(&'static str),
+    /// Both loss weights are 0.
+    #[error("dice_weight and ce_weight are both 0: nothing to learn")]
+    NothingToLearn,
+    /// The HU normalisation is refused.
+    #[error("normalization: {0}")]
+    Normalization(NormalizationError),
+    /// The network is refused.
+    #[error("architecture: {0}")]
+    Architecture(ArchitectureError),
+    /// The patch does not survive the network's poolings.
+    #[error("patch_size: {0}")]
+    PatchSize(TileError),
+}
+
+/// An `architecture.json` or hyperparameter file that cannot be used; names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    /// The file cannot be read.
+    #[error("{}: cannot read: {error}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// `architecture.json` is not a usable network.
+    #[error("{}: {error}", path.display())]
+    Architecture {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: ArchitectureError,
+    },
+    /// The hyperparameters do not parse or cannot train.
+    #[error("{}: {error}", path.display())]
+    Hyper {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: ConfigError,
+    },
+}
 
 /// Augmentation applied to each patch, drawn from the batch's seeded generator.
 #[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
@@ -81,29 +151,40 @@ impl Default for Hyper {
 
 impl Hyper {
     /// Parse RON text (`(learning_rate: 1e-3, iterations: 500)`).
-    pub fn from_ron(text: &str) -> Result<Self, String> {
-        let mut de = ron::Deserializer::from_str(text).map_err(|e| e.to_string())?;
+    pub fn from_ron(text: &str) -> Result<Self, ConfigError> {
+        let syntax = |e: ron::error::SpannedError| ConfigError::Syntax(e.to_string());
+        let mut de = ron::Deserializer::from_str(text).map_err(syntax)?;
         let hyper: Hyper = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
             if path == "." {
-                e.inner().to_string()
+                ConfigError::Syntax(e.inner().to_string())
             } else {
-                format!("at `{path}`: {}", e.inner())
+                ConfigError::Field {
+                    path,
+                    message: e.inner().to_string(),
+                }
             }
         })?;
-        de.end().map_err(|e| e.to_string())?;
+        de.end().map_err(|e| ConfigError::Syntax(e.to_string()))?;
         Ok(hyper)
     }
 
     /// Refuse values that cannot train.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let out_of_range = |param, expected, got: &dyn std::fmt::Display| {
+            Err(ConfigError::OutOfRange {
+                param,
+                expected,
+                got: got.to_string(),
+            })
+        };
         let positive = [
             ("learning_rate", self.learning_rate),
             ("adam_epsilon", self.adam_epsilon),
         ];
         for (name, v) in positive {
             if !(v.is_finite() && v > 0.0) {
-                return Err(format!("{name} must be > 0, got {v}"));
+                return out_of_range(name, "> 0", &v);
             }
         }
         for (name, v) in [
@@ -111,45 +192,38 @@ impl Hyper {
             ("ce_weight", self.ce_weight),
         ] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(format!("{name} must be >= 0, got {v}"));
+                return out_of_range(name, ">= 0", &v);
             }
         }
         if self.dice_weight + self.ce_weight <= 0.0 {
-            return Err("dice_weight and ce_weight are both 0: nothing to learn".into());
+            return Err(ConfigError::NothingToLearn);
         }
         if self.batch_size == 0 || self.batch_size > 1024 {
-            return Err(format!(
-                "batch_size must be in 1..=1024, got {}",
-                self.batch_size
-            ));
+            return out_of_range("batch_size", "in 1..=1024", &self.batch_size);
         }
         if self.patch_size == 0 || self.patch_size > 2048 {
-            return Err(format!(
-                "patch_size must be in 1..=2048 pixels, got {}",
-                self.patch_size
-            ));
+            return out_of_range("patch_size", "in 1..=2048 pixels", &self.patch_size);
         }
         if self.iterations == 0 {
-            return Err("iterations must be >= 1".into());
+            return Err(ConfigError::Zero("iterations"));
         }
         if self.validate_every == 0 {
-            return Err("validate_every must be >= 1".into());
+            return Err(ConfigError::Zero("validate_every"));
         }
         if !(0.0..=1.0).contains(&self.foreground_fraction) {
-            return Err(format!(
-                "foreground_fraction must be in [0, 1], got {}",
-                self.foreground_fraction
-            ));
+            return out_of_range(
+                "foreground_fraction",
+                "in [0, 1]",
+                &self.foreground_fraction,
+            );
         }
         let rot = self.augmentation.max_rotation_deg;
         if !(rot.is_finite() && (0.0..=180.0).contains(&rot)) {
-            return Err(format!(
-                "augmentation.max_rotation_deg must be in [0, 180], got {rot}"
-            ));
+            return out_of_range("augmentation.max_rotation_deg", "in [0, 180]", &rot);
         }
         self.normalization
             .check()
-            .map_err(|e| format!("normalization: {e}"))
+            .map_err(ConfigError::Normalization)
     }
 }
 
@@ -165,14 +239,14 @@ pub struct TrainingConfig {
 
 impl TrainingConfig {
     /// Check both parts and that they fit together (the patch must survive the poolings).
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), ConfigError> {
         self.architecture
             .check()
-            .map_err(|e| format!("architecture: {e}"))?;
+            .map_err(ConfigError::Architecture)?;
         self.hyper.check()?;
         self.architecture
             .check_tile(self.hyper.patch_size)
-            .map_err(|e| format!("patch_size: {e}"))
+            .map_err(ConfigError::PatchSize)
     }
 
     /// Canonical JSON (field order fixed by the structs), what the protocol sends.
@@ -188,23 +262,33 @@ impl TrainingConfig {
 }
 
 /// Read `architecture.json` (the inference issue's format).
-pub fn read_architecture(path: &Path) -> Result<UNetConfig, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let arch = UNetConfig::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    arch.check()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn read_architecture(path: &Path) -> Result<UNetConfig, ConfigFileError> {
+    let text = read(path)?;
+    let invalid = |error| ConfigFileError::Architecture {
+        path: path.to_path_buf(),
+        error,
+    };
+    let arch = UNetConfig::from_json(&text).map_err(invalid)?;
+    arch.check().map_err(invalid)?;
     Ok(arch)
 }
 
+fn read(path: &Path) -> Result<String, ConfigFileError> {
+    std::fs::read_to_string(path).map_err(|error| ConfigFileError::Read {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
 /// Read a hyperparameter RON file.
-pub fn read_hyper(path: &Path) -> Result<Hyper, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let hyper = Hyper::from_ron(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    hyper
-        .check()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn read_hyper(path: &Path) -> Result<Hyper, ConfigFileError> {
+    let text = read(path)?;
+    let invalid = |error| ConfigFileError::Hyper {
+        path: path.to_path_buf(),
+        error,
+    };
+    let hyper = Hyper::from_ron(&text).map_err(invalid)?;
+    hyper.check().map_err(invalid)?;
     Ok(hyper)
 }
 
@@ -228,9 +312,13 @@ mod tests {
         assert!(!h.augmentation.mirror_lr);
         assert_eq!(h.augmentation.max_rotation_deg, 10.0);
         let e = Hyper::from_ron("(augmentation: (mirror: true))").unwrap_err();
-        assert!(e.contains("augmentation") && e.contains("mirror"), "{e}");
+        assert!(
+            matches!(&e, ConfigError::Field { path, message }
+                if path == "augmentation.mirror" && message.contains("mirror_lr")),
+            "{e:?}"
+        );
         let e = Hyper::from_ron("(batch_size: -1)").unwrap_err();
-        assert!(e.contains("batch_size"), "{e}");
+        assert!(e.to_string().contains("batch_size"), "{e}");
     }
 
     #[test]
@@ -240,13 +328,13 @@ mod tests {
             learning_rate: 0.0,
             ..Hyper::default()
         });
-        assert!(e.contains("learning_rate"), "{e}");
+        assert_eq!(e.to_string(), "learning_rate must be > 0, got 0", "{e:?}");
         let e = bad(Hyper {
             dice_weight: 0.0,
             ce_weight: 0.0,
             ..Hyper::default()
         });
-        assert!(e.contains("nothing to learn"), "{e}");
+        assert_eq!(e, ConfigError::NothingToLearn);
         let cfg = TrainingConfig {
             architecture: UNetConfig::seed(),
             hyper: Hyper {
@@ -255,7 +343,8 @@ mod tests {
             },
         };
         let e = cfg.check().unwrap_err();
-        assert!(e.starts_with("patch_size"), "{e}");
+        assert!(matches!(e, ConfigError::PatchSize(_)), "{e:?}");
+        assert!(e.to_string().starts_with("patch_size: tile 100 px"), "{e}");
     }
 
     #[test]

@@ -17,36 +17,49 @@ pub enum TrainDevice {
     Wgpu,
 }
 
+/// A `--device` value that names no device.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown device {0:?}: expected auto, cpu or wgpu")]
+pub struct UnknownDevice(pub String);
+
 impl std::str::FromStr for TrainDevice {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownDevice;
+    fn from_str(s: &str) -> Result<Self, UnknownDevice> {
         match s {
             "auto" => Ok(TrainDevice::Auto),
             "cpu" => Ok(TrainDevice::Cpu),
             "wgpu" | "gpu" => Ok(TrainDevice::Wgpu),
-            other => Err(format!(
-                "unknown device {other:?}: expected auto, cpu or wgpu"
-            )),
+            other => Err(UnknownDevice(other.to_string())),
         }
     }
 }
 
+/// Why `device: wgpu` cannot train here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    /// Built with wgpu, but no adapter answered.
+    #[error(
+        "device wgpu: wgpu found no GPU adapter (is the Vulkan loader, libvulkan1, installed?)"
+    )]
+    NoAdapter,
+    /// Built without the `wgpu` feature.
+    #[error(
+        "device wgpu: this voxflow was built without the `wgpu` feature (cargo build --release \
+         --features wgpu, or wgpu-tuned to train)"
+    )]
+    NotBuilt,
+}
+
 /// The device and a description for metrics and reports.
-pub fn pick(choice: TrainDevice) -> Result<(Device, String), String> {
+pub fn pick(choice: TrainDevice) -> Result<(Device, String), DeviceError> {
     let cpu = || (Device::flex(), "cpu (burn Flex)".to_string());
     match choice {
         TrainDevice::Cpu => Ok(cpu()),
         TrainDevice::Auto => Ok(gpu().unwrap_or_else(cpu)),
-        TrainDevice::Wgpu => gpu().ok_or_else(|| {
-            if cfg!(feature = "wgpu") {
-                "device wgpu: wgpu found no GPU adapter (is the Vulkan loader, libvulkan1, \
-                 installed?)"
-                    .to_string()
-            } else {
-                "device wgpu: this voxflow was built without the `wgpu` feature (cargo build \
-                 --release --features wgpu, or wgpu-tuned to train)"
-                    .to_string()
-            }
+        TrainDevice::Wgpu => gpu().ok_or(if cfg!(feature = "wgpu") {
+            DeviceError::NoAdapter
+        } else {
+            DeviceError::NotBuilt
         }),
     }
 }
@@ -79,6 +92,9 @@ mod tests {
             assert_eq!(text.parse::<TrainDevice>(), Ok(want), "--device {text}");
         }
         let err = "cuda".parse::<TrainDevice>().unwrap_err();
-        assert!(err.contains("auto, cpu or wgpu"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "unknown device \"cuda\": expected auto, cpu or wgpu"
+        );
     }
 }

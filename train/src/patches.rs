@@ -26,6 +26,42 @@ use voxflow_unet::Normalization;
 
 use crate::config::TrainingConfig;
 
+/// Why a case or a set of cases cannot be trained on. Each names the case.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DataError {
+    /// Labels or weights are on another grid than the image.
+    #[error("{case}: {what} grid {got} differs from the image grid {image}")]
+    GridMismatch {
+        /// The case.
+        case: String,
+        /// `labels` or `weights`.
+        what: &'static str,
+        /// Their grid, described.
+        got: String,
+        /// The image's grid, described.
+        image: String,
+    },
+    /// A weighted voxel holds a label the network has no class for.
+    #[error(
+        "{case}: label {label} at voxel {voxel} is not a class of a {classes}-class network \
+         (expected 0..{})",
+        classes - 1
+    )]
+    LabelBeyondClasses {
+        /// The case.
+        case: String,
+        /// The label.
+        label: u16,
+        /// Its linear voxel index.
+        voxel: usize,
+        /// The network's classes.
+        classes: usize,
+    },
+    /// Every weight of every case is 0.
+    #[error("no annotated slice in {0} training case(s): every weight is 0")]
+    NothingAnnotated(usize),
+}
+
 /// One volume prepared for sampling: CT normalised, labels as classes, weights 0/1.
 #[derive(Debug, Clone)]
 pub struct TrainCase {
@@ -51,22 +87,20 @@ impl TrainCase {
         weights: Option<&Mask>,
         classes: usize,
         norm: &Normalization,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, DataError> {
         let g = image.geometry();
+        let mismatch = |what, got: &voxflow_engine::Geometry| DataError::GridMismatch {
+            case: name.to_string(),
+            what,
+            got: got.describe(),
+            image: g.describe(),
+        };
         if !g.same_grid(labels.geometry()) {
-            return Err(format!(
-                "{name}: labels grid {} differs from the image grid {}",
-                labels.geometry().describe(),
-                g.describe()
-            ));
+            return Err(mismatch("labels", labels.geometry()));
         }
         if let Some(w) = weights {
             if !g.same_grid(w.geometry()) {
-                return Err(format!(
-                    "{name}: weights grid {} differs from the image grid {}",
-                    w.geometry().describe(),
-                    g.describe()
-                ));
+                return Err(mismatch("weights", w.geometry()));
             }
         }
         let n = g.len();
@@ -80,11 +114,12 @@ impl TrainCase {
         let mut out_labels = Vec::with_capacity(n);
         for (i, &l) in labels.as_slice().iter().enumerate() {
             if weights[i] != 0 && usize::from(l) >= classes {
-                return Err(format!(
-                    "{name}: label {l} at voxel {i} is not a class of a {classes}-class network \
-                     (expected 0..{})",
-                    classes - 1
-                ));
+                return Err(DataError::LabelBeyondClasses {
+                    case: name.to_string(),
+                    label: l,
+                    voxel: i,
+                    classes,
+                });
             }
             out_labels.push(if weights[i] != 0 { l as u8 } else { 0 });
         }
@@ -144,7 +179,7 @@ pub struct Sampler {
 
 impl Sampler {
     /// Index the annotated slices; an error when there is nothing to train on.
-    pub fn new(cases: Vec<TrainCase>, config: TrainingConfig) -> Result<Self, String> {
+    pub fn new(cases: Vec<TrainCase>, config: TrainingConfig) -> Result<Self, DataError> {
         let mut slices = Vec::new();
         for (ci, c) in cases.iter().enumerate() {
             let s = c.slice_len();
@@ -161,10 +196,7 @@ impl Sampler {
             }
         }
         if slices.is_empty() {
-            return Err(format!(
-                "no annotated slice in {} training case(s): every weight is 0",
-                cases.len()
-            ));
+            return Err(DataError::NothingAnnotated(cases.len()));
         }
         let pad = config.hyper.normalization.pad_value();
         Ok(Sampler {
@@ -474,7 +506,8 @@ mod tests {
         let e = Sampler::new(vec![c], config(Augmentation::default()))
             .err()
             .unwrap();
-        assert!(e.contains("no annotated slice"), "{e}");
+        assert_eq!(e, DataError::NothingAnnotated(1));
+        assert!(e.to_string().starts_with("no annotated slice"), "{e}");
     }
 
     #[test]
@@ -484,7 +517,10 @@ mod tests {
         let labels = Volume::from_vec(g, vec![0, 1, 2, 3]).unwrap();
         let e =
             TrainCase::new("x", &image, &labels, None, 3, &Normalization::default()).unwrap_err();
-        assert!(e.contains("label 3") && e.contains("3-class"), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "x: label 3 at voxel 3 is not a class of a 3-class network (expected 0..2)"
+        );
     }
 
     #[test]

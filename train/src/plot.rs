@@ -66,16 +66,27 @@ const COLOURS: [RGBColor; 4] = [
 const LOSS: RGBColor = RGBColor(40, 90, 220);
 const LOSS_RAW: RGBColor = RGBColor(170, 190, 240);
 
+/// Why the loss plot could not be drawn.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlotError {
+    /// The font compiled into the binary was refused by ab_glyph.
+    #[error("the bundled font does not load")]
+    Font,
+    /// plotters failed (its message).
+    #[error("drawing the loss plot: {0}")]
+    Draw(String),
+}
+
 /// Register the bundled font once; plotters looks fonts up by family name.
-fn font() -> Result<(), String> {
-    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+fn font() -> Result<(), PlotError> {
+    static DONE: OnceLock<Result<(), PlotError>> = OnceLock::new();
     DONE.get_or_init(|| {
         register_font(
             FONT,
             FontStyle::Normal,
             include_bytes!("../assets/Roboto-Regular.ttf"),
         )
-        .map_err(|_| "the bundled font does not load".to_string())
+        .map_err(|_| PlotError::Font)
     })
     .clone()
 }
@@ -88,10 +99,10 @@ pub fn write(path: &Path, h: &History) -> std::io::Result<()> {
 }
 
 /// The plot as `W x H` RGB bytes.
-pub fn render(h: &History) -> Result<Vec<u8>, String> {
+pub fn render(h: &History) -> Result<Vec<u8>, PlotError> {
     font()?;
     let mut rgb = vec![255u8; (W * H * 3) as usize];
-    draw(&mut rgb, h).map_err(|e| format!("drawing the loss plot: {e}"))?;
+    draw(&mut rgb, h).map_err(|e| PlotError::Draw(e.to_string()))?;
     Ok(rgb)
 }
 

@@ -131,7 +131,7 @@ impl PatchServer {
         sampler.hash_data(&mut data);
         data.update(&validation);
         let welcome = Welcome {
-            config: serde_json::from_str(&config.to_json()).expect("config is JSON"),
+            config: serde_json::to_value(&config).expect("config serialises"),
             config_hash: config.hash(),
             data_hash: data.finalize().to_hex()[..16].to_string(),
             training_slices: sampler.slices(),
@@ -310,16 +310,29 @@ fn same_token(a: &str, b: &str) -> bool {
             == 0
 }
 
-fn handshake(stream: &mut TcpStream, shared: &Shared) -> Result<(), String> {
+/// Why a connection was refused before its Welcome; the text is sent in `Refused`.
+#[derive(Debug, thiserror::Error)]
+enum HandshakeError {
+    /// The first frame did not arrive or did not decode.
+    #[error("{0}")]
+    Frame(#[from] ProtocolError),
+    /// The first frame was not a Hello.
+    #[error("expected Hello, got {0:?}")]
+    NotHello(Kind),
+    /// The Hello's token is not the server's.
+    #[error("wrong token from client {0:?}")]
+    WrongToken(String),
+}
+
+fn handshake(stream: &mut TcpStream, shared: &Shared) -> Result<(), HandshakeError> {
     let mut r = Deadline::new(stream, shared.limits.handshake);
-    let (kind, payload) =
-        protocol::read_frame(&mut r, protocol::MAX_REQUEST_BYTES).map_err(|e| e.to_string())?;
+    let (kind, payload) = protocol::read_frame(&mut r, protocol::MAX_REQUEST_BYTES)?;
     if kind != Kind::Hello {
-        return Err(format!("expected Hello, got {kind:?}"));
+        return Err(HandshakeError::NotHello(kind));
     }
-    let hello: Hello = protocol::decode_json(kind, &payload).map_err(|e| e.to_string())?;
+    let hello: Hello = protocol::decode_json(kind, &payload)?;
     if !same_token(&hello.token, &shared.token) {
-        return Err(format!("wrong token from client {:?}", hello.client));
+        return Err(HandshakeError::WrongToken(hello.client));
     }
     tracing::info!(client = %hello.client, "trainer connected");
     Ok(())
@@ -331,7 +344,7 @@ fn serve_connection(mut stream: TcpStream, shared: &Shared) {
     let _ = stream.set_write_timeout(Some(shared.limits.idle));
     if let Err(reason) = handshake(&mut stream, shared) {
         shared.update(|s| s.refused += 1);
-        refuse(&mut stream, reason);
+        refuse(&mut stream, reason.to_string());
         return;
     }
     if protocol::write_json(&mut stream, Kind::Welcome, &shared.welcome).is_err() {

@@ -40,10 +40,10 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bytes, Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use voxflow_unet::artifact::{default_class_names, utc_now_iso8601, Provenance};
-use voxflow_unet::{SavedModel, UNet, UNetConfig};
+use voxflow_unet::{InvalidModel, SavedModel, UNet, UNetConfig};
 
 use crate::client::Client;
-use crate::config::{Hyper, TrainingConfig};
+use crate::config::{ConfigError, Hyper, TrainingConfig};
 use crate::patches::{Batch, ValidationSet};
 use crate::plot;
 use crate::protocol::ProtocolError;
@@ -64,7 +64,23 @@ pub enum TrainError {
     },
     /// The config (streamed or overridden) cannot train.
     #[error("training config: {0}")]
-    Config(String),
+    Config(ConfigError),
+    /// The loss became NaN or infinite.
+    #[error(
+        "training config: loss became {loss} at iteration {iteration}; lower the learning_rate \
+         ({learning_rate})"
+    )]
+    Diverged {
+        /// The loss value.
+        loss: f64,
+        /// The step it was computed in.
+        iteration: u64,
+        /// The learning rate that diverged.
+        learning_rate: f64,
+    },
+    /// The trained network does not make a model (architecture or normalisation refused).
+    #[error("training config: {0}")]
+    Model(InvalidModel),
     /// `--resume` cannot continue this run.
     #[error("cannot resume: {0}")]
     Resume(String),
@@ -251,7 +267,7 @@ pub fn effective_config(
     streamed: &TrainingConfig,
     architecture: Option<&UNetConfig>,
     hyper: Option<&Hyper>,
-) -> Result<TrainingConfig, String> {
+) -> Result<TrainingConfig, ConfigError> {
     let cfg = TrainingConfig {
         architecture: architecture.unwrap_or(&streamed.architecture).clone(),
         hyper: hyper.unwrap_or(&streamed.hyper).clone(),
@@ -380,10 +396,11 @@ pub fn train(client: &mut Client, mut opts: TrainOptions) -> Result<TrainSummary
         };
         let step_s = t_step.elapsed().as_secs_f64();
         if !l.is_finite() {
-            return Err(TrainError::Config(format!(
-                "loss became {l} at iteration {i}; lower the learning_rate ({})",
-                h.learning_rate
-            )));
+            return Err(TrainError::Diverged {
+                loss: l,
+                iteration: i,
+                learning_rate: h.learning_rate,
+            });
         }
         wait_total += wait_s;
         step_times.push(step_s);
@@ -641,7 +658,7 @@ fn save_best(
             },
             net.valid(),
         )
-        .map_err(TrainError::Config)?;
+        .map_err(TrainError::Model)?;
         model.save(tmp).map_err(|e| file_err(tmp, e))
     })
 }

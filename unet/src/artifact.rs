@@ -17,7 +17,7 @@ use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Normalization, UNetConfig};
+use crate::config::{ArchitectureError, Normalization, NormalizationError, UNetConfig};
 use crate::model::UNet;
 
 /// Value of `format` in `model.json`.
@@ -109,6 +109,25 @@ impl ModelError {
     }
 }
 
+/// Why [`SavedModel::new`] refuses a network's description.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidModel {
+    /// The architecture cannot be built.
+    #[error(transparent)]
+    Architecture(#[from] ArchitectureError),
+    /// The normalisation is refused.
+    #[error(transparent)]
+    Normalization(#[from] NormalizationError),
+    /// Not one class name per class.
+    #[error("{names} class names for {classes} classes")]
+    ClassNames {
+        /// Names given.
+        names: usize,
+        /// The network's classes.
+        classes: usize,
+    },
+}
+
 /// A model in memory: its description and the network on a device.
 #[derive(Debug)]
 pub struct SavedModel {
@@ -151,15 +170,14 @@ impl SavedModel {
         class_names: Vec<String>,
         provenance: Provenance,
         net: UNet,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, InvalidModel> {
         architecture.check()?;
         normalization.check()?;
         if class_names.len() != architecture.classes {
-            return Err(format!(
-                "{} class names for {} classes",
-                class_names.len(),
-                architecture.classes
-            ));
+            return Err(InvalidModel::ClassNames {
+                names: class_names.len(),
+                classes: architecture.classes,
+            });
         }
         let parameters = net.num_params();
         Ok(SavedModel {
@@ -363,6 +381,6 @@ pub fn write_random_model(dir: &Path, config: &UNetConfig, seed: u64) -> Result<
         },
         net,
     )
-    .map_err(|e| ModelError::invalid(dir, e))?;
+    .map_err(|e| ModelError::invalid(dir, e.to_string()))?;
     model.save(dir)
 }

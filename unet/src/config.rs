@@ -58,6 +58,82 @@ pub struct UNetConfig {
     pub upsampling: Upsampling,
 }
 
+/// One reason no network can be built from a [`UNetConfig`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArchitectureProblem {
+    /// `in_channels` is 0.
+    #[error("in_channels must be >= 1, got 0")]
+    NoInputChannel,
+    /// Fewer than 2 classes.
+    #[error("classes must be >= 2 (background and at least one structure), got {0}")]
+    TooFewClasses(usize),
+    /// More classes than a u16 label map holds.
+    #[error("classes must fit a label map (<= 65535), got {0}")]
+    TooManyClasses(usize),
+    /// `levels` outside 1..=MAX_LEVELS.
+    #[error("levels must be 1..={max} (levels - 1 poolings), got {0}", max = MAX_LEVELS)]
+    Levels(usize),
+    /// `base_filters` is 0.
+    #[error("base_filters must be >= 1, got 0")]
+    NoFilters,
+    /// An even (or zero) kernel size.
+    #[error(
+        "kernel must be odd (\"same\" padding of an even kernel shifts the output by half a \
+         pixel at every layer), got {0}"
+    )]
+    EvenKernel(usize),
+}
+
+/// Why an `architecture.json` is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArchitectureError {
+    /// Not JSON, an unknown field or variant, a wrong type (serde_json's message).
+    #[error("{0}")]
+    Json(String),
+    /// Parsed, but no network can be built from it: every reason, in field order.
+    #[error("{}", join(.0))]
+    Invalid(Vec<ArchitectureProblem>),
+}
+
+fn join(problems: &[ArchitectureProblem]) -> String {
+    let all: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    all.join("; ")
+}
+
+/// A tile (or training patch) size the network's poolings do not divide.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "tile {size} px does not fit a U-Net with {levels} levels: tiles must be a positive \
+     multiple of 2^(levels-1) = {multiple} px"
+)]
+pub struct TileError {
+    /// The tile side in pixels.
+    pub size: usize,
+    /// The network's levels.
+    pub levels: usize,
+    /// What the size must be a multiple of.
+    pub multiple: usize,
+}
+
+/// Why a [`Normalization`] is refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NormalizationError {
+    /// A NaN or infinite value.
+    #[error("normalization values must be finite, got {0:?}")]
+    NotFinite(Normalization),
+    /// The clip window is empty.
+    #[error("clip_min_hu must be < clip_max_hu, got {min} >= {max}")]
+    EmptyWindow {
+        /// `clip_min_hu`.
+        min: f32,
+        /// `clip_max_hu`.
+        max: f32,
+    },
+    /// `scale_hu` is not positive.
+    #[error("scale_hu must be > 0, got {0}")]
+    Scale(f32),
+}
+
 impl UNetConfig {
     /// The seed's network: 5 levels, 16 base filters, 3x3 kernels, 3 classes.
     pub fn seed() -> Self {
@@ -74,50 +150,39 @@ impl UNetConfig {
     }
 
     /// Parse from JSON, then [`check`](Self::check) it.
-    pub fn from_json(text: &str) -> Result<Self, String> {
-        let c: UNetConfig = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    pub fn from_json(text: &str) -> Result<Self, ArchitectureError> {
+        let c: UNetConfig =
+            serde_json::from_str(text).map_err(|e| ArchitectureError::Json(e.to_string()))?;
         c.check()?;
         Ok(c)
     }
 
     /// Refuse values no network can be built from; the message says why.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), ArchitectureError> {
+        use ArchitectureProblem as P;
         let mut why = Vec::new();
         if self.in_channels == 0 {
-            why.push("in_channels must be >= 1, got 0".to_string());
+            why.push(P::NoInputChannel);
         }
         if self.classes < 2 {
-            why.push(format!(
-                "classes must be >= 2 (background and at least one structure), got {}",
-                self.classes
-            ));
+            why.push(P::TooFewClasses(self.classes));
         }
         if self.classes > u16::MAX as usize {
-            why.push(format!(
-                "classes must fit a label map (<= 65535), got {}",
-                self.classes
-            ));
+            why.push(P::TooManyClasses(self.classes));
         }
         if self.levels == 0 || self.levels > MAX_LEVELS {
-            why.push(format!(
-                "levels must be 1..={MAX_LEVELS} (levels - 1 poolings), got {}",
-                self.levels
-            ));
+            why.push(P::Levels(self.levels));
         }
         if self.base_filters == 0 {
-            why.push("base_filters must be >= 1, got 0".to_string());
+            why.push(P::NoFilters);
         }
         if self.kernel == 0 || self.kernel % 2 == 0 {
-            why.push(format!(
-                "kernel must be odd (\"same\" padding of an even kernel shifts the output by \
-                 half a pixel at every layer), got {}",
-                self.kernel
-            ));
+            why.push(P::EvenKernel(self.kernel));
         }
         if why.is_empty() {
             Ok(())
         } else {
-            Err(why.join("; "))
+            Err(ArchitectureError::Invalid(why))
         }
     }
 
@@ -134,14 +199,14 @@ impl UNetConfig {
 
     /// Check that a tile (or training patch) of `size` pixels fits the network: a multiple
     /// of [`size_multiple`](Self::size_multiple), at least one pixel at the bottleneck.
-    pub fn check_tile(&self, size: usize) -> Result<(), String> {
+    pub fn check_tile(&self, size: usize) -> Result<(), TileError> {
         let m = self.size_multiple();
         if size == 0 || size % m != 0 {
-            return Err(format!(
-                "tile {size} px does not fit a U-Net with {} levels: tiles must be a positive \
-                 multiple of 2^(levels-1) = {m} px",
-                self.levels
-            ));
+            return Err(TileError {
+                size,
+                levels: self.levels,
+                multiple: m,
+            });
         }
         Ok(())
     }
@@ -195,7 +260,7 @@ impl Default for Normalization {
 
 impl Normalization {
     /// Refuse windows that would make every input equal or produce NaN.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), NormalizationError> {
         let all = [
             self.clip_min_hu,
             self.clip_max_hu,
@@ -203,16 +268,16 @@ impl Normalization {
             self.scale_hu,
         ];
         if all.iter().any(|v| !v.is_finite()) {
-            return Err(format!("normalization values must be finite, got {self:?}"));
+            return Err(NormalizationError::NotFinite(self.clone()));
         }
         if self.clip_min_hu >= self.clip_max_hu {
-            return Err(format!(
-                "clip_min_hu must be < clip_max_hu, got {} >= {}",
-                self.clip_min_hu, self.clip_max_hu
-            ));
+            return Err(NormalizationError::EmptyWindow {
+                min: self.clip_min_hu,
+                max: self.clip_max_hu,
+            });
         }
         if self.scale_hu <= 0.0 {
-            return Err(format!("scale_hu must be > 0, got {}", self.scale_hu));
+            return Err(NormalizationError::Scale(self.scale_hu));
         }
         Ok(())
     }
@@ -258,7 +323,9 @@ mod tests {
         let with = |k: &str, v: serde_json::Value| {
             let mut j = base.clone();
             j[k] = v;
-            UNetConfig::from_json(&j.to_string()).unwrap_err()
+            UNetConfig::from_json(&j.to_string())
+                .unwrap_err()
+                .to_string()
         };
         assert!(with("kernel", 4.into()).contains("kernel must be odd"));
         assert!(with("levels", 0.into()).contains("levels must be 1..=8"));
@@ -269,7 +336,29 @@ mod tests {
         let mut j = base.clone();
         j["dropout"] = 0.5.into();
         let e = UNetConfig::from_json(&j.to_string()).unwrap_err();
-        assert!(e.contains("unknown field `dropout`"), "{e}");
+        assert!(
+            matches!(&e, ArchitectureError::Json(m) if m.contains("unknown field `dropout`")),
+            "{e}"
+        );
+        let two = UNetConfig {
+            in_channels: 0,
+            kernel: 4,
+            ..UNetConfig::seed()
+        };
+        assert_eq!(
+            two.check(),
+            Err(ArchitectureError::Invalid(vec![
+                ArchitectureProblem::NoInputChannel,
+                ArchitectureProblem::EvenKernel(4)
+            ]))
+        );
+        assert!(
+            two.check()
+                .unwrap_err()
+                .to_string()
+                .contains("got 0; kernel must be odd"),
+            "one message, every reason"
+        );
     }
 
     #[test]
@@ -277,7 +366,18 @@ mod tests {
         let c = UNetConfig::seed();
         assert!(c.check_tile(256).is_ok());
         let e = c.check_tile(200).unwrap_err();
-        assert!(e.contains("multiple of 2^(levels-1) = 16"), "{e}");
+        assert_eq!(
+            e,
+            TileError {
+                size: 200,
+                levels: 5,
+                multiple: 16
+            }
+        );
+        assert!(
+            e.to_string().contains("multiple of 2^(levels-1) = 16"),
+            "{e}"
+        );
         assert!(c.check_tile(8).is_err());
     }
 
@@ -287,11 +387,13 @@ mod tests {
         assert_eq!(n.apply(-3000.0), -1.0);
         assert_eq!(n.apply(512.0), 0.5);
         assert_eq!(n.apply(f32::NAN), -1.0);
-        assert!(Normalization {
-            scale_hu: 0.0,
-            ..n.clone()
-        }
-        .check()
-        .is_err());
+        assert_eq!(
+            Normalization {
+                scale_hu: 0.0,
+                ..n.clone()
+            }
+            .check(),
+            Err(NormalizationError::Scale(0.0))
+        );
     }
 }

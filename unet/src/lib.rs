@@ -73,8 +73,11 @@ pub mod node;
 #[cfg(test)]
 mod testing;
 
-pub use artifact::{write_random_model, ModelError, ModelMeta, SavedModel};
-pub use config::{Normalization, UNetConfig};
+pub use artifact::{write_random_model, InvalidModel, ModelError, ModelMeta, SavedModel};
+pub use config::{
+    ArchitectureError, ArchitectureProblem, Normalization, NormalizationError, TileError,
+    UNetConfig,
+};
 pub use infer::{predict, predict_with, Forward, InferOptions, InferStats, Prediction};
 pub use model::UNet;
 

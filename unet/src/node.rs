@@ -192,13 +192,25 @@ struct UNetInferNode {
     classes: Option<usize>,
 }
 
+/// Why the asked-for device cannot run the chosen implementation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    /// `device: gpu` with the CPU-only implementation.
+    #[error("device \"gpu\" needs the burn-wgpu implementation")]
+    GpuNeedsWgpu,
+    /// `device: gpu`, but wgpu found no adapter.
+    #[error(
+        "device \"gpu\": wgpu found no GPU adapter (is the Vulkan loader, libvulkan1, \
+         installed?)"
+    )]
+    NoAdapter,
+}
+
 /// The device a node runs on and a description for the run report.
-pub fn choose_device(imp: UNetImpl, choice: DeviceChoice) -> Result<(Device, String), String> {
+pub fn choose_device(imp: UNetImpl, choice: DeviceChoice) -> Result<(Device, String), DeviceError> {
     let cpu = || (Device::flex(), "cpu (burn Flex)".to_string());
     match (imp, choice) {
-        (UNetImpl::BurnFlex, DeviceChoice::Gpu) => {
-            Err("device \"gpu\" needs the burn-wgpu implementation".into())
-        }
+        (UNetImpl::BurnFlex, DeviceChoice::Gpu) => Err(DeviceError::GpuNeedsWgpu),
         (UNetImpl::BurnFlex, _) => Ok(cpu()),
         #[cfg(feature = "wgpu")]
         (UNetImpl::BurnWgpu, DeviceChoice::Cpu) => Ok(cpu()),
@@ -209,11 +221,7 @@ pub fn choose_device(imp: UNetImpl, choice: DeviceChoice) -> Result<(Device, Str
                 let (d, s) = cpu();
                 Ok((d, format!("{s}: no GPU adapter found by wgpu")))
             }
-            None => Err(
-                "device \"gpu\": wgpu found no GPU adapter (is the Vulkan loader, \
-                         libvulkan1, installed?)"
-                    .into(),
-            ),
+            None => Err(DeviceError::NoAdapter),
         },
     }
 }
@@ -222,7 +230,7 @@ impl Node for UNetInferNode {
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
         let image = ctx.image("image")?;
         let (device, device_name) =
-            choose_device(self.imp, self.device).map_err(NodeError::Other)?;
+            choose_device(self.imp, self.device).map_err(|e| NodeError::Other(e.to_string()))?;
         let model = SavedModel::load(&self.model, &device).map_err(|e| match e {
             crate::artifact::ModelError::File { path, message } => NodeError::file(&path, message),
             e => NodeError::file(&self.model, e.to_string()),

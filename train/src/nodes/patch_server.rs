@@ -251,9 +251,9 @@ impl ServerNode {
                 cfg.architecture.classes,
                 &cfg.hyper.normalization,
             )
-            .map_err(|message| NodeError::Input {
+            .map_err(|e| NodeError::Input {
                 port: images.into(),
-                message,
+                message: e.to_string(),
             })?;
             cases.push(case);
         }
@@ -274,9 +274,9 @@ impl Node for ServerNode {
         let train = Self::cases(ctx, ("images", "labels", "weights"), &cfg)?;
         let val = Self::cases(ctx, ("val_images", "val_labels", "val_weights"), &cfg)?;
         let validation = ValidationSet::from_cases(&val);
-        let sampler = Sampler::new(train, (*cfg).clone()).map_err(|message| NodeError::Input {
+        let sampler = Sampler::new(train, (*cfg).clone()).map_err(|e| NodeError::Input {
             port: "weights".into(),
-            message,
+            message: e.to_string(),
         })?;
         let token_path = ctx.output_path(&self.p.token_file);
         let token = read_or_create_token(&token_path)?;

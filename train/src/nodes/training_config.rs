@@ -122,12 +122,12 @@ impl NodeType for TrainingConfigNode {
             .flatten();
         if let Some(Part::Inline(a)) = &arch {
             if let Err(e) = a.check() {
-                errors.push(ParamError::field("architecture", e));
+                errors.push(ParamError::field("architecture", e.to_string()));
             }
         }
         if let Some(Part::Inline(h)) = &hyper {
             if let Err(e) = h.check() {
-                errors.push(ParamError::field("hyper", e));
+                errors.push(ParamError::field("hyper", e.to_string()));
             }
         }
         if !errors.is_empty() {
@@ -158,7 +158,7 @@ impl Node for ConfigNode {
             architecture,
             hyper,
         };
-        cfg.check().map_err(NodeError::Other)?;
+        cfg.check().map_err(|e| NodeError::Other(e.to_string()))?;
         ctx.note(format!("config {}", cfg.hash()));
         ctx.set_output("config", Value::Opaque(super::CONFIG, Arc::new(cfg)));
         Ok(())

@@ -111,7 +111,8 @@ impl Node for TrainNode {
             Some(f) => Some(read_hyper(f.as_ref()).map_err(|e| NodeError::file(f.as_ref(), e))?),
             None => None,
         };
-        let (device, device_name) = device::pick(self.p.device).map_err(NodeError::Other)?;
+        let (device, device_name) =
+            device::pick(self.p.device).map_err(|e| NodeError::Other(e.to_string()))?;
         let addr = service.server.addr().to_string();
         let mut client = Client::connect(&addr, &service.token, Duration::from_secs(5))
             .map_err(|e| NodeError::Other(format!("connecting to the patch server {addr}: {e}")))?;
