@@ -103,7 +103,7 @@ impl Node for ConnectedComponentsNode {
         let c = kernels::label(&mask, self.conn, self.method);
         let labels = c.to_labels(mask.geometry()).map_err(|e| NodeError::Input {
             port: "mask".into(),
-            message: e,
+            message: e.to_string(),
         })?;
         ctx.note(format!("{} components ({})", c.count(), self.conn));
         ctx.set_output("labels", Value::Labels(Arc::new(labels)));

@@ -22,6 +22,14 @@ use super::connectivity::Connectivity;
 use super::flood;
 use crate::shared::buffer::{zeroed, Zero};
 
+/// More components than a label map (u16 ids) can number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0} components found, but a label map holds at most 65535; remove small components \
+     first (RemoveSmallComponents) or label per slice"
+)]
+pub struct TooManyComponents(pub usize);
+
 /// A run of foreground voxels `x0..x1` in one row, and its component id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Run {
@@ -139,14 +147,9 @@ impl Components {
     }
 
     /// The label map (ids 1..=n); an error when there are more than 65535 components.
-    pub fn to_labels(&self, geometry: &Geometry) -> Result<Labels, String> {
+    pub fn to_labels(&self, geometry: &Geometry) -> Result<Labels, TooManyComponents> {
         if self.count > u16::MAX as usize {
-            return Err(format!(
-                "{} components found, but a label map holds at most {}; remove small components \
-                 first (RemoveSmallComponents) or label per slice",
-                self.count,
-                u16::MAX
-            ));
+            return Err(TooManyComponents(self.count));
         }
         Ok(Labels::from_vec(geometry.clone(), self.paint(|id| id as u16)).expect("same grid"))
     }
