@@ -18,6 +18,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value as Json};
 use voxflow_engine::batch::{self, BatchOptions, Case, CaseOutcome, CaseStatus};
 use voxflow_engine::fsutil::write_atomic;
+use voxflow_engine::graph::Override;
 use voxflow_engine::run::RunOptions;
 
 use crate::GraphArgs;
@@ -174,7 +175,11 @@ impl Spec {
     }
     fn graph_args(&self) -> GraphArgs {
         GraphArgs {
-            set: self.strings("set"),
+            set: self
+                .strings("set")
+                .iter()
+                .map(|s| Override::parse(s))
+                .collect(),
             implementations: self.strings("impl"),
         }
     }
@@ -357,7 +362,7 @@ fn new_plan(args: &SubmitArgs) -> Result<(Spec, PathBuf, Vec<usize>)> {
         "graph_as_given": graph,
         "cases": absolute(cases_file),
         "case_ids": cases.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
-        "set": args.args.set,
+        "set": args.args.set.iter().map(Override::to_string).collect::<Vec<_>>(),
         "impl": args.args.implementations,
         "threads": args.cpus_per_task,
         "out": out,
@@ -388,7 +393,7 @@ fn presegment_plan(
         bail!("--presegment {}: no cases", cases_file.display());
     }
     let ga = GraphArgs {
-        set: vec![format!("model={}", model.display())],
+        set: vec![Override::new("model", model.display().to_string())],
         implementations: vec![],
     };
     let registry = voxflow::registry();
@@ -411,7 +416,7 @@ fn presegment_plan(
         "graph_as_given": absolute(graph),
         "cases": absolute(cases_file),
         "case_ids": cases.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
-        "set": ga.set,
+        "set": ga.set.iter().map(Override::to_string).collect::<Vec<_>>(),
         "impl": ga.implementations,
         "threads": threads,
         "out": out,
@@ -700,23 +705,14 @@ fn max_array_size() -> usize {
         .unwrap_or(DEFAULT_MAX_ARRAY)
 }
 
+/// A case's plan as `voxflow run --cases` makes it, every output computed.
 fn plan_case(
     registry: &voxflow_engine::Registry,
     graph: &Path,
     args: &GraphArgs,
     case: &Case,
 ) -> std::result::Result<voxflow_engine::validate::Plan, String> {
-    let mut set: Vec<String> = case
-        .params
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    set.extend(args.set.iter().cloned());
-    let ga = GraphArgs {
-        set,
-        implementations: args.implementations.clone(),
-    };
-    crate::load_and_validate(registry, graph, &ga, &[]).map_err(|d| d.to_string())
+    crate::plan_case(registry, graph, args, &[], case)
 }
 
 /// `voxflow slurm ...`: what the jobs run.
@@ -759,7 +755,7 @@ fn task(out: &Path, index: usize) -> Result<ExitCode> {
         batch::shell_quote(spec.str("graph_as_given")),
     ];
     for s in &ga.set {
-        command.push(format!("--set {}", batch::shell_quote(s)));
+        command.push(format!("--set {}", batch::shell_quote(&s.to_string())));
     }
     for s in &ga.implementations {
         command.push(format!("--impl {}", batch::shell_quote(s)));

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use voxflow_engine::graph::{load_graph, LoadOptions};
+use voxflow_engine::graph::{load_graph, LoadOptions, Override};
 use voxflow_engine::run::{RunOptions, Status};
 use voxflow_engine::session::{run_session, Folder, Ran, SessionOptions};
 use voxflow_engine::validate::{validate, validate_template, Plan, ValidateOptions};
@@ -88,8 +88,8 @@ enum Command {
 #[derive(clap::Args, Clone)]
 struct GraphArgs {
     /// Override a graph param (`name=value`) or a node param (`node.param=value`).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    set: Vec<String>,
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_override)]
+    set: Vec<Override>,
     /// Choose the implementation of a node type for every node of that type.
     #[arg(long = "impl", value_name = "TYPE=NAME")]
     implementations: Vec<String>,
@@ -217,7 +217,7 @@ fn init_tracing(verbosity: u8) {
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     let registry = voxflow::registry();
     match cli.command {
-        Command::Run(args) => cmd_run(&registry, args),
+        Command::Run(args) => cmd_run(&registry, args, None),
         Command::Validate { graphs, graph } => {
             let mut ok = true;
             for g in &graphs {
@@ -289,6 +289,34 @@ fn load_and_validate(
     )
 }
 
+/// The plan of one case: its columns as graph params, then `args`' overrides (so `--set`
+/// wins over a column); a validation error as the case's failure text.
+fn plan_case(
+    registry: &voxflow_engine::Registry,
+    graph: &Path,
+    args: &GraphArgs,
+    targets: &[String],
+    case: &voxflow_engine::batch::Case,
+) -> std::result::Result<Plan, String> {
+    let mut set: Vec<Override> = case
+        .params
+        .iter()
+        .map(|(k, v)| Override::new(k, v))
+        .collect();
+    set.extend(args.set.iter().cloned());
+    let ga = GraphArgs {
+        set,
+        implementations: args.implementations.clone(),
+    };
+    load_and_validate(registry, graph, &ga, targets).map_err(|d| d.to_string())
+}
+
+/// A `--set` argument, split once here; one without `=` is reported by the graph loader
+/// with the graph's other problems.
+fn parse_override(arg: &str) -> std::result::Result<Override, std::convert::Infallible> {
+    Ok(Override::parse(arg))
+}
+
 /// Refuse a `--report` path that a node writes: the report would replace its result (or
 /// it the report). Compared as absolute paths, relative outputs under `out`.
 fn check_report_path(report: &Path, out: &Path, plan: &Plan) -> Result<()> {
@@ -353,6 +381,7 @@ fn cmd_batch(
     graph: &Path,
     cases_file: &Path,
     args: &RunArgs,
+    rerun: Option<String>,
 ) -> Result<ExitCode> {
     use voxflow_engine::batch::{self, BatchOptions, CaseStatus};
     let cases = batch::read_cases(cases_file)?;
@@ -365,19 +394,8 @@ fn cmd_batch(
         .unwrap_or_else(|_| graph.to_path_buf())
         .display()
         .to_string();
-    let plan_case = |case: &batch::Case| {
-        let mut set: Vec<String> = case
-            .params
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        set.extend(args.args.set.iter().cloned());
-        let ga = GraphArgs {
-            set,
-            implementations: args.args.implementations.clone(),
-        };
-        load_and_validate(registry, graph, &ga, &args.outputs).map_err(|d| d.to_string())
-    };
+    let plan_case =
+        |case: &batch::Case| plan_case(registry, graph, &args.args, &args.outputs, case);
     // Validate every case before touching the output folder: a mistake that is not a
     // case's own (a bad --set, a typo in the graph) fails them all; it is reported once,
     // and an earlier run's outputs and summary stay as they were.
@@ -407,7 +425,9 @@ fn cmd_batch(
         },
         context: voxflow_engine::provenance::RunContext {
             version: env!("CARGO_PKG_VERSION").into(),
-            command: command_line(&["--cases", "--jobs", "--memory-budget", "--resume", "--out"]),
+            command: rerun.unwrap_or_else(|| {
+                command_line(&["--cases", "--jobs", "--memory-budget", "--resume", "--out"])
+            }),
             case: None,
         },
         progress: Some(bar.callback()),
@@ -478,21 +498,34 @@ fn shipped_graph(name: &str) -> Result<PathBuf> {
 /// `voxflow run --cases` does it, into OUT/presegment/.
 fn presegment(cases: &Path, model: &Path, out: &Path, quiet: bool) -> Result<ExitCode> {
     let graph = shipped_graph("presegment.ron")?;
-    let mut argv = vec![
-        "voxflow".to_string(),
-        "run".into(),
-        graph.display().to_string(),
-        "--cases".into(),
-        cases.display().to_string(),
-        "--set".into(),
-        format!("model={}", model.display()),
-        "--out".into(),
-        out.join("presegment").display().to_string(),
-    ];
-    if quiet {
-        argv.push("--quiet".into());
-    }
-    dispatch(Cli::parse_from(argv))
+    let model = Override::new("model", model.display().to_string());
+    // What re-runs a case (each case adds its columns and --out): this process's own
+    // command line is the training's.
+    let rerun = format!(
+        "voxflow run {} --set {}",
+        voxflow_engine::batch::shell_quote(&graph.display().to_string()),
+        voxflow_engine::batch::shell_quote(&model.to_string())
+    );
+    let args = RunArgs {
+        graph: Some(graph),
+        args: GraphArgs {
+            set: vec![model],
+            implementations: Vec::new(),
+        },
+        out: out.join("presegment"),
+        outputs: Vec::new(),
+        report: None,
+        threads: None,
+        cache: None,
+        explain: false,
+        cases: Some(cases.to_path_buf()),
+        jobs: 1,
+        memory_budget: None,
+        resume: false,
+        quiet,
+        verbose: 0,
+    };
+    cmd_run(&voxflow::registry(), args, Some(rerun))
 }
 
 /// `8G`, `512M`, `100k` or plain bytes.
@@ -539,14 +572,20 @@ fn open_cache(args: &RunArgs) -> Result<Option<voxflow_engine::cache::Cache>> {
         .transpose()
 }
 
-fn cmd_run(registry: &voxflow_engine::Registry, args: RunArgs) -> Result<ExitCode> {
+/// `voxflow run`. `rerun` is the command that re-runs it, for provenance and failure
+/// records, when that is not this process's command line (`voxflow train --presegment`).
+fn cmd_run(
+    registry: &voxflow_engine::Registry,
+    args: RunArgs,
+    rerun: Option<String>,
+) -> Result<ExitCode> {
     let path = match &args.graph {
         Some(p) => p.clone(),
         None => default_graph()?,
     };
     check_out_dir(&args.out)?;
     if let Some(cases) = &args.cases {
-        return cmd_batch(registry, &path, cases, &args);
+        return cmd_batch(registry, &path, cases, &args, rerun);
     }
     let plan = match load_and_validate(registry, &path, &args.args, &args.outputs) {
         Ok(p) => p,
@@ -585,7 +624,7 @@ fn cmd_run(registry: &voxflow_engine::Registry, args: RunArgs) -> Result<ExitCod
         },
         context: voxflow_engine::provenance::RunContext {
             version: env!("CARGO_PKG_VERSION").into(),
-            command: command_line(&[]),
+            command: rerun.unwrap_or_else(|| command_line(&[])),
             case: None,
         },
     };

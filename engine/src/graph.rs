@@ -76,11 +76,65 @@ pub fn library_path() -> Vec<PathBuf> {
 /// Options for loading a graph.
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
-    /// `KEY=VALUE` overrides from the command line: `name=value` sets a graph param,
-    /// `node.param=value` a node param, `macro.param=value` a param of a macro node (as if
-    /// written in its `params`), `macro/inner.param=value` a node inside a macro. Values
-    /// are RON; text that is not valid RON is taken as a string.
-    pub set: Vec<String>,
+    /// Overrides: `name=value` sets a graph param, `node.param=value` a node param,
+    /// `macro.param=value` a param of a macro node (as if written in its `params`),
+    /// `macro/inner.param=value` a node inside a macro. Values are RON; text that is not
+    /// valid RON is taken as a string.
+    pub set: Vec<Override>,
+}
+
+impl LoadOptions {
+    /// Options from `--set` arguments as typed (`KEY=VALUE`).
+    pub fn from_args<S: AsRef<str>>(args: &[S]) -> Self {
+        LoadOptions {
+            set: args.iter().map(|a| Override::parse(a.as_ref())).collect(),
+        }
+    }
+}
+
+/// One override, split into key and value once where it is given: a `--set KEY=VALUE`
+/// argument, or a case file's column and cell (no text to re-split). The value stays
+/// text: the loader parses it as RON with positions for its diagnostics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Override {
+    /// `key=value`.
+    Set {
+        /// Graph param, `node.param` or `macro.param`.
+        key: String,
+        /// The value as written.
+        value: String,
+    },
+    /// An argument without `=`: [`load_graph`] reports it with the graph's other
+    /// problems, pointing at it.
+    Malformed(String),
+}
+
+impl Override {
+    /// `key` set to `value`.
+    pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
+        Override::Set {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+
+    /// A `--set` argument, split at its first `=`.
+    pub fn parse(arg: &str) -> Self {
+        match arg.split_once('=') {
+            Some((key, value)) => Override::new(key, value),
+            None => Override::Malformed(arg.to_string()),
+        }
+    }
+}
+
+/// As given on the command line (`KEY=VALUE`).
+impl std::fmt::Display for Override {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Override::Set { key, value } => write!(f, "{key}={value}"),
+            Override::Malformed(arg) => f.write_str(arg),
+        }
+    }
 }
 
 /// A reference to an output port: `"node"` or `"node.port"`.
@@ -347,7 +401,7 @@ impl Loader {
 
     /// Parse `--set` arguments into graph-level and node-level overrides. The command line
     /// becomes a pseudo file so that errors in values point at them.
-    fn parse_sets(&mut self, sets: &[String]) -> (Sets, Vec<NodeSet>) {
+    fn parse_sets(&mut self, sets: &[Override]) -> (Sets, Vec<NodeSet>) {
         let mut text = String::new();
         let mut graph = IndexMap::new();
         let mut nodes = Vec::new();
@@ -355,24 +409,26 @@ impl Loader {
         for s in sets {
             let start = text.len() + "--set ".len();
             text.push_str(&format!("--set {s}\n"));
-            parsed.push((s.clone(), start));
+            parsed.push((s, start));
         }
         let cli = self.sources.add(Path::new("<command line>"), text);
         debug_assert_eq!(cli, CLI_FILE, "the command line is the first source");
         for (s, start) in parsed {
-            let Some(eq) = s.find('=') else {
-                let loc = Location {
-                    file: cli,
-                    span: Span {
-                        start,
-                        end: start + s.len(),
-                    },
-                };
-                self.err(loc, format!("`--set {s}` needs the form KEY=VALUE"), None);
-                continue;
+            let (key, raw) = match s {
+                Override::Set { key, value } => (key.as_str(), value.as_str()),
+                Override::Malformed(arg) => {
+                    let loc = Location {
+                        file: cli,
+                        span: Span {
+                            start,
+                            end: start + arg.len(),
+                        },
+                    };
+                    self.err(loc, format!("`--set {arg}` needs the form KEY=VALUE"), None);
+                    continue;
+                }
             };
-            let (key, raw) = (&s[..eq], &s[eq + 1..]);
-            let vstart = start + eq + 1;
+            let vstart = start + key.len() + 1;
             let loc = Location {
                 file: cli,
                 span: Span {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use voxflow_engine::graph::{load_graph, LoadOptions};
+use voxflow_engine::graph::{load_graph, LoadOptions, Override};
 use voxflow_engine::run::{run, RunOptions, Status};
 use voxflow_engine::validate::{validate, Plan, ValidateOptions};
 use voxflow_engine::*;
@@ -203,13 +203,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 fn plan(path: &Path, set: &[&str], impls: &[&str]) -> Result<Plan, String> {
-    let g = load_graph(
-        path,
-        &LoadOptions {
-            set: set.iter().map(|s| s.to_string()).collect(),
-        },
-    )
-    .map_err(|d| d.to_string())?;
+    let g = load_graph(path, &LoadOptions::from_args(set)).map_err(|d| d.to_string())?;
     validate(
         &g,
         &registry(),
@@ -486,13 +480,7 @@ fn set_overrides_graph_and_node_params_checked_like_the_file() {
         "s": (node: "Sum", inputs: (items: ["a", "b"])),
     })"#,
     );
-    let g = load_graph(
-        &path,
-        &LoadOptions {
-            set: vec!["v=5".into(), "b.value=7.5".into()],
-        },
-    )
-    .unwrap();
+    let g = load_graph(&path, &LoadOptions::from_args(&["v=5", "b.value=7.5"])).unwrap();
     let p = validate(
         &g,
         &registry(),
@@ -515,6 +503,30 @@ fn set_overrides_graph_and_node_params_checked_like_the_file() {
     );
     assert!(err.contains("has no param `w`"), "{err}");
     assert!(err.contains("--set: no node named `x`"), "{err}");
+    // Typed overrides (a case file's column and cell) load as the `--set` text would,
+    // diagnostics pointing at the same place; an argument without `=` is reported with
+    // the graph's other problems.
+    let typed = LoadOptions {
+        set: vec![Override::new("b.value", "abc"), Override::parse("nothing")],
+    };
+    let err = load_graph(&path, &typed)
+        .map_err(|d| d.to_string())
+        .and_then(|g| {
+            validate(&g, &registry(), &ValidateOptions::default()).map_err(|d| d.to_string())
+        })
+        .unwrap_err();
+    assert!(
+        err.contains(
+            "<command line>:1:15: error: Number param `value`: invalid type: string \"abc\""
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("<command line>:2:7: error: `--set nothing` needs the form KEY=VALUE"),
+        "{err}"
+    );
+    assert_eq!(Override::parse("k=a=b"), Override::new("k", "a=b"));
+    assert_eq!(Override::new("k", "a=b").to_string(), "k=a=b");
 }
 
 #[test]
@@ -572,13 +584,7 @@ fn cache_reuses_unchanged_nodes_and_reruns_exactly_what_a_change_affects() {
     );
     let cache = Cache::open(&dir.path().join("cache")).unwrap();
     let go = |set: &[&str]| {
-        let g = load_graph(
-            &path,
-            &LoadOptions {
-                set: set.iter().map(|s| s.to_string()).collect(),
-            },
-        )
-        .unwrap();
+        let g = load_graph(&path, &LoadOptions::from_args(set)).unwrap();
         let p = validate(
             &g,
             &registry(),

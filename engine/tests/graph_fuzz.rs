@@ -169,7 +169,7 @@ fn shipped() -> Vec<PathBuf> {
 /// Load, validate and render one graph; a panic is returned as its message.
 fn exercise(path: &Path, set: &[String]) -> Result<usize, String> {
     catch_unwind(AssertUnwindSafe(|| {
-        let opts = LoadOptions { set: set.to_vec() };
+        let opts = LoadOptions::from_args(set);
         let text = match load_graph(path, &opts) {
             Err(d) => d.to_string(),
             Ok(g) => {

@@ -24,8 +24,7 @@ pub fn repo_root() -> PathBuf {
 /// Load and validate a graph with `--set` overrides and `--impl` choices; panics with the
 /// rendered diagnostics when invalid (tests want to see them).
 pub fn plan(path: &Path, set: &[String], implementations: &[String], targets: &[String]) -> Plan {
-    let graph =
-        load_graph(path, &LoadOptions { set: set.to_vec() }).unwrap_or_else(|d| panic!("{d}"));
+    let graph = load_graph(path, &LoadOptions::from_args(set)).unwrap_or_else(|d| panic!("{d}"));
     validate(
         &graph,
         &voxflow::registry(),

@@ -23,7 +23,7 @@ fn repo() -> PathBuf {
 }
 
 fn plan(path: &Path, set: Vec<String>) -> Plan {
-    let g = load_graph(path, &LoadOptions { set }).unwrap_or_else(|d| panic!("{d}"));
+    let g = load_graph(path, &LoadOptions::from_args(&set)).unwrap_or_else(|d| panic!("{d}"));
     validate(&g, &voxflow_nodes::registry(), &ValidateOptions::default())
         .unwrap_or_else(|d| panic!("{d}"))
 }

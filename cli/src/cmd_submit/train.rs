@@ -248,7 +248,10 @@ fn server_script(
         "-q".into(),
     ];
     for s in &args.args.set {
-        cmd.push(format!("--set {}", voxflow_engine::batch::shell_quote(s)));
+        cmd.push(format!(
+            "--set {}",
+            voxflow_engine::batch::shell_quote(&s.to_string())
+        ));
     }
     for s in &args.args.implementations {
         cmd.push(format!("--impl {}", voxflow_engine::batch::shell_quote(s)));
