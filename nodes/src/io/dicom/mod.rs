@@ -5,25 +5,29 @@
 //! slice's ImagePositionPatient is projected on the slice normal (the cross product of
 //! the two ImageOrientationPatient direction cosines) and sorted ascending, the order
 //! SimpleITK/GDCM use, so voxel k = 0 is the slice lowest along the normal.
+//!
+//! The format is read in `series` (files, elements, pixel data) after `prescan`
+//! checked each file's structure; `volume` assembles a series into one volume; this
+//! file is the node and its params.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use dicom_dictionary_std::tags;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use voxflow_engine::{
-    node_params, Example, Geometry, Image, ImplSpec, Node, NodeContext, NodeError, NodeSpec,
-    NodeType, OutputSpec, ParamError, Params, PortType, Value, Volume,
+    node_params, Example, ImplSpec, Node, NodeContext, NodeError, NodeSpec, NodeType, OutputSpec,
+    ParamError, Params, PortType, Value,
 };
 
 mod prescan;
 mod series;
+mod volume;
 
 #[cfg(test)]
 pub(crate) use series::decode_file;
 pub use series::{list_series, SeriesSummary, MAX_FILE_BYTES, MAX_PIXELS};
-use series::{name, optional_float, read_folder, PixelFormat, Slice};
+use volume::load;
+pub use volume::{load_dicom_series, load_dicom_series_choosing};
 
 /// Which series of a folder to load.
 #[derive(Serialize, Debug, Clone, PartialEq)]
@@ -76,286 +80,6 @@ node_params! {
     }
 }
 
-/// Largest difference between slice gaps accepted as even: 0.01 mm plus 0.1 % of the
-/// spacing (positions are often written with 2 to 3 decimals).
-fn spacing_tolerance(spacing: f64) -> f64 {
-    0.01 + 1e-3 * spacing.abs()
-}
-
-fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [
-        a[1] * b[2] - a[2] * b[1],
-        a[2] * b[0] - a[0] * b[2],
-        a[0] * b[1] - a[1] * b[0],
-    ]
-}
-
-fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
-    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
-}
-
-/// Keep the slices of the chosen series (or the only one); several series without a
-/// choice, or a choice matching none or several, is an error listing them all.
-fn pick_series(
-    dir: &Path,
-    slices: Vec<Slice>,
-    choice: Option<&SeriesChoice>,
-) -> Result<Vec<Slice>, NodeError> {
-    let groups = series::group(&slices);
-    let listing = || {
-        groups
-            .iter()
-            .map(|g| format!("  {g}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    let chosen: Vec<&SeriesSummary> = match choice {
-        None if groups.len() == 1 => vec![&groups[0]],
-        None => {
-            return Err(NodeError::file(
-                dir,
-                format!(
-                    "folder holds {} series; choose one with the `series` param (a \
-                     SeriesInstanceUID, a SeriesNumber or \"largest\"):\n{}",
-                    groups.len(),
-                    listing()
-                ),
-            ))
-        }
-        Some(SeriesChoice::Text(t)) if t == "largest" => {
-            let most = groups.iter().map(|g| g.slices.len()).max().unwrap_or(0);
-            groups.iter().filter(|g| g.slices.len() == most).collect()
-        }
-        Some(SeriesChoice::Text(uid)) => groups.iter().filter(|g| g.uid == *uid).collect(),
-        Some(SeriesChoice::Number(n)) => groups.iter().filter(|g| g.number == Some(*n)).collect(),
-    };
-    let what = match choice {
-        Some(SeriesChoice::Number(n)) => format!("series {n}"),
-        Some(SeriesChoice::Text(t)) => format!("series \"{t}\""),
-        None => String::new(),
-    };
-    match chosen.as_slice() {
-        [one] => {
-            let keep: std::collections::HashSet<usize> = one.slices.iter().copied().collect();
-            Ok(slices
-                .into_iter()
-                .enumerate()
-                .filter(|(i, _)| keep.contains(i))
-                .map(|(_, s)| s)
-                .collect())
-        }
-        [] => Err(NodeError::file(
-            dir,
-            format!(
-                "{what}: no such series in the folder; it holds:\n{}",
-                listing()
-            ),
-        )),
-        _ => Err(NodeError::file(
-            dir,
-            format!(
-                "{what} matches {} series; choose by SeriesInstanceUID:\n{}",
-                chosen.len(),
-                listing()
-            ),
-        )),
-    }
-}
-
-/// Read a DICOM series folder as an Image in HU, with the NIfTI (RAS) affine.
-///
-/// Hidden files (names starting with `.`) and sub-folders are skipped; any other file
-/// that is not DICOM is an error naming it. The voxels stay i16 when every slice's
-/// rescale slope and intercept are whole and every HU value fits, else f32. A folder
-/// holding several series needs `choice`.
-pub fn load_dicom_series(dir: &Path) -> Result<Image, NodeError> {
-    load_dicom_series_choosing(dir, None)
-}
-
-/// [`load_dicom_series`] picking one of several series.
-pub fn load_dicom_series_choosing(
-    dir: &Path,
-    choice: Option<&SeriesChoice>,
-) -> Result<Image, NodeError> {
-    load(dir, choice).map(|(image, _)| image)
-}
-
-/// The chosen series as an Image, with its identity notes for provenance.
-fn load(dir: &Path, choice: Option<&SeriesChoice>) -> Result<(Image, Vec<String>), NodeError> {
-    let slices = read_folder(dir, false)?;
-    let mut slices = pick_series(dir, slices, choice)?;
-    let notes = series_identity(&slices[0].obj);
-
-    let iop = slices[0].iop;
-    let row_dir = [iop[0], iop[1], iop[2]];
-    let col_dir = [iop[3], iop[4], iop[5]];
-    let normal = cross(row_dir, col_dir);
-    let norm = dot(normal, normal).sqrt();
-    if norm.is_nan() || norm < 0.5 {
-        return Err(NodeError::file(
-            &slices[0].path,
-            format!("degenerate ImageOrientationPatient {iop:?}"),
-        ));
-    }
-    let normal = normal.map(|v| v / norm);
-    slices.sort_by(|a, b| dot(a.ipp, normal).total_cmp(&dot(b.ipp, normal)));
-    let first = &slices[0];
-    let pos: Vec<f64> = slices.iter().map(|s| dot(s.ipp, normal)).collect();
-    let nz = slices.len();
-    let dz = if nz > 1 {
-        let dz = (pos[nz - 1] - pos[0]) / (nz - 1) as f64;
-        // Duplicates first: a duplicate also makes the spacing uneven, but is the cause.
-        for k in 1..nz {
-            let gap = pos[k] - pos[k - 1];
-            if gap.abs() < 1e-6 {
-                return Err(NodeError::file(
-                    dir,
-                    format!(
-                        "two slices at the same position {:.4} mm along the normal: {} and {}",
-                        pos[k],
-                        name(&slices[k - 1].path),
-                        name(&slices[k].path)
-                    ),
-                ));
-            }
-        }
-        // The usual gap is the (lower) median: a missing slice makes one gap larger, an
-        // extra one makes gaps smaller, and the odd gap out is the one to name.
-        let mut gaps: Vec<f64> = pos.windows(2).map(|w| w[1] - w[0]).collect();
-        gaps.sort_by(f64::total_cmp);
-        let usual = gaps[(gaps.len() - 1) / 2];
-        for k in 1..nz {
-            let gap = pos[k] - pos[k - 1];
-            if (gap - usual).abs() > spacing_tolerance(usual) {
-                let all = if nz <= 40 {
-                    format!(
-                        "; all positions (mm): [{}]",
-                        pos.iter()
-                            .map(|p| format!("{p:.3}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                } else {
-                    String::new()
-                };
-                return Err(NodeError::file(
-                    dir,
-                    format!(
-                        "uneven slice spacing: {} at {:.3} mm and {} at {:.3} mm along the slice \
-                         normal are {:.3} mm apart, but the usual gap is {:.3} mm (a missing \
-                         or extra slice?){all}",
-                        name(&slices[k - 1].path),
-                        pos[k - 1],
-                        name(&slices[k].path),
-                        pos[k],
-                        gap,
-                        usual
-                    ),
-                ));
-            }
-        }
-        dz
-    } else {
-        optional_float(
-            &first.obj,
-            &first.path,
-            tags::SPACING_BETWEEN_SLICES,
-            "SpacingBetweenSlices",
-            0.0,
-        )
-        .ok()
-        .filter(|v| *v > 0.0)
-        .or_else(|| {
-            optional_float(
-                &first.obj,
-                &first.path,
-                tags::SLICE_THICKNESS,
-                "SliceThickness",
-                0.0,
-            )
-            .ok()
-            .filter(|v| *v > 0.0)
-        })
-        .unwrap_or(1.0)
-    };
-
-    // Decode every slice in parallel to stored values, then apply each slice's rescale.
-    let (nx, ny) = (first.cols as usize, first.rows as usize);
-    let stored: Vec<Vec<i32>> = slices
-        .par_iter()
-        .map(|s| {
-            let format = PixelFormat {
-                rows: s.rows,
-                cols: s.cols,
-                slope: s.slope,
-                intercept: s.intercept,
-                signed: s.signed,
-                bits_stored: s.bits_stored,
-                monochrome1: s.monochrome1,
-            };
-            series::stored_values(&s.obj, &s.path, &format)
-        })
-        .collect::<Result<_, NodeError>>()?;
-    let whole = slices
-        .iter()
-        .all(|s| s.slope.fract() == 0.0 && s.intercept.fract() == 0.0);
-    let fits = whole
-        && slices.par_iter().zip(stored.par_iter()).all(|(s, v)| {
-            v.iter().all(|&x| {
-                let y = x as f64 * s.slope + s.intercept;
-                (i16::MIN as f64..=i16::MAX as f64).contains(&y)
-            })
-        });
-
-    // LPS affine: columns are row direction * column spacing, column direction * row
-    // spacing, normal * slice spacing; origin the first slice's position. RAS negates
-    // the x and y rows.
-    let (dx, dy) = (first.pixel_spacing[1], first.pixel_spacing[0]);
-    let origin = slices[0].ipp;
-    let mut affine = [[0.0; 4]; 4];
-    for r in 0..3 {
-        let sign = if r < 2 { -1.0 } else { 1.0 };
-        affine[r] = [
-            sign * row_dir[r] * dx,
-            sign * col_dir[r] * dy,
-            sign * normal[r] * dz,
-            sign * origin[r],
-        ];
-    }
-    affine[3] = [0.0, 0.0, 0.0, 1.0];
-    let geometry = Geometry::from_affine([nx, ny, nz], affine);
-    let plane = nx * ny;
-    if fits {
-        let mut out = vec![0i16; plane * nz];
-        out.par_chunks_mut(plane)
-            .zip(stored.par_iter().zip(slices.par_iter()))
-            .for_each(|(o, (v, s))| {
-                // Checked above: slope and intercept are whole and every result fits in i16.
-                let (m, b) = (s.slope as i64, s.intercept as i64);
-                o.iter_mut()
-                    .zip(v)
-                    .for_each(|(o, &x)| *o = (x as i64 * m + b) as i16);
-            });
-        Ok((
-            Image::I16(Volume::from_vec(geometry, out).expect("sized")),
-            notes,
-        ))
-    } else {
-        let mut out = vec![0f32; plane * nz];
-        out.par_chunks_mut(plane)
-            .zip(stored.par_iter().zip(slices.par_iter()))
-            .for_each(|(o, (v, s))| {
-                o.iter_mut()
-                    .zip(v)
-                    .for_each(|(o, &x)| *o = (x as f64 * s.slope + s.intercept) as f32);
-            });
-        Ok((
-            Image::F32(Volume::from_vec(geometry, out).expect("sized")),
-            notes,
-        ))
-    }
-}
-
 struct LoadDicomNode {
     dir: PathBuf,
     series: Option<SeriesChoice>,
@@ -374,29 +98,6 @@ impl Node for LoadDicomNode {
     fn input_files(&self) -> Vec<PathBuf> {
         vec![self.dir.clone()]
     }
-}
-
-/// `StudyInstanceUID=...`, `SeriesInstanceUID=...` and `PatientID=...` of a slice of
-/// the loaded series (empty values left out), for provenance records.
-fn series_identity(obj: &dicom_object::DefaultDicomObject) -> Vec<String> {
-    [
-        (tags::STUDY_INSTANCE_UID, "StudyInstanceUID"),
-        (tags::SERIES_INSTANCE_UID, "SeriesInstanceUID"),
-        (tags::PATIENT_ID, "PatientID"),
-    ]
-    .into_iter()
-    .filter_map(|(tag, name)| {
-        let v = obj
-            .element_opt(tag)
-            .ok()??
-            .to_str()
-            .ok()?
-            .trim()
-            .trim_end_matches('\0')
-            .to_string();
-        (!v.is_empty()).then(|| format!("{name}={v}"))
-    })
-    .collect()
 }
 
 /// Read a DICOM CT series folder as an Image in HU.
