@@ -25,9 +25,11 @@ use std::time::Instant;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
+use voxflow_engine::volume::ShapeError;
 use voxflow_engine::{Image, Labels, Volume};
 
 use crate::artifact::SavedModel;
+use crate::config::TileError;
 use crate::cpu::CpuUNet;
 
 /// How to run inference.
@@ -150,6 +152,35 @@ struct Unit {
     x0: usize,
 }
 
+/// Why [`predict`] refused a model, image or options, or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    /// The model takes more than the CT's one channel per network input.
+    #[error(
+        "the model expects {0} input channels, but a CT image has 1 (one axial slice per \
+         network input)"
+    )]
+    InputChannels(usize),
+    /// `batch_size` 0.
+    #[error("batch_size must be >= 1")]
+    BatchSize,
+    /// `overlap` outside `[0, 1)`.
+    #[error("overlap must be in [0, 1), got {0}")]
+    Overlap(f64),
+    /// A tile the network cannot take.
+    #[error(transparent)]
+    Tile(#[from] TileError),
+    /// An image with no voxels (its dims).
+    #[error("the image is empty ({}x{}x{})", .0[0], .0[1], .0[2])]
+    EmptyImage([usize; 3]),
+    /// burn's output could not be read as f32 values (its message).
+    #[error("reading the network output: {0}")]
+    Output(String),
+    /// The output volumes did not match the input grid (a bug).
+    #[error("building the output volumes: {0}")]
+    Shape(#[from] ShapeError),
+}
+
 /// Which implementation runs the network's forward pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forward {
@@ -168,14 +199,14 @@ pub const FORWARD_BURN: &str = "burn modules";
 
 /// Run `model` on every axial slice of `image` (HU) on `device`.
 ///
-/// Errors (as messages) when the model cannot take a CT (more than one input channel), the
-/// tile does not fit the network, or the options are out of range.
+/// Errors when the model cannot take a CT (more than one input channel), the tile does not
+/// fit the network, or the options are out of range.
 pub fn predict(
     model: &SavedModel,
     device: &Device,
     image: &Image,
     opts: &InferOptions,
-) -> Result<Prediction, String> {
+) -> Result<Prediction, InferError> {
     predict_with(model, device, image, opts, Forward::Auto)
 }
 
@@ -186,30 +217,26 @@ pub fn predict_with(
     image: &Image,
     opts: &InferOptions,
     forward: Forward,
-) -> Result<Prediction, String> {
+) -> Result<Prediction, InferError> {
     let t_total = Instant::now();
     crate::alloc::keep_network_buffers();
     let arch = &model.meta.architecture;
     if arch.in_channels != 1 {
-        return Err(format!(
-            "the model expects {} input channels, but a CT image has 1 (one axial slice per \
-             network input)",
-            arch.in_channels
-        ));
+        return Err(InferError::InputChannels(arch.in_channels));
     }
     if opts.batch_size == 0 {
-        return Err("batch_size must be >= 1".into());
+        return Err(InferError::BatchSize);
     }
     if !(0.0..1.0).contains(&opts.overlap) {
-        return Err(format!("overlap must be in [0, 1), got {}", opts.overlap));
+        return Err(InferError::Overlap(opts.overlap));
     }
     if let Some(t) = opts.tile {
-        arch.check_tile(t).map_err(|e| e.to_string())?;
+        arch.check_tile(t)?;
     }
     let geometry = image.geometry().clone();
     let [nx, ny, nz] = geometry.dims;
     if nx == 0 || ny == 0 || nz == 0 {
-        return Err(format!("the image is empty ({nx}x{ny}x{nz})"));
+        return Err(InferError::EmptyImage([nx, ny, nz]));
     }
     let m = arch.size_multiple();
     let classes = arch.classes;
@@ -282,7 +309,7 @@ pub fn predict_with(
                     softmax(model.net.forward(x), 1)
                         .into_data()
                         .try_into_vec::<f32>()
-                        .map_err(|e| format!("reading the network output: {e:?}"))?
+                        .map_err(|e| InferError::Output(format!("{e:?}")))?
                 }
             };
             stats.network_s += t_net.elapsed().as_secs_f64();
@@ -337,8 +364,8 @@ pub fn predict_with(
                 }
             });
     }
-    let labels = Volume::from_vec(geometry.clone(), labels).map_err(|e| e.to_string())?;
-    let max_probability = Volume::from_vec(geometry, maxp).map_err(|e| e.to_string())?;
+    let labels = Volume::from_vec(geometry.clone(), labels)?;
+    let max_probability = Volume::from_vec(geometry, maxp)?;
     stats.total_s = t_total.elapsed().as_secs_f64();
     Ok(Prediction {
         labels,

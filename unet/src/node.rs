@@ -258,18 +258,22 @@ impl Node for UNetInferNode {
                 ),
             });
         }
-        let pred = predict(&model, &device, &image, &self.options).map_err(NodeError::Other)?;
+        let pred = predict(&model, &device, &image, &self.options)
+            .map_err(|e| NodeError::Other(e.to_string()))?;
         let s = &pred.stats;
+        let slices = image.geometry().dims[2];
         ctx.note(format!(
-            "device: {device_name}; {} inputs of {}x{} px in {} batches of <= {}; network \
-             {:.2} s of {:.2} s",
+            "device: {device_name}, forward pass: {}; {} inputs of {}x{} px in {} batches of \
+             <= {}; network {:.2} s of {:.2} s; {slices} slices, {:.2} slices/s",
+            s.forward,
             s.inputs,
             s.input_size.0,
             s.input_size.1,
             s.batches,
             self.options.batch_size,
             s.network_s,
-            s.total_s
+            s.total_s,
+            slices as f64 / s.total_s.max(1e-9)
         ));
         ctx.set_output("labels", Value::Labels(Arc::new(pred.labels)));
         ctx.set_output(

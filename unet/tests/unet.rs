@@ -7,6 +7,7 @@ use std::sync::Arc;
 use burn::tensor::Device;
 use voxflow_engine::{Geometry, Image, NodeContext, NodeError, NodeType, Value, Volume};
 use voxflow_unet::config::{ModelKind, Upsampling};
+use voxflow_unet::infer::InferError;
 use voxflow_unet::{predict, write_random_model, InferOptions, SavedModel, UNetConfig};
 
 fn small(kernel: usize, levels: usize, classes: usize) -> UNetConfig {
@@ -266,8 +267,10 @@ fn a_model_with_two_input_channels_is_refused_for_a_ct() {
         &InferOptions::default(),
     )
     .unwrap_err();
+    assert!(matches!(e, InferError::InputChannels(2)), "{e:?}");
     assert!(
-        e.contains("expects 2 input channels, but a CT image has 1"),
+        e.to_string()
+            .contains("expects 2 input channels, but a CT image has 1"),
         "{e}"
     );
 }
