@@ -12,8 +12,8 @@ use indexmap::IndexMap;
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::diag::{Diagnostic, Diagnostics, Location, Severity, Sources};
-use crate::graph::Graph;
-use crate::node::{Node, NodeSpec, ParamError};
+use crate::graph::{Graph, GraphNode, InputBinding, PortRef};
+use crate::node::{InputSpec, Node, NodeSpec, OutputSpec, ParamError};
 use crate::registry::Registry;
 use crate::ron_spanned::RonValue;
 use crate::suggest::hint;
@@ -282,187 +282,24 @@ fn check(
 
     // Pass 2: inputs and edges.
     let index: BTreeMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    let nodes = NodeLookup {
+        built: &built,
+        index: &index,
+        ids: &ids,
+    };
     let mut all_inputs: Vec<Vec<(String, Vec<Edge>)>> = Vec::new();
     for (i, n) in graph.nodes.values().enumerate() {
-        let mut inputs = Vec::new();
-        let Some(Built { spec, .. }) = &built[i] else {
-            all_inputs.push(inputs);
-            continue;
-        };
-        let port_names: Vec<&str> = spec.inputs.iter().map(|p| p.name).collect();
-        for b in &n.inputs {
-            let Some(pspec) = spec.input(&b.port) else {
-                v.error(
-                    b.loc,
-                    format!("{} `{}` has no input `{}`", spec.name, n.id, b.port),
-                    hint(&b.port, &port_names).or_else(|| Some(choices("inputs", &port_names))),
-                );
-                continue;
-            };
-            if !pspec.multiple && (b.is_list || b.refs.len() > 1) {
-                v.error(
-                    b.loc,
-                    format!(
-                        "input `{}` of {} takes one value, not a list",
-                        b.port, spec.name
-                    ),
-                    None,
-                );
-            }
-            let mut edges = Vec::new();
-            for r in &b.refs {
-                let Some(&from) = index.get(r.node.as_str()) else {
-                    v.error(
-                        r.loc,
-                        format!("no node named `{}`", r.node),
-                        hint(&r.node, &ids),
-                    );
-                    continue;
-                };
-                let Some(Built { spec: src_spec, .. }) = &built[from] else {
-                    continue;
-                };
-                let outs: Vec<&str> = src_spec.outputs.iter().map(|o| o.name).collect();
-                let port = match &r.port {
-                    Some(p) => match src_spec.output(p) {
-                        Some(o) => o,
-                        None => {
-                            v.error(
-                                r.loc,
-                                format!("{} `{}` has no output `{p}`", src_spec.name, r.node),
-                                hint(p, &outs).or_else(|| Some(choices("outputs", &outs))),
-                            );
-                            continue;
-                        }
-                    },
-                    None if src_spec.outputs.len() == 1 => &src_spec.outputs[0],
-                    None if src_spec.outputs.is_empty() => {
-                        v.error(
-                            r.loc,
-                            format!("{} `{}` has no outputs to connect", src_spec.name, r.node),
-                            None,
-                        );
-                        continue;
-                    }
-                    None => {
-                        v.error(
-                            r.loc,
-                            format!(
-                                "{} `{}` has {} outputs; name one as `{}.PORT`",
-                                src_spec.name,
-                                r.node,
-                                outs.len(),
-                                r.node
-                            ),
-                            Some(choices("outputs", &outs)),
-                        );
-                        continue;
-                    }
-                };
-                if !pspec.types.contains(&port.ty) {
-                    let want: Vec<String> = pspec.types.iter().map(|t| t.to_string()).collect();
-                    v.error(
-                        r.loc,
-                        format!(
-                            "port type mismatch: `{}.{}` is {}, but input `{}` of {} `{}` takes {}",
-                            r.node,
-                            port.name,
-                            port.ty,
-                            b.port,
-                            spec.name,
-                            n.id,
-                            want.join(" or ")
-                        ),
-                        None,
-                    );
-                    continue;
-                }
-                edges.push(Edge {
-                    from,
-                    port: port.name.to_string(),
-                });
-            }
-            inputs.push((b.port.clone(), edges));
-        }
-        for p in &spec.inputs {
-            if p.required && !n.inputs.iter().any(|b| b.port == p.name) {
-                let types: Vec<String> = p.types.iter().map(|t| t.to_string()).collect();
-                v.error(
-                    n.loc,
-                    format!(
-                        "{} `{}` needs input `{}` ({})",
-                        spec.name,
-                        n.id,
-                        p.name,
-                        types.join(" or ")
-                    ),
-                    None,
-                );
-            }
-        }
-        all_inputs.push(inputs);
+        all_inputs.push(match &built[i] {
+            Some(Built { spec, .. }) => v.node_inputs(n, spec, &nodes),
+            None => Vec::new(),
+        });
     }
 
     // Pass 3: cycles.
-    let mut dag: DiGraph<usize, ()> = DiGraph::new();
-    let nidx: Vec<NodeIndex> = (0..ids.len()).map(|i| dag.add_node(i)).collect();
-    for (i, inputs) in all_inputs.iter().enumerate() {
-        for (_, edges) in inputs {
-            for e in edges {
-                dag.add_edge(nidx[e.from], nidx[i], ());
-            }
-        }
-    }
-    for scc in petgraph::algo::tarjan_scc(&dag) {
-        let self_loop = scc.len() == 1 && dag.contains_edge(scc[0], scc[0]);
-        if scc.len() > 1 || self_loop {
-            let mut members: Vec<usize> = scc.iter().map(|n| dag[*n]).collect();
-            members.sort();
-            let path = cycle_path(&dag, &nidx, &members);
-            let names: Vec<&str> = path.iter().map(|&i| ids[i]).collect();
-            let first = graph.nodes[members[0]].loc;
-            v.error(
-                first,
-                format!("cycle: {}", names.join(" -> ")),
-                Some("a graph must not feed a node's result back into itself".into()),
-            );
-        }
-    }
+    v.cycles(&ids, &all_inputs);
 
     // Targets.
-    let mut targets = Vec::new();
-    for t in &opts.targets {
-        let (node, port) = match t.split_once('.') {
-            Some((n, p)) => (n, Some(p)),
-            None => (t.as_str(), None),
-        };
-        let Some(&i) = index.get(node) else {
-            v.diags.push(
-                Diagnostic::file_error(
-                    &graph.file,
-                    format!("--output {t}: no node named `{node}`"),
-                )
-                .with_help(hint(node, &ids)),
-            );
-            continue;
-        };
-        let Some(Built { spec, .. }) = &built[i] else {
-            continue;
-        };
-        let outs: Vec<&str> = spec.outputs.iter().map(|o| o.name).collect();
-        match port {
-            Some(p) if spec.output(p).is_some() => targets.push((i, p.to_string())),
-            Some(p) => v.diags.push(
-                Diagnostic::file_error(
-                    &graph.file,
-                    format!("--output {t}: {} `{node}` has no output `{p}`", spec.name),
-                )
-                .with_help(hint(p, &outs).or_else(|| Some(choices("outputs", &outs)))),
-            ),
-            None if outs.is_empty() => targets.push((i, String::new())),
-            None => targets.extend(outs.iter().map(|o| (i, o.to_string()))),
-        }
-    }
+    let targets = v.targets(&opts.targets, &nodes);
 
     if v.diags.iter().any(|d| d.severity == Severity::Error) {
         crate::diag::sort(&mut v.diags);
@@ -472,17 +309,53 @@ fn check(
         });
     }
 
-    // Needed nodes: ancestors of the targets, or of every leaf when none are given.
-    let n = ids.len();
-    let mut consumers = vec![0usize; n];
-    for inputs in &all_inputs {
+    let consumers = consumer_counts(&all_inputs);
+    let needed = needed_nodes(&all_inputs, &consumers, opts.targets.is_empty(), &targets);
+    v.unread_outputs(&built, &consumers, &targets);
+
+    crate::diag::sort(&mut v.diags);
+    Ok(Checked {
+        built,
+        all_inputs,
+        targets,
+        needed,
+        warnings: Diagnostics {
+            items: v.diags,
+            sources: v.sources,
+        },
+        unset: v.unset,
+    })
+}
+
+/// The nodes built in pass 1, by position and by id, for resolving references.
+struct NodeLookup<'a> {
+    built: &'a [Option<Built>],
+    index: &'a BTreeMap<&'a str, usize>,
+    ids: &'a [&'a str],
+}
+
+/// How many edges read each node's outputs.
+fn consumer_counts(all_inputs: &[Vec<(String, Vec<Edge>)>]) -> Vec<usize> {
+    let mut consumers = vec![0usize; all_inputs.len()];
+    for inputs in all_inputs {
         for (_, edges) in inputs {
             for e in edges {
                 consumers[e.from] += 1;
             }
         }
     }
-    let roots: Vec<usize> = if opts.targets.is_empty() {
+    consumers
+}
+
+/// Needed nodes: ancestors of the targets, or of every leaf when none are given.
+fn needed_nodes(
+    all_inputs: &[Vec<(String, Vec<Edge>)>],
+    consumers: &[usize],
+    no_targets: bool,
+    targets: &[(usize, String)],
+) -> Vec<bool> {
+    let n = all_inputs.len();
+    let roots: Vec<usize> = if no_targets {
         (0..n).filter(|&i| consumers[i] == 0).collect()
     } else {
         targets.iter().map(|t| t.0).collect()
@@ -499,45 +372,7 @@ fn check(
             );
         }
     }
-
-    // Warnings: nodes whose outputs nobody reads (unless declared as graph outputs).
-    let declared: Vec<&str> = graph.outputs.values().map(|r| r.node.as_str()).collect();
-    for (i, gn) in graph.nodes.values().enumerate() {
-        let spec = &built[i].as_ref().expect("no errors").spec;
-        // A node whose outputs are all services (a server) is meant to run alone too: it
-        // then serves in the foreground, so nobody reading it is no mistake.
-        let only_services = spec.outputs.iter().all(|o| o.ty.runs_alone());
-        if consumers[i] == 0
-            && !spec.outputs.is_empty()
-            && !only_services
-            && !declared.contains(&gn.id.as_str())
-            && !targets.iter().any(|t| t.0 == i)
-        {
-            let outs: Vec<&str> = spec.outputs.iter().map(|o| o.name).collect();
-            v.diags.push(Diagnostic::warning(
-                gn.loc,
-                format!(
-                    "nobody uses the output of {} `{}` ({})",
-                    spec.name,
-                    gn.id,
-                    outs.join(", ")
-                ),
-            ));
-        }
-    }
-
-    crate::diag::sort(&mut v.diags);
-    Ok(Checked {
-        built,
-        all_inputs,
-        targets,
-        needed,
-        warnings: Diagnostics {
-            items: v.diags,
-            sources: v.sources,
-        },
-        unset: v.unset,
-    })
+    needed
 }
 
 /// A node type resolved for a graph node; `node` is `None` when its params are wrong.
@@ -608,6 +443,249 @@ impl Validator<'_> {
         }
     }
 
+    /// Pass 2 for one built node: its input bindings checked against its spec and
+    /// resolved to edges, then its required inputs that are not bound.
+    fn node_inputs(
+        &mut self,
+        n: &GraphNode,
+        spec: &NodeSpec,
+        nodes: &NodeLookup,
+    ) -> Vec<(String, Vec<Edge>)> {
+        let mut inputs = Vec::new();
+        let port_names: Vec<&str> = spec.inputs.iter().map(|p| p.name).collect();
+        for b in &n.inputs {
+            let Some(pspec) = spec.input(&b.port) else {
+                self.error(
+                    b.loc,
+                    format!("{} `{}` has no input `{}`", spec.name, n.id, b.port),
+                    hint(&b.port, &port_names).or_else(|| Some(choices("inputs", &port_names))),
+                );
+                continue;
+            };
+            if !pspec.multiple && (b.is_list || b.refs.len() > 1) {
+                self.error(
+                    b.loc,
+                    format!(
+                        "input `{}` of {} takes one value, not a list",
+                        b.port, spec.name
+                    ),
+                    None,
+                );
+            }
+            let mut edges = Vec::new();
+            for r in &b.refs {
+                if let Some(e) = self.edge(n, spec, b, pspec, r, nodes) {
+                    edges.push(e);
+                }
+            }
+            inputs.push((b.port.clone(), edges));
+        }
+        for p in &spec.inputs {
+            if p.required && !n.inputs.iter().any(|b| b.port == p.name) {
+                let types: Vec<String> = p.types.iter().map(|t| t.to_string()).collect();
+                self.error(
+                    n.loc,
+                    format!(
+                        "{} `{}` needs input `{}` ({})",
+                        spec.name,
+                        n.id,
+                        p.name,
+                        types.join(" or ")
+                    ),
+                    None,
+                );
+            }
+        }
+        inputs
+    }
+
+    /// The edge a reference bound to input `b` of node `n` makes: the source node exists,
+    /// has that output (or just one) and its type is one the input takes.
+    fn edge(
+        &mut self,
+        n: &GraphNode,
+        spec: &NodeSpec,
+        b: &InputBinding,
+        pspec: &InputSpec,
+        r: &PortRef,
+        nodes: &NodeLookup,
+    ) -> Option<Edge> {
+        let Some(&from) = nodes.index.get(r.node.as_str()) else {
+            self.error(
+                r.loc,
+                format!("no node named `{}`", r.node),
+                hint(&r.node, nodes.ids),
+            );
+            return None;
+        };
+        let Some(Built { spec: src_spec, .. }) = &nodes.built[from] else {
+            return None;
+        };
+        let port = self.source_port(r, src_spec)?;
+        if !pspec.types.contains(&port.ty) {
+            let want: Vec<String> = pspec.types.iter().map(|t| t.to_string()).collect();
+            self.error(
+                r.loc,
+                format!(
+                    "port type mismatch: `{}.{}` is {}, but input `{}` of {} `{}` takes {}",
+                    r.node,
+                    port.name,
+                    port.ty,
+                    b.port,
+                    spec.name,
+                    n.id,
+                    want.join(" or ")
+                ),
+                None,
+            );
+            return None;
+        }
+        Some(Edge {
+            from,
+            port: port.name.to_string(),
+        })
+    }
+
+    /// The output of `src_spec` that reference `r` names, or its only output.
+    fn source_port<'s>(&mut self, r: &PortRef, src_spec: &'s NodeSpec) -> Option<&'s OutputSpec> {
+        let outs: Vec<&str> = src_spec.outputs.iter().map(|o| o.name).collect();
+        match &r.port {
+            Some(p) => match src_spec.output(p) {
+                Some(o) => Some(o),
+                None => {
+                    self.error(
+                        r.loc,
+                        format!("{} `{}` has no output `{p}`", src_spec.name, r.node),
+                        hint(p, &outs).or_else(|| Some(choices("outputs", &outs))),
+                    );
+                    None
+                }
+            },
+            None if src_spec.outputs.len() == 1 => Some(&src_spec.outputs[0]),
+            None if src_spec.outputs.is_empty() => {
+                self.error(
+                    r.loc,
+                    format!("{} `{}` has no outputs to connect", src_spec.name, r.node),
+                    None,
+                );
+                None
+            }
+            None => {
+                self.error(
+                    r.loc,
+                    format!(
+                        "{} `{}` has {} outputs; name one as `{}.PORT`",
+                        src_spec.name,
+                        r.node,
+                        outs.len(),
+                        r.node
+                    ),
+                    Some(choices("outputs", &outs)),
+                );
+                None
+            }
+        }
+    }
+
+    /// Pass 3: every cycle, named by its nodes, at its first node.
+    fn cycles(&mut self, ids: &[&str], all_inputs: &[Vec<(String, Vec<Edge>)>]) {
+        let mut dag: DiGraph<usize, ()> = DiGraph::new();
+        let nidx: Vec<NodeIndex> = (0..ids.len()).map(|i| dag.add_node(i)).collect();
+        for (i, inputs) in all_inputs.iter().enumerate() {
+            for (_, edges) in inputs {
+                for e in edges {
+                    dag.add_edge(nidx[e.from], nidx[i], ());
+                }
+            }
+        }
+        for scc in petgraph::algo::tarjan_scc(&dag) {
+            let self_loop = scc.len() == 1 && dag.contains_edge(scc[0], scc[0]);
+            if scc.len() > 1 || self_loop {
+                let mut members: Vec<usize> = scc.iter().map(|n| dag[*n]).collect();
+                members.sort();
+                let path = cycle_path(&dag, &nidx, &members);
+                let names: Vec<&str> = path.iter().map(|&i| ids[i]).collect();
+                let first = self.graph.nodes[members[0]].loc;
+                self.error(
+                    first,
+                    format!("cycle: {}", names.join(" -> ")),
+                    Some("a graph must not feed a node's result back into itself".into()),
+                );
+            }
+        }
+    }
+
+    /// The `--output` targets as (node index, port); a node without a port means all its
+    /// outputs (or the node itself when it has none).
+    fn targets(&mut self, given: &[String], nodes: &NodeLookup) -> Vec<(usize, String)> {
+        let file = &self.graph.file;
+        let mut targets = Vec::new();
+        for t in given {
+            let (node, port) = match t.split_once('.') {
+                Some((n, p)) => (n, Some(p)),
+                None => (t.as_str(), None),
+            };
+            let Some(&i) = nodes.index.get(node) else {
+                self.diags.push(
+                    Diagnostic::file_error(file, format!("--output {t}: no node named `{node}`"))
+                        .with_help(hint(node, nodes.ids)),
+                );
+                continue;
+            };
+            let Some(Built { spec, .. }) = &nodes.built[i] else {
+                continue;
+            };
+            let outs: Vec<&str> = spec.outputs.iter().map(|o| o.name).collect();
+            match port {
+                Some(p) if spec.output(p).is_some() => targets.push((i, p.to_string())),
+                Some(p) => self.diags.push(
+                    Diagnostic::file_error(
+                        file,
+                        format!("--output {t}: {} `{node}` has no output `{p}`", spec.name),
+                    )
+                    .with_help(hint(p, &outs).or_else(|| Some(choices("outputs", &outs)))),
+                ),
+                None if outs.is_empty() => targets.push((i, String::new())),
+                None => targets.extend(outs.iter().map(|o| (i, o.to_string()))),
+            }
+        }
+        targets
+    }
+
+    /// Warnings: nodes whose outputs nobody reads (unless declared as graph outputs).
+    fn unread_outputs(
+        &mut self,
+        built: &[Option<Built>],
+        consumers: &[usize],
+        targets: &[(usize, String)],
+    ) {
+        let graph = self.graph;
+        let declared: Vec<&str> = graph.outputs.values().map(|r| r.node.as_str()).collect();
+        for (i, gn) in graph.nodes.values().enumerate() {
+            let spec = &built[i].as_ref().expect("no errors").spec;
+            // A node whose outputs are all services (a server) is meant to run alone too:
+            // it then serves in the foreground, so nobody reading it is no mistake.
+            let only_services = spec.outputs.iter().all(|o| o.ty.runs_alone());
+            if consumers[i] == 0
+                && !spec.outputs.is_empty()
+                && !only_services
+                && !declared.contains(&gn.id.as_str())
+                && !targets.iter().any(|t| t.0 == i)
+            {
+                let outs: Vec<&str> = spec.outputs.iter().map(|o| o.name).collect();
+                self.diags.push(Diagnostic::warning(
+                    gn.loc,
+                    format!(
+                        "nobody uses the output of {} `{}` ({})",
+                        spec.name,
+                        gn.id,
+                        outs.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+
     fn error(&mut self, loc: Location, msg: String, help: Option<String>) {
         self.diags.push(Diagnostic::error(loc, msg).with_help(help));
     }
@@ -652,9 +730,11 @@ impl Validator<'_> {
         out
     }
 
+    /// Pass 1 for one node: its type, implementation and params. `None` for an unknown
+    /// type; a node whose implementation or params are wrong has no runnable `node`.
     fn build_node(
         &mut self,
-        n: &crate::graph::GraphNode,
+        n: &GraphNode,
         registry: &Registry,
         globals: &BTreeMap<String, String>,
     ) -> Option<Built> {
@@ -668,28 +748,9 @@ impl Validator<'_> {
             );
             return None;
         };
-        let impl_names: Vec<&str> = spec.impls.iter().map(|i| i.name).collect();
-        let chosen = match &n.implementation {
-            Some((name, loc)) => {
-                if !impl_names.contains(&name.as_str()) {
-                    self.error(
-                        *loc,
-                        format!("{} has no implementation `{name}`", spec.name),
-                        Some(choices("implementations", &impl_names)),
-                    );
-                    return Some(Built {
-                        spec: spec.clone(),
-                        implementation: name.clone(),
-                        impl_version: 0,
-                        node: None,
-                    });
-                }
-                name.clone()
-            }
-            None => globals
-                .get(spec.name)
-                .cloned()
-                .unwrap_or_else(|| spec.default_impl().name.to_string()),
+        let chosen = match self.choose_impl(n, spec, globals) {
+            Ok(chosen) => chosen,
+            Err(unknown) => return Some(unknown),
         };
         let version = spec
             .impls
@@ -708,10 +769,6 @@ impl Validator<'_> {
         if n.params_unresolved {
             return unbuilt(chosen);
         }
-
-        // Unknown params first, with did-you-mean, at the key.
-        let param_names: Vec<&str> = spec.params.iter().map(|p| p.name).collect();
-        let mut ok = true;
         let params_loc = n
             .params
             .as_ref()
@@ -720,41 +777,7 @@ impl Validator<'_> {
                 span: p.span,
             })
             .unwrap_or(n.loc);
-        if let Some(p) = &n.params {
-            match &p.value {
-                RonValue::Struct {
-                    fields,
-                    is_map: false,
-                    ..
-                } => {
-                    for (k, _) in fields {
-                        if !param_names.contains(&k.name.as_str()) {
-                            ok = false;
-                            let loc = Location {
-                                file: param_file(n, std::slice::from_ref(&k.name)),
-                                span: k.span,
-                            };
-                            self.error(
-                                loc,
-                                format!("{} has no param `{}`", spec.name, k.name),
-                                hint(&k.name, &param_names)
-                                    .or_else(|| Some(choices("params", &param_names))),
-                            );
-                        }
-                    }
-                }
-                RonValue::Unit => {}
-                _ => {
-                    self.error(
-                        params_loc,
-                        "params must be written (name: value, ...)".to_string(),
-                        None,
-                    );
-                    return unbuilt(chosen);
-                }
-            }
-        }
-        if !ok {
+        if !self.param_names_known(n, spec, params_loc) {
             return unbuilt(chosen);
         }
         let json = n
@@ -775,45 +798,133 @@ impl Validator<'_> {
                 node: Some(node),
             }),
             Err(errors) => {
-                for ParamError { path, message } in errors {
-                    let (loc, what) = match n.params.as_ref().and_then(|p| p.find(&path)) {
-                        Some(v) => (
-                            Location {
-                                file: param_file(n, &path),
-                                span: v.span,
-                            },
-                            path.join("."),
-                        ),
-                        None => (params_loc, path.join(".")),
-                    };
-                    // A `${param}` whose graph param is `None` arrives here as null; the
-                    // loader noted which param it came from.
-                    let unset = n
-                        .params
-                        .as_ref()
-                        .and_then(|p| p.find(&path))
-                        .filter(|v| matches!(v.value, RonValue::None))
-                        .and_then(|v| self.graph.unset_origin(&n.id, loc.file, v.span))
-                        .map(str::to_string);
-                    if let Some(name) = unset {
-                        self.unset_param(loc, &name);
-                        continue;
-                    }
-                    let msg = if what.is_empty() {
-                        format!("{} `{}`: {message}", spec.name, n.id)
-                    } else {
-                        format!("{} param `{what}`: {message}", spec.name)
-                    };
-                    self.error(loc, msg, None);
-                }
+                self.param_errors(n, spec, params_loc, errors);
                 unbuilt(chosen)
             }
+        }
+    }
+
+    /// The implementation a node runs: its own choice, else `--impl`, else the type's
+    /// default. An unknown choice is reported and comes back as an unbuilt node.
+    fn choose_impl(
+        &mut self,
+        n: &GraphNode,
+        spec: &NodeSpec,
+        globals: &BTreeMap<String, String>,
+    ) -> Result<String, Built> {
+        let impl_names: Vec<&str> = spec.impls.iter().map(|i| i.name).collect();
+        match &n.implementation {
+            Some((name, loc)) => {
+                if !impl_names.contains(&name.as_str()) {
+                    self.error(
+                        *loc,
+                        format!("{} has no implementation `{name}`", spec.name),
+                        Some(choices("implementations", &impl_names)),
+                    );
+                    return Err(Built {
+                        spec: spec.clone(),
+                        implementation: name.clone(),
+                        impl_version: 0,
+                        node: None,
+                    });
+                }
+                Ok(name.clone())
+            }
+            None => Ok(globals
+                .get(spec.name)
+                .cloned()
+                .unwrap_or_else(|| spec.default_impl().name.to_string())),
+        }
+    }
+
+    /// Unknown params first, with did-you-mean, at the key; `false` when any is unknown
+    /// or the params are not written as `(name: value, ...)`.
+    fn param_names_known(&mut self, n: &GraphNode, spec: &NodeSpec, params_loc: Location) -> bool {
+        let Some(p) = &n.params else {
+            return true;
+        };
+        let param_names: Vec<&str> = spec.params.iter().map(|p| p.name).collect();
+        let mut ok = true;
+        match &p.value {
+            RonValue::Struct {
+                fields,
+                is_map: false,
+                ..
+            } => {
+                for (k, _) in fields {
+                    if !param_names.contains(&k.name.as_str()) {
+                        ok = false;
+                        let loc = Location {
+                            file: param_file(n, std::slice::from_ref(&k.name)),
+                            span: k.span,
+                        };
+                        self.error(
+                            loc,
+                            format!("{} has no param `{}`", spec.name, k.name),
+                            hint(&k.name, &param_names)
+                                .or_else(|| Some(choices("params", &param_names))),
+                        );
+                    }
+                }
+            }
+            RonValue::Unit => {}
+            _ => {
+                self.error(
+                    params_loc,
+                    "params must be written (name: value, ...)".to_string(),
+                    None,
+                );
+                return false;
+            }
+        }
+        ok
+    }
+
+    /// What the node type's `build` refused, each at the value it names; a value that is
+    /// `None` because its graph param is unset is an unset param instead.
+    fn param_errors(
+        &mut self,
+        n: &GraphNode,
+        spec: &NodeSpec,
+        params_loc: Location,
+        errors: Vec<ParamError>,
+    ) {
+        for ParamError { path, message } in errors {
+            let (loc, what) = match n.params.as_ref().and_then(|p| p.find(&path)) {
+                Some(v) => (
+                    Location {
+                        file: param_file(n, &path),
+                        span: v.span,
+                    },
+                    path.join("."),
+                ),
+                None => (params_loc, path.join(".")),
+            };
+            // A `${param}` whose graph param is `None` arrives here as null; the
+            // loader noted which param it came from.
+            let unset = n
+                .params
+                .as_ref()
+                .and_then(|p| p.find(&path))
+                .filter(|v| matches!(v.value, RonValue::None))
+                .and_then(|v| self.graph.unset_origin(&n.id, loc.file, v.span))
+                .map(str::to_string);
+            if let Some(name) = unset {
+                self.unset_param(loc, &name);
+                continue;
+            }
+            let msg = if what.is_empty() {
+                format!("{} `{}`: {message}", spec.name, n.id)
+            } else {
+                format!("{} param `{what}`: {message}", spec.name)
+            };
+            self.error(loc, msg, None);
         }
     }
 }
 
 /// The file a param's span points into: the command line for `--set` values.
-fn param_file(n: &crate::graph::GraphNode, path: &[String]) -> usize {
+fn param_file(n: &GraphNode, path: &[String]) -> usize {
     match path.first() {
         Some(k) if n.cli_params.contains(k) => crate::graph::CLI_FILE,
         _ => n.params_file,
