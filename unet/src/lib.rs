@@ -80,13 +80,14 @@ pub use config::{
 };
 pub use infer::{predict, predict_with, Forward, InferOptions, InferStats, Prediction};
 pub use model::UNet;
+pub use node::{UNetInfer, UNetInferParams};
 
 /// The burn version this crate is built on, so callers name the same `Device`.
 pub use burn;
 
 /// Register this crate's node types (`UNetInfer`).
 pub fn register(reg: &mut Registry) {
-    reg.add(node::UNetInfer);
+    reg.add(UNetInfer);
 }
 
 /// File name extension of saved model folders (`NAME.vxmodel/`).

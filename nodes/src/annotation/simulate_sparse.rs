@@ -163,15 +163,15 @@ impl NodeType for SimulateSparseAnnotation {
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
         let p = SimulateSparseAnnotationParams::from_json(params)?;
         p.validate()?;
-        Ok(Box::new(SimulateSparseNode { p }))
+        Ok(Box::new(SimulateSparseAnnotationNode { p }))
     }
 }
 
-struct SimulateSparseNode {
+struct SimulateSparseAnnotationNode {
     p: SimulateSparseAnnotationParams,
 }
 
-impl Node for SimulateSparseNode {
+impl Node for SimulateSparseAnnotationNode {
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
         let labels = ctx.labels("labels")?;
         let nz = labels.dims()[2];

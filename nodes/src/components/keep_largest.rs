@@ -81,7 +81,7 @@ impl NodeType for KeepLargestComponents {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Box::new(KeepLargestNode {
+        Ok(Box::new(KeepLargestComponentsNode {
             n: p.n,
             conn: conn.expect("checked"),
             method: Method::from_name(implementation)?,
@@ -89,13 +89,13 @@ impl NodeType for KeepLargestComponents {
     }
 }
 
-struct KeepLargestNode {
+struct KeepLargestComponentsNode {
     n: usize,
     conn: Connectivity,
     method: Method,
 }
 
-impl Node for KeepLargestNode {
+impl Node for KeepLargestComponentsNode {
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
         let mask = ctx.mask("mask")?;
         let out = kernels::keep_largest(&mask, self.conn, self.n, self.method);

@@ -86,7 +86,7 @@ impl NodeType for RemoveSmallComponents {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Box::new(RemoveSmallNode {
+        Ok(Box::new(RemoveSmallComponentsNode {
             min_ml: p.min_volume_ml,
             conn: conn.expect("checked"),
             method: Method::from_name(implementation)?,
@@ -94,13 +94,13 @@ impl NodeType for RemoveSmallComponents {
     }
 }
 
-struct RemoveSmallNode {
+struct RemoveSmallComponentsNode {
     min_ml: f64,
     conn: Connectivity,
     method: Method,
 }
 
-impl Node for RemoveSmallNode {
+impl Node for RemoveSmallComponentsNode {
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
         let mask = ctx.mask("mask")?;
         let out = kernels::remove_small(&mask, self.conn, self.min_ml, self.method);

@@ -37,14 +37,14 @@ pub fn build2(
     f: fn(&Mask, &Mask) -> Mask,
 ) -> Result<Box<dyn Node>, Vec<ParamError>> {
     NoParams::from_json(params)?;
-    Ok(Box::new(Binary { f }))
+    Ok(Box::new(BinaryNode { f }))
 }
 
-struct Binary {
+struct BinaryNode {
     f: fn(&Mask, &Mask) -> Mask,
 }
 
-impl Node for Binary {
+impl Node for BinaryNode {
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
         let (a, b) = (ctx.mask("a")?, ctx.mask("b")?);
         ctx.check_same_grid("a", "b")?;

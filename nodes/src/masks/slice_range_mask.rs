@@ -81,19 +81,19 @@ impl NodeType for SliceRangeMask {
                 format!("must be <= last, got first {} > last {last}", p.first),
             )]);
         }
-        Ok(Box::new(RangeNode {
+        Ok(Box::new(SliceRangeMaskNode {
             first: p.first,
             last,
         }))
     }
 }
 
-struct RangeNode {
+struct SliceRangeMaskNode {
     first: usize,
     last: usize,
 }
 
-impl Node for RangeNode {
+impl Node for SliceRangeMaskNode {
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
         let g = ctx
             .input("like")

@@ -4,6 +4,10 @@ pub mod patch_server;
 pub mod training_config;
 pub mod unet_train;
 
+pub use patch_server::{PatchServer, PatchServerParams, PatchService};
+pub use training_config::{TrainingConfig, TrainingConfigParams};
+pub use unet_train::{UNetTrain, UNetTrainParams};
+
 use voxflow_engine::value::{OpaqueType, PortType};
 use voxflow_engine::Registry;
 
@@ -17,7 +21,7 @@ pub const SERVICE: PortType = PortType::Opaque(OpaqueType::new("Service").runs_a
 
 /// Register the training node types.
 pub fn register(reg: &mut Registry) {
-    reg.add(training_config::TrainingConfigNode);
-    reg.add(patch_server::PatchServerNode);
-    reg.add(unet_train::UNetTrainNode);
+    reg.add(TrainingConfig);
+    reg.add(PatchServer);
+    reg.add(UNetTrain);
 }

@@ -11,7 +11,7 @@ use voxflow_engine::{
 
 use crate::config::TrainingConfig;
 use crate::patches::{Sampler, TrainCase, ValidationSet};
-use crate::server::{PatchServer, ServerOptions};
+use crate::server::{self, ServerOptions};
 
 node_params! {
     /// Params of `PatchServer`.
@@ -37,13 +37,13 @@ node_params! {
 /// A running server on a `Service` edge, with what a trainer needs to reach it.
 pub struct PatchService {
     /// The server (stops accepting when the last holder drops it).
-    pub server: PatchServer,
+    pub server: server::PatchServer,
     /// Its token.
     pub token: String,
 }
 
 /// The `PatchServer` node type.
-pub struct PatchServerNode;
+pub struct PatchServer;
 
 const LIST: [PortType; 1] = [PortType::Image];
 const LABELS: [PortType; 1] = [PortType::Labels];
@@ -56,7 +56,7 @@ fn optional_list(name: &'static str, types: &'static [PortType], doc: &'static s
     }
 }
 
-impl NodeType for PatchServerNode {
+impl NodeType for PatchServer {
     fn spec(&self) -> NodeSpec {
         NodeSpec {
             name: "PatchServer",
@@ -152,7 +152,7 @@ impl NodeType for PatchServerNode {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Box::new(ServerNode { p }))
+        Ok(Box::new(PatchServerNode { p }))
     }
 }
 
@@ -177,7 +177,7 @@ pub const TRAIN_EXAMPLE: &str = r#"Graph(
     },
 )"#;
 
-struct ServerNode {
+struct PatchServerNode {
     p: PatchServerParams,
 }
 
@@ -207,7 +207,7 @@ pub fn read_or_create_token(path: &Path) -> Result<String, NodeError> {
     }
 }
 
-impl ServerNode {
+impl PatchServerNode {
     fn cases(
         ctx: &NodeContext,
         (images, labels, weights): (&str, &str, &str),
@@ -261,7 +261,7 @@ impl ServerNode {
     }
 }
 
-impl Node for ServerNode {
+impl Node for PatchServerNode {
     fn output_files(&self) -> Vec<PathBuf> {
         vec![
             PathBuf::from(&self.p.token_file),
@@ -280,7 +280,7 @@ impl Node for ServerNode {
         })?;
         let token_path = ctx.output_path(&self.p.token_file);
         let token = read_or_create_token(&token_path)?;
-        let server = PatchServer::start(
+        let server = server::PatchServer::start(
             sampler,
             validation,
             ServerOptions {

@@ -10,7 +10,7 @@ use voxflow_engine::{
 };
 use voxflow_unet::UNetConfig;
 
-use crate::config::{read_architecture, read_hyper, Hyper, TrainingConfig};
+use crate::config::{self, read_architecture, read_hyper, Hyper};
 
 node_params! {
     /// Params of `TrainingConfig`: each part inline (a RON struct) or a file path (string).
@@ -61,9 +61,9 @@ fn part<T: for<'de> Deserialize<'de>>(
 }
 
 /// The `TrainingConfig` node type.
-pub struct TrainingConfigNode;
+pub struct TrainingConfig;
 
-impl NodeType for TrainingConfigNode {
+impl NodeType for TrainingConfig {
     fn spec(&self) -> NodeSpec {
         NodeSpec {
             name: "TrainingConfig",
@@ -133,16 +133,16 @@ impl NodeType for TrainingConfigNode {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Box::new(ConfigNode { arch, hyper }))
+        Ok(Box::new(TrainingConfigNode { arch, hyper }))
     }
 }
 
-struct ConfigNode {
+struct TrainingConfigNode {
     arch: Option<Part<UNetConfig>>,
     hyper: Option<Part<Hyper>>,
 }
 
-impl Node for ConfigNode {
+impl Node for TrainingConfigNode {
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
         let architecture = match &self.arch {
             None => UNetConfig::seed(),
@@ -154,7 +154,7 @@ impl Node for ConfigNode {
             Some(Part::Inline(h)) => h.clone(),
             Some(Part::File(p)) => read_hyper(p).map_err(|e| NodeError::file(p, e))?,
         };
-        let cfg = TrainingConfig {
+        let cfg = config::TrainingConfig {
             architecture,
             hyper,
         };

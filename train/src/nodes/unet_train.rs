@@ -37,9 +37,9 @@ node_params! {
 }
 
 /// The `UNetTrain` node type.
-pub struct UNetTrainNode;
+pub struct UNetTrain;
 
-impl NodeType for UNetTrainNode {
+impl NodeType for UNetTrain {
     fn spec(&self) -> NodeSpec {
         NodeSpec {
             name: "UNetTrain",
@@ -86,15 +86,15 @@ impl NodeType for UNetTrainNode {
         if p.out.is_empty() {
             return Err(vec![ParamError::field("out", "must name a folder")]);
         }
-        Ok(Box::new(TrainNode { p }))
+        Ok(Box::new(UNetTrainNode { p }))
     }
 }
 
-struct TrainNode {
+struct UNetTrainNode {
     p: UNetTrainParams,
 }
 
-impl Node for TrainNode {
+impl Node for UNetTrainNode {
     fn output_files(&self) -> Vec<PathBuf> {
         vec![PathBuf::from(&self.p.out)]
     }
