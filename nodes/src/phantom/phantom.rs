@@ -134,22 +134,37 @@ impl NodeType for Phantom {
         params: &serde_json::Value,
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        let p = PhantomParams::from_json(params)?;
-        p.validate()?;
-        Ok(Box::new(PhantomNode { params: p }))
+        PhantomNode::build(params, |p, ctx| {
+            let v = generate(p);
+            ctx.set_output("ct", Value::Image(Arc::new(Image::I16(v.ct))));
+            ctx.set_output("truth", Value::Labels(Arc::new(v.truth)));
+            ctx.set_output("prediction", Value::Labels(Arc::new(v.prediction)));
+        })
     }
 }
 
-struct PhantomNode {
+/// The runnable of both phantom node types (`Phantom`, `PhantomVertebrae`): checked params
+/// and what the node type makes of them.
+pub(super) struct PhantomNode {
     params: PhantomParams,
+    outputs: fn(&PhantomParams, &mut NodeContext),
+}
+
+impl PhantomNode {
+    /// Parse and check the params; `outputs` sets the node type's outputs when it runs.
+    pub(super) fn build(
+        params: &serde_json::Value,
+        outputs: fn(&PhantomParams, &mut NodeContext),
+    ) -> Result<Box<dyn Node>, Vec<ParamError>> {
+        let params = PhantomParams::from_json(params)?;
+        params.validate()?;
+        Ok(Box::new(PhantomNode { params, outputs }))
+    }
 }
 
 impl Node for PhantomNode {
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
-        let v = generate(&self.params);
-        ctx.set_output("ct", Value::Image(Arc::new(Image::I16(v.ct))));
-        ctx.set_output("truth", Value::Labels(Arc::new(v.truth)));
-        ctx.set_output("prediction", Value::Labels(Arc::new(v.prediction)));
+        (self.outputs)(&self.params, ctx);
         Ok(())
     }
 }

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use voxflow_engine::{
-    Example, ImplSpec, Node, NodeContext, NodeError, NodeSpec, NodeType, OutputSpec, ParamError,
-    Params, PortType, Value,
+    Example, ImplSpec, Node, NodeSpec, NodeType, OutputSpec, ParamError, Params, PortType, Value,
 };
 
 use super::generate::vertebrae;
+use super::phantom::PhantomNode;
 use super::PhantomParams;
 
 /// Vertebra labels (TotalSegmentator v2 numbering) of the phantom with the same params.
@@ -63,22 +63,8 @@ impl NodeType for PhantomVertebrae {
         params: &serde_json::Value,
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        let p = PhantomParams::from_json(params)?;
-        p.validate()?;
-        Ok(Box::new(PhantomVertebraeNode { params: p }))
-    }
-}
-
-struct PhantomVertebraeNode {
-    params: PhantomParams,
-}
-
-impl Node for PhantomVertebraeNode {
-    fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
-        ctx.set_output(
-            "vertebrae",
-            Value::Labels(Arc::new(vertebrae(&self.params))),
-        );
-        Ok(())
+        PhantomNode::build(params, |p, ctx| {
+            ctx.set_output("vertebrae", Value::Labels(Arc::new(vertebrae(p))));
+        })
     }
 }

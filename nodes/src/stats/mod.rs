@@ -17,5 +17,3 @@ pub fn register(reg: &mut Registry) {
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_level;

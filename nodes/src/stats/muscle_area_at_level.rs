@@ -547,3 +547,6 @@ impl Node for MuscleAreaAtLevelNode {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

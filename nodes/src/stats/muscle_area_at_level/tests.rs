@@ -8,9 +8,7 @@ use std::sync::Arc;
 
 use voxflow_engine::{Cell, Geometry, Labels, Mask, NodeContext, NodeType, Table, Value, Volume};
 
-use super::muscle_area_at_level::{
-    find_level, pixel_area_mm2, si_axis, vertebra_name, LevelError, MuscleAreaAtLevel,
-};
+use super::{find_level, pixel_area_mm2, si_axis, vertebra_name, LevelError, MuscleAreaAtLevel};
 use crate::io::nifti_load::{load_labels, load_mask};
 use crate::phantom::{generate, phantom_geometry, vertebra_label_at, vertebrae, PhantomParams};
 use crate::testdata::{python, shared_data};
