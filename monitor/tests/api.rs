@@ -338,6 +338,13 @@ fn two_writers_tied_timestamps_come_back_in_capture_order_via_load_more_and_sse(
         }
     });
     log.close();
+    // The file itself: every line once, seq 0..2N, each writer's lines in capture order.
+    let direct: Vec<Value> = voxflow_monitor::logs::read(&path)
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::to_value(l).unwrap())
+        .collect();
+    check_capture_order(&direct, 2 * N, 0);
     let base = start(dir.path(), None);
 
     // "load more": newest first, page by page by cursor.
@@ -393,6 +400,9 @@ fn check_capture_order(lines: &[Value], n: usize, first: u64) {
             mine.windows(2).all(|p| p[0] + 1 == p[1]),
             "{w} out of order"
         );
+        if first == 0 {
+            assert_eq!(mine.first(), Some(&0), "{w} starts at its first line");
+        }
     }
 }
 
