@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::{repo, text, voxflow};
+use common::{phantom_case, repo, text, voxflow, COMPARE_GRAPH};
 
 #[test]
 fn validate_reports_five_mistakes_with_positions_and_fails() {
@@ -224,33 +224,6 @@ fn dot_draws_ports_on_edges() {
         "{t}"
     );
 }
-
-/// Write phantom case files (`truth.nii.gz`, `pred.nii.gz`) into `dir`.
-fn phantom_case(dir: &Path, seed: u64, dims: &str) {
-    let g = format!(
-        r#"Graph(name: "case", nodes: {{
-            "p": (node: "Phantom", params: (seed: {seed}, dims: {dims})),
-            "t": (node: "SaveNifti", inputs: (volume: "p.truth"), params: (path: "truth.nii.gz")),
-            "q": (node: "SaveNifti", inputs: (volume: "p.prediction"), params: (path: "pred.nii.gz")),
-        }})"#
-    );
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("make.ron"), g).unwrap();
-    let o = voxflow(&["run", "make.ron", "--out", ".", "-q"], dir);
-    assert!(o.status.success(), "{}", text(&o));
-}
-
-const COMPARE_GRAPH: &str = r#"Graph(
-    name: "compare_case",
-    params: { "a": None, "b": None },
-    nodes: {
-        "a": (node: "LoadLabels", params: (path: "${a}")),
-        "b": (node: "LoadLabels", params: (path: "${b}")),
-        "dice": (node: "CompareMasks", inputs: (a: "a", b: "b"), params: (labels: [1])),
-        "save": (node: "WriteTable", inputs: (table: "dice"), params: (path: "dice.csv")),
-    },
-)
-"#;
 
 #[test]
 fn batch_survives_bad_cases_summarizes_and_resumes_only_what_failed() {

@@ -5,29 +5,11 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn voxflow_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_voxflow"));
-    c.args(args).current_dir(cwd).env_remove("SLURM_JOB_ID");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("run voxflow")
-}
-
-fn voxflow(args: &[&str], cwd: &Path) -> Output {
-    voxflow_env(args, cwd, &[])
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::{phantom_case, sparse_server_graph, text, voxflow, voxflow_env, COMPARE_GRAPH};
 
 /// A folder of fake Slurm commands (`name` -> shell body) to use as the whole PATH.
 fn fake_bin(dir: &Path, scripts: &[(&str, &str)]) -> PathBuf {
@@ -280,32 +262,6 @@ fn slurm(test: &str) -> bool {
     true
 }
 
-fn phantom_case(dir: &Path, seed: u64) {
-    let g = format!(
-        r#"Graph(name: "case", nodes: {{
-            "p": (node: "Phantom", params: (seed: {seed}, dims: (48, 48, 6))),
-            "t": (node: "SaveNifti", inputs: (volume: "p.truth"), params: (path: "truth.nii.gz")),
-            "q": (node: "SaveNifti", inputs: (volume: "p.prediction"), params: (path: "pred.nii.gz")),
-        }})"#
-    );
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("make.ron"), g).unwrap();
-    let o = voxflow(&["run", "make.ron", "--out", ".", "-q"], dir);
-    assert!(o.status.success(), "{}", text(&o));
-}
-
-const COMPARE_GRAPH: &str = r#"Graph(
-    name: "compare_case",
-    params: { "a": None, "b": None },
-    nodes: {
-        "a": (node: "LoadLabels", params: (path: "${a}")),
-        "b": (node: "LoadLabels", params: (path: "${b}")),
-        "dice": (node: "CompareMasks", inputs: (a: "a", b: "b"), params: (labels: [1])),
-        "save": (node: "WriteTable", inputs: (table: "dice"), params: (path: "dice.csv")),
-    },
-)
-"#;
-
 /// Poll `voxflow status` until nothing is queued or running and the gather job is gone.
 fn wait_idle(d: &Path, out: &str, limit: Duration) -> String {
     let t0 = Instant::now();
@@ -343,7 +299,7 @@ fn slurm_array_matches_the_local_batch_and_resumes_only_what_failed() {
     std::fs::write(d.join("compare.ron"), COMPARE_GRAPH).unwrap();
     let mut tsv = String::from("case\ta\tb\n");
     for i in 1..=4 {
-        phantom_case(&d.join(format!("data/c{i}")), i);
+        phantom_case(&d.join(format!("data/c{i}")), i, "(48, 48, 6)");
         tsv.push_str(&format!(
             "c{i}\tdata/c{i}/truth.nii.gz\tdata/c{i}/pred.nii.gz\n"
         ));
@@ -590,36 +546,11 @@ impl Drop for CancelJobs {
     }
 }
 
-/// A server-only graph: two sparse phantom cases, a tiny network, many short steps.
-fn serve_graph(d: &Path, iterations: u64) {
-    let m = Path::new(env!("CARGO_MANIFEST_DIR")).join("../graphs/macros/sparse_phantom.ron");
-    let g = format!(
-        r#"Graph(
-    name: "serve",
-    nodes: {{
-        "a": (node: "{m}", params: (seed: 1, dims: (64, 48, 8), slices_every: 2)),
-        "b": (node: "{m}", params: (seed: 2, dims: (64, 48, 8), slices_every: 2)),
-        "val": (node: "Phantom", params: (seed: 3, dims: (64, 48, 4))),
-        "config": (node: "TrainingConfig", params: (
-            architecture: (kind: "unet2d", in_channels: 1, classes: 3, levels: 2, base_filters: 4,
-                           kernel: 3, batch_norm: false, upsampling: "transposed"),
-            hyper: (iterations: {iterations}, validate_every: 20, patch_size: 16, batch_size: 4, learning_rate: 1e-2),
-        )),
-        "server": (node: "PatchServer", inputs: (
-            config: "config", images: ["a.ct", "b.ct"], labels: ["a.labels", "b.labels"],
-            weights: ["a.weights", "b.weights"], val_images: ["val.ct"], val_labels: ["val.truth"])),
-    }},
-)"#,
-        m = m.display()
-    );
-    std::fs::write(d.join("serve.ron"), g).unwrap();
-}
-
 #[test]
 fn train_dry_run_prints_a_server_and_a_requeueable_trainer_script() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    serve_graph(d, 20);
+    sparse_server_graph(d, 20, 20);
     let bin = fake_bin(d, &[]);
     let path = [("PATH", bin.to_str().unwrap())];
     let o = voxflow_env(
@@ -740,7 +671,7 @@ fn slurm_training_requeued_resumes_from_its_checkpoint_with_the_same_loss_curve(
     let d = dir.path();
     let _slot = training_slot();
     let _cancel = CancelJobs(d.join("out"));
-    serve_graph(d, STEPS);
+    sparse_server_graph(d, STEPS, 20);
     let t0 = Instant::now();
     let o = voxflow(
         &[
@@ -927,7 +858,7 @@ fn ct_cases(d: &Path, seeds: &[u64]) {
 fn train_dry_run_with_presegment_prints_an_array_after_the_trainer() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    serve_graph(d, 20);
+    sparse_server_graph(d, 20, 20);
     std::fs::write(
         d.join("cases.tsv"),
         "case\tct\nc1\tc1.nii.gz\nc2\tc2.nii.gz\n",
@@ -1016,7 +947,7 @@ fn slurm_training_then_presegment_array_matches_a_local_presegment_run() {
     let d = dir.path();
     let _slot = training_slot();
     let _cancel = CancelJobs(d.join("out"));
-    serve_graph(d, 40);
+    sparse_server_graph(d, 40, 20);
     ct_cases(d, &[5, 6, 7]);
     let t0 = Instant::now();
     let o = voxflow(
@@ -1098,7 +1029,7 @@ fn slurm_failed_trainer_stops_its_server_and_cancels_the_presegment_array() {
     let d = dir.path();
     let _slot = training_slot();
     let _cancel = CancelJobs(d.join("out"));
-    serve_graph(d, 40);
+    sparse_server_graph(d, 40, 20);
     ct_cases(d, &[5]);
     let o = voxflow(
         &[

@@ -15,11 +15,18 @@ pub fn repo() -> PathBuf {
 
 /// Runs the `voxflow` binary in `cwd` and waits for it.
 pub fn voxflow(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_voxflow"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("run voxflow")
+    voxflow_env(args, cwd, &[])
+}
+
+/// [`voxflow`] with extra environment variables. `SLURM_JOB_ID` is removed, so a test run
+/// inside a Slurm job behaves as outside one.
+pub fn voxflow_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_voxflow"));
+    c.args(args).current_dir(cwd).env_remove("SLURM_JOB_ID");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run voxflow")
 }
 
 /// stdout then stderr, as a user reads them.
@@ -58,3 +65,32 @@ pub fn sparse_server_graph(dir: &Path, iterations: u64, validate_every: u64) -> 
     std::fs::write(&path, g).unwrap();
     path
 }
+
+/// Writes phantom case files (`truth.nii.gz`, `pred.nii.gz`) into `dir`.
+pub fn phantom_case(dir: &Path, seed: u64, dims: &str) {
+    let g = format!(
+        r#"Graph(name: "case", nodes: {{
+            "p": (node: "Phantom", params: (seed: {seed}, dims: {dims})),
+            "t": (node: "SaveNifti", inputs: (volume: "p.truth"), params: (path: "truth.nii.gz")),
+            "q": (node: "SaveNifti", inputs: (volume: "p.prediction"), params: (path: "pred.nii.gz")),
+        }})"#
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("make.ron"), g).unwrap();
+    let o = voxflow(&["run", "make.ron", "--out", ".", "-q"], dir);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// Dice of two label files (graph params `a`, `b`) into `dice.csv`: the batch tests' case
+/// graph.
+pub const COMPARE_GRAPH: &str = r#"Graph(
+    name: "compare_case",
+    params: { "a": None, "b": None },
+    nodes: {
+        "a": (node: "LoadLabels", params: (path: "${a}")),
+        "b": (node: "LoadLabels", params: (path: "${b}")),
+        "dice": (node: "CompareMasks", inputs: (a: "a", b: "b"), params: (labels: [1])),
+        "save": (node: "WriteTable", inputs: (table: "dice"), params: (path: "dice.csv")),
+    },
+)
+"#;
