@@ -749,3 +749,96 @@ fn expansion_past_the_limits_stops_the_load_with_one_error() {
         "{d}"
     );
 }
+
+#[test]
+fn a_session_cleans_records_by_folder_kind_and_resumes_only_an_unchanged_case() {
+    use voxflow_engine::session::{resume_or_run, run_session, Folder, Outcome, SessionOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "g.ron",
+        r#"Graph(name: "g", params: { "v": 1.0, "f": false }, nodes: {
+        "a": (node: "Number", params: (value: "${v}")),
+        "s": (node: "Sum", inputs: (items: ["a"]), params: (fail: "${f}")),
+    })"#,
+    );
+    let out = dir.path().join("out");
+    // What an earlier, killed run left: a temporary file, its records.
+    let earlier = || {
+        std::fs::create_dir_all(out.join("failed")).unwrap();
+        std::fs::write(out.join(".x.nii.gz.1234.part"), "half").unwrap();
+        std::fs::write(out.join("provenance.json"), "{}").unwrap();
+        std::fs::write(out.join("failed/old.txt"), "old").unwrap();
+    };
+    let opts = |folder: Folder, resume: bool| SessionOptions {
+        dir: out.clone(),
+        folder,
+        resume,
+        run: RunOptions {
+            collect_tables: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let ok = plan(&path, &[], &[]).unwrap();
+
+    // A shared folder: only the temporary file goes; this run wrote no file, so the
+    // earlier records stay and no provenance is written.
+    earlier();
+    let ran = run_session(&ok, &opts(Folder::Shared, false));
+    assert!(ran.report.ok());
+    assert!(ran.provenance.is_none());
+    assert!(!out.join(".x.nii.gz.1234.part").exists());
+    assert_eq!(
+        std::fs::read_to_string(out.join("provenance.json")).unwrap(),
+        "{}"
+    );
+    assert!(out.join("failed/old.txt").exists());
+
+    // A case folder: the earlier records go; tables.json and provenance.json are written.
+    earlier();
+    let Outcome::Ran(ran) = resume_or_run(&ok, &opts(Folder::Case, true)) else {
+        panic!("an earlier run that did not finish was resumed");
+    };
+    assert!(!out.join(".x.nii.gz.1234.part").exists());
+    assert!(!out.join("failed").exists());
+    let written = ran.provenance.as_ref().unwrap().as_ref().unwrap();
+    assert_eq!(*written, out.join("provenance.json"));
+    let prov: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(written).unwrap()).unwrap();
+    assert_eq!(prov["status"], "ok");
+    let tables = ran.tables();
+    assert_eq!(
+        value_of(&Value::Table(Arc::new(tables["s.out"].clone()))),
+        1.0
+    );
+    assert_eq!(
+        voxflow_engine::session::read_case_tables(&out),
+        Some(tables.clone())
+    );
+
+    // Resumed with the same params: nothing runs, the stored tables come back; a changed
+    // param runs again.
+    match resume_or_run(&ok, &opts(Folder::Case, true)) {
+        Outcome::Resumed(t) => assert_eq!(t, tables),
+        Outcome::Ran(_) => panic!("an unchanged complete case ran again"),
+    }
+    let changed = plan(&path, &["v=2"], &[]).unwrap();
+    let Outcome::Ran(ran) = resume_or_run(&changed, &opts(Folder::Case, true)) else {
+        panic!("a case whose params changed was resumed");
+    };
+    assert_eq!(value_of(&ran.report.outputs["s.out"]), 2.0);
+
+    // A failed node: its record, no provenance (and so nothing to resume from).
+    let failing = plan(&path, &["f=true"], &[]).unwrap();
+    let Outcome::Ran(ran) = resume_or_run(&failing, &opts(Folder::Case, true)) else {
+        panic!("a failing case was resumed");
+    };
+    assert!(ran.provenance.is_none());
+    let records = ran.failure_records.as_ref().unwrap();
+    assert_eq!(*records, vec![out.join("failed/s.txt")]);
+    assert!(std::fs::read_to_string(&records[0])
+        .unwrap()
+        .contains("asked to fail"));
+    assert!(!out.join("provenance.json").exists());
+}
