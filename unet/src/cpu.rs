@@ -439,7 +439,6 @@ fn conv3x3_relu(src: &[f32], conv: &Conv3, dst: &mut [f32], p: Plane) {
     let blocks = c_out.div_ceil(mb);
     let out = Shared(dst.as_mut_ptr());
     (0..chunks * blocks).into_par_iter().for_each(|task| {
-        let out = out;
         let (chunk, blk) = (task / blocks, task % blocks);
         let (y0, y1) = (chunk * rows, ((chunk + 1) * rows).min(p.h));
         let (m0, m1) = (blk * mb, ((blk + 1) * mb).min(c_out));
@@ -483,7 +482,10 @@ fn conv3x3_relu(src: &[f32], conv: &Conv3, dst: &mut [f32], p: Plane) {
                 // SAFETY: task (chunk, blk) alone writes rows y0..y1 of channels m0..m1,
                 // inside `dst` (asserted above).
                 let to = unsafe {
-                    std::slice::from_raw_parts_mut(out.0.add((m0 + i) * plane + p.at(y, 0)), p.w)
+                    std::slice::from_raw_parts_mut(
+                        out.ptr().add((m0 + i) * plane + p.at(y, 0)),
+                        p.w,
+                    )
                 };
                 for (t, f) in to.iter_mut().zip(from) {
                     *t = f.max(0.0);
@@ -518,7 +520,6 @@ fn conv3x3_relu_cols(src: &[f32], conv: &Conv3, dst: &mut [f32], p: Plane) {
     let chunks = p.h.div_ceil(rows);
     let out = Shared(dst.as_mut_ptr());
     (0..chunks).into_par_iter().for_each(|chunk| {
-        let out = out;
         let (y0, y1) = (chunk * rows, ((chunk + 1) * rows).min(p.h));
         let n = (y1 - y0 - 1) * row + p.w;
         let first = p.at(y0, 0);
@@ -557,7 +558,7 @@ fn conv3x3_relu_cols(src: &[f32], conv: &Conv3, dst: &mut [f32], p: Plane) {
                 // SAFETY: task `chunk` alone writes rows y0..y1 of every channel, inside
                 // `dst` (asserted above).
                 let to = unsafe {
-                    std::slice::from_raw_parts_mut(out.0.add(o * plane + p.at(y, 0)), p.w)
+                    std::slice::from_raw_parts_mut(out.ptr().add(o * plane + p.at(y, 0)), p.w)
                 };
                 for (t, f) in to.iter_mut().zip(from) {
                     *t = f.max(0.0);
@@ -597,7 +598,6 @@ fn up2x2(src: &[f32], up: &Up2, ps: Plane, dst: &mut [f32], pd: Plane) {
     let blocks = c_out.div_ceil(mb);
     let out = Shared(dst.as_mut_ptr());
     (0..chunks * blocks).into_par_iter().for_each(|task| {
-        let out = out;
         let (chunk, blk) = (task / blocks, task % blocks);
         let (y0, y1) = (chunk * rows, ((chunk + 1) * rows).min(ps.h));
         let (o0, o1) = (blk * mb, ((blk + 1) * mb).min(c_out));
@@ -642,7 +642,7 @@ fn up2x2(src: &[f32], up: &Up2, ps: Plane, dst: &mut [f32], pd: Plane) {
                 // channels o0..o1; the row's 2 * ps.w = pd.w pixels lie inside `dst`.
                 let to = unsafe {
                     std::slice::from_raw_parts_mut(
-                        out.0.add(o * pd.len() + pd.at(2 * y + dy, 0)),
+                        out.ptr().add(o * pd.len() + pd.at(2 * y + dy, 0)),
                         pd.w,
                     )
                 };
@@ -665,7 +665,6 @@ fn head_softmax(src: &[f32], head: &Head, probs: &mut [f32], p: Plane) {
     let (rows, chunks) = p.chunks();
     let out = Shared(probs.as_mut_ptr());
     (0..chunks).into_par_iter().for_each(|chunk| {
-        let out = out;
         let (y0, y1) = (chunk * rows, ((chunk + 1) * rows).min(p.h));
         let n = (y1 - y0 - 1) * row + p.w;
         let mut acc = vec![0.0f32; classes * n];
@@ -705,7 +704,7 @@ fn head_softmax(src: &[f32], head: &Head, probs: &mut [f32], p: Plane) {
                 let sum: f32 = e.iter().sum();
                 for (c, v) in e.iter().enumerate() {
                     // SAFETY: task `chunk` alone writes rows y0..y1 of every class plane.
-                    unsafe { *out.0.add(c * pixels + y * p.w + x) = v / sum };
+                    unsafe { *out.ptr().add(c * pixels + y * p.w + x) = v / sum };
                 }
             }
         }

@@ -103,6 +103,14 @@ pub(crate) struct Shared(pub(crate) *mut f32);
 unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
 
+impl Shared {
+    /// The pointer. A method rather than the field, so a closure using it captures the
+    /// whole (`Sync`) wrapper, not the raw pointer alone.
+    pub(crate) fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// A strided matrix: element `[r, c]` at `ptr + r * row_stride + c * col_stride`.
 #[derive(Clone, Copy)]
 pub(crate) struct View {
