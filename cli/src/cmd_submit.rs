@@ -749,17 +749,6 @@ fn task(out: &Path, index: usize) -> Result<ExitCode> {
     let graph = PathBuf::from(spec.str("graph"));
     let ga = spec.graph_args();
     let registry = voxflow::registry();
-    let mut command = vec![
-        "voxflow".to_string(),
-        "run".into(),
-        batch::shell_quote(spec.str("graph_as_given")),
-    ];
-    for s in &ga.set {
-        command.push(format!("--set {}", batch::shell_quote(&s.to_string())));
-    }
-    for s in &ga.implementations {
-        command.push(format!("--impl {}", batch::shell_quote(s)));
-    }
     let opts = BatchOptions {
         out_dir: out.clone(),
         jobs: 1,
@@ -772,7 +761,11 @@ fn task(out: &Path, index: usize) -> Result<ExitCode> {
         },
         context: voxflow_engine::provenance::RunContext {
             version: env!("CARGO_PKG_VERSION").into(),
-            command: command.join(" "),
+            command: voxflow_engine::provenance::run_command(
+                spec.str("graph_as_given"),
+                &ga.set,
+                &ga.implementations,
+            ),
             case: None,
         },
         progress: None,

@@ -501,10 +501,10 @@ fn presegment(cases: &Path, model: &Path, out: &Path, quiet: bool) -> Result<Exi
     let model = Override::new("model", model.display().to_string());
     // What re-runs a case (each case adds its columns and --out): this process's own
     // command line is the training's.
-    let rerun = format!(
-        "voxflow run {} --set {}",
-        voxflow_engine::batch::shell_quote(&graph.display().to_string()),
-        voxflow_engine::batch::shell_quote(&model.to_string())
+    let rerun = voxflow_engine::provenance::run_command(
+        &graph.display().to_string(),
+        std::slice::from_ref(&model),
+        &[],
     );
     let args = RunArgs {
         graph: Some(graph),

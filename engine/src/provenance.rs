@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::batch::shell_quote;
 use crate::fsutil::{write_atomic, WriteError};
+use crate::graph::Override;
 use crate::run::{RunReport, Status};
 use crate::validate::Plan;
 
@@ -17,6 +19,21 @@ pub struct RunContext {
     pub command: String,
     /// Case id in a batch.
     pub case: Option<String>,
+}
+
+/// `voxflow run GRAPH --set KEY=VALUE ... --impl TYPE=NAME ...`, quoted for a shell: the
+/// command that re-runs `graph` with these overrides, for a [`RunContext`] whose run was
+/// not started by it (a Slurm task, `voxflow train --presegment`); a batch adds each
+/// case's columns and `--out`.
+pub fn run_command(graph: &str, set: &[Override], implementations: &[String]) -> String {
+    let mut words = vec!["voxflow".to_string(), "run".into(), shell_quote(graph)];
+    for s in set {
+        words.push(format!("--set {}", shell_quote(&s.to_string())));
+    }
+    for i in implementations {
+        words.push(format!("--impl {}", shell_quote(i)));
+    }
+    words.join(" ")
 }
 
 fn file_entry(path: &Path) -> serde_json::Value {
