@@ -1,4 +1,4 @@
-//! A tiny built-in 5x7 bitmap font (digits, upper-case letters, some punctuation), so
+//! A tiny built-in 5x7 bitmap font (digits, letters, some punctuation), so
 //! tiles carry their slice number and position and montages a legend without a font
 //! crate (and the same pixels on every machine, which tests can check).
 
@@ -38,6 +38,115 @@ const DIGITS: [[u8; GLYPH_H]; 10] = [
     ],
     [
         0b01110, 0b10001, 0b10001, 0b01111, 0b00001, 0b00010, 0b01100,
+    ],
+];
+
+/// Lower-case letters, x-height 5 rows (no room below the line in 7 rows, so g, j, p,
+/// q and y sit a little high); rows as in [`DIGITS`].
+const LOWER: [[u8; GLYPH_H]; 26] = [
+    // a
+    [
+        0b00000, 0b00000, 0b01110, 0b00001, 0b01111, 0b10001, 0b01111,
+    ],
+    // b
+    [
+        0b10000, 0b10000, 0b10110, 0b11001, 0b10001, 0b10001, 0b11110,
+    ],
+    // c
+    [
+        0b00000, 0b00000, 0b01110, 0b10000, 0b10000, 0b10001, 0b01110,
+    ],
+    // d
+    [
+        0b00001, 0b00001, 0b01101, 0b10011, 0b10001, 0b10001, 0b01111,
+    ],
+    // e
+    [
+        0b00000, 0b00000, 0b01110, 0b10001, 0b11111, 0b10000, 0b01110,
+    ],
+    // f
+    [
+        0b00110, 0b01001, 0b01000, 0b11100, 0b01000, 0b01000, 0b01000,
+    ],
+    // g
+    [
+        0b00000, 0b01111, 0b10001, 0b10001, 0b01111, 0b00001, 0b01110,
+    ],
+    // h
+    [
+        0b10000, 0b10000, 0b10110, 0b11001, 0b10001, 0b10001, 0b10001,
+    ],
+    // i
+    [
+        0b00100, 0b00000, 0b01100, 0b00100, 0b00100, 0b00100, 0b01110,
+    ],
+    // j
+    [
+        0b00010, 0b00000, 0b00110, 0b00010, 0b00010, 0b10010, 0b01100,
+    ],
+    // k
+    [
+        0b10000, 0b10000, 0b10010, 0b10100, 0b11000, 0b10100, 0b10010,
+    ],
+    // l
+    [
+        0b01100, 0b00100, 0b00100, 0b00100, 0b00100, 0b00100, 0b01110,
+    ],
+    // m
+    [
+        0b00000, 0b00000, 0b11010, 0b10101, 0b10101, 0b10001, 0b10001,
+    ],
+    // n
+    [
+        0b00000, 0b00000, 0b10110, 0b11001, 0b10001, 0b10001, 0b10001,
+    ],
+    // o
+    [
+        0b00000, 0b00000, 0b01110, 0b10001, 0b10001, 0b10001, 0b01110,
+    ],
+    // p
+    [
+        0b00000, 0b00000, 0b11110, 0b10001, 0b11110, 0b10000, 0b10000,
+    ],
+    // q
+    [
+        0b00000, 0b00000, 0b01101, 0b10011, 0b01111, 0b00001, 0b00001,
+    ],
+    // r
+    [
+        0b00000, 0b00000, 0b10110, 0b11001, 0b10000, 0b10000, 0b10000,
+    ],
+    // s
+    [
+        0b00000, 0b00000, 0b01110, 0b10000, 0b01110, 0b00001, 0b11110,
+    ],
+    // t
+    [
+        0b01000, 0b01000, 0b11100, 0b01000, 0b01000, 0b01001, 0b00110,
+    ],
+    // u
+    [
+        0b00000, 0b00000, 0b10001, 0b10001, 0b10001, 0b10011, 0b01101,
+    ],
+    // v
+    [
+        0b00000, 0b00000, 0b10001, 0b10001, 0b10001, 0b01010, 0b00100,
+    ],
+    // w
+    [
+        0b00000, 0b00000, 0b10001, 0b10001, 0b10101, 0b10101, 0b01010,
+    ],
+    // x
+    [
+        0b00000, 0b00000, 0b10001, 0b01010, 0b00100, 0b01010, 0b10001,
+    ],
+    // y
+    [
+        0b00000, 0b00000, 0b10001, 0b10001, 0b01111, 0b00001, 0b01110,
+    ],
+    // z
+    [
+        0b00000, 0b00000, 0b11111, 0b00010, 0b00100, 0b01000, 0b11111,
     ],
 ];
 
@@ -274,13 +383,15 @@ const OTHERS: [(char, [u8; GLYPH_H]); 38] = [
     ),
 ];
 
-/// The rows of `c`'s glyph: digits, letters (lower case drawn as upper case) and
-/// [`OTHERS`]' punctuation; `None` for anything else (drawn as a blank).
+/// The rows of `c`'s glyph: digits, lower- and upper-case letters and [`OTHERS`]'
+/// punctuation; `None` for anything else (drawn as a blank).
 pub fn glyph(c: char) -> Option<[u8; GLYPH_H]> {
     if let Some(d) = c.to_digit(10) {
         return Some(DIGITS[d as usize]);
     }
-    let c = c.to_ascii_uppercase();
+    if c.is_ascii_lowercase() {
+        return Some(LOWER[usize::from(c as u8 - b'a')]);
+    }
     OTHERS.iter().find(|(k, _)| *k == c).map(|(_, rows)| *rows)
 }
 
@@ -363,8 +474,9 @@ mod tests {
     }
 
     #[test]
-    fn letters_are_distinct_and_case_insensitive() {
+    fn letters_are_distinct_in_both_cases() {
         let all: Vec<char> = ('0'..='9')
+            .chain('a'..='z')
             .chain('A'..='Z')
             .chain(OTHERS.iter().map(|o| o.0))
             .collect();
@@ -375,7 +487,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(glyph('m'), glyph('M'));
+        assert!(all.iter().all(|&c| glyph(c).is_some()));
         assert!(glyph('?').is_none());
     }
 

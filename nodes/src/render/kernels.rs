@@ -265,6 +265,8 @@ pub struct LegendEntry {
     pub colour: Option<[u8; 3]>,
     /// What it means (`1 abdominal wall`, `network only`).
     pub text: String,
+    /// Start a new line of the legend (a key that is not one of the swatches).
+    pub own_line: bool,
 }
 
 /// Grey a legend swatch is blended over (mid-grey, the middle of the window).
@@ -311,7 +313,7 @@ pub fn legend(entries: &[LegendEntry], width: usize, scale: usize) -> (usize, Ve
     let (mut x, mut line) = (2 * scale, 0usize);
     for e in entries {
         let w = entry_width(e, scale);
-        if x > 2 * scale && x + w > width {
+        if x > 2 * scale && (e.own_line || x + w > width) {
             x = 2 * scale;
             line += 1;
         }

@@ -142,7 +142,7 @@ only disagreements are coloured: `a` alone blue, `b` alone red, different non-ze
 labels yellow. Each tile carries its slice number (voxel z index) and the world z of \
 the slice's centre in mm (`12 z=-34.5 mm`) in the top-left corner. A legend under the \
 montage names the colours: the labels shown (by `label_names`, else `label N`) without \
-`b`; `a_name`, `b_name` and their overlap with `b`, then the label names when given.
+`b`; `a_name`, `b_name` and their overlap with `b`, then `labels: 1 ..., 2 ...` on a line of its own when named.
 
 Orientation is radiological, decided from the affine (not assumed): anterior at the \
 top and the patient's left on the image's right, whatever the storage order (an \
@@ -382,6 +382,7 @@ impl RenderOverlayNode {
         let entry = |colour: [u8; 3], text: String| LegendEntry {
             colour: Some(colour),
             text,
+            own_line: false,
         };
         let (an, bn) = (&self.p.a_name, &self.p.b_name);
         let mut out = match style {
@@ -413,10 +414,21 @@ impl RenderOverlayNode {
                 entry(YELLOW, "different labels".into()),
             ],
         };
-        out.extend(self.p.label_names.iter().map(|(l, _)| LegendEntry {
-            colour: None,
-            text: self.label_name(*l),
-        }));
+        // The colours say a or b, not which label: the names follow as one key on a line
+        // of its own, so they do not read as captions of the swatch before them.
+        if !self.p.label_names.is_empty() {
+            let names: Vec<String> = self
+                .p
+                .label_names
+                .iter()
+                .map(|(l, _)| self.label_name(*l))
+                .collect();
+            out.push(LegendEntry {
+                colour: None,
+                text: format!("labels: {}", names.join(", ")),
+                own_line: true,
+            });
+        }
         out
     }
 }

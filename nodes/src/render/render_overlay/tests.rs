@@ -231,7 +231,10 @@ fn labels_are_named_in_a_legend_with_their_colours() {
     let (path, _) = run(
         json!({"path": "l.png", "slices": [2], "zoom": 1,
                "label_names": [[1, "abdominal wall"], [2, "paravertebral"], [3, "psoas"]]}),
-        vec![("image", ct(&g)), ("a", Value::Labels(Arc::new(labels)))],
+        vec![
+            ("image", ct(&g)),
+            ("a", Value::Labels(Arc::new(labels.clone()))),
+        ],
         dir.path(),
     )
     .unwrap();
@@ -263,6 +266,37 @@ fn labels_are_named_in_a_legend_with_their_colours() {
     assert_eq!(
         white,
         text_pixels("1 abdominal wall") + text_pixels("2 paravertebral")
+    );
+    // With `b` the swatches are a, b and both, and the names follow as one key on a
+    // second legend line (2 lines of 11 pixels and a 2-pixel margin under the tile).
+    let (path, _) = run(
+        json!({"path": "ab.png", "slices": [2], "zoom": 1, "a_name": "truth",
+               "b_name": "net", "label_names": [[1, "abdominal wall"], [2, "paravertebral"]]}),
+        vec![
+            ("image", ct(&g)),
+            ("a", Value::Labels(Arc::new(labels.clone()))),
+            ("b", Value::Labels(Arc::new(labels))),
+        ],
+        dir.path(),
+    )
+    .unwrap();
+    let png = Png::read(&path);
+    assert_eq!(png.h, 40 + 2 * 11 + 2);
+    let white = (40..png.h)
+        .flat_map(|y| (0..png.w).map(move |x| (x, y)))
+        .filter(|&(x, y)| png.px(x, y) == [255, 255, 255])
+        .count();
+    assert_eq!(
+        white,
+        [
+            "truth",
+            "net",
+            "both",
+            "labels: 1 abdominal wall, 2 paravertebral"
+        ]
+        .map(text_pixels)
+        .iter()
+        .sum::<usize>()
     );
     // Unnamed labels are "label N".
     let (path, _) = run(
