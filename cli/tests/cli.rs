@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::{phantom_case, repo, text, voxflow, COMPARE_GRAPH};
+use common::{compare_cases_with_two_bad, repo, text, voxflow};
 
 #[test]
 fn validate_reports_five_mistakes_with_positions_and_fails() {
@@ -229,21 +229,8 @@ fn dot_draws_ports_on_edges() {
 fn batch_survives_bad_cases_summarizes_and_resumes_only_what_failed() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("compare.ron"), COMPARE_GRAPH).unwrap();
-    let mut tsv = String::from("case\ta\tb\n");
-    for i in 1..=5 {
-        phantom_case(&d.join(format!("data/c{i}")), i, "(48, 48, 6)");
-        tsv.push_str(&format!(
-            "c{i}\tdata/c{i}/truth.nii.gz\tdata/c{i}/pred.nii.gz\n"
-        ));
-    }
-    // c6: a missing file; c7: a truncated .nii.gz.
-    tsv.push_str("c6\tdata/c6/truth.nii.gz\tdata/c1/pred.nii.gz\n");
-    std::fs::create_dir_all(d.join("data/c7")).unwrap();
-    let good = std::fs::read(d.join("data/c2/truth.nii.gz")).unwrap();
-    std::fs::write(d.join("data/c7/truth.nii.gz"), &good[..good.len() / 2]).unwrap();
-    tsv.push_str("c7\tdata/c7/truth.nii.gz\tdata/c2/pred.nii.gz\n");
-    std::fs::write(d.join("cases.tsv"), tsv).unwrap();
+    // c1..c5 good, c6: a missing file; c7: a truncated .nii.gz.
+    compare_cases_with_two_bad(d, 5);
 
     let o = voxflow(
         &[
@@ -317,7 +304,11 @@ fn batch_survives_bad_cases_summarizes_and_resumes_only_what_failed() {
         d.join("data/c6/truth.nii.gz"),
     )
     .unwrap();
-    std::fs::write(d.join("data/c7/truth.nii.gz"), &good).unwrap();
+    std::fs::copy(
+        d.join("data/c2/truth.nii.gz"),
+        d.join("data/c7/truth.nii.gz"),
+    )
+    .unwrap();
     let before = std::fs::metadata(d.join("out/c3/provenance.json"))
         .unwrap()
         .modified()

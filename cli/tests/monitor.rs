@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 mod common;
-use common::{repo, sparse_server_graph};
+use common::{repo, start_patch_server};
 
 /// A child process killed when dropped (also when an assertion fails).
 struct Proc(Child);
@@ -54,29 +54,9 @@ fn chromium(test: &str) -> Option<PathBuf> {
 
 /// Serve two sparse phantoms and a tiny network for `iterations` steps (the graph train.rs
 /// serves too).
-fn start_patch_server(dir: &Path, iterations: u64) -> (Proc, String) {
-    let graph = sparse_server_graph(dir, iterations, 100);
-    let out = dir.join("server");
-    let child = voxflow()
-        .args([
-            "run",
-            graph.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let child = Proc(child);
-    let addr_file = out.join("patch_server.addr");
-    wait_for("the patch server's address", 60, || addr_file.exists());
-    let addr = std::fs::read_to_string(addr_file)
-        .unwrap()
-        .trim()
-        .to_string();
-    (child, addr)
+fn start_server(dir: &Path, iterations: u64) -> (Proc, String) {
+    let (child, addr) = start_patch_server(dir, iterations, 100);
+    (Proc(child), addr)
 }
 
 fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
@@ -188,7 +168,7 @@ fn monitor_page_in_headless_chromium_during_a_training() {
     let dir = tempfile::tempdir().unwrap();
     let runs = dir.path().join("runs");
     // Long enough to stay running while the page watches; killed at the end.
-    let (_server, addr) = start_patch_server(dir.path(), 1_000_000);
+    let (_server, addr) = start_server(dir.path(), 1_000_000);
 
     let mut monitor = voxflow()
         .args(["monitor", runs.to_str().unwrap(), "--bind", "127.0.0.1:0"])

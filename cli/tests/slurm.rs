@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{phantom_case, sparse_server_graph, text, voxflow, voxflow_env, COMPARE_GRAPH};
+use common::{compare_cases_with_two_bad, sparse_server_graph, text, voxflow, voxflow_env};
 
 /// A folder of fake Slurm commands (`name` -> shell body) to use as the whole PATH.
 fn fake_bin(dir: &Path, scripts: &[(&str, &str)]) -> PathBuf {
@@ -296,21 +296,8 @@ fn slurm_array_matches_the_local_batch_and_resumes_only_what_failed() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("compare.ron"), COMPARE_GRAPH).unwrap();
-    let mut tsv = String::from("case\ta\tb\n");
-    for i in 1..=4 {
-        phantom_case(&d.join(format!("data/c{i}")), i, "(48, 48, 6)");
-        tsv.push_str(&format!(
-            "c{i}\tdata/c{i}/truth.nii.gz\tdata/c{i}/pred.nii.gz\n"
-        ));
-    }
-    // c5: a missing file; c6: a truncated .nii.gz.
-    tsv.push_str("c5\tdata/c5/truth.nii.gz\tdata/c1/pred.nii.gz\n");
-    std::fs::create_dir_all(d.join("data/c6")).unwrap();
-    let good = std::fs::read(d.join("data/c2/truth.nii.gz")).unwrap();
-    std::fs::write(d.join("data/c6/truth.nii.gz"), &good[..good.len() / 2]).unwrap();
-    tsv.push_str("c6\tdata/c6/truth.nii.gz\tdata/c2/pred.nii.gz\n");
-    std::fs::write(d.join("cases.tsv"), tsv).unwrap();
+    // c1..c4 good, c5: a missing file; c6: a truncated .nii.gz.
+    compare_cases_with_two_bad(d, 4);
 
     let local = voxflow(
         &[
@@ -387,7 +374,11 @@ fn slurm_array_matches_the_local_batch_and_resumes_only_what_failed() {
         d.join("data/c5/truth.nii.gz"),
     )
     .unwrap();
-    std::fs::write(d.join("data/c6/truth.nii.gz"), &good).unwrap();
+    std::fs::copy(
+        d.join("data/c2/truth.nii.gz"),
+        d.join("data/c6/truth.nii.gz"),
+    )
+    .unwrap();
     let before = std::fs::metadata(d.join("out/c3/provenance.json"))
         .unwrap()
         .modified()

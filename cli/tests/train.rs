@@ -6,37 +6,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{repo, sparse_server_graph};
+use common::{repo, start_patch_server};
 
 fn start_server(dir: &Path, iterations: u64) -> (Child, String) {
-    let graph = sparse_server_graph(dir, iterations, 20);
-    let out = dir.join("server");
-    let child = Command::new(env!("CARGO_BIN_EXE_voxflow"))
-        .args([
-            "run",
-            graph.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr_file = out.join("patch_server.addr");
-    let t = Instant::now();
-    while !addr_file.exists() {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let addr = std::fs::read_to_string(addr_file)
-        .unwrap()
-        .trim()
-        .to_string();
-    (child, addr)
+    start_patch_server(dir, iterations, 20)
 }
 
 fn trainer(dir: &Path, addr: &str, extra: &[&str]) -> Command {

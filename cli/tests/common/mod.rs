@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// The repository root (the graphs and macros the tests run).
 pub fn repo() -> PathBuf {
@@ -94,3 +95,66 @@ pub const COMPARE_GRAPH: &str = r#"Graph(
     },
 )
 "#;
+
+/// Writes `compare.ron` and `cases.tsv` (columns case, a, b) into `d`: phantom cases
+/// c1..=c`good` (seed = number), then one whose `a` file is missing and one whose `a` is a
+/// truncated .nii.gz, so a batch has two cases that fail for different reasons.
+pub fn compare_cases_with_two_bad(d: &Path, good: u64) {
+    std::fs::write(d.join("compare.ron"), COMPARE_GRAPH).unwrap();
+    let mut tsv = String::from("case\ta\tb\n");
+    for i in 1..=good {
+        phantom_case(&d.join(format!("data/c{i}")), i, "(48, 48, 6)");
+        tsv.push_str(&format!(
+            "c{i}\tdata/c{i}/truth.nii.gz\tdata/c{i}/pred.nii.gz\n"
+        ));
+    }
+    let (missing, truncated) = (good + 1, good + 2);
+    tsv.push_str(&format!(
+        "c{missing}\tdata/c{missing}/truth.nii.gz\tdata/c1/pred.nii.gz\n"
+    ));
+    std::fs::create_dir_all(d.join(format!("data/c{truncated}"))).unwrap();
+    let whole = std::fs::read(d.join("data/c2/truth.nii.gz")).unwrap();
+    std::fs::write(
+        d.join(format!("data/c{truncated}/truth.nii.gz")),
+        &whole[..whole.len() / 2],
+    )
+    .unwrap();
+    tsv.push_str(&format!(
+        "c{truncated}\tdata/c{truncated}/truth.nii.gz\tdata/c2/pred.nii.gz\n"
+    ));
+    std::fs::write(d.join("cases.tsv"), tsv).unwrap();
+}
+
+/// Runs [`sparse_server_graph`] in the background (`voxflow run ... --out dir/server`) and
+/// returns the process and the server's address once `patch_server.addr` exists (60 s
+/// at most).
+pub fn start_patch_server(dir: &Path, iterations: u64, validate_every: u64) -> (Child, String) {
+    let graph = sparse_server_graph(dir, iterations, validate_every);
+    let out = dir.join("server");
+    let child = Command::new(env!("CARGO_BIN_EXE_voxflow"))
+        .args([
+            "run",
+            graph.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr_file = out.join("patch_server.addr");
+    let t = Instant::now();
+    while !addr_file.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the patch server did not start within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let addr = std::fs::read_to_string(addr_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    (child, addr)
+}
