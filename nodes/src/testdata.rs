@@ -115,3 +115,12 @@ pub fn run_node(
     node.run(&mut ctx)?;
     Ok(ctx.take_outputs())
 }
+
+/// [`run_node`] with the `default` implementation.
+pub fn run_default(
+    t: &dyn NodeType,
+    params: serde_json::Value,
+    inputs: Vec<(&str, Value)>,
+) -> Result<BTreeMap<String, Value>, NodeError> {
+    run_node(t, params, "default", inputs)
+}

@@ -13,18 +13,10 @@ use voxflow_engine::{Geometry, Labels, NodeError, NodeType, Value};
 use super::kernels::{BACKGROUND, DROPOUT_FRACTION, FOREGROUND};
 use super::*;
 use crate::phantom::{generate, PhantomParams};
+use crate::testdata::run_default as run;
 
 fn lv(l: Labels) -> Value {
     Value::Labels(Arc::new(l))
-}
-
-/// Build and run a node standalone with its default implementation.
-fn run(
-    t: &dyn NodeType,
-    params: serde_json::Value,
-    inputs: Vec<(&str, Value)>,
-) -> Result<BTreeMap<String, Value>, NodeError> {
-    crate::testdata::run_node(t, params, "default", inputs)
 }
 
 fn labels_out(out: &BTreeMap<String, Value>, port: &str) -> Arc<Labels> {

@@ -4,20 +4,12 @@ use std::sync::Arc;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use voxflow_engine::axes::{permuted_affine, AxisMap};
-use voxflow_engine::{Geometry, Image, Labels, NodeError, NodeType, Value, Volume};
+use voxflow_engine::{Geometry, Image, Labels, Value, Volume};
 
 use super::kernels::{grid_with_spacing, resample_linear, resample_nearest};
 use super::{Reorient, Resample, ResampleLabels};
 use crate::testdata;
-
-/// Build and run a node standalone with its default implementation.
-fn run(
-    t: &dyn NodeType,
-    params: serde_json::Value,
-    inputs: Vec<(&str, Value)>,
-) -> Result<BTreeMap<String, Value>, NodeError> {
-    crate::testdata::run_node(t, params, "default", inputs)
-}
+use crate::testdata::run_default as run;
 
 fn labels_out(out: &BTreeMap<String, Value>) -> Arc<Labels> {
     match &out["labels"] {
