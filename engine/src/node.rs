@@ -378,12 +378,6 @@ impl NodeContext {
         }
     }
 
-    /// Mark an output port as read by another node (standalone use; the scheduler knows).
-    pub fn with_output_used(mut self, port: &str) -> Self {
-        self.used_outputs.insert(port.to_string());
-        self
-    }
-
     /// Whether another node (or a run target) reads this output port. A node whose output
     /// is a running service uses it to choose between handing the service on and serving
     /// in the foreground until its clients are done.

@@ -250,13 +250,6 @@ impl<T: Clone> Volume<T> {
             .expect("volumes are contiguous")
     }
 
-    /// The voxels in x-fastest order, mutable.
-    pub fn as_mut_slice(&mut self) -> &mut [T] {
-        self.data
-            .as_slice_memory_order_mut()
-            .expect("volumes are contiguous")
-    }
-
     /// Consume into the voxels in x-fastest order.
     pub fn into_vec(self) -> Vec<T> {
         let (v, _) = self.data.into_raw_vec_and_offset();
@@ -326,14 +319,6 @@ impl Image {
         match self {
             Image::I16(v) => v.as_slice()[i] as f64,
             Image::F32(v) => v.as_slice()[i] as f64,
-        }
-    }
-
-    /// All voxels converted to f32 (copies).
-    pub fn to_f32(&self) -> Volume<f32> {
-        match self {
-            Image::I16(v) => v.map(|&x| x as f32),
-            Image::F32(v) => v.clone(),
         }
     }
 }
