@@ -131,7 +131,7 @@ impl PatchServer {
         sampler.hash_data(&mut data);
         data.update(&validation);
         let welcome = Welcome {
-            config: serde_json::to_value(&config).expect("config serialises"),
+            config: serde_json::to_value(config).expect("config serialises"),
             config_hash: config.hash(),
             data_hash: data.finalize().to_hex()[..16].to_string(),
             training_slices: sampler.slices(),
