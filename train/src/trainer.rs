@@ -39,7 +39,8 @@ use burn::store::ModuleRecord;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bytes, Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
-use voxflow_unet::artifact::{default_class_names, utc_now_iso8601, Provenance};
+use voxflow_engine::clock::utc_now;
+use voxflow_unet::artifact::{default_class_names, Provenance};
 use voxflow_unet::{InvalidModel, SavedModel, UNet, UNetConfig};
 
 use crate::client::Client;
@@ -317,7 +318,7 @@ pub fn train(client: &mut Client, mut opts: TrainOptions) -> Result<TrainSummary
             iteration: 0,
             config_hash: cfg.hash(),
             data_hash: data_hash.clone(),
-            run_id: format!("{}-{}", cfg.hash(), utc_now_iso8601()),
+            run_id: format!("{}-{}", cfg.hash(), utc_now()),
             best: None,
             last: None,
         };
@@ -339,7 +340,7 @@ pub fn train(client: &mut Client, mut opts: TrainOptions) -> Result<TrainSummary
         "data_hash": data_hash,
         "device": opts.device_name,
         "run_id": state.run_id,
-        "utc": utc_now_iso8601(),
+        "utc": utc_now(),
         // The settings themselves, so `voxflow monitor` shows what differs between
         // sessions and between runs, not only that a hash did.
         "hyper": cfg.hyper,
@@ -371,7 +372,7 @@ pub fn train(client: &mut Client, mut opts: TrainOptions) -> Result<TrainSummary
         if STOP.load(Ordering::SeqCst) {
             save_checkpoint(&out, &net, &optim, &state)?;
             log(serde_json::json!({
-                "iteration": state.iteration, "event": "stopped", "utc": utc_now_iso8601(),
+                "iteration": state.iteration, "event": "stopped", "utc": utc_now(),
             }))?;
             tracing::warn!(
                 "stopped on request after step {}: checkpoint written",
@@ -647,7 +648,7 @@ fn save_best(
             Provenance {
                 voxflow_version: env!("CARGO_PKG_VERSION").into(),
                 training_run_id: Some(run_id.to_string()),
-                created_utc: utc_now_iso8601(),
+                created_utc: utc_now(),
                 note: format!(
                     "best of training run {run_id} at iteration {} (mean validation Dice \
                      {:.4}); config {}",

@@ -139,7 +139,7 @@ fn saved_then_loaded_model_gives_bit_identical_outputs() {
         voxflow_unet::artifact::Provenance {
             voxflow_version: "test".into(),
             training_run_id: Some("run-42".into()),
-            created_utc: voxflow_unet::artifact::utc_now_iso8601(),
+            created_utc: voxflow_engine::clock::utc_now(),
             note: String::new(),
         },
         net,
