@@ -750,7 +750,14 @@ impl Validator<'_> {
         };
         let chosen = match self.choose_impl(n, spec, globals) {
             Ok(chosen) => chosen,
-            Err(unknown) => return Some(unknown),
+            Err(unknown) => {
+                return Some(Built {
+                    spec: spec.clone(),
+                    implementation: unknown,
+                    impl_version: 0,
+                    node: None,
+                })
+            }
         };
         let version = spec
             .impls
@@ -805,13 +812,13 @@ impl Validator<'_> {
     }
 
     /// The implementation a node runs: its own choice, else `--impl`, else the type's
-    /// default. An unknown choice is reported and comes back as an unbuilt node.
+    /// default. An unknown choice is reported and comes back as `Err(name)`.
     fn choose_impl(
         &mut self,
         n: &GraphNode,
         spec: &NodeSpec,
         globals: &BTreeMap<String, String>,
-    ) -> Result<String, Built> {
+    ) -> Result<String, String> {
         let impl_names: Vec<&str> = spec.impls.iter().map(|i| i.name).collect();
         match &n.implementation {
             Some((name, loc)) => {
@@ -821,12 +828,7 @@ impl Validator<'_> {
                         format!("{} has no implementation `{name}`", spec.name),
                         Some(choices("implementations", &impl_names)),
                     );
-                    return Err(Built {
-                        spec: spec.clone(),
-                        implementation: name.clone(),
-                        impl_version: 0,
-                        node: None,
-                    });
+                    return Err(name.clone());
                 }
                 Ok(name.clone())
             }
