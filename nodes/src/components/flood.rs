@@ -9,6 +9,7 @@ use voxflow_engine::Mask;
 
 use super::connectivity::Connectivity;
 use super::kernels::Components;
+use crate::shared::grid::{index, neighbour};
 
 /// Label the components of `mask` by flood fill; ids follow scan order like
 /// [`super::kernels::label_runs`].
@@ -35,22 +36,13 @@ pub fn label_flood(mask: &Mask, conn: Connectivity) -> Components {
                 while let Some([cx, cy, cz]) = queue.pop_front() {
                     sizes[id as usize] += 1;
                     for o in &offsets {
-                        let (a, b, c) =
-                            (cx as isize + o[0], cy as isize + o[1], cz as isize + o[2]);
-                        if a < 0
-                            || b < 0
-                            || c < 0
-                            || a >= nx as isize
-                            || b >= ny as isize
-                            || c >= nz as isize
-                        {
+                        let Some(q) = neighbour([nx, ny, nz], [cx, cy, cz], o) else {
                             continue;
-                        }
-                        let (a, b, c) = (a as usize, b as usize, c as usize);
-                        let j = a + nx * (b + ny * c);
+                        };
+                        let j = index([nx, ny, nz], q);
                         if src[j] != 0 && ids[j] == 0 {
                             ids[j] = id;
-                            queue.push_back([a, b, c]);
+                            queue.push_back(q);
                         }
                     }
                 }

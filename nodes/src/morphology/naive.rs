@@ -8,6 +8,7 @@ use voxflow_engine::mask::pack_row_with;
 use voxflow_engine::{Geometry, Mask};
 
 use super::element::Element;
+use crate::shared::grid::{index, neighbour};
 
 /// `out[v] = any/all over offsets o of in[v + o]`, with `outside` for voxels off the grid.
 fn apply(mask: &Mask, element: &Element, all: bool, outside: bool) -> Mask {
@@ -21,20 +22,10 @@ fn apply(mask: &Mask, element: &Element, all: bool, outside: bool) -> Mask {
             .for_each(|(z, slice)| {
                 for y in 0..ny {
                     for x in 0..nx {
+                        let dims = [nx, ny, nz];
                         let value = |o: &[isize; 3]| -> bool {
-                            let (a, b, c) =
-                                (x as isize + o[0], y as isize + o[1], z as isize + o[2]);
-                            if a < 0
-                                || b < 0
-                                || c < 0
-                                || a >= nx as isize
-                                || b >= ny as isize
-                                || c >= nz as isize
-                            {
-                                outside
-                            } else {
-                                src[a as usize + nx * (b as usize + ny * c as usize)] != 0
-                            }
+                            neighbour(dims, [x, y, z], o)
+                                .map_or(outside, |q| src[index(dims, q)] != 0)
                         };
                         let v = if all {
                             offsets.iter().all(value)

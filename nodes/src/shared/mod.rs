@@ -8,3 +8,4 @@
 
 pub mod buffer;
 pub mod edt;
+pub mod grid;
