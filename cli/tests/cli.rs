@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::{compare_cases_with_two_bad, repo, text, voxflow};
+use common::{compare_cases_with_two_bad, fix_the_two_bad, repo, text, voxflow};
 
 #[test]
 fn validate_reports_five_mistakes_with_positions_and_fails() {
@@ -298,17 +298,7 @@ fn batch_survives_bad_cases_summarizes_and_resumes_only_what_failed() {
     );
 
     // Fix the two bad cases; --resume runs only them.
-    std::fs::create_dir_all(d.join("data/c6")).unwrap();
-    std::fs::copy(
-        d.join("data/c1/truth.nii.gz"),
-        d.join("data/c6/truth.nii.gz"),
-    )
-    .unwrap();
-    std::fs::copy(
-        d.join("data/c2/truth.nii.gz"),
-        d.join("data/c7/truth.nii.gz"),
-    )
-    .unwrap();
+    fix_the_two_bad(d, 5);
     let before = std::fs::metadata(d.join("out/c3/provenance.json"))
         .unwrap()
         .modified()

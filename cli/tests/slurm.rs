@@ -9,7 +9,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{compare_cases_with_two_bad, sparse_server_graph, text, voxflow, voxflow_env};
+use common::{
+    compare_cases_with_two_bad, fix_the_two_bad, sparse_server_graph, text, voxflow, voxflow_env,
+};
 
 /// A folder of fake Slurm commands (`name` -> shell body) to use as the whole PATH.
 fn fake_bin(dir: &Path, scripts: &[(&str, &str)]) -> PathBuf {
@@ -368,17 +370,7 @@ fn slurm_array_matches_the_local_batch_and_resumes_only_what_failed() {
     );
 
     // Fix the two; --resume resubmits only them.
-    std::fs::create_dir_all(d.join("data/c5")).unwrap();
-    std::fs::copy(
-        d.join("data/c1/truth.nii.gz"),
-        d.join("data/c5/truth.nii.gz"),
-    )
-    .unwrap();
-    std::fs::copy(
-        d.join("data/c2/truth.nii.gz"),
-        d.join("data/c6/truth.nii.gz"),
-    )
-    .unwrap();
+    fix_the_two_bad(d, 4);
     let before = std::fs::metadata(d.join("out/c3/provenance.json"))
         .unwrap()
         .modified()

@@ -125,6 +125,20 @@ pub fn compare_cases_with_two_bad(d: &Path, good: u64) {
     std::fs::write(d.join("cases.tsv"), tsv).unwrap();
 }
 
+/// Repairs the two bad cases of [`compare_cases_with_two_bad`] (same `good`): the missing
+/// file is written, the truncated one is whole again (the cases they were copied from).
+pub fn fix_the_two_bad(d: &Path, good: u64) {
+    let (missing, truncated) = (good + 1, good + 2);
+    std::fs::create_dir_all(d.join(format!("data/c{missing}"))).unwrap();
+    for (from, to) in [(1, missing), (2, truncated)] {
+        std::fs::copy(
+            d.join(format!("data/c{from}/truth.nii.gz")),
+            d.join(format!("data/c{to}/truth.nii.gz")),
+        )
+        .unwrap();
+    }
+}
+
 /// Runs [`sparse_server_graph`] in the background (`voxflow run ... --out dir/server`) and
 /// returns the process and the server's address once `patch_server.addr` exists (60 s
 /// at most).
