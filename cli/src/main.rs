@@ -164,37 +164,9 @@ fn count_parser() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024)
 }
 
-/// Refuse an output folder that cannot hold outputs before anything runs: a file (or
-/// `/dev/null`) where a folder should be, or a folder we cannot create files in. A folder
-/// that does not exist yet is checked at its nearest existing ancestor.
+/// `--out` is refused before anything runs when it cannot hold outputs.
 fn check_out_dir(out: &Path) -> Result<()> {
-    let mut dir = out;
-    while !dir.as_os_str().is_empty() && !dir.exists() {
-        dir = dir.parent().unwrap_or(Path::new(""));
-    }
-    if dir.as_os_str().is_empty() {
-        dir = Path::new(".");
-    }
-    if !dir.is_dir() {
-        bail!(
-            "--out {}: {} is not a folder",
-            out.display(),
-            if dir == out {
-                "it".to_string()
-            } else {
-                dir.display().to_string()
-            }
-        );
-    }
-    // Permission bits do not tell (root ignores them; read-only mounts do not show):
-    // create and remove a probe file.
-    let probe = dir.join(format!(".voxflow-probe-{}", std::process::id()));
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe)
-        .and_then(|_| std::fs::remove_file(&probe))
-        .with_context(|| format!("--out {}: cannot write in {}", out.display(), dir.display()))
+    voxflow_engine::session::check_out_dir(out).map_err(|e| anyhow::anyhow!("--out {e}"))
 }
 
 fn init_tracing(verbosity: u8) {

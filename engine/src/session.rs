@@ -32,6 +32,81 @@ pub enum Folder {
     Case,
 }
 
+/// Why a folder cannot hold a run's outputs ([`check_out_dir`]).
+#[derive(Debug)]
+pub enum OutDirError {
+    /// The folder, or its nearest existing ancestor, is not a folder (a file, `/dev/null`).
+    NotAFolder {
+        /// The output folder asked for.
+        out: PathBuf,
+        /// What is there instead: `out` itself or an ancestor.
+        found: PathBuf,
+    },
+    /// A file cannot be created in it (read-only mount, permissions).
+    NotWritable {
+        /// The output folder asked for.
+        out: PathBuf,
+        /// The existing folder that refused.
+        dir: PathBuf,
+        /// What the operating system said.
+        cause: std::io::Error,
+    },
+}
+
+impl std::fmt::Display for OutDirError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OutDirError::NotAFolder { out, found } if found == out => {
+                write!(f, "{}: it is not a folder", out.display())
+            }
+            OutDirError::NotAFolder { out, found } => {
+                write!(f, "{}: {} is not a folder", out.display(), found.display())
+            }
+            OutDirError::NotWritable { out, dir, cause } => write!(
+                f,
+                "{}: cannot write in {}: {cause}",
+                out.display(),
+                dir.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for OutDirError {}
+
+/// Refuse an output folder that cannot hold outputs before anything runs: a file (or
+/// `/dev/null`) where a folder should be, or a folder no file can be created in. A folder
+/// that does not exist yet is checked at its nearest existing ancestor (and is created
+/// by the first file written).
+pub fn check_out_dir(out: &Path) -> Result<(), OutDirError> {
+    let mut dir = out;
+    while !dir.as_os_str().is_empty() && !dir.exists() {
+        dir = dir.parent().unwrap_or(Path::new(""));
+    }
+    if dir.as_os_str().is_empty() {
+        dir = Path::new(".");
+    }
+    if !dir.is_dir() {
+        return Err(OutDirError::NotAFolder {
+            out: out.to_path_buf(),
+            found: dir.to_path_buf(),
+        });
+    }
+    // Permission bits do not tell (root ignores them; read-only mounts do not show):
+    // create and remove a probe file.
+    let probe = dir.join(format!(".voxflow-probe-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|cause| OutDirError::NotWritable {
+            out: out.to_path_buf(),
+            dir: dir.to_path_buf(),
+            cause,
+        })
+}
+
 /// How to run one session.
 #[derive(Clone, Default)]
 pub struct SessionOptions {
