@@ -123,16 +123,26 @@ pub(super) fn load(
     let slices = read_folder(dir, false)?;
     let mut slices = pick_series(dir, slices, choice)?;
     let notes = series_identity(&slices[0].obj);
-    let (row_dir, col_dir, normal) = slice_axes(&slices[0])?;
+    let axes = slice_axes(&slices[0])?;
+    let normal = axes.normal;
     slices.sort_by(|a, b| dot(a.ipp, normal).total_cmp(&dot(b.ipp, normal)));
     let dz = slice_spacing(dir, &slices, normal)?;
-    let image = hu_image(&slices, row_dir, col_dir, normal, dz)?;
+    let image = hu_image(&slices, axes, dz)?;
     Ok((image, notes))
+}
+
+/// Directions (LPS) of a series' rows, columns and slices.
+#[derive(Clone, Copy)]
+struct Axes {
+    row: [f64; 3],
+    col: [f64; 3],
+    /// Unit slice normal: row x col, normalised.
+    normal: [f64; 3],
 }
 
 /// Row direction, column direction and unit slice normal of a slice's
 /// ImageOrientationPatient; a degenerate orientation is an error naming the file.
-fn slice_axes(first: &Slice) -> Result<([f64; 3], [f64; 3], [f64; 3]), NodeError> {
+fn slice_axes(first: &Slice) -> Result<Axes, NodeError> {
     let iop = first.iop;
     let row_dir = [iop[0], iop[1], iop[2]];
     let col_dir = [iop[3], iop[4], iop[5]];
@@ -144,7 +154,11 @@ fn slice_axes(first: &Slice) -> Result<([f64; 3], [f64; 3], [f64; 3]), NodeError
             format!("degenerate ImageOrientationPatient {iop:?}"),
         ));
     }
-    Ok((row_dir, col_dir, normal.map(|v| v / norm)))
+    Ok(Axes {
+        row: row_dir,
+        col: col_dir,
+        normal: normal.map(|v| v / norm),
+    })
 }
 
 /// Slice spacing (mm) of slices sorted along `normal`: their even gap, an error naming
@@ -235,13 +249,12 @@ fn slice_spacing(dir: &Path, slices: &[Slice], normal: [f64; 3]) -> Result<f64, 
 /// The slices' voxels in HU on their grid: each slice decoded (in parallel) and
 /// rescaled, as i16 when every slope and intercept is whole and every value fits, else
 /// f32.
-fn hu_image(
-    slices: &[Slice],
-    row_dir: [f64; 3],
-    col_dir: [f64; 3],
-    normal: [f64; 3],
-    dz: f64,
-) -> Result<Image, NodeError> {
+fn hu_image(slices: &[Slice], axes: Axes, dz: f64) -> Result<Image, NodeError> {
+    let Axes {
+        row: row_dir,
+        col: col_dir,
+        normal,
+    } = axes;
     let first = &slices[0];
     let nz = slices.len();
     // Decode every slice in parallel to stored values, then apply each slice's rescale.
