@@ -18,7 +18,8 @@ macro_rules! spacing_doc {
     () => {
         "Target voxel spacing (x, y, z) over the input's field of view: round(n * s / \
          spacing) voxels per axis, outer voxel edges kept. None: the grid of `like`. Give \
-         exactly one of the two."
+         at most one of the two; neither passes the input on unchanged (so a graph param \
+         left at None switches resampling off)."
     };
 }
 pub(super) use spacing_doc;
@@ -59,24 +60,27 @@ pub(super) fn check_spacing(spacing: Option<(f64, f64, f64)>) -> Result<(), Para
     Ok(())
 }
 
-/// The target grid: `like`'s, or `src`'s field of view at `spacing`; exactly one.
+/// The target grid: `like`'s, or `src`'s field of view at `spacing`; at most one.
+/// `None` when neither is given: the node passes its input on (a graph can then make
+/// resampling opt-in with a `spacing_mm` graph param that defaults to None).
 pub(super) fn target_grid(
-    ctx: &NodeContext,
+    ctx: &mut NodeContext,
     src: &Geometry,
     spacing: Option<(f64, f64, f64)>,
-) -> Result<Geometry, NodeError> {
-    let like = ctx.input("like").and_then(Value::geometry);
+) -> Result<Option<Geometry>, NodeError> {
+    let like = ctx.input("like").and_then(Value::geometry).cloned();
     match (like, spacing) {
         (Some(_), Some(_)) => Err(NodeError::Input {
             port: "like".into(),
             message: "is connected and `spacing_mm` is set: give one target grid, not both".into(),
         }),
-        (None, None) => Err(NodeError::Input {
-            port: "like".into(),
-            message: "not connected and `spacing_mm` not set: give a target grid".into(),
-        }),
-        (Some(g), None) => Ok(g.clone()),
+        (None, None) => {
+            ctx.note("no target grid (`like` not connected, `spacing_mm` None): input unchanged");
+            Ok(None)
+        }
+        (Some(g), None) => Ok(Some(g)),
         (None, Some((x, y, z))) => kernels::grid_with_spacing(src, [x, y, z])
+            .map(Some)
             .map_err(|e| NodeError::Other(format!("spacing_mm: {e}"))),
     }
 }
@@ -178,7 +182,10 @@ struct ResampleNode {
 impl Node for ResampleNode {
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
         let image = ctx.image("image")?;
-        let target = target_grid(ctx, image.geometry(), self.spacing_mm)?;
+        let Some(target) = target_grid(ctx, image.geometry(), self.spacing_mm)? else {
+            ctx.set_output("image", Value::Image(image));
+            return Ok(());
+        };
         let out =
             kernels::resample_linear(&image, &target, self.fill).map_err(|e| NodeError::Input {
                 port: "image".into(),

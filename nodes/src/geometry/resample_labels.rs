@@ -90,7 +90,10 @@ struct ResampleLabelsNode {
 impl Node for ResampleLabelsNode {
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
         let labels = ctx.labels("labels")?;
-        let target = target_grid(ctx, labels.geometry(), self.spacing_mm)?;
+        let Some(target) = target_grid(ctx, labels.geometry(), self.spacing_mm)? else {
+            ctx.set_output("labels", Value::Labels(labels));
+            return Ok(());
+        };
         let out = kernels::resample_nearest(&labels, &target).map_err(|e| NodeError::Input {
             port: "labels".into(),
             message: e.to_string(),

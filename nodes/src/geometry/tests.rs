@@ -152,14 +152,26 @@ fn resample_labels_round_trips_integer_factor_grids_exactly() {
             "{factor:?}"
         );
     }
-    // Neither or both target grids: an error naming `like`.
+    // Neither target grid: the labels pass unchanged (resampling switched off).
     let none = run(
         &ResampleLabels,
         serde_json::json!({}),
         vec![("labels", Value::Labels(Arc::new(labels.clone())))],
     )
+    .unwrap();
+    assert_eq!(labels_out(&none).as_slice(), labels.as_slice());
+    assert_eq!(labels_out(&none).geometry(), labels.geometry());
+    // Both: an error naming `like`.
+    let both = run(
+        &ResampleLabels,
+        serde_json::json!({"spacing_mm": [1.0, 1.0, 1.0]}),
+        vec![
+            ("labels", Value::Labels(Arc::new(labels.clone()))),
+            ("like", Value::Labels(Arc::new(labels.clone()))),
+        ],
+    )
     .unwrap_err();
-    assert!(none.to_string().contains("give a target grid"), "{none}");
+    assert!(both.to_string().contains("not both"), "{both}");
 }
 
 #[test]
