@@ -311,7 +311,9 @@ fn templates_validate_with_a_note_and_run_still_needs_their_params() {
     assert!(
         o.stdout.starts_with("digraph \"presegment\"")
             && o.stdout
-                .contains("\"ct\" -> \"seg\" [label=\"image -> image\"]"),
+                .contains("\"ct\" -> \"grid\" [label=\"image -> image\"]")
+            && o.stdout
+                .contains("\"grid\" -> \"seg\" [label=\"image -> image\"]"),
         "{}",
         o.stdout
     );
