@@ -444,10 +444,7 @@ fn conv3x3_relu(src: &[f32], conv: &Conv3, dst: &mut [f32], p: Plane) {
         let (m0, m1) = (blk * mb, ((blk + 1) * mb).min(c_out));
         let m = m1 - m0;
         let n = (y1 - y0 - 1) * row + p.w;
-        let mut acc = vec![0.0f32; m * n];
-        for (line, &b) in acc.chunks_exact_mut(n).zip(&conv.bias[m0..m1]) {
-            line.fill(b);
-        }
+        let mut acc = bias_rows(&conv.bias[m0..m1], n);
         let first = p.at(y0, 0) as isize;
         for tap in 0..9 {
             let offset = (tap / 3) as isize - 1;
@@ -476,23 +473,49 @@ fn conv3x3_relu(src: &[f32], conv: &Conv3, dst: &mut [f32], p: Plane) {
                 );
             }
         }
-        for (i, line) in acc.chunks_exact(n).enumerate() {
-            for y in y0..y1 {
-                let from = &line[(y - y0) * row..(y - y0) * row + p.w];
-                // SAFETY: task (chunk, blk) alone writes rows y0..y1 of channels m0..m1,
-                // inside `dst` (asserted above).
-                let to = unsafe {
-                    std::slice::from_raw_parts_mut(
-                        out.ptr().add((m0 + i) * plane + p.at(y, 0)),
-                        p.w,
-                    )
-                };
-                for (t, f) in to.iter_mut().zip(from) {
-                    *t = f.max(0.0);
-                }
+        // SAFETY: task (chunk, blk) alone writes rows y0..y1 of channels m0..m1, inside
+        // `dst` (asserted above).
+        unsafe { store_relu(&acc, n, out, m0, (y0, y1), p) };
+    });
+}
+
+/// A task's accumulator before its products add onto it: one row of `n` values per output
+/// channel, each starting at that channel's bias.
+fn bias_rows(bias: &[f32], n: usize) -> Vec<f32> {
+    bias.iter()
+        .flat_map(|&b| std::iter::repeat_n(b, n))
+        .collect()
+}
+
+/// Writes a task's accumulator through ReLU into `out`: row `i` of `acc` (`n` values,
+/// image rows `y0..y1` of the padded plane `p`, `p.row()` apart) is output channel
+/// `c0 + i`; the padding columns between the image rows are skipped.
+///
+/// # Safety
+/// Only the calling task writes rows `y0..y1` of those channels, and they lie inside the
+/// buffer `out` points into (`(c0 + acc.len() / n) * p.len()` values at least).
+unsafe fn store_relu(
+    acc: &[f32],
+    n: usize,
+    out: Shared,
+    c0: usize,
+    (y0, y1): (usize, usize),
+    p: Plane,
+) {
+    let row = p.row();
+    for (i, line) in acc.chunks_exact(n).enumerate() {
+        for y in y0..y1 {
+            let from = &line[(y - y0) * row..(y - y0) * row + p.w];
+            // SAFETY: by the caller's contract, these `p.w` values of channel `c0 + i` are
+            // inside `out` and written by this task alone.
+            let to = unsafe {
+                std::slice::from_raw_parts_mut(out.ptr().add((c0 + i) * p.len() + p.at(y, 0)), p.w)
+            };
+            for (t, f) in to.iter_mut().zip(from) {
+                *t = f.max(0.0);
             }
         }
-    });
+    }
 }
 
 /// Values of the column matrix a [`conv3x3_relu_cols`] task builds: it and the task's
@@ -529,10 +552,7 @@ fn conv3x3_relu_cols(src: &[f32], conv: &Conv3, dst: &mut [f32], p: Plane) {
             let start = ci * plane + first + (tap / 3) * row + tap % 3 - row - 1;
             line.copy_from_slice(&src[start..start + n]);
         }
-        let mut acc = vec![0.0f32; c_out * n];
-        for (line, &b) in acc.chunks_exact_mut(n).zip(&conv.bias) {
-            line.fill(b);
-        }
+        let mut acc = bias_rows(&conv.bias, n);
         // SAFETY: `acc` is `c_out x n`, the weights `c_out x k`, `cols` `k x n`.
         unsafe {
             product(
@@ -552,19 +572,9 @@ fn conv3x3_relu_cols(src: &[f32], conv: &Conv3, dst: &mut [f32], p: Plane) {
                 },
             );
         }
-        for (o, line) in acc.chunks_exact(n).enumerate() {
-            for y in y0..y1 {
-                let from = &line[(y - y0) * row..(y - y0) * row + p.w];
-                // SAFETY: task `chunk` alone writes rows y0..y1 of every channel, inside
-                // `dst` (asserted above).
-                let to = unsafe {
-                    std::slice::from_raw_parts_mut(out.ptr().add(o * plane + p.at(y, 0)), p.w)
-                };
-                for (t, f) in to.iter_mut().zip(from) {
-                    *t = f.max(0.0);
-                }
-            }
-        }
+        // SAFETY: task `chunk` alone writes rows y0..y1 of every channel, inside `dst`
+        // (asserted above).
+        unsafe { store_relu(&acc, n, out, 0, (y0, y1), p) };
     });
 }
 
@@ -667,10 +677,7 @@ fn head_softmax(src: &[f32], head: &Head, probs: &mut [f32], p: Plane) {
     (0..chunks).into_par_iter().for_each(|chunk| {
         let (y0, y1) = (chunk * rows, ((chunk + 1) * rows).min(p.h));
         let n = (y1 - y0 - 1) * row + p.w;
-        let mut acc = vec![0.0f32; classes * n];
-        for (line, &b) in acc.chunks_exact_mut(n).zip(&head.bias) {
-            line.fill(b);
-        }
+        let mut acc = bias_rows(&head.bias, n);
         // SAFETY: `acc` is `classes x n`; the weights are `[classes, c_in]`; the source
         // view reads `c_in` planes, `n` values from pixel (y0, 0) in each.
         unsafe {
