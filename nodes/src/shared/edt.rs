@@ -133,8 +133,37 @@ impl Envelope {
 /// transform (about the cost of one slice row of it).
 pub const SEARCH_LIMIT: usize = 4096;
 
+/// How distances are computed; both are exact and give the same values (up to the
+/// last bits of rounding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum EdtMethod {
+    /// Local search per query with the separable transform as fallback (fast when the
+    /// queries lie near the features, as surfaces of similar masks do).
+    #[default]
+    Hybrid,
+    /// The separable Felzenszwalb-Huttenlocher transform on every slice with a query
+    /// (cost independent of how far apart the masks are).
+    Separable,
+    /// [`EdtMethod::Hybrid`] with another search limit (tests: a small one makes most
+    /// searches give up and fall back).
+    #[cfg(test)]
+    HybridWithLimit(usize),
+}
+
+impl EdtMethod {
+    /// Most lookups a query's local search may make (0: separable transform only).
+    fn search_limit(self) -> usize {
+        match self {
+            EdtMethod::Hybrid => SEARCH_LIMIT,
+            EdtMethod::Separable => 0,
+            #[cfg(test)]
+            EdtMethod::HybridWithLimit(limit) => limit,
+        }
+    }
+}
+
 /// Squared distances (mm²) from voxels of a box to the nearest feature voxel, visited
-/// only at query voxels.
+/// only at query voxels, computed by `method`.
 ///
 /// `codes` holds one byte per voxel of a box of size `dims` (x fastest); a voxel is a
 /// feature when `code & feature_bits != 0`, and is visited when `is_query(code)`.
@@ -148,53 +177,13 @@ pub const SEARCH_LIMIT: usize = 4096;
 /// that measure between two masks use a box holding both, which makes the result
 /// exact for them.
 ///
-/// How: metrics sample distance maps only at surface voxels, which mostly lie close to
-/// the other surface. So each query first searches outwards over rows `(y', z')`, using
-/// the precomputed distance to the nearest feature along x in each row, and stops as
-/// soon as no unvisited row can be closer (exact). Queries whose search would exceed
-/// [`SEARCH_LIMIT`] lookups (masks far apart) are finished by the exact separable
-/// transform ([`fh_sample_sq_edt`]), run only on the slices and rows holding them.
-pub fn sample_sq_edt<A, Q, I, V>(
-    codes: &[u8],
-    dims: [usize; 3],
-    spacing: [f64; 3],
-    feature_bits: u8,
-    is_query: Q,
-    init: I,
-    visit: V,
-) -> Vec<A>
-where
-    A: Send,
-    Q: Fn(u8) -> bool + Sync,
-    I: Fn() -> A + Sync,
-    V: Fn(&mut A, usize, u8, f64) + Sync,
-{
-    sample_with_limit(
-        codes,
-        dims,
-        spacing,
-        feature_bits,
-        is_query,
-        init,
-        visit,
-        SEARCH_LIMIT,
-    )
-}
-
-/// How distances are computed; both are exact and give the same values (up to the
-/// last bits of rounding).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum EdtMethod {
-    /// Local search per query with the separable transform as fallback (fast when the
-    /// queries lie near the features, as surfaces of similar masks do).
-    #[default]
-    Hybrid,
-    /// The separable Felzenszwalb-Huttenlocher transform on every slice with a query
-    /// (cost independent of how far apart the masks are).
-    Separable,
-}
-
-/// [`sample_sq_edt`] with a chosen method.
+/// How ([`EdtMethod::Hybrid`]): metrics sample distance maps only at surface voxels,
+/// which mostly lie close to the other surface. So each query first searches outwards
+/// over rows `(y', z')`, using the precomputed distance to the nearest feature along x
+/// in each row, and stops as soon as no unvisited row can be closer (exact). Queries
+/// whose search would exceed [`SEARCH_LIMIT`] lookups (masks far apart) are finished by
+/// the exact separable transform ([`fh_sample_sq_edt`]), run only on the slices and rows
+/// holding them.
 #[allow(clippy::too_many_arguments)]
 pub fn sample_sq_edt_with<A, Q, I, V>(
     method: EdtMethod,
@@ -212,40 +201,7 @@ where
     I: Fn() -> A + Sync,
     V: Fn(&mut A, usize, u8, f64) + Sync,
 {
-    let limit = match method {
-        EdtMethod::Hybrid => SEARCH_LIMIT,
-        EdtMethod::Separable => 0,
-    };
-    sample_with_limit(
-        codes,
-        dims,
-        spacing,
-        feature_bits,
-        is_query,
-        init,
-        visit,
-        limit,
-    )
-}
-
-/// [`sample_sq_edt`] with a chosen search limit (0: separable transform only).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn sample_with_limit<A, Q, I, V>(
-    codes: &[u8],
-    dims: [usize; 3],
-    spacing: [f64; 3],
-    feature_bits: u8,
-    is_query: Q,
-    init: I,
-    visit: V,
-    limit: usize,
-) -> Vec<A>
-where
-    A: Send,
-    Q: Fn(u8) -> bool + Sync,
-    I: Fn() -> A + Sync,
-    V: Fn(&mut A, usize, u8, f64) + Sync,
-{
+    let limit = method.search_limit();
     let [nx, ny, nz] = dims;
     let plane = nx * ny;
     assert_eq!(codes.len(), plane * nz, "codes must cover the box");
@@ -573,7 +529,7 @@ fn fill_down(out: &mut [u16], last: usize) {
     }
 }
 
-/// [`sample_sq_edt`] by the separable transform alone (no local search); the
+/// [`sample_sq_edt_with`] by the separable transform alone (no local search); the
 /// query predicate also gets the voxel's linear index in the box. Used as the
 /// fallback of the hybrid and as its reference in tests.
 ///
@@ -743,17 +699,18 @@ fn column_distances(codes: &[u8], dims: [usize; 3], feature_bits: u8) -> Vec<u16
 /// The full squared distance map (mm²) of the feature voxels of a box, for tests and
 /// tools that need every value; infinite everywhere when there is no feature.
 pub fn sq_edt(features: &[bool], dims: [usize; 3], spacing: [f64; 3]) -> Vec<f64> {
-    sq_edt_with_limit(features, dims, spacing, SEARCH_LIMIT)
+    sq_edt_with(features, dims, spacing, EdtMethod::Hybrid)
 }
 
-fn sq_edt_with_limit(
+fn sq_edt_with(
     features: &[bool],
     dims: [usize; 3],
     spacing: [f64; 3],
-    limit: usize,
+    method: EdtMethod,
 ) -> Vec<f64> {
     let codes: Vec<u8> = features.iter().map(|&f| u8::from(f)).collect();
-    let parts = sample_with_limit(
+    let parts = sample_sq_edt_with(
+        method,
         &codes,
         dims,
         spacing,
@@ -761,7 +718,6 @@ fn sq_edt_with_limit(
         |_| true,
         Vec::new,
         |acc: &mut Vec<(usize, f64)>, i, _, d2| acc.push((i, d2)),
-        limit,
     );
     let mut out = vec![f64::NAN; features.len()];
     for (i, d2) in parts.into_iter().flatten() {
@@ -831,7 +787,8 @@ mod tests {
     fn queries_skip_other_voxels() {
         let dims = [6, 1, 1];
         let codes = [1u8, 0, 2, 0, 2, 0];
-        let got = sample_sq_edt(
+        let got = sample_sq_edt_with(
+            EdtMethod::Hybrid,
             &codes,
             dims,
             [2.0, 1.0, 1.0],
@@ -853,12 +810,12 @@ mod tests {
         }
         let spacing = [0.3, 4.0, 5.0];
         let slow = sq_edt_brute_force(&f, dims, spacing);
-        for limit in [SEARCH_LIMIT, 0] {
-            let fast = sq_edt_with_limit(&f, dims, spacing, limit);
+        for method in [EdtMethod::Hybrid, EdtMethod::Separable] {
+            let fast = sq_edt_with(&f, dims, spacing, method);
             for i in 0..f.len() {
                 assert!(
                     close(fast[i], slow[i]),
-                    "limit {limit}, voxel {i}: {} vs {}",
+                    "{method:?}, voxel {i}: {} vs {}",
                     fast[i],
                     slow[i]
                 );
@@ -882,13 +839,13 @@ mod tests {
             let dims = [nx, ny, nz];
             let spacing = [sx, sy, sz];
             let slow = sq_edt_brute_force(&f, dims, spacing);
-            // Local search only (large limit), separable transform only (0), and a mix
-            // where most searches give up and fall back (2).
-            for limit in [SEARCH_LIMIT, 0, 2] {
-                let fast = sq_edt_with_limit(&f, dims, spacing, limit);
+            // Local search only (large limit), separable transform only, and a mix
+            // where most searches give up and fall back (limit 2).
+            for method in [EdtMethod::Hybrid, EdtMethod::Separable, EdtMethod::HybridWithLimit(2)] {
+                let fast = sq_edt_with(&f, dims, spacing, method);
                 prop_assert_eq!(fast.len(), n);
                 for i in 0..n {
-                    prop_assert!(close(fast[i], slow[i]), "limit {}, voxel {}: {} vs {}", limit, i, fast[i], slow[i]);
+                    prop_assert!(close(fast[i], slow[i]), "{:?}, voxel {}: {} vs {}", method, i, fast[i], slow[i]);
                 }
             }
         }
