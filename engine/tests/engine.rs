@@ -202,14 +202,39 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
+/// The macro both macro tests use: `y = x + factor` (`factor` defaults to 1.0).
+fn write_scale_macro(dir: &Path) -> PathBuf {
+    write(
+        dir,
+        "scale.ron",
+        r#"Graph(
+        name: "scale",
+        params: { "factor": 1.0 },
+        inputs: ["x"],
+        nodes: {
+            "k": (node: "Number", params: (value: "${factor}")),
+            "s": (node: "Sum", inputs: (items: ["x", "k"])),
+        },
+        outputs: { "y": "s" },
+    )"#,
+    )
+}
+
+/// Load with `--set` values and validate with `--impl` choices, running the leaves.
 fn plan(path: &Path, set: &[&str], impls: &[&str]) -> Result<Plan, String> {
+    plan_for(path, set, impls, &[])
+}
+
+/// [`plan`] that runs only what the `targets` need.
+fn plan_for(path: &Path, set: &[&str], impls: &[&str], targets: &[&str]) -> Result<Plan, String> {
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
     let g = load_graph(path, &LoadOptions::from_args(set)).map_err(|d| d.to_string())?;
     validate(
         &g,
         &registry(),
         &ValidateOptions {
-            implementations: impls.iter().map(|s| s.to_string()).collect(),
-            targets: vec![],
+            implementations: strings(impls),
+            targets: strings(targets),
         },
     )
     .map_err(|d| d.to_string())
@@ -289,17 +314,7 @@ fn a_correct_graph_validates_and_runs() {
     );
     let p = plan(&path, &[], &[]).unwrap();
     assert!(p.warnings.items.is_empty());
-    let targets = vec!["s".to_string()];
-    let g = load_graph(&path, &LoadOptions::default()).unwrap();
-    let p2 = validate(
-        &g,
-        &registry(),
-        &ValidateOptions {
-            targets,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let p2 = plan_for(&path, &[], &[], &["s"]).unwrap();
     let r = run(&p2, &RunOptions::default());
     assert!(r.ok());
     assert_eq!(value_of(&r.outputs["s.out"]), 3.5);
@@ -367,23 +382,14 @@ fn impl_switches_per_node_and_globally_and_the_report_says_which() {
         "b": (node: "Number", params: (value: 1.0), impl: "plain"),
     })"#,
     );
-    let g = load_graph(&path, &LoadOptions::default()).unwrap();
-    let opts = ValidateOptions {
-        implementations: vec!["Number=doubled".into()],
-        targets: vec!["a".into(), "b".into()],
-    };
-    let p = validate(&g, &registry(), &opts).unwrap();
+    let p = plan_for(&path, &[], &["Number=doubled"], &["a", "b"]).unwrap();
     let r = run(&p, &RunOptions::default());
     assert_eq!(value_of(&r.outputs["a.out"]), 2.0);
     assert_eq!(value_of(&r.outputs["b.out"]), 1.0);
     let json = r.to_json();
     assert_eq!(json["nodes"][0]["implementation"], "doubled");
     assert_eq!(json["nodes"][1]["implementation"], "plain");
-    let bad = ValidateOptions {
-        implementations: vec!["Number=fast".into()],
-        targets: vec![],
-    };
-    let err = validate(&g, &registry(), &bad).unwrap_err().to_string();
+    let err = plan(&path, &[], &["Number=fast"]).unwrap_err();
     assert!(
         err.contains("Number has no implementation `fast`") && err.contains("`plain`, `doubled`"),
         "{err}"
@@ -403,20 +409,7 @@ fn impl_switches_per_node_and_globally_and_the_report_says_which() {
 #[test]
 fn a_macro_used_twice_with_different_params() {
     let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "scale.ron",
-        r#"Graph(
-        name: "scale",
-        params: { "factor": 1.0 },
-        inputs: ["x"],
-        nodes: {
-            "k": (node: "Number", params: (value: "${factor}")),
-            "s": (node: "Sum", inputs: (items: ["x", "k"])),
-        },
-        outputs: { "y": "s" },
-    )"#,
-    );
+    write_scale_macro(dir.path());
     let path = write(
         dir.path(),
         "main.ron",
@@ -430,16 +423,7 @@ fn a_macro_used_twice_with_different_params() {
     let p = plan(&path, &[], &[]).unwrap();
     let ids: Vec<&str> = p.nodes.iter().map(|n| n.id.as_str()).collect();
     assert_eq!(ids, ["one", "m1/k", "m1/s", "m2/k", "m2/s", "total"]);
-    let g = load_graph(&path, &LoadOptions::default()).unwrap();
-    let p = validate(
-        &g,
-        &registry(),
-        &ValidateOptions {
-            targets: vec!["total".into()],
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let p = plan_for(&path, &[], &[], &["total"]).unwrap();
     let r = run(&p, &RunOptions::default());
     assert_eq!(value_of(&r.outputs["total.out"]), 111.0);
 
@@ -480,16 +464,7 @@ fn set_overrides_graph_and_node_params_checked_like_the_file() {
         "s": (node: "Sum", inputs: (items: ["a", "b"])),
     })"#,
     );
-    let g = load_graph(&path, &LoadOptions::from_args(&["v=5", "b.value=7.5"])).unwrap();
-    let p = validate(
-        &g,
-        &registry(),
-        &ValidateOptions {
-            targets: vec!["s".into()],
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let p = plan_for(&path, &["v=5", "b.value=7.5"], &[], &["s"]).unwrap();
     assert_eq!(
         value_of(&run(&p, &RunOptions::default()).outputs["s.out"]),
         12.5
@@ -541,21 +516,12 @@ fn only_nodes_needed_for_the_targets_run_and_unused_outputs_warn() {
         "fails": (node: "Sum", inputs: (items: ["b"]), params: (fail: true)),
     })"#,
     );
-    let g = load_graph(&path, &LoadOptions::default()).unwrap();
-    let p = validate(
-        &g,
-        &registry(),
-        &ValidateOptions {
-            targets: vec!["a".into()],
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let p = plan_for(&path, &[], &[], &["a"]).unwrap();
     let r = run(&p, &RunOptions::default());
     assert!(r.ok());
     assert_eq!(r.nodes[1].status, Status::NotNeeded);
     assert_eq!(r.nodes[2].status, Status::NotNeeded);
-    let p = validate(&g, &registry(), &ValidateOptions::default()).unwrap();
+    let p = plan(&path, &[], &[]).unwrap();
     let w = p.warnings.to_string();
     assert!(
         w.contains("t.ron:2:9: warning: nobody uses the output of Number `a`"),
@@ -584,16 +550,7 @@ fn cache_reuses_unchanged_nodes_and_reruns_exactly_what_a_change_affects() {
     );
     let cache = Cache::open(&dir.path().join("cache")).unwrap();
     let go = |set: &[&str]| {
-        let g = load_graph(&path, &LoadOptions::from_args(set)).unwrap();
-        let p = validate(
-            &g,
-            &registry(),
-            &ValidateOptions {
-                targets: vec!["total".into()],
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let p = plan_for(&path, set, &[], &["total"]).unwrap();
         let r = run(
             &p,
             &RunOptions {
@@ -665,20 +622,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn an_unset_param_is_named_through_chains_and_macros_and_a_template_lists_it() {
     let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "scale.ron",
-        r#"Graph(
-        name: "scale",
-        params: { "factor": 1.0 },
-        inputs: ["x"],
-        nodes: {
-            "k": (node: "Number", params: (value: "${factor}")),
-            "s": (node: "Sum", inputs: (items: ["x", "k"])),
-        },
-        outputs: { "y": "s" },
-    )"#,
-    );
+    write_scale_macro(dir.path());
     // `f` is unset; `g` is `f` by another name; the macro's `factor` is `g` in `m` and the
     // unset `h` in `m2` (one macro text, two origins).
     let path = write(
