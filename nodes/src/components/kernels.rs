@@ -258,9 +258,12 @@ fn union(p: &mut [u32], a: u32, b: u32) {
     }
 }
 
-/// Union the runs of two rows that touch: `[a0, a1)` and `[b0, b1)` are connected when
-/// `a0 < b1 + e && b0 < a1 + e` (`e = 1` lets diagonal neighbours along x connect).
-fn merge_rows(a: &[Run], a_base: usize, b: &[Run], b_base: usize, e: u32, p: &mut [u32]) {
+/// Union the runs of two rows that touch, the rows being the runs `a` and `b` of
+/// `runs` (their indices are the union-find's): `[a0, a1)` and `[b0, b1)` are connected
+/// when `a0 < b1 + e && b0 < a1 + e` (`e = 1` lets diagonal neighbours along x connect).
+fn merge_rows(runs: &[Run], a: Range<usize>, b: Range<usize>, e: u32, p: &mut [u32]) {
+    let (a_base, b_base) = (a.start, b.start);
+    let (a, b) = (&runs[a], &runs[b]);
     let (mut i, mut j) = (0, 0);
     while i < a.len() && j < b.len() {
         let (ra, rb) = (a[i], b[j]);
@@ -276,6 +279,22 @@ fn merge_rows(a: &[Run], a_base: usize, b: &[Run], b_base: usize, e: u32, p: &mu
                 j += 1;
             }
         }
+    }
+}
+
+/// Give each union-find set of `runs` an id, in scan order of its first run, as the
+/// label of its runs, and append the sets' voxel counts to `sizes` (index = id).
+fn label_by_root(runs: &mut [Run], parent: &mut [u32], sizes: &mut Vec<u64>) {
+    let mut id_of_root = vec![0u32; runs.len()];
+    for (i, run) in runs.iter_mut().enumerate() {
+        let r = find(parent, i as u32) as usize;
+        if id_of_root[r] == 0 {
+            sizes.push(0);
+            id_of_root[r] = (sizes.len() - 1) as u32;
+        }
+        let id = id_of_root[r];
+        run.label = id;
+        sizes[id as usize] += (run.x1 - run.x0) as u64;
     }
 }
 
@@ -343,28 +362,11 @@ fn slice_runs(mask: &Mask, z: usize, e: u32, label_now: bool) -> SliceRuns {
             row_start[y - 1]..row_start[y],
             row_start[y]..row_start[y + 1],
         );
-        merge_rows(
-            &runs[a.clone()],
-            a.start,
-            &runs[b.clone()],
-            b.start,
-            e,
-            &mut parent,
-        );
+        merge_rows(&runs, a, b, e, &mut parent);
     }
     let mut sizes = vec![0u64];
     if label_now {
-        let mut id_of_root = vec![0u32; runs.len()];
-        for (i, run) in runs.iter_mut().enumerate() {
-            let r = find(&mut parent, i as u32) as usize;
-            if id_of_root[r] == 0 {
-                sizes.push(0);
-                id_of_root[r] = (sizes.len() - 1) as u32;
-            }
-            let id = id_of_root[r];
-            run.label = id;
-            sizes[id as usize] += (run.x1 - run.x0) as u64;
-        }
+        label_by_root(&mut runs, &mut parent, &mut sizes);
     }
     SliceRuns {
         row_start,
@@ -436,14 +438,7 @@ pub fn label_runs(mask: &Mask, conn: Connectivity) -> Components {
                     continue;
                 }
                 let mut join = |prev: Range<usize>, e: u32| {
-                    merge_rows(
-                        &runs[prev.clone()],
-                        prev.start,
-                        &runs[cur.clone()],
-                        cur.start,
-                        e,
-                        &mut parent,
-                    );
+                    merge_rows(&runs, prev, cur.clone(), e, &mut parent)
                 };
                 join(row(y, z - 1), e_same);
                 if let Some(e) = e_diag {
@@ -456,18 +451,7 @@ pub fn label_runs(mask: &Mask, conn: Connectivity) -> Components {
                 }
             }
         }
-        // Ids in scan order of first run.
-        let mut id_of_root = vec![0u32; runs.len()];
-        for (i, run) in runs.iter_mut().enumerate() {
-            let r = find(&mut parent, i as u32) as usize;
-            if id_of_root[r] == 0 {
-                sizes.push(0);
-                id_of_root[r] = (sizes.len() - 1) as u32;
-            }
-            let id = id_of_root[r];
-            run.label = id;
-            sizes[id as usize] += (run.x1 - run.x0) as u64;
-        }
+        label_by_root(&mut runs, &mut parent, &mut sizes);
     }
     Components {
         dims: [nx, ny, nz],
