@@ -60,9 +60,9 @@ pub fn phantom_geometry(params: &PhantomParams) -> Geometry {
     g
 }
 
-/// Generate a phantom. Params must be valid (see [`PhantomParams::validate`]); the node
-/// checks them at build time. Same params, same bits, on any number of threads.
-pub fn generate(params: &PhantomParams) -> PhantomVolumes {
+/// The phantom's grid and its anatomy, drawn from the seed: the same for [`generate`]
+/// and [`vertebrae`], so the vertebrae lie where the CT's bone is.
+fn phantom_anatomy(params: &PhantomParams) -> (Geometry, Anatomy) {
     let geometry = phantom_geometry(params);
     let [nx, ny, nz] = geometry.dims;
     let [sx, sy, sz] = geometry.spacing;
@@ -73,6 +73,16 @@ pub fn generate(params: &PhantomParams) -> PhantomVolumes {
         slice_mm: sz,
     };
     let anatomy = Anatomy::draw(&mut stream(params.seed, u64::MAX, STREAM_ANATOMY), extent);
+    (geometry, anatomy)
+}
+
+/// Generate a phantom. Params must be valid (see [`PhantomParams::validate`]); the node
+/// checks them at build time. Same params, same bits, on any number of threads.
+pub fn generate(params: &PhantomParams) -> PhantomVolumes {
+    let (geometry, anatomy) = phantom_anatomy(params);
+    let [nx, ny, nz] = geometry.dims;
+    let [sx, sy, sz] = geometry.spacing;
+    let origin = geometry.origin();
 
     let n = nx * ny * nz;
     let plane = nx * ny;
@@ -314,16 +324,10 @@ pub fn vertebra_label_at(z_mm: f64) -> u16 {
 /// own (the same anatomy, drawn from the same seed, sampled again) so that asking for it
 /// costs nothing to runs that do not.
 pub fn vertebrae(params: &PhantomParams) -> Labels {
-    let geometry = phantom_geometry(params);
+    let (geometry, anatomy) = phantom_anatomy(params);
     let [nx, ny, nz] = geometry.dims;
     let [sx, sy, sz] = geometry.spacing;
     let origin = geometry.origin();
-    let extent = Extent {
-        fov_mm: [nx as f64 * sx, ny as f64 * sy],
-        z_range_mm: (origin[2], origin[2] + (nz as f64 - 1.0) * sz),
-        slice_mm: sz,
-    };
-    let anatomy = Anatomy::draw(&mut stream(params.seed, u64::MAX, STREAM_ANATOMY), extent);
     let plane = nx * ny;
     let mut out = vec![0u16; plane * nz];
     if plane > 0 {
