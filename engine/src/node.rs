@@ -363,6 +363,23 @@ pub struct NodeContext {
     pub(crate) used_outputs: BTreeSet<String>,
 }
 
+/// [`NodeContext`]'s accessors for required inputs of the built-in port types, one per
+/// `name: Variant` (the `Value` variant, its port type and the type it holds share the
+/// name): the value when the port carries that variant, else the error naming the port
+/// (not connected, or the type it got).
+macro_rules! required_inputs {
+    ($($name:ident: $variant:ident),* $(,)?) => {$(
+        #[doc = concat!("A required ", stringify!($variant), " input.")]
+        pub fn $name(&self, port: &str) -> Result<Arc<$variant>, NodeError> {
+            match self.input(port) {
+                Some(Value::$variant(v)) => Ok(v.clone()),
+                Some(other) => Err(self.wrong_type(port, PortType::$variant, other)),
+                None => Err(self.missing(port)),
+            }
+        }
+    )*};
+}
+
 impl NodeContext {
     /// A context for running a node outside a graph (tests, benchmarks).
     pub fn standalone(node_type: &str, out_dir: &Path) -> Self {
@@ -444,40 +461,11 @@ impl NodeContext {
         }
     }
 
-    /// A required Image input.
-    pub fn image(&self, port: &str) -> Result<Arc<Image>, NodeError> {
-        match self.input(port) {
-            Some(Value::Image(v)) => Ok(v.clone()),
-            Some(other) => Err(self.wrong_type(port, PortType::Image, other)),
-            None => Err(self.missing(port)),
-        }
-    }
-
-    /// A required Mask input.
-    pub fn mask(&self, port: &str) -> Result<Arc<Mask>, NodeError> {
-        match self.input(port) {
-            Some(Value::Mask(v)) => Ok(v.clone()),
-            Some(other) => Err(self.wrong_type(port, PortType::Mask, other)),
-            None => Err(self.missing(port)),
-        }
-    }
-
-    /// A required Labels input.
-    pub fn labels(&self, port: &str) -> Result<Arc<Labels>, NodeError> {
-        match self.input(port) {
-            Some(Value::Labels(v)) => Ok(v.clone()),
-            Some(other) => Err(self.wrong_type(port, PortType::Labels, other)),
-            None => Err(self.missing(port)),
-        }
-    }
-
-    /// A required Table input.
-    pub fn table(&self, port: &str) -> Result<Arc<Table>, NodeError> {
-        match self.input(port) {
-            Some(Value::Table(v)) => Ok(v.clone()),
-            Some(other) => Err(self.wrong_type(port, PortType::Table, other)),
-            None => Err(self.missing(port)),
-        }
+    required_inputs! {
+        image: Image,
+        mask: Mask,
+        labels: Labels,
+        table: Table,
     }
 
     /// A required opaque input (see [`crate::value::OpaqueType`]) of port type `ty` holding a `T`.
