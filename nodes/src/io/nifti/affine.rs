@@ -3,7 +3,8 @@
 
 use voxflow_engine::Geometry;
 
-use super::{Dtype, Header, WRITE_VOX_OFFSET};
+use super::header::Unusable;
+use super::{Dtype, Header, HeaderError, WRITE_VOX_OFFSET};
 
 impl Header {
     /// The voxel-to-world affine: the sform when `sform_code > 0`, else the qform
@@ -22,41 +23,40 @@ impl Header {
     ///
     /// Every element is rounded to f32 precision, the precision a header stores: the
     /// affine of a loaded file then survives save and load bit for bit.
-    pub fn affine(&self) -> Result<[[f64; 4]; 4], String> {
+    pub fn affine(&self) -> Result<[[f64; 4]; 4], HeaderError> {
         let mut a = if self.sform_code > 0 {
             match (self.sform_problem(), self.qform_code > 0) {
                 (None, _) => self.sform(),
-                (Some(why), true) => match self.qform_problem() {
+                (Some(sform), true) => match self.qform_problem() {
                     None => self.qform(),
-                    Some(qwhy) => {
-                        return Err(format!(
-                            "bad header: the sform (sform_code {}) is unusable: {why}; the \
-                             qform (qform_code {}) is unusable too: {qwhy}",
-                            self.sform_code, self.qform_code
-                        ))
+                    Some(qform) => {
+                        return Err(HeaderError::SformAndQform {
+                            sform_code: self.sform_code,
+                            sform,
+                            qform_code: self.qform_code,
+                            qform,
+                        })
                     }
                 },
-                (Some(why), false) => {
-                    return Err(format!(
-                        "bad header: the sform (sform_code {}) is unusable: {why}; there is no \
-                         qform to fall back to (qform_code {})",
-                        self.sform_code, self.qform_code
-                    ))
+                (Some(sform), false) => {
+                    return Err(HeaderError::SformNoQform {
+                        sform_code: self.sform_code,
+                        sform,
+                        qform_code: self.qform_code,
+                    })
                 }
             }
         } else if self.qform_code > 0 {
-            if let Some(why) = self.qform_problem() {
-                return Err(format!(
-                    "bad header: the qform (qform_code {}) is unusable: {why}",
-                    self.qform_code
-                ));
+            if let Some(qform) = self.qform_problem() {
+                return Err(HeaderError::Qform {
+                    qform_code: self.qform_code,
+                    qform,
+                });
             }
             self.qform()
         } else {
             if let Some(why) = self.pixdim_problem() {
-                return Err(format!(
-                    "bad header: {why} (no sform or qform, so pixdim gives the voxel size)"
-                ));
+                return Err(HeaderError::Pixdim(why));
             }
             let mut a = [[0.0; 4]; 4];
             for i in 0..3 {
@@ -92,10 +92,13 @@ impl Header {
     }
 
     /// Why the sform cannot place voxels, naming the field; `None` when it can.
-    fn sform_problem(&self) -> Option<String> {
+    fn sform_problem(&self) -> Option<Unusable> {
         for (r, row) in self.srow.iter().enumerate() {
             if let Some(c) = row.iter().position(|v| !v.is_finite()) {
-                return Some(format!("srow_{}[{c}] is {}", ["x", "y", "z"][r], row[c]));
+                return Some(non_finite(
+                    format!("srow_{}[{c}]", ["x", "y", "z"][r]),
+                    row[c],
+                ));
             }
         }
         let m: [[f64; 3]; 3] =
@@ -106,29 +109,29 @@ impl Header {
     /// Why the qform cannot place voxels, naming the field; `None` when it can. (A
     /// quaternion always gives a rotation, and pixdim[0] only its sign, so only
     /// non-finite values are fatal.)
-    fn qform_problem(&self) -> Option<String> {
+    fn qform_problem(&self) -> Option<Unusable> {
         for (i, v) in self.quatern.iter().enumerate() {
             if !v.is_finite() {
-                return Some(format!("quatern_{} is {v}", ["b", "c", "d"][i]));
+                return Some(non_finite(format!("quatern_{}", ["b", "c", "d"][i]), *v));
             }
         }
         for (i, v) in self.qoffset.iter().enumerate() {
             if !v.is_finite() {
-                return Some(format!("qoffset_{} is {v}", ["x", "y", "z"][i]));
+                return Some(non_finite(format!("qoffset_{}", ["x", "y", "z"][i]), *v));
             }
         }
         self.pixdim_problem()
     }
 
     /// A non-finite voxel size in pixdim[1..=3], named.
-    fn pixdim_problem(&self) -> Option<String> {
+    fn pixdim_problem(&self) -> Option<Unusable> {
         (1..=3)
             .find(|&i| !self.pixdim[i].is_finite())
-            .map(|i| format!("pixdim[{i}] is {}", self.pixdim[i]))
+            .map(|i| non_finite(format!("pixdim[{i}]"), self.pixdim[i]))
     }
 
     /// The grid of the first 3D volume; errors as [`Header::affine`].
-    pub fn geometry(&self) -> Result<Geometry, String> {
+    pub fn geometry(&self) -> Result<Geometry, HeaderError> {
         Ok(Geometry::from_affine(self.dims3(), self.affine()?))
     }
 
@@ -262,17 +265,22 @@ fn det3(m: &[[f64; 3]; 3]) -> f64 {
 /// close to coplanar that the grid has no volume); `None` when it can. The determinant
 /// is compared with the product of the column lengths, so the test does not depend on
 /// the voxel size.
-fn singular_problem(m: &[[f64; 3]; 3]) -> Option<String> {
+fn singular_problem(m: &[[f64; 3]; 3]) -> Option<Unusable> {
     let norms: [f64; 3] =
         std::array::from_fn(|c| (0..3).map(|r| m[r][c] * m[r][c]).sum::<f64>().sqrt());
     if let Some(c) = norms.iter().position(|&n| n == 0.0) {
-        return Some(format!("its column {c} is zero (a voxel axis of length 0)"));
+        return Some(Unusable::ZeroColumn(c));
     }
     let det = det3(m);
     if det.is_nan() || det.abs() <= 1e-6 * norms.iter().product::<f64>() {
-        return Some(format!("its 3x3 is singular (determinant {det:e})"));
+        return Some(Unusable::Singular(det));
     }
     None
+}
+
+/// A field that is NaN or infinite.
+fn non_finite(field: String, value: f32) -> Unusable {
+    Unusable::NonFinite { field, value }
 }
 
 /// Whether the 3x3 of an affine is a rotation (possibly with the third axis flipped,

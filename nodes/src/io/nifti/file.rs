@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use voxflow_engine::{Geometry, NodeError};
 
-use super::gzip::{GzipStream, IndexedGzip};
+use super::gzip::{GzipError, GzipStream, IndexedGzip};
 use super::{encode_gzip, ByteSource, Header, HEADER_SIZE, MAX_DEFLATE_RATIO};
 
 /// Where the bytes come from: a plain file read in place, or a gzip file inflated as it
@@ -60,7 +60,7 @@ impl NiftiReader {
             None
         };
         let (header, source) = if let Some((ix, head)) = indexed {
-            let header = Header::parse(&head).map_err(&err)?;
+            let header = Header::parse(&head).map_err(|e| NodeError::file(path, e))?;
             if header.vox_offset != head.len() {
                 return Err(err(format!(
                     "corrupt gzip block index: the header block holds {} bytes, vox_offset is {}",
@@ -82,16 +82,16 @@ impl NiftiReader {
             (header, Source::Indexed(ix))
         } else if gz {
             let mut gz = GzipStream::new(file).map_err(|e| err(format!("cannot read: {e}")))?;
-            gz.read_exact(&mut head).map_err(|m| {
-                if m.starts_with("corrupt") || m.starts_with("truncated") {
-                    err(m)
+            gz.read_exact(&mut head).map_err(|e| {
+                if e.is_damage() {
+                    NodeError::file(path, e)
                 } else {
                     err(format!(
-                        "not a NIfTI file: decompressed content is shorter than a header ({m})"
+                        "not a NIfTI file: decompressed content is shorter than a header ({e})"
                     ))
                 }
             })?;
-            let header = Header::parse(&head).map_err(&err)?;
+            let header = Header::parse(&head).map_err(|e| NodeError::file(path, e))?;
             let limit = len.saturating_mul(MAX_DEFLATE_RATIO);
             match header.data_end() {
                 Some(need) if need <= limit => {}
@@ -105,7 +105,8 @@ impl NiftiReader {
                     )))
                 }
             }
-            gz.skip(header.vox_offset - HEADER_SIZE).map_err(&err)?;
+            gz.skip(header.vox_offset - HEADER_SIZE)
+                .map_err(|e| NodeError::file(path, e))?;
             (header, Source::Gzip(gz))
         } else {
             file.seek(SeekFrom::Start(0))
@@ -118,7 +119,7 @@ impl NiftiReader {
                     Err(e) => return Err(err(format!("cannot read: {e}"))),
                 }
             }
-            let header = Header::parse(&head[..got]).map_err(&err)?;
+            let header = Header::parse(&head[..got]).map_err(|e| NodeError::file(path, e))?;
             match header.data_end() {
                 Some(need) if need <= len => {}
                 need => {
@@ -141,7 +142,7 @@ impl NiftiReader {
                 &header.dim[1..=header.dim[0] as usize]
             )));
         }
-        let mut geometry = header.geometry().map_err(&err)?;
+        let mut geometry = header.geometry().map_err(|e| NodeError::file(path, e))?;
         geometry.nifti = Some(std::sync::Arc::new(header.meta()));
         Ok(NiftiReader {
             path: path.to_path_buf(),
@@ -175,7 +176,7 @@ impl NiftiReader {
             source,
             ..
         } = self;
-        let err = |m: String| NodeError::file(&path, m);
+        let err = |e: GzipError| NodeError::file(&path, e);
         assert_eq!(
             out.len(),
             header.voxels() * header.dtype.size(),
@@ -190,7 +191,7 @@ impl NiftiReader {
             Source::Plain(file) => {
                 // The size was checked at `open`; a file that shrank since fails here.
                 read_parallel(&file, header.vox_offset as u64, out)
-                    .map_err(|e| err(format!("cannot read voxels: {e}")))?;
+                    .map_err(|e| NodeError::file(&path, format!("cannot read voxels: {e}")))?;
             }
         }
         Ok(())

@@ -13,6 +13,63 @@ use rayon::prelude::*;
 use super::file::read_parallel;
 use super::{try_zeroed, Header, GZIP_BLOCK, GZIP_LEVEL, MAX_DEFLATE_RATIO, WRITE_VOX_OFFSET};
 
+/// What went wrong inflating a `.nii.gz`; shown after the file's name.
+#[derive(Debug, thiserror::Error)]
+pub enum GzipError {
+    /// The file could not be read.
+    #[error("cannot read: {0}")]
+    Read(std::io::Error),
+    /// The stream ended cleanly with voxel bytes still missing.
+    #[error(
+        "file too short: the gzip stream ended {missing} bytes before the end of the voxel data"
+    )]
+    Ended {
+        /// Bytes still wanted.
+        missing: usize,
+    },
+    /// zlib refused the data.
+    #[error("corrupt gzip data: {0}")]
+    Corrupt(flate2::DecompressError),
+    /// The stream stops mid-member before the voxels are complete.
+    #[error("truncated gzip stream: it ends {missing} bytes before the end of the voxel data")]
+    Truncated {
+        /// Bytes still wanted.
+        missing: usize,
+    },
+    /// The voxels are complete but the member's trailer is missing.
+    #[error(
+        "truncated gzip stream: the voxels are complete but the gzip trailer (checksum) is missing"
+    )]
+    NoTrailer,
+    /// A block of voxflow's block index inflates to another size than recorded.
+    #[error(
+        "corrupt gzip data: a block of the voxflow block index does not decode to its recorded \
+         size"
+    )]
+    BlockSize,
+    /// The block index holds another number of voxel bytes than the header needs.
+    #[error(
+        "corrupt gzip data: the block index holds {held} voxel bytes, the header needs {needed}"
+    )]
+    IndexSize {
+        /// Voxel bytes in the index's blocks.
+        held: usize,
+        /// Voxel bytes the header needs.
+        needed: usize,
+    },
+    /// CRC or length trailer disagrees with the inflated bytes.
+    #[error("corrupt gzip data: checksum mismatch")]
+    Checksum,
+}
+
+impl GzipError {
+    /// Whether the gzip data itself is damaged (corrupt or truncated), rather than
+    /// unreadable or simply shorter than what was asked for.
+    pub(super) fn is_damage(&self) -> bool {
+        !matches!(self, GzipError::Read(_) | GzipError::Ended { .. })
+    }
+}
+
 /// Compressed bytes read from the file per step.
 const READ_CHUNK: usize = 4 << 20;
 /// Output bytes inflated per step.
@@ -99,7 +156,7 @@ impl GzipStream {
 
     /// Inflate and drop `n` bytes (header extensions), through a small buffer so that a
     /// large `vox_offset` costs no memory.
-    pub(super) fn skip(&mut self, mut n: usize) -> Result<(), String> {
+    pub(super) fn skip(&mut self, mut n: usize) -> Result<(), GzipError> {
         let mut scratch = vec![0u8; n.min(1 << 16)];
         while n > 0 {
             let k = n.min(scratch.len());
@@ -110,15 +167,14 @@ impl GzipStream {
     }
 
     /// Fill `out` completely; `Err` says what is wrong.
-    pub(super) fn read_exact(&mut self, out: &mut [u8]) -> Result<(), String> {
-        let io = |e: std::io::Error| format!("cannot read: {e}");
+    pub(super) fn read_exact(&mut self, out: &mut [u8]) -> Result<(), GzipError> {
         let mut filled = 0;
         while filled < out.len() {
             while (self.member_done || self.pos == self.read)
                 && self.read - self.pos < 2
                 && !self.fully_read()
             {
-                self.read_more().map_err(io)?;
+                self.read_more().map_err(GzipError::Read)?;
             }
             if self.member_done {
                 // A gzip file may hold several members back to back (e.g. bgzip).
@@ -126,11 +182,9 @@ impl GzipStream {
                     self.inflate = Decompress::new_gzip(15);
                     self.member_done = false;
                 } else {
-                    return Err(format!(
-                        "file too short: the gzip stream ended {} bytes before the end of the \
-                         voxel data",
-                        out.len() - filled
-                    ));
+                    return Err(GzipError::Ended {
+                        missing: out.len() - filled,
+                    });
                 }
             }
             let step_end = (filled + OUT_STEP).min(out.len());
@@ -162,20 +216,19 @@ impl GzipStream {
                 },
             );
             let more = !self.fully_read();
-            let got = got.map_err(io)?;
+            let got = got.map_err(GzipError::Read)?;
             if more {
                 self.got(got);
             }
-            let (status, used, made) = inflated.map_err(|e| format!("corrupt gzip data: {e}"))?;
+            let (status, used, made) = inflated.map_err(GzipError::Corrupt)?;
             self.pos += used;
             filled += made;
             match status {
                 Status::StreamEnd => self.member_done = true,
                 _ if used == 0 && made == 0 && !more => {
-                    return Err(format!(
-                        "truncated gzip stream: it ends {} bytes before the end of the voxel data",
-                        out.len() - filled
-                    ))
+                    return Err(GzipError::Truncated {
+                        missing: out.len() - filled,
+                    })
                 }
                 _ => {}
             }
@@ -186,9 +239,9 @@ impl GzipStream {
     /// Inflate the rest of the current member, checking its CRC and length trailer
     /// (zlib does when it reaches the end): a file truncated after the voxels, or with a
     /// damaged trailer, is reported rather than silently accepted.
-    pub(super) fn finish(&mut self) -> Result<(), String> {
+    pub(super) fn finish(&mut self) -> Result<(), GzipError> {
         while !self.fully_read() {
-            self.read_more().map_err(|e| format!("cannot read: {e}"))?;
+            self.read_more().map_err(GzipError::Read)?;
         }
         let mut scratch = vec![0u8; 1 << 16];
         while !self.member_done {
@@ -200,19 +253,13 @@ impl GzipStream {
                     &mut scratch,
                     FlushDecompress::None,
                 )
-                .map_err(|e| format!("corrupt gzip data: {e}"))?;
+                .map_err(GzipError::Corrupt)?;
             let used = (self.inflate.total_in() - in0) as usize;
             let made = (self.inflate.total_out() - out0) as usize;
             self.pos += used;
             match status {
                 Status::StreamEnd => self.member_done = true,
-                _ if used == 0 && made == 0 => {
-                    return Err(
-                        "truncated gzip stream: the voxels are complete but the gzip \
-                                trailer (checksum) is missing"
-                            .into(),
-                    )
-                }
+                _ if used == 0 && made == 0 => return Err(GzipError::NoTrailer),
                 _ => {}
             }
         }
@@ -410,22 +457,18 @@ pub(super) struct IndexedGzip {
 }
 
 /// Inflate one independent raw-deflate block into `out`, which it must fill exactly.
-fn inflate_block(input: &[u8], out: &mut [u8], last: bool) -> Result<(), String> {
+fn inflate_block(input: &[u8], out: &mut [u8], last: bool) -> Result<(), GzipError> {
     let mut d = Decompress::new(false);
     let status = d
         .decompress(input, out, FlushDecompress::None)
-        .map_err(|e| format!("corrupt gzip data: {e}"))?;
+        .map_err(GzipError::Corrupt)?;
     let complete = d.total_in() as usize == input.len()
         && d.total_out() as usize == out.len()
         && (status == Status::StreamEnd) == last;
     if complete {
         Ok(())
     } else {
-        Err(
-            "corrupt gzip data: a block of the voxflow block index does not decode to its \
-             recorded size"
-                .into(),
-        )
+        Err(GzipError::BlockSize)
     }
 }
 
@@ -459,13 +502,13 @@ impl IndexedGzip {
     }
 
     /// Inflate every block into `out` in parallel and check the gzip CRC and length.
-    pub(super) fn read_exact(self, out: &mut [u8]) -> Result<(), String> {
+    pub(super) fn read_exact(self, out: &mut [u8]) -> Result<(), GzipError> {
         let total: usize = self.blocks.iter().map(|b| b.2).sum();
         if total != out.len() {
-            return Err(format!(
-                "corrupt gzip data: the block index holds {total} voxel bytes, the header needs {}",
-                out.len()
-            ));
+            return Err(GzipError::IndexSize {
+                held: total,
+                needed: out.len(),
+            });
         }
         let mut parts = Vec::with_capacity(self.blocks.len());
         let mut rest = out;
@@ -485,7 +528,7 @@ impl IndexedGzip {
                 c.update(part);
                 Ok(c)
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, GzipError>>()?;
         let mut crc = self.head_crc;
         for c in &crcs {
             crc.combine(c);
@@ -494,7 +537,7 @@ impl IndexedGzip {
         let want_crc = u32::from_le_bytes(t[..4].try_into().expect("4 bytes"));
         let want_len = u32::from_le_bytes(t[4..].try_into().expect("4 bytes"));
         if crc.sum() != want_crc || crc.amount() != want_len {
-            return Err("corrupt gzip data: checksum mismatch".into());
+            return Err(GzipError::Checksum);
         }
         Ok(())
     }

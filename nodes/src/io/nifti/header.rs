@@ -26,8 +26,8 @@ pub enum Dtype {
 }
 
 impl Dtype {
-    /// The dtype of a NIfTI `datatype` code, or a message naming unsupported ones.
-    pub fn from_code(code: i16) -> Result<Dtype, String> {
+    /// The dtype of a NIfTI `datatype` code; an error names unsupported ones.
+    pub fn from_code(code: i16) -> Result<Dtype, UnsupportedDtype> {
         Ok(match code {
             2 => Dtype::U8,
             256 => Dtype::I8,
@@ -37,25 +37,7 @@ impl Dtype {
             768 => Dtype::U32,
             16 => Dtype::F32,
             64 => Dtype::F64,
-            other => {
-                let what = match other {
-                    1 => "binary (1 bit)",
-                    32 => "complex64",
-                    1792 => "complex128",
-                    2048 => "complex256",
-                    128 => "rgb24",
-                    2304 => "rgba32",
-                    1024 => "int64",
-                    1280 => "uint64",
-                    1536 => "float128",
-                    0 => "unknown (0)",
-                    _ => "unknown",
-                };
-                return Err(format!(
-                    "unsupported NIfTI datatype {other} ({what}); supported: uint8, int8, \
-                     int16, uint16, int32, uint32, float32, float64"
-                ));
-            }
+            code => return Err(UnsupportedDtype { code }),
         })
     }
 
@@ -96,6 +78,151 @@ impl Dtype {
             Dtype::F64 => "float64",
         }
     }
+}
+
+/// A NIfTI `datatype` code voxflow does not read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unsupported NIfTI datatype {code} ({}); supported: uint8, int8, int16, uint16, int32, \
+     uint32, float32, float64",
+    code_name(*.code)
+)]
+pub struct UnsupportedDtype {
+    /// The `datatype` field.
+    pub code: i16,
+}
+
+/// What the NIfTI standard calls a `datatype` code voxflow does not read, for messages.
+fn code_name(code: i16) -> &'static str {
+    match code {
+        1 => "binary (1 bit)",
+        32 => "complex64",
+        1792 => "complex128",
+        2048 => "complex256",
+        128 => "rgb24",
+        2304 => "rgba32",
+        1024 => "int64",
+        1280 => "uint64",
+        1536 => "float128",
+        0 => "unknown (0)",
+        _ => "unknown",
+    }
+}
+
+/// What is wrong with a header: it cannot be parsed ([`Header::parse`]), or the
+/// transform it asks for cannot place voxels ([`Header::affine`]). Messages are shown
+/// after the file's name.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum HeaderError {
+    /// Fewer bytes than a header.
+    #[error("not a NIfTI file: only {len} bytes, a NIfTI-1 header needs {HEADER_SIZE}")]
+    TooShort {
+        /// Bytes there are.
+        len: usize,
+    },
+    /// `sizeof_hdr` 540.
+    #[error("NIfTI-2 files are not supported (sizeof_hdr 540); save as NIfTI-1")]
+    Nifti2,
+    /// `sizeof_hdr` neither 348 nor 540 in either byte order.
+    #[error("not a NIfTI file: sizeof_hdr is {size}, expected 348 (first bytes {first:02x?})")]
+    SizeofHdr {
+        /// `sizeof_hdr` read little-endian.
+        size: i32,
+        /// The first four bytes of the file.
+        first: [u8; 4],
+    },
+    /// Magic `ni1`: the header of a two-file pair.
+    #[error(
+        "is the header of a .hdr/.img pair; only single-file NIfTI (.nii, .nii.gz) is supported"
+    )]
+    HdrImgPair,
+    /// Magic other than `n+1` (ANALYZE 7.5, or not NIfTI at all).
+    #[error(
+        "not a NIfTI-1 file: bad magic {magic:?} (expected \"n+1\"); ANALYZE 7.5 files are not \
+         supported"
+    )]
+    Magic {
+        /// The magic bytes as text, trailing NULs removed.
+        magic: String,
+    },
+    /// `dim[0]` outside 1..=7.
+    #[error("bad header: dim[0] (rank) is {0}, expected 1 to 7")]
+    Rank(i16),
+    /// A size below 1 within the rank.
+    #[error("bad header: dim[{axis}] is {size}, sizes must be at least 1")]
+    Dim {
+        /// Index into `dim`.
+        axis: usize,
+        /// Its value.
+        size: i16,
+    },
+    /// A `datatype` voxflow does not read.
+    #[error(transparent)]
+    Dtype(#[from] UnsupportedDtype),
+    /// `vox_offset` not a whole number in the accepted range (or NaN).
+    #[error(
+        "bad header: vox_offset is {0}, expected a whole number from {WRITE_VOX_OFFSET} (header \
+         and extension flag) to {MAX_VOX_OFFSET}"
+    )]
+    VoxOffset(f32),
+    /// `sform_code > 0`, the sform unusable, the qform too.
+    #[error(
+        "bad header: the sform (sform_code {sform_code}) is unusable: {sform}; the qform \
+         (qform_code {qform_code}) is unusable too: {qform}"
+    )]
+    SformAndQform {
+        /// `sform_code`.
+        sform_code: i16,
+        /// Why the sform is unusable.
+        sform: Unusable,
+        /// `qform_code`.
+        qform_code: i16,
+        /// Why the qform is unusable.
+        qform: Unusable,
+    },
+    /// `sform_code > 0`, the sform unusable, no qform (`qform_code <= 0`).
+    #[error(
+        "bad header: the sform (sform_code {sform_code}) is unusable: {sform}; there is no \
+         qform to fall back to (qform_code {qform_code})"
+    )]
+    SformNoQform {
+        /// `sform_code`.
+        sform_code: i16,
+        /// Why the sform is unusable.
+        sform: Unusable,
+        /// `qform_code`.
+        qform_code: i16,
+    },
+    /// No sform, `qform_code > 0` and the qform unusable.
+    #[error("bad header: the qform (qform_code {qform_code}) is unusable: {qform}")]
+    Qform {
+        /// `qform_code`.
+        qform_code: i16,
+        /// Why the qform is unusable.
+        qform: Unusable,
+    },
+    /// Neither form, and a non-finite voxel size in pixdim.
+    #[error("bad header: {0} (no sform or qform, so pixdim gives the voxel size)")]
+    Pixdim(Unusable),
+}
+
+/// Why a transform of a header cannot place voxels, naming the field.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Unusable {
+    /// A NaN or infinite element (`srow_x[2]`, `quatern_b`, `qoffset_z`, `pixdim[1]`).
+    #[error("{field} is {value}")]
+    NonFinite {
+        /// The field, as the standard names it.
+        field: String,
+        /// Its value.
+        value: f32,
+    },
+    /// A zero column of the 3x3: a voxel axis of length 0.
+    #[error("its column {0} is zero (a voxel axis of length 0)")]
+    ZeroColumn(usize),
+    /// Columns so close to coplanar that the grid has no volume.
+    #[error("its 3x3 is singular (determinant {0:e})")]
+    Singular(f64),
 }
 
 /// Evaluate `$body` with the type alias `$T` bound to the Rust type of a [`Dtype`].
@@ -215,59 +342,43 @@ impl Fields<'_> {
 }
 
 impl Header {
-    /// Parse the first 348 bytes of a file; the message says what is wrong.
-    pub fn parse(b: &[u8]) -> Result<Header, String> {
+    /// Parse the first 348 bytes of a file; the error says what is wrong.
+    pub fn parse(b: &[u8]) -> Result<Header, HeaderError> {
         if b.len() < HEADER_SIZE {
-            return Err(format!(
-                "not a NIfTI file: only {} bytes, a NIfTI-1 header needs {HEADER_SIZE}",
-                b.len()
-            ));
+            return Err(HeaderError::TooShort { len: b.len() });
         }
         let size_le = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         let size_be = i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
         let big = match (size_le, size_be) {
             (348, _) => false,
             (_, 348) => true,
-            (540, _) | (_, 540) => {
-                return Err(
-                    "NIfTI-2 files are not supported (sizeof_hdr 540); save as NIfTI-1".into(),
-                )
-            }
+            (540, _) | (_, 540) => return Err(HeaderError::Nifti2),
             _ => {
-                return Err(format!(
-                    "not a NIfTI file: sizeof_hdr is {size_le}, expected 348 (first bytes {:02x?})",
-                    &b[..4]
-                ))
+                return Err(HeaderError::SizeofHdr {
+                    size: size_le,
+                    first: [b[0], b[1], b[2], b[3]],
+                })
             }
         };
         let magic = &b[344..348];
         if magic == b"ni1\0" {
-            return Err(
-                "is the header of a .hdr/.img pair; only single-file NIfTI (.nii, .nii.gz) \
-                        is supported"
-                    .into(),
-            );
+            return Err(HeaderError::HdrImgPair);
         }
         if magic != b"n+1\0" {
-            return Err(format!(
-                "not a NIfTI-1 file: bad magic {:?} (expected \"n+1\"); ANALYZE 7.5 files are not \
-                 supported",
-                String::from_utf8_lossy(magic).trim_end_matches('\0')
-            ));
+            return Err(HeaderError::Magic {
+                magic: String::from_utf8_lossy(magic)
+                    .trim_end_matches('\0')
+                    .to_string(),
+            });
         }
         let f = Fields { b, big };
         let dim: [i16; 8] = std::array::from_fn(|i| f.i16(40 + 2 * i));
         if !(1..=7).contains(&dim[0]) {
-            return Err(format!(
-                "bad header: dim[0] (rank) is {}, expected 1 to 7",
-                dim[0]
-            ));
+            return Err(HeaderError::Rank(dim[0]));
         }
         for (i, d) in dim.iter().enumerate().take(dim[0] as usize + 1).skip(1) {
             if *d < 1 {
-                return Err(format!(
-                    "bad header: dim[{i}] is {d}, sizes must be at least 1"
-                ));
+                return Err(HeaderError::Dim { axis: i, size: *d });
             }
         }
         let dtype = Dtype::from_code(f.i16(70))?;
@@ -275,10 +386,7 @@ impl Header {
         let vox = f.f32(108);
         // NaN fails every comparison, so it is rejected here too.
         if !(vox >= WRITE_VOX_OFFSET as f32 && vox <= MAX_VOX_OFFSET as f32 && vox.fract() == 0.0) {
-            return Err(format!(
-                "bad header: vox_offset is {vox}, expected a whole number from \
-                 {WRITE_VOX_OFFSET} (header and extension flag) to {MAX_VOX_OFFSET}"
-            ));
+            return Err(HeaderError::VoxOffset(vox));
         }
         Ok(Header {
             dim,

@@ -24,11 +24,12 @@ mod tests;
 
 pub use affine::{affine_to_quatern, qform_can_hold, quatern_to_affine};
 pub use file::{nifti_kind, write_file, NiftiReader};
-pub use gzip::{encode_gzip, ByteSource};
+pub use gzip::{encode_gzip, ByteSource, GzipError};
 pub(crate) use header::dispatch;
-pub use header::{Dtype, Header};
+pub use header::{Dtype, Header, HeaderError, UnsupportedDtype, Unusable};
 pub use samples::{
-    as_bytes, as_bytes_mut, le_bytes, par_map, par_min_max, read_samples, try_zeroed, Sample,
+    as_bytes, as_bytes_mut, le_bytes, par_map, par_min_max, read_samples, try_zeroed, AllocError,
+    Sample,
 };
 
 /// Size of a NIfTI-1 header in bytes (`sizeof_hdr`).

@@ -100,7 +100,19 @@ pub fn read_samples<T: Sample>(reader: NiftiReader) -> Result<Vec<T>, NodeError>
     Ok(v)
 }
 
-/// `n` zeroed samples, or a message when the memory cannot be had.
+/// The memory for a voxel buffer cannot be had.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("cannot allocate memory for {values} values of {dtype} ({bytes} bytes)")]
+pub struct AllocError {
+    /// How many values were asked for.
+    pub values: usize,
+    /// Their type's name.
+    pub dtype: &'static str,
+    /// Their size in bytes (saturated at `usize::MAX`).
+    pub bytes: usize,
+}
+
+/// `n` zeroed samples, or an error when the memory cannot be had.
 ///
 /// Written by hand because std has no fallible `vec![0; n]`: `vec!` aborts the process
 /// when allocation fails (under `--cases` that ended the whole batch), and
@@ -108,16 +120,14 @@ pub fn read_samples<T: Sample>(reader: NiftiReader) -> Result<Vec<T>, NodeError>
 /// than a gzip stream holds would make the whole claim resident before the short stream
 /// is noticed. `alloc_zeroed` (calloc) gets fresh zero pages from the OS that cost
 /// memory only once the reader writes them.
-pub fn try_zeroed<T: Sample>(n: usize) -> Result<Vec<T>, String> {
+pub fn try_zeroed<T: Sample>(n: usize) -> Result<Vec<T>, AllocError> {
     if n == 0 {
         return Ok(Vec::new());
     }
-    let fail = || {
-        format!(
-            "cannot allocate memory for {n} values of {} ({} bytes)",
-            T::DTYPE.name(),
-            n.saturating_mul(T::SIZE)
-        )
+    let fail = || AllocError {
+        values: n,
+        dtype: T::DTYPE.name(),
+        bytes: n.saturating_mul(T::SIZE),
     };
     let layout = std::alloc::Layout::array::<T>(n).map_err(|_| fail())?;
     // SAFETY: the layout has a non-zero size (n > 0 and every Sample has a size).
