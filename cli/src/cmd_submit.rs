@@ -328,36 +328,17 @@ fn new_plan(args: &SubmitArgs) -> Result<(Spec, PathBuf, Vec<usize>)> {
     let graph = args.graph.as_ref().expect("clap: graph");
     let cases_file = args.cases.as_ref().expect("clap: cases");
     crate::check_out_dir(&args.out)?;
-    let cases = batch::read_cases(cases_file)?;
-    if cases.is_empty() {
-        bail!("{}: no cases", cases_file.display());
-    }
+    let cases = crate::read_cases(cases_file)?;
     let registry = voxflow::registry();
-    let first = plan_case(&registry, graph, &args.args, &cases[0]);
-    if !cases
-        .iter()
-        .any(|c| plan_case(&registry, graph, &args.args, c).is_ok())
-    {
-        if let Err(e) = first {
-            eprintln!("{e}");
-        }
-        bail!(
-            "no case of {} validates (case `{}` shown above); nothing submitted",
-            cases_file.display(),
-            cases[0].id
-        );
-    }
+    crate::check_some_case_validates(
+        cases_file,
+        &cases,
+        |c| plan_case(&registry, graph, &args.args, c),
+        "nothing submitted",
+    )?;
     let out = absolute(&args.out);
-    let stem = graph
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "graph".into());
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
     let json = json!({
-        "run_id": format!("voxflow-{}-{now}", batch_name(&stem)),
+        "run_id": run_id("", graph),
         "graph": absolute(graph),
         "graph_as_given": graph,
         "cases": absolute(cases_file),
@@ -423,6 +404,23 @@ fn presegment_plan(
         "arrays": [],
     });
     Ok((Spec { json }, (0..cases.len()).collect()))
+}
+
+/// A submission's id: `voxflow-{kind}{graph's file stem as a job name}-{unix seconds}`.
+fn run_id(kind: &str, graph: &Path) -> String {
+    let stem = graph
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "graph".into());
+    format!("voxflow-{kind}{}-{}", batch_name(&stem), unix_now())
+}
+
+/// Seconds since the Unix epoch (0 on a clock set before it).
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// A job name Slurm shows unchanged: letters, digits, `-`, `_`, `.`.
@@ -739,10 +737,7 @@ fn task(out: &Path, index: usize) -> Result<ExitCode> {
     };
     let hb = task_file(&out, index, "heartbeat");
     std::thread::spawn(move || loop {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = unix_now();
         let _ = write_atomic(&hb, |w| w.write_all(format!("{now}\n").as_bytes()));
         std::thread::sleep(Duration::from_secs(15));
     });
@@ -930,10 +925,7 @@ fn case_states(spec: &Spec, cases: &[Case], q: &Queue) -> Vec<CaseState> {
             }
         }
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = unix_now();
     (0..cases.len())
         .map(|i| {
             if let Some(st) = in_queue.get(&i) {

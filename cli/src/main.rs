@@ -348,6 +348,39 @@ fn print_diagnostics(d: &voxflow_engine::diag::Diagnostics) {
     }
 }
 
+/// The cases of a cases file; an error when it has none.
+fn read_cases(cases_file: &Path) -> Result<Vec<voxflow_engine::batch::Case>> {
+    let cases = voxflow_engine::batch::read_cases(cases_file)?;
+    if cases.is_empty() {
+        bail!("{}: no cases", cases_file.display());
+    }
+    Ok(cases)
+}
+
+/// Validate every case (of `cases_file`, not empty) before touching the output folder
+/// (`voxflow run --cases`, `voxflow submit --cases`): a mistake that is not a case's own
+/// (a bad --set, a typo in the graph) fails them all, so when no case validates the
+/// first case's errors are printed once and the error ends with `nothing_done`. Cases
+/// that fail on their own are left to the run, which records their failure.
+fn check_some_case_validates<P, E: std::fmt::Display>(
+    cases_file: &Path,
+    cases: &[voxflow_engine::batch::Case],
+    plan_case: impl Fn(&voxflow_engine::batch::Case) -> std::result::Result<P, E>,
+    nothing_done: &str,
+) -> Result<()> {
+    if cases.iter().any(|c| plan_case(c).is_ok()) {
+        return Ok(());
+    }
+    if let Err(e) = plan_case(&cases[0]) {
+        eprintln!("{e}");
+    }
+    bail!(
+        "no case of {} validates (case `{}` shown above); {nothing_done}",
+        cases_file.display(),
+        cases[0].id
+    );
+}
+
 fn cmd_batch(
     registry: &voxflow_engine::Registry,
     graph: &Path,
@@ -356,10 +389,7 @@ fn cmd_batch(
     rerun: Option<String>,
 ) -> Result<ExitCode> {
     use voxflow_engine::batch::{self, BatchOptions, CaseStatus};
-    let cases = batch::read_cases(cases_file)?;
-    if cases.is_empty() {
-        bail!("{}: no cases", cases_file.display());
-    }
+    let cases = read_cases(cases_file)?;
     let cache = open_cache(args)?;
     let scope = graph
         .canonicalize()
@@ -368,20 +398,13 @@ fn cmd_batch(
         .to_string();
     let plan_case =
         |case: &batch::Case| plan_case(registry, graph, &args.args, &args.outputs, case);
-    // Validate every case before touching the output folder: a mistake that is not a
-    // case's own (a bad --set, a typo in the graph) fails them all; it is reported once,
-    // and an earlier run's outputs and summary stay as they were.
-    if !cases.iter().any(|c| plan_case(c).is_ok()) {
-        if let Err(e) = plan_case(&cases[0]) {
-            eprintln!("{e}");
-        }
-        bail!(
-            "no case of {} validates (case `{}` shown above); nothing ran, {} is unchanged",
-            cases_file.display(),
-            cases[0].id,
-            args.out.display()
-        );
-    }
+    // An earlier run's outputs and summary stay as they were.
+    check_some_case_validates(
+        cases_file,
+        &cases,
+        &plan_case,
+        &format!("nothing ran, {} is unchanged", args.out.display()),
+    )?;
     voxflow_monitor::logs::global().open(&args.out.join("logs.jsonl"))?;
     let bar = progress::BatchBar::new(cases.len(), args.quiet);
     let opts = BatchOptions {

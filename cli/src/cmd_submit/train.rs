@@ -17,16 +17,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value as Json};
 use voxflow_engine::fsutil::write_atomic;
 
 use super::{
-    absolute, batch_name, cases_status, gather_script, presegment_plan, q, queue_names,
-    resource_lines, sbatch, slurm_command, state, submit_arrays, task_script, SubmitArgs,
-    PRESEGMENT_DIR,
+    absolute, cases_status, gather_script, presegment_plan, q, queue_names, resource_lines, run_id,
+    sbatch, slurm_command, state, submit_arrays, task_script, SubmitArgs, PRESEGMENT_DIR,
 };
 
 /// The training submission's record under `OUT/.voxflow-slurm/`.
@@ -70,15 +68,7 @@ pub fn submit(args: &SubmitArgs) -> Result<ExitCode> {
     let node = server_node(graph, args)?;
     let out = absolute(&args.out);
     let exe = std::env::current_exe().context("locating the voxflow executable")?;
-    let stem = graph
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "graph".into());
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let run_id = format!("voxflow-train-{}-{now}", batch_name(&stem));
+    let run_id = run_id("train-", graph);
     let dir = state(&out);
     let server_path = dir.join("server.sbatch");
     let train_path = dir.join("train.sbatch");
