@@ -1,10 +1,12 @@
 //! The `voxflow` binary as a user runs it: exit codes, diagnostics, reports.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::{compare_cases_with_two_bad, fix_the_two_bad, repo, text, voxflow};
+use common::{
+    compare_cases_with_two_bad, files_under, fix_the_two_bad, modified, read_json, repo, run_cases,
+    text, voxflow,
+};
 
 #[test]
 fn validate_reports_five_mistakes_with_positions_and_fails() {
@@ -117,8 +119,7 @@ fn run_writes_a_report_and_impl_switches_implementations() {
         dir.path(),
     );
     assert!(o.status.success(), "{}", text(&o));
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("r.json")).unwrap()).unwrap();
+    let report = read_json(&dir.path().join("r.json"));
     assert_eq!(report["ok"], true);
     let nodes = report["nodes"].as_array().unwrap();
     let dil: Vec<&serde_json::Value> = nodes.iter().filter(|n| n["type"] == "Dilation").collect();
@@ -232,19 +233,7 @@ fn batch_survives_bad_cases_summarizes_and_resumes_only_what_failed() {
     // c1..c5 good, c6: a missing file; c7: a truncated .nii.gz.
     compare_cases_with_two_bad(d, 5);
 
-    let o = voxflow(
-        &[
-            "run",
-            "compare.ron",
-            "--cases",
-            "cases.tsv",
-            "--jobs",
-            "2",
-            "--out",
-            "out",
-        ],
-        d,
-    );
+    let o = run_cases(d, "compare.ron", "out", &["--jobs", "2"]);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     let summary = std::fs::read_to_string(d.join("out/summary.csv")).unwrap();
@@ -253,9 +242,7 @@ fn batch_survives_bad_cases_summarizes_and_resumes_only_what_failed() {
         summary.starts_with("case,table,label,voxels_a"),
         "{summary}"
     );
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(d.join("out/summary.json")).unwrap())
-            .unwrap();
+    let json = read_json(&d.join("out/summary.json"));
     let failed = json["failed"].as_array().unwrap();
     assert_eq!(failed.len(), 2, "{json}");
     let why6 = failed.iter().find(|f| f["case"] == "c6").unwrap()["error"]
@@ -281,9 +268,7 @@ fn batch_survives_bad_cases_summarizes_and_resumes_only_what_failed() {
             && record.contains("--set a="),
         "{record}"
     );
-    let prov: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(d.join("out/c3/provenance.json")).unwrap())
-            .unwrap();
+    let prov = read_json(&d.join("out/c3/provenance.json"));
     assert_eq!(prov["status"], "ok");
     assert_eq!(prov["inputs"].as_array().unwrap().len(), 2);
     assert!(prov["inputs"][0]["blake3"].as_str().unwrap().len() == 64);
@@ -299,24 +284,8 @@ fn batch_survives_bad_cases_summarizes_and_resumes_only_what_failed() {
 
     // Fix the two bad cases; --resume runs only them.
     fix_the_two_bad(d, 5);
-    let before = std::fs::metadata(d.join("out/c3/provenance.json"))
-        .unwrap()
-        .modified()
-        .unwrap();
-    let o = voxflow(
-        &[
-            "run",
-            "compare.ron",
-            "--cases",
-            "cases.tsv",
-            "--jobs",
-            "2",
-            "--out",
-            "out",
-            "--resume",
-        ],
-        d,
-    );
+    let before = modified(&d.join("out/c3/provenance.json"));
+    let o = run_cases(d, "compare.ron", "out", &["--jobs", "2", "--resume"]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     let resumed: Vec<&str> = t.lines().filter(|l| l.ends_with("(resumed)")).collect();
@@ -327,13 +296,7 @@ fn batch_survives_bad_cases_summarizes_and_resumes_only_what_failed() {
             && ran.iter().any(|l| l.starts_with("case c7")),
         "{t}"
     );
-    assert_eq!(
-        std::fs::metadata(d.join("out/c3/provenance.json"))
-            .unwrap()
-            .modified()
-            .unwrap(),
-        before
-    );
+    assert_eq!(modified(&d.join("out/c3/provenance.json")), before);
     let summary = std::fs::read_to_string(d.join("out/summary.csv")).unwrap();
     assert_eq!(summary.lines().count(), 1 + 7);
     assert!(!d.join("out/c7/failed").exists());
@@ -362,9 +325,7 @@ fn cache_reuses_everything_unchanged_and_reruns_exactly_what_a_param_affects() {
         args.extend(extra);
         let o = voxflow(&args, dir.path());
         assert!(o.status.success(), "{}", text(&o));
-        let r: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.path().join("r.json")).unwrap())
-                .unwrap();
+        let r = read_json(&dir.path().join("r.json"));
         let ran: Vec<String> = r["nodes"]
             .as_array()
             .unwrap()
@@ -422,21 +383,6 @@ fn cache_reuses_everything_unchanged_and_reruns_exactly_what_a_param_affects() {
     assert!(dir.path().join("o/demo/metrics.csv").exists());
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn a_killed_batch_leaves_no_partial_outputs_and_resume_completes_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -457,24 +403,23 @@ fn a_killed_batch_leaves_no_partial_outputs_and_resume_completes_it() {
         "case\tseed\nk1\t1\nk2\t2\nk3\t3\nk4\t4\n",
     )
     .unwrap();
-    let args = [
-        "run",
-        "slow.ron",
-        "--cases",
-        "cases.tsv",
-        "--out",
-        "out",
-        "-q",
-    ];
     let mut child = Command::new(env!("CARGO_BIN_EXE_voxflow"))
-        .args(args)
+        .args([
+            "run",
+            "slow.ron",
+            "--cases",
+            "cases.tsv",
+            "--out",
+            "out",
+            "-q",
+        ])
         .current_dir(d)
         .spawn()
         .unwrap();
     // Kill as soon as the first case has written something, i.e. in the middle of the run.
     let t = std::time::Instant::now();
     while t.elapsed().as_secs() < 60
-        && !walk(&d.join("out"))
+        && !files_under(&d.join("out"))
             .iter()
             .any(|p| p.extension().is_some_and(|e| e == "gz" || e == "part"))
     {
@@ -485,7 +430,7 @@ fn a_killed_batch_leaves_no_partial_outputs_and_resume_completes_it() {
     child.wait().unwrap();
 
     // Every output file present is complete: each NIfTI loads in full.
-    for f in walk(&d.join("out"))
+    for f in files_under(&d.join("out"))
         .iter()
         .filter(|p| p.to_string_lossy().ends_with(".nii.gz"))
     {
@@ -504,20 +449,9 @@ fn a_killed_batch_leaves_no_partial_outputs_and_resume_completes_it() {
             text(&o)
         );
     }
-    let o = voxflow(
-        &[
-            "run",
-            "slow.ron",
-            "--cases",
-            "cases.tsv",
-            "--out",
-            "out",
-            "--resume",
-        ],
-        d,
-    );
+    let o = run_cases(d, "slow.ron", "out", &["--resume"]);
     assert!(o.status.success(), "{}", text(&o));
-    let files = walk(&d.join("out"));
+    let files = files_under(&d.join("out"));
     assert!(
         !files.iter().any(|p| p.to_string_lossy().ends_with(".part")),
         "{files:?}"

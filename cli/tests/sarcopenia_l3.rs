@@ -6,7 +6,7 @@
 use std::path::Path;
 
 mod common;
-use common::{repo, text, voxflow};
+use common::{read_json, repo, run_cases, text, voxflow};
 
 /// A phantom's CT, true muscle labels and vertebra map as NIfTI files in `dir`.
 fn phantom_case(dir: &Path, seed: u64) {
@@ -46,23 +46,11 @@ fn height_case_column_gives_each_case_its_smi() {
     }
     std::fs::write(d.join("cases.tsv"), tsv).unwrap();
     let graph = repo().join("graphs/sarcopenia_l3.ron");
-    let o = voxflow(
-        &[
-            "run",
-            graph.to_str().unwrap(),
-            "--cases",
-            "cases.tsv",
-            "--out",
-            "out",
-        ],
-        d,
-    );
+    let o = run_cases(d, graph.to_str().unwrap(), "out", &[]);
     let t = text(&o);
     // c3's height is in centimetres: that case fails, naming the param and the fix.
     assert_eq!(o.status.code(), Some(1), "{t}");
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(d.join("out/summary.json")).unwrap())
-            .unwrap();
+    let json = read_json(&d.join("out/summary.json"));
     let failed = json["failed"].as_array().unwrap();
     assert_eq!(failed.len(), 1, "{json}");
     let why = failed[0]["error"].as_str().unwrap();

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 mod common;
 use common::{
-    compare_cases_with_two_bad, fix_the_two_bad, sparse_server_graph, text, voxflow, voxflow_env,
+    assert_same_files, compare_cases_with_two_bad, fix_the_two_bad, modified, read_json, run_cases,
+    sparse_server_graph, text, voxflow, voxflow_env,
 };
 
 /// A folder of fake Slurm commands (`name` -> shell body) to use as the whole PATH.
@@ -264,7 +265,8 @@ fn slurm(test: &str) -> bool {
     true
 }
 
-/// Poll `voxflow status` until nothing is queued or running and the gather job is gone.
+/// Poll `voxflow status` until nothing is queued or running and the gather job is gone
+/// (for a training submission: the server, the trainer and its presegment array).
 fn wait_idle(d: &Path, out: &str, limit: Duration) -> String {
     let t0 = Instant::now();
     loop {
@@ -279,6 +281,9 @@ fn wait_idle(d: &Path, out: &str, limit: Duration) -> String {
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+/// The batch summaries a Slurm array and the local run of the same cases both write.
+const SUMMARIES: &[&str] = &["summary.csv", "summary_stats.csv"];
 
 fn counts(status: &str) -> String {
     status
@@ -301,17 +306,7 @@ fn slurm_array_matches_the_local_batch_and_resumes_only_what_failed() {
     // c1..c4 good, c5: a missing file; c6: a truncated .nii.gz.
     compare_cases_with_two_bad(d, 4);
 
-    let local = voxflow(
-        &[
-            "run",
-            "compare.ron",
-            "--cases",
-            "cases.tsv",
-            "--out",
-            "local",
-        ],
-        d,
-    );
+    let local = run_cases(d, "compare.ron", "local", &[]);
     assert_eq!(local.status.code(), Some(1), "{}", text(&local));
 
     let t0 = Instant::now();
@@ -337,16 +332,8 @@ fn slurm_array_matches_the_local_batch_and_resumes_only_what_failed() {
     let status = wait_idle(d, "out", Duration::from_secs(180));
     eprintln!("6-case array + gather: {:.1} s", t0.elapsed().as_secs_f64());
     assert_eq!(counts(&status), "4 done, 2 failed", "{status}");
-    for f in ["summary.csv", "summary_stats.csv"] {
-        assert_eq!(
-            std::fs::read_to_string(d.join("out").join(f)).unwrap(),
-            std::fs::read_to_string(d.join("local").join(f)).unwrap(),
-            "{f}"
-        );
-    }
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(d.join("out/summary.json")).unwrap())
-            .unwrap();
+    assert_same_files(&d.join("out"), &d.join("local"), SUMMARIES);
+    let json = read_json(&d.join("out/summary.json"));
     let failed: Vec<&str> = json["failed"]
         .as_array()
         .unwrap()
@@ -361,9 +348,7 @@ fn slurm_array_matches_the_local_batch_and_resumes_only_what_failed() {
             "{rec}"
         );
     }
-    let prov: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(d.join("out/c3/provenance.json")).unwrap())
-            .unwrap();
+    let prov = read_json(&d.join("out/c3/provenance.json"));
     assert_eq!(
         (prov["status"].as_str(), prov["case"].as_str()),
         (Some("ok"), Some("c3"))
@@ -371,46 +356,17 @@ fn slurm_array_matches_the_local_batch_and_resumes_only_what_failed() {
 
     // Fix the two; --resume resubmits only them.
     fix_the_two_bad(d, 4);
-    let before = std::fs::metadata(d.join("out/c3/provenance.json"))
-        .unwrap()
-        .modified()
-        .unwrap();
+    let before = modified(&d.join("out/c3/provenance.json"));
     let o = voxflow(&["submit", "--slurm", "--resume", "out"], d);
     assert!(o.status.success(), "{}", text(&o));
-    let spec: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(d.join("out/.voxflow-slurm/submit.json")).unwrap(),
-    )
-    .unwrap();
+    let spec = read_json(&d.join("out/.voxflow-slurm/submit.json"));
     assert_eq!(spec["arrays"][1]["indices"], serde_json::json!([4, 5]));
     let status = wait_idle(d, "out", Duration::from_secs(120));
     assert_eq!(counts(&status), "6 done", "{status}");
-    assert_eq!(
-        std::fs::metadata(d.join("out/c3/provenance.json"))
-            .unwrap()
-            .modified()
-            .unwrap(),
-        before
-    );
-    let local = voxflow(
-        &[
-            "run",
-            "compare.ron",
-            "--cases",
-            "cases.tsv",
-            "--out",
-            "local",
-            "--resume",
-        ],
-        d,
-    );
+    assert_eq!(modified(&d.join("out/c3/provenance.json")), before);
+    let local = run_cases(d, "compare.ron", "local", &["--resume"]);
     assert!(local.status.success(), "{}", text(&local));
-    for f in ["summary.csv", "summary_stats.csv"] {
-        assert_eq!(
-            std::fs::read_to_string(d.join("out").join(f)).unwrap(),
-            std::fs::read_to_string(d.join("local").join(f)).unwrap(),
-            "{f}"
-        );
-    }
+    assert_same_files(&d.join("out"), &d.join("local"), SUMMARIES);
     assert!(!d.join("out/c6/failed").exists());
 }
 
@@ -449,10 +405,7 @@ fn scancel_of_a_running_task_then_resume_completes_it() {
         d,
     );
     assert!(o.status.success(), "{}", text(&o));
-    let spec: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(d.join("out/.voxflow-slurm/submit.json")).unwrap(),
-    )
-    .unwrap();
+    let spec = read_json(&d.join("out/.voxflow-slurm/submit.json"));
     let job = spec["arrays"][0]["job"].as_str().unwrap().to_string();
     // Wait until the task runs (its heartbeat is written as it starts), then cancel it.
     let t0 = Instant::now();
@@ -477,18 +430,14 @@ fn scancel_of_a_running_task_then_resume_completes_it() {
         "{status}"
     );
     assert!(!d.join("out/k1/provenance.json").exists());
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(d.join("out/summary.json")).unwrap())
-            .unwrap();
+    let json = read_json(&d.join("out/summary.json"));
     assert_eq!(json["failed"][0]["case"], "k1", "{json}");
 
     let o = voxflow(&["submit", "--slurm", "--resume", "out"], d);
     assert!(o.status.success(), "{}", text(&o));
     let status = wait_idle(d, "out", Duration::from_secs(120));
     assert_eq!(counts(&status), "1 done", "{status}");
-    let prov: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(d.join("out/k1/provenance.json")).unwrap())
-            .unwrap();
+    let prov = read_json(&d.join("out/k1/provenance.json"));
     assert_eq!(prov["status"], "ok");
 }
 
@@ -526,6 +475,31 @@ impl Drop for CancelJobs {
         if !jobs.is_empty() {
             let _ = Command::new("scancel").args(&jobs).output();
         }
+    }
+}
+
+/// What a test with a real training submission holds until it ends: its jobs are
+/// cancelled first, then the slot is free for the next one.
+struct TrainingTest {
+    _cancel: CancelJobs,
+    _slot: std::sync::MutexGuard<'static, ()>,
+}
+
+/// Takes the training slot, writes `d/serve.ron` (`steps` iterations, validated every
+/// 20) and submits it with `voxflow submit serve.ron --train --slurm FLAGS... --out out`,
+/// which must succeed; the jobs are cancelled when the returned guard drops.
+fn submit_training(d: &Path, steps: u64, flags: &[&str]) -> TrainingTest {
+    let slot = training_slot();
+    let cancel = CancelJobs(d.join("out"));
+    sparse_server_graph(d, steps, 20);
+    let mut args = vec!["submit", "serve.ron", "--train", "--slurm"];
+    args.extend(flags);
+    args.extend(["--out", "out"]);
+    let o = voxflow(&args, d);
+    assert!(o.status.success(), "{}", text(&o));
+    TrainingTest {
+        _cancel: cancel,
+        _slot: slot,
     }
 }
 
@@ -652,16 +626,11 @@ fn slurm_training_requeued_resumes_from_its_checkpoint_with_the_same_loss_curve(
     const STEPS: u64 = 3000;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let _slot = training_slot();
-    let _cancel = CancelJobs(d.join("out"));
-    sparse_server_graph(d, STEPS, 20);
     let t0 = Instant::now();
-    let o = voxflow(
+    let _training = submit_training(
+        d,
+        STEPS,
         &[
-            "submit",
-            "serve.ron",
-            "--train",
-            "--slurm",
             "--cpus-per-task",
             "1",
             "--time",
@@ -669,16 +638,9 @@ fn slurm_training_requeued_resumes_from_its_checkpoint_with_the_same_loss_curve(
             "--train-device",
             "cpu",
             "--train-arg=-q",
-            "--out",
-            "out",
         ],
-        d,
     );
-    assert!(o.status.success(), "{}", text(&o));
-    let spec: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(d.join("out/.voxflow-slurm/train.json")).unwrap(),
-    )
-    .unwrap();
+    let spec = read_json(&d.join("out/.voxflow-slurm/train.json"));
     let job = spec["train_job"].as_str().unwrap().to_string();
     let run = d.join("out/train");
     // Requeue the trainer mid-run: Slurm sends SIGTERM, the trainer checkpoints.
@@ -902,25 +864,6 @@ fn train_dry_run_with_presegment_prints_an_array_after_the_trainer() {
     );
 }
 
-/// Poll `voxflow status` of a training submission until nothing is queued or running.
-fn wait_train(d: &Path, limit: Duration) -> String {
-    let t0 = Instant::now();
-    loop {
-        let o = voxflow(&["status", "out"], d);
-        let t = text(&o);
-        assert!(o.status.success(), "{t}");
-        let last = t.lines().last().unwrap_or("");
-        if !["queued", "running", "pending"]
-            .iter()
-            .any(|w| last.contains(w))
-        {
-            return t;
-        }
-        assert!(t0.elapsed() < limit, "still busy after {limit:?}:\n{t}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
 #[test]
 fn slurm_training_then_presegment_array_matches_a_local_presegment_run() {
     if !slurm("slurm_training_then_presegment_array_matches_a_local_presegment_run") {
@@ -928,30 +871,21 @@ fn slurm_training_then_presegment_array_matches_a_local_presegment_run() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let _slot = training_slot();
-    let _cancel = CancelJobs(d.join("out"));
-    sparse_server_graph(d, 40, 20);
     ct_cases(d, &[5, 6, 7]);
     let t0 = Instant::now();
-    let o = voxflow(
+    let _training = submit_training(
+        d,
+        40,
         &[
-            "submit",
-            "serve.ron",
-            "--train",
-            "--slurm",
             "--cpus-per-task",
             "1",
             "--train-device",
             "cpu",
             "--presegment",
             "cases.tsv",
-            "--out",
-            "out",
         ],
-        d,
     );
-    assert!(o.status.success(), "{}", text(&o));
-    let t = wait_train(d, Duration::from_secs(180));
+    let t = wait_idle(d, "out", Duration::from_secs(180));
     eprintln!(
         "training (40 steps) + presegment array (3 cases) + gather through Slurm: {:.1} s",
         t0.elapsed().as_secs_f64()
@@ -982,25 +916,19 @@ fn slurm_training_then_presegment_array_matches_a_local_presegment_run() {
     assert!(o.status.success(), "{}", text(&o));
     let slurm = d.join("out/train/presegment");
     for c in ["c5", "c6", "c7"] {
-        for f in [
-            "presegment_labels.nii.gz",
-            "unet_labels.nii.gz",
-            "presegment_stats.csv",
-        ] {
-            let a = std::fs::read(d.join("local").join(c).join(f)).unwrap();
-            let b = std::fs::read(slurm.join(c).join(f)).unwrap();
-            assert!(a == b, "{c}/{f} differs from the local run");
-        }
+        assert_same_files(
+            &d.join("local").join(c),
+            &slurm.join(c),
+            &[
+                "presegment_labels.nii.gz",
+                "unet_labels.nii.gz",
+                "presegment_stats.csv",
+            ],
+        );
         let prov = std::fs::read_to_string(slurm.join(c).join("provenance.json")).unwrap();
         assert!(prov.contains("best.vxmodel"), "{prov}");
     }
-    for f in ["summary.csv", "summary_stats.csv"] {
-        assert_eq!(
-            std::fs::read(d.join("local").join(f)).unwrap(),
-            std::fs::read(slurm.join(f)).unwrap(),
-            "{f}"
-        );
-    }
+    assert_same_files(&d.join("local"), &slurm, SUMMARIES);
 }
 
 #[test]
@@ -1010,31 +938,19 @@ fn slurm_failed_trainer_stops_its_server_and_cancels_the_presegment_array() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let _slot = training_slot();
-    let _cancel = CancelJobs(d.join("out"));
-    sparse_server_graph(d, 40, 20);
     ct_cases(d, &[5]);
-    let o = voxflow(
+    let _training = submit_training(
+        d,
+        40,
         &[
-            "submit",
-            "serve.ron",
-            "--train",
-            "--slurm",
             "--train-device",
             "cpu",
             "--train-arg=--no-such-option",
             "--presegment",
             "cases.tsv",
-            "--out",
-            "out",
         ],
-        d,
     );
-    assert!(o.status.success(), "{}", text(&o));
-    let spec: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(d.join("out/.voxflow-slurm/train.json")).unwrap(),
-    )
-    .unwrap();
+    let spec = read_json(&d.join("out/.voxflow-slurm/train.json"));
     let server = spec["server_job"].as_str().unwrap();
     let t0 = Instant::now();
     // The server job waits for its trainer; once the trainer has failed it leaves the
@@ -1057,7 +973,7 @@ fn slurm_failed_trainer_stops_its_server_and_cancels_the_presegment_array() {
         "server job gone {:.1} s after submission",
         t0.elapsed().as_secs_f64()
     );
-    let t = wait_train(d, Duration::from_secs(90));
+    let t = wait_idle(d, "out", Duration::from_secs(90));
     assert!(
         t.contains("failed with exit code 2") && t.contains("trainer failed"),
         "{t}"

@@ -3,7 +3,10 @@
 //! in the run report; on a grid where it acts, nothing is said.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
+use common::{read_json, text, voxflow};
 
 fn run(dir: &Path, spacing: &str) -> (Output, serde_json::Value) {
     let graph = format!(
@@ -20,19 +23,9 @@ fn run(dir: &Path, spacing: &str) -> (Output, serde_json::Value) {
 "#
     );
     std::fs::write(dir.join("g.ron"), graph).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_voxflow"))
-        .args(["run", "g.ron", "--out", "o", "--report", "r.json"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(o.status.success(), "{text}");
-    let report =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("r.json")).unwrap()).unwrap();
+    let o = voxflow(&["run", "g.ron", "--out", "o", "--report", "r.json"], dir);
+    assert!(o.status.success(), "{}", text(&o));
+    let report = read_json(&dir.join("r.json"));
     (o, report)
 }
 

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The repository root (the graphs and macros the tests run).
 pub fn repo() -> PathBuf {
@@ -37,6 +37,63 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// `voxflow run GRAPH --cases cases.tsv --out OUT EXTRA...` in `d`: a batch over the
+/// case file the batch tests write there.
+pub fn run_cases(d: &Path, graph: &str, out: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["run", graph, "--cases", "cases.tsv", "--out", out];
+    args.extend(extra);
+    voxflow(&args, d)
+}
+
+/// A JSON file the binary wrote (report, summary, provenance, submission record),
+/// parsed; panics naming the file.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+/// When `path` was last written: a file a resumed run must leave alone keeps it.
+pub fn modified(path: &Path) -> SystemTime {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every file under `dir` (recursively), sorted; none when `dir` does not exist (yet).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .collect();
+    found.sort();
+    found
+}
+
+/// The outputs `names` are the same, byte for byte, under `a` and `b` (a run through
+/// Slurm and the same run made locally).
+pub fn assert_same_files(a: &Path, b: &Path, names: &[&str]) {
+    for f in names {
+        let read = |dir: &Path| {
+            std::fs::read(dir.join(f)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(f).display()))
+        };
+        let (x, y) = (read(a), read(b));
+        if x != y {
+            let why = format!("{f} differs between {} and {}", a.display(), b.display());
+            // Text (CSV) shows its diff; binary files that differ only where the lossy
+            // text cannot tell still fail.
+            assert_eq!(
+                String::from_utf8_lossy(&x),
+                String::from_utf8_lossy(&y),
+                "{why}"
+            );
+            panic!("{why}");
+        }
+    }
 }
 
 /// Writes `dir/serve.ron`, a server-only graph: two sparse phantom cases, a tiny network
