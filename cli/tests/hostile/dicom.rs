@@ -115,7 +115,17 @@ fn refused(bad: Vec<u8>, needle: &str) {
     run_and_check(d, &["bad.dcm", needle]);
 }
 
-fn run_and_check(d: &Path, needles: &[&str]) {
+/// `n` good axial slices `0.dcm`, `1.dcm`, ... in a new folder `d/series`.
+fn axial_series(d: &Path, n: usize) {
+    std::fs::create_dir(d.join("series")).unwrap();
+    for z in 0..n {
+        std::fs::write(d.join(format!("series/{z}.dcm")), slice(z, &[], &[], None)).unwrap();
+    }
+}
+
+/// `voxflow run` of a graph loading the series in `d/series` and saving it as
+/// `out/ct.nii.gz`.
+fn load_and_save(d: &Path) -> Outcome {
     std::fs::write(
         d.join("g.ron"),
         r#"Graph(
@@ -127,7 +137,11 @@ fn run_and_check(d: &Path, needles: &[&str]) {
 )"#,
     )
     .unwrap();
-    let o = voxflow(&["run", "g.ron", "--out", "out"], d);
+    voxflow(&["run", "g.ron", "--out", "out"], d)
+}
+
+fn run_and_check(d: &Path, needles: &[&str]) {
+    let o = load_and_save(d);
     eprintln!("{needles:?}: exit {:?}, peak {:.0} MiB", o.code, o.peak_mib);
     assert_clean_failure(&o, needles, 1024.0);
     assert_no_outputs(&d.join("out"));
@@ -138,19 +152,8 @@ fn valid_series_loads() {
     // The writer itself is sound: the same three good slices load and save.
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    std::fs::create_dir(d.join("series")).unwrap();
-    for z in 0..3 {
-        std::fs::write(d.join(format!("series/{z}.dcm")), slice(z, &[], &[], None)).unwrap();
-    }
-    std::fs::write(
-        d.join("g.ron"),
-        r#"Graph(name: "ok", nodes: {
-        "ct": (node: "LoadDicomSeries", params: (dir: "series")),
-        "save": (node: "SaveNifti", inputs: (volume: "ct"), params: (path: "ct.nii.gz")),
-    })"#,
-    )
-    .unwrap();
-    let o = voxflow(&["run", "g.ron", "--out", "out"], d);
+    axial_series(d, 3);
+    let o = load_and_save(d);
     assert_eq!(o.code, Some(0), "{}", o.text());
     assert!(files_under(&d.join("out"))
         .iter()
@@ -258,10 +261,7 @@ fn pixel_data_length_beyond_the_file() {
 fn several_series_are_listed() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    std::fs::create_dir(d.join("series")).unwrap();
-    for z in 0..2 {
-        std::fs::write(d.join(format!("series/{z}.dcm")), slice(z, &[], &[], None)).unwrap();
-    }
+    axial_series(d, 2);
     let coronal = slice(0, &[(0x20, 0x37, "1\\0\\0\\0\\0\\-1")], &[], None);
     std::fs::write(d.join("series/cor.dcm"), coronal).unwrap();
     run_and_check(
@@ -278,10 +278,7 @@ fn several_series_are_listed() {
 fn several_series_listed_by_dicom_ls_and_chosen_by_param() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    std::fs::create_dir(d.join("series")).unwrap();
-    for z in 0..3 {
-        std::fs::write(d.join(format!("series/{z}.dcm")), slice(z, &[], &[], None)).unwrap();
-    }
+    axial_series(d, 3);
     for z in 0..2 {
         // Coronal slices stack along y.
         let position = format!("0\\{}\\0", 2 * z);

@@ -25,6 +25,25 @@ fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
 }
 
+/// Writes `text` as `d/name` and checks that `voxflow validate name` fails cleanly with
+/// every `needle` in its output.
+fn validate_fails(d: &Path, name: &str, text: &str, needles: &[&str]) -> Outcome {
+    std::fs::write(d.join(name), text).unwrap();
+    let o = voxflow(&["validate", name], d);
+    assert_clean_failure(&o, needles, MAX_MIB);
+    o
+}
+
+/// Writes `text` as `d/name` and checks that `voxflow run name --out out` fails cleanly
+/// with every `needle` in its output, leaving no outputs.
+fn run_fails(d: &Path, name: &str, text: &str, needles: &[&str]) -> Outcome {
+    std::fs::write(d.join(name), text).unwrap();
+    let o = voxflow(&["run", name, "--out", "out"], d);
+    assert_clean_failure(&o, needles, MAX_MIB);
+    assert_no_outputs(&d.join("out"));
+    o
+}
+
 fn shipped(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../graphs")
@@ -34,19 +53,24 @@ fn shipped(name: &str) -> PathBuf {
 #[test]
 fn nesting_deep_enough_to_overflow_the_stack_is_refused_at_its_position() {
     let d = tmp();
-    std::fs::write(d.path().join("brackets.ron"), "[".repeat(10_000)).unwrap();
-    let o = voxflow(&["validate", "brackets.ron"], d.path());
-    assert_clean_failure(&o, &["brackets.ron:1:129:", "nesting too deep"], MAX_MIB);
+    validate_fails(
+        d.path(),
+        "brackets.ron",
+        &"[".repeat(10_000),
+        &["brackets.ron:1:129:", "nesting too deep"],
+    );
 
     // Unclosed parentheses inside a real graph's node params, on line 3.
     let text = format!(
         "Graph(\n  name: \"deep\",\n  nodes: {{ \"p\": (node: \"Phantom\", params: {}) }},\n)",
         "(".repeat(8_000)
     );
-    std::fs::write(d.path().join("parens.ron"), text).unwrap();
-    let o = voxflow(&["run", "parens.ron", "--out", "out"], d.path());
-    assert_clean_failure(&o, &["parens.ron:3:", "nesting too deep"], MAX_MIB);
-    assert_no_outputs(&d.path().join("out"));
+    run_fails(
+        d.path(),
+        "parens.ron",
+        &text,
+        &["parens.ron:3:", "nesting too deep"],
+    );
 }
 
 #[test]
@@ -79,30 +103,30 @@ fn a_graph_after_a_byte_order_mark_runs() {
         "\u{feff}{}",
         SMALL.replace("name: \"small\"", "name: \"small\" x")
     );
-    std::fs::write(d.path().join("bom_error.ron"), broken).unwrap();
-    let o = voxflow(&["validate", "bom_error.ron"], d.path());
-    assert_clean_failure(&o, &["bom_error.ron:2:19: error: syntax error"], MAX_MIB);
+    validate_fails(
+        d.path(),
+        "bom_error.ron",
+        &broken,
+        &["bom_error.ron:2:19: error: syntax error"],
+    );
 }
 
 #[test]
 fn smart_quotes_give_a_positioned_error_counted_in_characters() {
     let d = tmp();
     let text = SMALL.replace("name: \"small\"", "name: “small”");
-    std::fs::write(d.path().join("smart.ron"), text).unwrap();
-    let o = voxflow(&["validate", "smart.ron"], d.path());
-    assert_clean_failure(
-        &o,
+    validate_fails(
+        d.path(),
+        "smart.ron",
+        &text,
         &[
             "smart.ron:2:11: error: syntax error: expected a value",
             "“small”",
         ],
-        MAX_MIB,
     );
     // A multi-byte character further along the line: the column is in characters.
     let text = SMALL.replace("(seed: 1,", "(seed: 1, é€: 2 ×");
-    std::fs::write(d.path().join("later.ron"), text).unwrap();
-    let o = voxflow(&["validate", "later.ron"], d.path());
-    assert_clean_failure(&o, &["later.ron:4:"], MAX_MIB);
+    validate_fails(d.path(), "later.ron", &text, &["later.ron:4:"]);
 }
 
 #[test]
@@ -116,16 +140,14 @@ fn a_param_expansion_bomb_is_refused_quickly_naming_the_param() {
         params.join(", ")
     );
     assert!(text.len() < 900, "{}", text.len());
-    std::fs::write(d.path().join("bomb.ron"), text).unwrap();
     let t0 = Instant::now();
-    let o = voxflow(&["run", "bomb.ron", "--out", "out"], d.path());
-    assert_clean_failure(
-        &o,
+    run_fails(
+        d.path(),
+        "bomb.ron",
+        &text,
         &["bomb.ron:1:", "graph param `a16`", "larger than 1 MiB"],
-        MAX_MIB,
     );
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
-    assert_no_outputs(&d.path().join("out"));
 
     // The same bomb in a list of whole-value references instead of text.
     let mut params = vec![format!("\"b0\": [\"{}\"]", "x".repeat(32))];
@@ -135,9 +157,12 @@ fn a_param_expansion_bomb_is_refused_quickly_naming_the_param() {
         "Graph(name: \"bomb\", params: {{ {} }}, nodes: {{ \"p\": (node: \"Phantom\", params: (seed: 1)) }})",
         params.join(", ")
     );
-    std::fs::write(d.path().join("list_bomb.ron"), text).unwrap();
-    let o = voxflow(&["validate", "list_bomb.ron"], d.path());
-    assert_clean_failure(&o, &["list_bomb.ron:1:", "larger than 1 MiB"], MAX_MIB);
+    validate_fails(
+        d.path(),
+        "list_bomb.ron",
+        &text,
+        &["list_bomb.ron:1:", "larger than 1 MiB"],
+    );
 }
 
 #[test]
@@ -157,25 +182,19 @@ fn a_macro_bomb_is_refused_at_the_node_limit() {
         let text = format!("Graph(name: \"m{i}\", nodes: {{ {nodes} }})\n");
         std::fs::write(d.path().join(format!("m{i}.ron")), text).unwrap();
     }
-    std::fs::write(
-        d.path().join("top.ron"),
-        "Graph(name: \"top\", nodes: { \"top\": (node: \"m0.ron\") })\n",
-    )
-    .unwrap();
     let t0 = Instant::now();
-    let o = voxflow(&["run", "top.ron", "--out", "out"], d.path());
-    assert_clean_failure(
-        &o,
+    run_fails(
+        d.path(),
+        "top.ron",
+        "Graph(name: \"top\", nodes: { \"top\": (node: \"m0.ron\") })\n",
         &[
             "m21.ron:1:",
             "node `top/x/",
             "larger than 100000 nodes",
             "1 error",
         ],
-        MAX_MIB,
     );
     assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
-    assert_no_outputs(&d.path().join("out"));
 }
 
 #[test]
@@ -204,16 +223,15 @@ fn fifty_thousand_errors_on_one_line_print_a_bounded_report() {
         .collect();
     let text = format!("Graph(name: \"errors\", nodes: {{{}}})", nodes.join(", "));
     assert!(text.len() > 1_400_000, "{}", text.len());
-    std::fs::write(d.path().join("errors.ron"), text).unwrap();
-    let o = voxflow(&["validate", "errors.ron"], d.path());
-    assert_clean_failure(
-        &o,
+    let o = validate_fails(
+        d.path(),
+        "errors.ron",
+        &text,
         &[
             "errors.ron:1:44: error: unknown node type `Nope0`",
             "and 49,950 more errors",
             "50,000 errors",
         ],
-        MAX_MIB,
     );
     assert!(
         o.stderr.len() < 1 << 20,
@@ -233,17 +251,15 @@ fn two_nodes_writing_one_file_are_refused_naming_both() {
         "    },\n)",
         "        \"again\": (node: \"SaveNifti\", inputs: (volume: \"p.truth\"), params: (path: \"./ct.nii.gz\")),\n    },\n)",
     );
-    std::fs::write(d.path().join("twice.ron"), text).unwrap();
-    let o = voxflow(&["run", "twice.ron", "--out", "out"], d.path());
-    assert_clean_failure(
-        &o,
+    run_fails(
+        d.path(),
+        "twice.ron",
+        &text,
         &[
             "twice.ron:6:",
             "nodes `save` and `again` both write ./ct.nii.gz",
         ],
-        MAX_MIB,
     );
-    assert_no_outputs(&d.path().join("out"));
 }
 
 #[test]
@@ -322,9 +338,12 @@ fn templates_validate_with_a_note_and_run_still_needs_their_params() {
     let typo = std::fs::read_to_string(&compare)
         .unwrap()
         .replace("\"LoadNifti\"", "\"LoadNfti\"");
-    std::fs::write(d.path().join("typo.ron"), typo).unwrap();
-    let o = voxflow(&["validate", "typo.ron"], d.path());
-    assert_clean_failure(&o, &["unknown node type `LoadNfti`"], MAX_MIB);
+    validate_fails(
+        d.path(),
+        "typo.ron",
+        &typo,
+        &["unknown node type `LoadNfti`"],
+    );
 
     // `run` names each unset param, `levels: "${a}"` included.
     let o = voxflow(

@@ -7,6 +7,9 @@
 #[allow(dead_code)]
 mod support;
 
+#[path = "../common/mod.rs"]
+mod common;
+
 mod batch;
 mod dicom;
 mod graph;

@@ -300,9 +300,7 @@ fn a_header_bomb_in_one_case_leaves_the_batch_running() {
         assert!(d.join(format!("out/{case}/copy.nii.gz")).exists());
     }
     assert!(!summary.lines().any(|l| l.starts_with("c2,")), "{summary}");
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(d.join("out/summary.json")).unwrap())
-            .unwrap();
+    let json = crate::common::read_json(&d.join("out/summary.json"));
     let failed = json["failed"].as_array().unwrap();
     assert_eq!(failed.len(), 1, "{json}");
     assert_eq!(failed[0]["case"], "c2");

@@ -86,26 +86,7 @@ pub fn assert_clean_failure(o: &Outcome, needles: &[&str], max_mib: f64) {
     );
 }
 
-/// Every file under `dir` (recursively).
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                found.push(p);
-            }
-        }
-    }
-    found.sort();
-    found
-}
+pub use crate::common::files_under;
 
 /// No output file under `out` except failure records and provenance: nothing
 /// half-written, no `.part` left behind.
