@@ -36,6 +36,146 @@ const DEFLATED: [&str; 2] = ["1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.95"]
 const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
 const EXPLICIT_BE: &str = "1.2.840.10008.1.2.2";
 
+/// What is structurally wrong with a DICOM file; shown after "not a DICOM file: ".
+#[derive(Debug, thiserror::Error)]
+pub enum PrescanError {
+    /// Neither a preamble and `DICM` nor `DICM` at the start.
+    #[error("no DICM magic code at offset 128 (not a DICOM Part 10 file)")]
+    NoMagic,
+    /// A file meta element whose 12-byte header does not fit.
+    #[error("file meta element {0} cut short")]
+    MetaCutShort(Tag),
+    /// A file meta element longer than the file.
+    #[error("file meta element {tag} declares {len} bytes but only {left} remain in the file")]
+    MetaLength {
+        /// The element.
+        tag: Tag,
+        /// Its declared length.
+        len: usize,
+        /// Bytes left in the file.
+        left: usize,
+    },
+    /// No (0002,0010) in the file meta group.
+    #[error("file meta group has no TransferSyntaxUID (0002,0010)")]
+    NoTransferSyntax,
+    /// A deflated data set that does not inflate.
+    #[error("deflated data set does not inflate: {0}")]
+    Inflate(std::io::Error),
+    /// A deflated data set that inflates beyond [`MAX_INFLATED_BYTES`].
+    #[error("deflated data set inflates beyond {} MiB", MAX_INFLATED_BYTES >> 20)]
+    InflatedTooLarge,
+    /// An element that ends after the defined-length item or sequence holding it.
+    #[error(
+        "an element at offset {pos} of the data set runs past the end of its enclosing item or \
+         sequence (offset {end})"
+    )]
+    PastEnd {
+        /// Where the walk stands.
+        pos: usize,
+        /// Where the enclosing level ends.
+        end: usize,
+    },
+    /// The data set ends with a sequence or item still open.
+    #[error("the file ends inside an unclosed sequence or item")]
+    Unclosed,
+    /// Fewer than 8 bytes (a tag and a length) left for an element.
+    #[error("element at offset {pos} of the data set is cut short ({left} bytes left)")]
+    ElementCutShort {
+        /// The element's offset.
+        pos: usize,
+        /// Bytes left before the enclosing level's end.
+        left: usize,
+    },
+    /// An encapsulated pixel data fragment of undefined length or longer than what remains.
+    #[error(
+        "pixel data fragment at offset {at} declares {len} bytes but only {left} remain in the \
+         file"
+    )]
+    FragmentLength {
+        /// The fragment's offset.
+        at: usize,
+        /// Its declared length.
+        len: u32,
+        /// Bytes left.
+        left: usize,
+    },
+    /// A sequence item longer than what remains.
+    #[error("sequence item at offset {at} declares {len} bytes but only {left} remain")]
+    ItemLength {
+        /// The item's offset.
+        at: usize,
+        /// Its declared length.
+        len: u32,
+        /// Bytes left.
+        left: usize,
+    },
+    /// An item or delimitation tag where none can be.
+    #[error("unexpected delimiter {tag} at offset {at} of the data set")]
+    Delimiter {
+        /// The tag.
+        tag: Tag,
+        /// Its offset.
+        at: usize,
+    },
+    /// An element directly in a sequence, outside any item.
+    #[error(
+        "element {tag} at offset {pos} of the data set sits directly in a sequence (items \
+         expected)"
+    )]
+    NotInItem {
+        /// The element.
+        tag: Tag,
+        /// Its offset.
+        pos: usize,
+    },
+    /// An explicit-VR element whose 12-byte header does not fit.
+    #[error("element {tag} at offset {pos} is cut short")]
+    HeaderCutShort {
+        /// The element.
+        tag: Tag,
+        /// Its offset.
+        pos: usize,
+    },
+    /// An explicit-VR element whose VR is not two upper-case letters.
+    #[error("element {tag} at offset {pos} has no valid VR ({:02X} {:02X})", .vr[0], .vr[1])]
+    Vr {
+        /// The element.
+        tag: Tag,
+        /// Its offset.
+        pos: usize,
+        /// The two bytes where the VR should be.
+        vr: [u8; 2],
+    },
+    /// Undefined length on an element that cannot hold items.
+    #[error("element {tag} at offset {at} has an undefined length but is no sequence")]
+    UndefinedLength {
+        /// The element.
+        tag: Tag,
+        /// Its offset.
+        at: usize,
+    },
+    /// More than [`MAX_SEQUENCE_DEPTH`] nested sequences.
+    #[error("sequences nested deeper than {MAX_SEQUENCE_DEPTH} levels (at offset {at})")]
+    TooDeep {
+        /// Offset of the element opening the level too many.
+        at: usize,
+    },
+    /// An element longer than what remains of its file, item or sequence.
+    #[error(
+        "element {tag} at offset {at} declares {len} bytes but only {left} remain in the file"
+    )]
+    ElementLength {
+        /// The element.
+        tag: Tag,
+        /// Its offset.
+        at: usize,
+        /// Its declared length.
+        len: usize,
+        /// Bytes left.
+        left: usize,
+    },
+}
+
 /// What the walk learnt: where dicom-object should start reading.
 #[derive(Debug)]
 pub struct Layout {
@@ -122,13 +262,13 @@ fn is_sequence(tag: Tag) -> bool {
 }
 
 /// Check the file meta group and data set of a whole DICOM file held in `file`.
-pub fn check(file: &[u8]) -> Result<Layout, String> {
+pub fn check(file: &[u8]) -> Result<Layout, PrescanError> {
     let magic = if file.len() >= 132 && &file[128..132] == b"DICM" {
         128
     } else if file.starts_with(b"DICM") {
         0
     } else {
-        return Err("no DICM magic code at offset 128 (not a DICOM Part 10 file)".into());
+        return Err(PrescanError::NoMagic);
     };
     // File meta group: always explicit VR little endian, group 0002, no sequences.
     let b = Bytes {
@@ -142,7 +282,7 @@ pub fn check(file: &[u8]) -> Result<Layout, String> {
         let vr = &file[pos + 4..pos + 6];
         let (len, head) = if long_length(vr) {
             if file.len() - pos < 12 {
-                return Err(format!("file meta element {tag} cut short"));
+                return Err(PrescanError::MetaCutShort(tag));
             }
             (b.u32(pos + 8) as usize, 12)
         } else {
@@ -150,10 +290,11 @@ pub fn check(file: &[u8]) -> Result<Layout, String> {
         };
         pos += head;
         if len > file.len() - pos {
-            return Err(format!(
-                "file meta element {tag} declares {len} bytes but only {} remain in the file",
-                file.len() - pos
-            ));
+            return Err(PrescanError::MetaLength {
+                tag,
+                len,
+                left: file.len() - pos,
+            });
         }
         if tag == TRANSFER_SYNTAX {
             let v = String::from_utf8_lossy(&file[pos..pos + len]);
@@ -161,20 +302,16 @@ pub fn check(file: &[u8]) -> Result<Layout, String> {
         }
         pos += len;
     }
-    let transfer_syntax =
-        transfer_syntax.ok_or("file meta group has no TransferSyntaxUID (0002,0010)")?;
+    let transfer_syntax = transfer_syntax.ok_or(PrescanError::NoTransferSyntax)?;
     let rest = &file[pos..];
     if DEFLATED.contains(&transfer_syntax.as_str()) {
         let mut inflated = Vec::new();
         flate2::read::DeflateDecoder::new(rest)
             .take(MAX_INFLATED_BYTES + 1)
             .read_to_end(&mut inflated)
-            .map_err(|e| format!("deflated data set does not inflate: {e}"))?;
+            .map_err(PrescanError::Inflate)?;
         if inflated.len() as u64 > MAX_INFLATED_BYTES {
-            return Err(format!(
-                "deflated data set inflates beyond {} MiB",
-                MAX_INFLATED_BYTES >> 20
-            ));
+            return Err(PrescanError::InflatedTooLarge);
         }
         walk(&inflated, true, false)?;
     } else {
@@ -188,169 +325,189 @@ pub fn check(file: &[u8]) -> Result<Layout, String> {
 }
 
 /// Walk a data set's elements, iteratively, checking lengths and depth.
-fn walk(buf: &[u8], explicit_root: bool, big: bool) -> Result<(), String> {
-    let b = Bytes { buf, big };
-    let mut stack: Vec<Level> = Vec::new();
-    let mut depth = 0usize; // sequences open
-    let mut pos = 0usize;
+fn walk(buf: &[u8], explicit_root: bool, big: bool) -> Result<(), PrescanError> {
+    let mut w = Walker {
+        b: Bytes { buf, big },
+        explicit_root,
+        stack: Vec::new(),
+        depth: 0,
+        pos: 0,
+    };
     loop {
-        // Close every defined-length level that ends here.
-        while let Some(end) = stack.last().and_then(Level::end) {
-            if pos < end {
-                break;
-            }
-            if pos > end {
-                return Err(format!(
-                    "an element at offset {pos} of the data set runs past the end of its \
-                     enclosing item or sequence (offset {end})"
-                ));
-            }
-            if matches!(stack.pop(), Some(Level::Sequence { .. })) {
-                depth -= 1;
-            }
-        }
-        if pos == buf.len() {
-            if stack.is_empty() {
+        w.close_ended_levels()?;
+        if w.pos == buf.len() {
+            if w.stack.is_empty() {
                 return Ok(());
             }
-            return Err("the file ends inside an unclosed sequence or item".into());
+            return Err(PrescanError::Unclosed);
         }
         // Remaining bytes before the enclosing level's end (or the file's).
-        let limit = stack.iter().rev().find_map(Level::end).unwrap_or(buf.len());
-        if limit - pos < 8 {
-            return Err(format!(
-                "element at offset {pos} of the data set is cut short ({} bytes left)",
-                limit - pos
-            ));
+        let limit = w
+            .stack
+            .iter()
+            .rev()
+            .find_map(Level::end)
+            .unwrap_or(buf.len());
+        if limit - w.pos < 8 {
+            return Err(PrescanError::ElementCutShort {
+                pos: w.pos,
+                left: limit - w.pos,
+            });
         }
-        let tag = Tag(b.u16(pos), b.u16(pos + 2));
-        let top = stack.last().copied();
+        let tag = Tag(w.b.u16(w.pos), w.b.u16(w.pos + 2));
         if tag.0 == 0xFFFE {
-            let len = b.u32(pos + 4);
-            pos += 8;
-            match (tag, top) {
-                (ITEM, Some(Level::Fragments)) => {
-                    if len == UNDEFINED || len as usize > limit - pos {
-                        return Err(format!(
-                            "pixel data fragment at offset {} declares {len} bytes but only {} \
-                             remain in the file",
-                            pos - 8,
-                            limit - pos
-                        ));
-                    }
-                    pos += len as usize;
-                }
-                (ITEM, Some(Level::Sequence { explicit, .. })) => {
-                    let end = if len == UNDEFINED {
-                        None
-                    } else if len as usize > limit - pos {
-                        return Err(format!(
-                            "sequence item at offset {} declares {len} bytes but only {} remain",
-                            pos - 8,
-                            limit - pos
-                        ));
-                    } else {
-                        Some(pos + len as usize)
-                    };
-                    stack.push(Level::Item { end, explicit });
-                }
-                (ITEM_END, Some(Level::Item { end: None, .. })) => {
-                    stack.pop();
-                }
-                (SEQUENCE_END, Some(Level::Sequence { end: None, .. } | Level::Fragments)) => {
-                    stack.pop();
-                    depth -= 1;
-                }
-                _ => {
-                    return Err(format!(
-                        "unexpected delimiter {tag} at offset {} of the data set",
-                        pos - 8
-                    ))
-                }
-            }
-            continue;
+            w.delimiter(tag, limit)?;
+        } else {
+            w.element(tag, limit)?;
         }
+    }
+}
+
+/// The state of [`walk`]: where it stands in the data set and which levels are open.
+struct Walker<'a> {
+    b: Bytes<'a>,
+    /// Whether the data set's own elements use explicit VR.
+    explicit_root: bool,
+    stack: Vec<Level>,
+    /// Sequences (and encapsulated pixel data) open.
+    depth: usize,
+    pos: usize,
+}
+
+impl Walker<'_> {
+    /// Close every defined-length level that ends here; an element that ran past a
+    /// level's end is an error.
+    fn close_ended_levels(&mut self) -> Result<(), PrescanError> {
+        while let Some(end) = self.stack.last().and_then(Level::end) {
+            if self.pos < end {
+                break;
+            }
+            if self.pos > end {
+                return Err(PrescanError::PastEnd { pos: self.pos, end });
+            }
+            if matches!(self.stack.pop(), Some(Level::Sequence { .. })) {
+                self.depth -= 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// An item or delimitation tag (group FFFE) at `pos`: a pixel data fragment is
+    /// skipped, a sequence item opened, an undefined-length item or sequence closed.
+    fn delimiter(&mut self, tag: Tag, limit: usize) -> Result<(), PrescanError> {
+        let len = self.b.u32(self.pos + 4);
+        let at = self.pos;
+        self.pos += 8;
+        let left = limit - self.pos;
+        match (tag, self.stack.last().copied()) {
+            (ITEM, Some(Level::Fragments)) => {
+                if len == UNDEFINED || len as usize > left {
+                    return Err(PrescanError::FragmentLength { at, len, left });
+                }
+                self.pos += len as usize;
+            }
+            (ITEM, Some(Level::Sequence { explicit, .. })) => {
+                let end = if len == UNDEFINED {
+                    None
+                } else if len as usize > left {
+                    return Err(PrescanError::ItemLength { at, len, left });
+                } else {
+                    Some(self.pos + len as usize)
+                };
+                self.stack.push(Level::Item { end, explicit });
+            }
+            (ITEM_END, Some(Level::Item { end: None, .. })) => {
+                self.stack.pop();
+            }
+            (SEQUENCE_END, Some(Level::Sequence { end: None, .. } | Level::Fragments)) => {
+                self.stack.pop();
+                self.depth -= 1;
+            }
+            _ => return Err(PrescanError::Delimiter { tag, at }),
+        }
+        Ok(())
+    }
+
+    /// A data element at `pos`: a sequence (or encapsulated pixel data) is opened, any
+    /// other value skipped once its length is known to fit.
+    fn element(&mut self, tag: Tag, limit: usize) -> Result<(), PrescanError> {
+        let top = self.stack.last().copied();
         if matches!(top, Some(Level::Sequence { .. } | Level::Fragments)) {
-            return Err(format!(
-                "element {tag} at offset {pos} of the data set sits directly in a sequence \
-                 (items expected)"
-            ));
+            return Err(PrescanError::NotInItem { tag, pos: self.pos });
         }
         let explicit = match top {
             Some(Level::Item { explicit, .. }) => explicit,
-            _ => explicit_root,
+            _ => self.explicit_root,
         };
-        let (vr, len, head): (Option<&[u8]>, u32, usize) = if explicit {
-            let vr = &buf[pos + 4..pos + 6];
-            if long_length(vr) {
-                if limit - pos < 12 {
-                    return Err(format!("element {tag} at offset {pos} is cut short"));
-                }
-                (Some(vr), b.u32(pos + 8), 12)
-            } else if vr.iter().all(u8::is_ascii_uppercase) {
-                (Some(vr), b.u16(pos + 6) as u32, 8)
-            } else {
-                return Err(format!(
-                    "element {tag} at offset {pos} has no valid VR ({:02X} {:02X})",
-                    vr[0], vr[1]
-                ));
-            }
-        } else {
-            (None, b.u32(pos + 4), 8)
-        };
-        pos += head;
+        let (vr, len, head) = self.element_header(tag, limit, explicit)?;
+        let at = self.pos;
+        self.pos += head;
         let sequence = match vr {
-            Some(vr) => vr == b"SQ",
+            Some(vr) => vr == *b"SQ",
             None => is_sequence(tag),
         };
         if len == UNDEFINED {
             let level = if tag == PIXEL_DATA && !sequence {
                 Level::Fragments
-            } else if sequence || vr.is_none() || vr == Some(b"UN") {
+            } else if sequence || vr.is_none() || vr == Some(*b"UN") {
                 // Implicit VR: undefined length means a sequence; UN of undefined length
                 // is a sequence encoded in implicit VR (PS3.5 6.2.2).
                 Level::Sequence {
                     end: None,
-                    explicit: explicit && vr != Some(b"UN"),
+                    explicit: explicit && vr != Some(*b"UN"),
                 }
             } else {
-                return Err(format!(
-                    "element {tag} at offset {} has an undefined length but is no sequence",
-                    pos - head
-                ));
+                return Err(PrescanError::UndefinedLength { tag, at });
             };
-            depth += 1;
-            if depth > MAX_SEQUENCE_DEPTH {
-                return Err(format!(
-                    "sequences nested deeper than {MAX_SEQUENCE_DEPTH} levels (at offset {})",
-                    pos - head
-                ));
-            }
-            stack.push(level);
-            continue;
+            return self.open(level, at);
         }
         let len = len as usize;
-        if len > limit - pos {
-            return Err(format!(
-                "element {tag} at offset {} declares {len} bytes but only {} remain in the file",
-                pos - head,
-                limit - pos
-            ));
+        let left = limit - self.pos;
+        if len > left {
+            return Err(PrescanError::ElementLength { tag, at, len, left });
         }
         if sequence {
-            depth += 1;
-            if depth > MAX_SEQUENCE_DEPTH {
-                return Err(format!(
-                    "sequences nested deeper than {MAX_SEQUENCE_DEPTH} levels (at offset {})",
-                    pos - head
-                ));
-            }
-            stack.push(Level::Sequence {
-                end: Some(pos + len),
-                explicit,
-            });
+            let end = Some(self.pos + len);
+            self.open(Level::Sequence { end, explicit }, at)
         } else {
-            pos += len;
+            self.pos += len;
+            Ok(())
         }
+    }
+
+    /// The VR (`None` in implicit VR), value length and header size of the element at
+    /// `pos`.
+    fn element_header(
+        &self,
+        tag: Tag,
+        limit: usize,
+        explicit: bool,
+    ) -> Result<(Option<[u8; 2]>, u32, usize), PrescanError> {
+        let pos = self.pos;
+        if !explicit {
+            return Ok((None, self.b.u32(pos + 4), 8));
+        }
+        let vr = [self.b.buf[pos + 4], self.b.buf[pos + 5]];
+        if long_length(&vr) {
+            if limit - pos < 12 {
+                return Err(PrescanError::HeaderCutShort { tag, pos });
+            }
+            Ok((Some(vr), self.b.u32(pos + 8), 12))
+        } else if vr.iter().all(u8::is_ascii_uppercase) {
+            Ok((Some(vr), self.b.u16(pos + 6) as u32, 8))
+        } else {
+            Err(PrescanError::Vr { tag, pos, vr })
+        }
+    }
+
+    /// Open a sequence or encapsulated pixel data, within [`MAX_SEQUENCE_DEPTH`]; `at` is
+    /// the offset of the element that opens it.
+    fn open(&mut self, level: Level, at: usize) -> Result<(), PrescanError> {
+        self.depth += 1;
+        if self.depth > MAX_SEQUENCE_DEPTH {
+            return Err(PrescanError::TooDeep { at });
+        }
+        self.stack.push(level);
+        Ok(())
     }
 }

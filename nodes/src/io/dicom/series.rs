@@ -152,7 +152,7 @@ pub fn open(path: &Path, headers_only: bool) -> Result<DefaultDicomObject, NodeE
     }
     let bytes =
         std::fs::read(path).map_err(|e| NodeError::file(path, format!("cannot read: {e}")))?;
-    let layout = prescan::check(&bytes).map_err(not_dicom)?;
+    let layout = prescan::check(&bytes).map_err(|e| not_dicom(e.to_string()))?;
     let mut options = OpenFileOptions::new().read_preamble(ReadPreamble::Never);
     if headers_only {
         options = options.read_until(tags::PIXEL_DATA);
