@@ -402,7 +402,7 @@ fn cmd_batch(
     check_some_case_validates(
         cases_file,
         &cases,
-        &plan_case,
+        plan_case,
         &format!("nothing ran, {} is unchanged", args.out.display()),
     )?;
     voxflow_monitor::logs::global().open(&args.out.join("logs.jsonl"))?;
