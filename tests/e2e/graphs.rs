@@ -46,9 +46,10 @@ fn phantom_files(
     )
 }
 
-fn load_labels(path: &Path) -> Arc<Labels> {
+/// Output `port` of a one-node graph `node` reading `path` (as the graphs read files).
+fn load_file(node: &str, port: &str, path: &Path) -> Value {
     let g = format!(
-        r#"Graph(name: "load", nodes: {{ "l": (node: "LoadLabels", params: (path: "{}")) }})"#,
+        r#"Graph(name: "load", nodes: {{ "l": (node: "{node}", params: (path: "{}")) }})"#,
         path.display()
     );
     let dir = tempfile::tempdir().unwrap();
@@ -56,8 +57,12 @@ fn load_labels(path: &Path) -> Arc<Labels> {
     std::fs::write(&f, g).unwrap();
     let p = voxflow_tests::plan(&f, &[], &[], &["l".into()]);
     let r = voxflow_tests::run_ok(&p, dir.path());
-    match &r.outputs["l.labels"] {
-        Value::Labels(l) => l.clone(),
+    r.outputs[&format!("l.{port}")].clone()
+}
+
+fn load_labels(path: &Path) -> Arc<Labels> {
+    match load_file("LoadLabels", "labels", path) {
+        Value::Labels(l) => l,
         v => panic!("{v:?}"),
     }
 }
@@ -322,32 +327,44 @@ fn random_unet(dir: &Path) -> PathBuf {
 }
 
 fn load_image(path: &Path) -> Arc<voxflow_engine::Image> {
-    let g = format!(
-        r#"Graph(name: "load", nodes: {{ "l": (node: "LoadNifti", params: (path: "{}")) }})"#,
-        path.display()
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("load.ron");
-    std::fs::write(&f, g).unwrap();
-    let p = voxflow_tests::plan(&f, &[], &[], &["l".into()]);
-    let r = voxflow_tests::run_ok(&p, dir.path());
-    match &r.outputs["l.image"] {
-        Value::Image(i) => i.clone(),
+    match load_file("LoadNifti", "image", path) {
+        Value::Image(i) => i,
         v => panic!("{v:?}"),
     }
+}
+
+/// presegment.ron on a phantom's CT file (seed 3, 96x80x6, 1.5 x 1.5 x 3 mm) with a
+/// random U-Net on the CPU and the `extra` `--set`s, outputs in `dir`: (the CT file, the
+/// model, the report).
+fn presegment_phantom(
+    dir: &Path,
+    extra: &[&str],
+) -> (PathBuf, PathBuf, voxflow_engine::run::RunReport) {
+    let (ct, _, _) = phantom_files(dir, 3, (96, 80, 6));
+    let model = random_unet(dir);
+    let mut set = vec![
+        format!("ct={}", ct.display()),
+        format!("model={}", model.display()),
+        "device=cpu".to_string(),
+    ];
+    set.extend(extra.iter().map(|s| s.to_string()));
+    let report = run_graph(&graph("presegment.ron"), &set, dir);
+    (ct, model, report)
+}
+
+/// The saved `model`'s labels for `image` on the CPU: what UNetInfer must have saved.
+fn predict_labels(model: &Path, image: &voxflow_engine::Image) -> Labels {
+    let device = voxflow_unet::burn::tensor::Device::flex();
+    let saved = voxflow_unet::SavedModel::load(model, &device).unwrap();
+    voxflow_unet::predict(&saved, &device, image, &Default::default())
+        .unwrap()
+        .labels
 }
 
 #[test]
 fn presegment_runs_a_unet_on_phantom_files() {
     let dir = tempfile::tempdir().unwrap();
-    let (ct, _, _) = phantom_files(dir.path(), 3, (96, 80, 6));
-    let model = random_unet(dir.path());
-    let set = vec![
-        format!("ct={}", ct.display()),
-        format!("model={}", model.display()),
-        "device=cpu".to_string(),
-    ];
-    let report = run_graph(&graph("presegment.ron"), &set, dir.path());
+    let (ct, model, report) = presegment_phantom(dir.path(), &[]);
     for f in [
         "presegment_labels.nii.gz",
         "unet_labels.nii.gz",
@@ -368,17 +385,9 @@ fn presegment_runs_a_unet_on_phantom_files() {
         .iter()
         .any(|f| f.ends_with("presegment_test.vxmodel")));
     // The saved network labels are the model's prediction on the CT, on its grid.
-    let image = load_image(&ct);
-    let saved = load_model(&model);
-    let expected = voxflow_unet::predict(
-        &saved,
-        &voxflow_unet::burn::tensor::Device::flex(),
-        &image,
-        &Default::default(),
-    )
-    .unwrap();
+    let expected = predict_labels(&model, &load_image(&ct));
     let net = load_labels(&dir.path().join("unet_labels.nii.gz"));
-    assert_eq!(net.as_slice(), expected.labels.as_slice());
+    assert_eq!(net.as_slice(), expected.as_slice());
     assert_eq!(net.dims(), [96, 80, 6]);
     // The cleaned labels only hold the two muscle labels.
     let cleaned = load_labels(&dir.path().join("presegment_labels.nii.gz"));
@@ -392,15 +401,7 @@ fn presegment_runs_a_unet_on_phantom_files() {
 fn presegment_on_an_isotropic_grid_returns_labels_on_the_ct_grid() {
     use voxflow_nodes::geometry::kernels::{grid_with_spacing, resample_linear, resample_nearest};
     let dir = tempfile::tempdir().unwrap();
-    let (ct, _, _) = phantom_files(dir.path(), 3, (96, 80, 6));
-    let model = random_unet(dir.path());
-    let set = vec![
-        format!("ct={}", ct.display()),
-        format!("model={}", model.display()),
-        "device=cpu".to_string(),
-        "spacing_mm=Some((3.0, 3.0, 3.0))".to_string(),
-    ];
-    let report = run_graph(&graph("presegment.ron"), &set, dir.path());
+    let (ct, model, report) = presegment_phantom(dir.path(), &["spacing_mm=Some((3.0, 3.0, 3.0))"]);
     let grid = report.nodes.iter().find(|n| n.id == "grid").unwrap();
     assert!(
         grid.notes.iter().any(|n| n == "96x80x6 -> 48x40x6 voxels"),
@@ -411,25 +412,14 @@ fn presegment_on_an_isotropic_grid_returns_labels_on_the_ct_grid() {
     let image = load_image(&ct);
     let iso = grid_with_spacing(image.geometry(), [3.0; 3]).unwrap();
     let on_iso = voxflow_engine::Image::F32(resample_linear(&image, &iso, -1024.0).unwrap());
-    let saved = load_model(&model);
-    let expected = voxflow_unet::predict(
-        &saved,
-        &voxflow_unet::burn::tensor::Device::flex(),
-        &on_iso,
-        &Default::default(),
-    )
-    .unwrap();
-    let back = resample_nearest(&expected.labels, image.geometry()).unwrap();
+    let expected = predict_labels(&model, &on_iso);
+    let back = resample_nearest(&expected, image.geometry()).unwrap();
     let net = load_labels(&dir.path().join("unet_labels.nii.gz"));
     assert_eq!(net.dims(), [96, 80, 6]);
     assert_eq!(net.as_slice(), back.as_slice());
     let cleaned = load_labels(&dir.path().join("presegment_labels.nii.gz"));
     assert_eq!(cleaned.dims(), [96, 80, 6]);
     assert!(cleaned.as_slice().iter().all(|v| *v <= 2));
-}
-
-fn load_model(dir: &Path) -> voxflow_unet::SavedModel {
-    voxflow_unet::SavedModel::load(dir, &voxflow_unet::burn::tensor::Device::flex()).unwrap()
 }
 
 #[test]

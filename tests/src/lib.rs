@@ -103,6 +103,51 @@ fn geometry_lines(g: &Geometry, out: &mut String) {
     let _ = writeln!(out, "origin_mm: [{:.3}, {:.3}, {:.3}]", o[0], o[1], o[2]);
 }
 
+/// A mask's or labels' voxels: dtype, count per value and hash.
+fn count_lines<T: LeBytes + Ord + std::fmt::Debug>(dtype: &str, voxels: &[T], out: &mut String) {
+    let _ = writeln!(out, "dtype: {dtype}");
+    let counts = voxflow_engine::volume::value_counts(voxels);
+    let _ = writeln!(out, "counts: {counts:?}");
+    let _ = writeln!(out, "blake3: {}", hash(voxels));
+}
+
+/// The extremes of a voxel type, and its own `min`/`max` (f32's skip NaN).
+trait Extremes: Copy {
+    const MIN: Self;
+    const MAX: Self;
+    fn lower(self, other: Self) -> Self;
+    fn upper(self, other: Self) -> Self;
+}
+macro_rules! extremes {
+    ($($t:ty),*) => {$(impl Extremes for $t {
+        const MIN: Self = <$t>::MIN;
+        const MAX: Self = <$t>::MAX;
+        fn lower(self, other: Self) -> Self {
+            self.min(other)
+        }
+        fn upper(self, other: Self) -> Self {
+            self.max(other)
+        }
+    })*};
+}
+extremes!(i16, f32);
+
+/// An image's voxels: dtype, value range, mean and hash.
+fn range_lines<T>(dtype: &str, voxels: &[T], out: &mut String)
+where
+    T: LeBytes + Extremes + std::fmt::Display + Into<f64>,
+{
+    let (min, max) = voxels
+        .iter()
+        .fold((T::MAX, T::MIN), |(a, b), &x| (a.lower(x), b.upper(x)));
+    let mean = voxels.iter().map(|&x| x.into()).sum::<f64>() / voxels.len().max(1) as f64;
+    let _ = writeln!(
+        out,
+        "dtype: {dtype}\nrange: [{min}, {max}]\nmean: {mean:.3}\nblake3: {}",
+        hash(voxels)
+    );
+}
+
 /// A readable, stable summary of a value.
 pub fn summarize(value: &Value) -> String {
     let mut s = String::new();
@@ -112,50 +157,23 @@ pub fn summarize(value: &Value) -> String {
             geometry_lines(m.geometry(), &mut s);
             // Summarised as its bytes 0/1, as masks were stored before bit-packing, so
             // snapshots stay comparable.
-            let bytes = m.to_bytes();
-            let _ = writeln!(s, "dtype: u8");
-            let counts = voxflow_engine::volume::value_counts(&bytes);
-            let _ = writeln!(s, "counts: {counts:?}");
-            let _ = writeln!(s, "blake3: {}", hash(&bytes));
+            count_lines("u8", &m.to_bytes(), &mut s);
         }
         Value::Labels(l) => {
             let _ = writeln!(s, "kind: Labels");
             geometry_lines(l.geometry(), &mut s);
-            let _ = writeln!(s, "dtype: u16");
-            let counts = voxflow_engine::volume::value_counts(l.as_slice());
-            let _ = writeln!(s, "counts: {counts:?}");
-            let _ = writeln!(s, "blake3: {}", hash(l.as_slice()));
+            count_lines("u16", l.as_slice(), &mut s);
         }
         Value::Image(img) => {
             let _ = writeln!(s, "kind: Image");
             match img.as_ref() {
                 Image::I16(v) => {
                     geometry_lines(v.geometry(), &mut s);
-                    let (min, max) = v
-                        .as_slice()
-                        .iter()
-                        .fold((i16::MAX, i16::MIN), |(a, b), &x| (a.min(x), b.max(x)));
-                    let mean = v.as_slice().iter().map(|&x| x as f64).sum::<f64>()
-                        / v.as_slice().len().max(1) as f64;
-                    let _ = writeln!(
-                        s,
-                        "dtype: i16\nrange: [{min}, {max}]\nmean: {mean:.3}\nblake3: {}",
-                        hash(v.as_slice())
-                    );
+                    range_lines("i16", v.as_slice(), &mut s);
                 }
                 Image::F32(v) => {
                     geometry_lines(v.geometry(), &mut s);
-                    let (min, max) = v
-                        .as_slice()
-                        .iter()
-                        .fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
-                    let mean = v.as_slice().iter().map(|&x| x as f64).sum::<f64>()
-                        / v.as_slice().len().max(1) as f64;
-                    let _ = writeln!(
-                        s,
-                        "dtype: f32\nrange: [{min}, {max}]\nmean: {mean:.3}\nblake3: {}",
-                        hash(v.as_slice())
-                    );
+                    range_lines("f32", v.as_slice(), &mut s);
                 }
             }
         }
