@@ -101,6 +101,19 @@ fn step_line(p: (f64, f64)) -> Value {
     json!({"iteration": p.0 as u64, "loss": p.1, "ce": 0.1, "dice_loss": 0.2})
 }
 
+/// The steps (x values) of run `.` that metrics events carry, in order.
+fn steps_of(evs: &[(String, String, Value)]) -> Vec<f64> {
+    evs.iter()
+        .flat_map(|e| {
+            e.2["."]["x"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+        })
+        .collect()
+}
+
 /// Events from an SSE response until `done` says so: `(id, event, data)`.
 fn sse(
     url: &str,
@@ -248,16 +261,7 @@ fn metrics_events_resume_after_last_event_id_and_go_live() {
     let url = format!("{base}/api/events?kind=metrics&runs=.");
     // Seq 1 is the start record, seq 2..=101 the steps 1..=100: after 41, steps 41..=100.
     let evs = sse(&url, Some("41"), |e| e.last().is_some_and(|l| l.0 == "101"));
-    let xs: Vec<f64> = evs
-        .iter()
-        .flat_map(|e| {
-            e.2["."]["x"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap())
-        })
-        .collect();
+    let xs = steps_of(&evs);
     assert_eq!(xs, (41..=100).map(f64::from).collect::<Vec<_>>());
     assert!(evs.iter().all(|e| e.1 == "metrics"));
     assert!(evs
@@ -293,16 +297,7 @@ fn metrics_events_resume_after_last_event_id_and_go_live() {
             == Some(300.0)
     });
     writer.join().unwrap();
-    let xs: Vec<f64> = evs
-        .iter()
-        .flat_map(|e| {
-            e.2["."]["x"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap())
-        })
-        .collect();
+    let xs = steps_of(&evs);
     assert_eq!(xs, (101..=300).map(f64::from).collect::<Vec<_>>());
     let sessions: Vec<&Value> = evs
         .iter()
