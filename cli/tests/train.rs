@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{repo, start_patch_server};
+use common::{repo, start_patch_server, text, voxflow};
 
 fn start_server(dir: &Path, iterations: u64) -> (Child, String) {
     start_patch_server(dir, iterations, 20)
@@ -69,11 +69,7 @@ fn sigkill_then_resume_continues_from_the_last_checkpoint() {
         .env("VOXFLOW_PROGRESS_SECS", "0")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", text(&out));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["iterations"], 400);
     let resumed_from = 400 - summary["steps_run"].as_u64().unwrap();
@@ -84,13 +80,7 @@ fn sigkill_then_resume_continues_from_the_last_checkpoint() {
         "{done_before} - {resumed_from}"
     );
     // Every step appears once in metrics.jsonl, in order.
-    let steps: Vec<u64> = std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v.get("loss").is_some())
-        .map(|v| v["iteration"].as_u64().unwrap())
-        .collect();
+    let steps: Vec<u64> = loss_curve(&run).iter().map(|s| s.0).collect();
     assert_eq!(steps, (1..=400).collect::<Vec<_>>());
     // logs.jsonl: both processes' lines, numbered on (the resume continues the
     // sequence), with a progress line per step of the resumed run (-q prints none).
@@ -129,12 +119,19 @@ fn sigkill_then_resume_continues_from_the_last_checkpoint() {
     }
 }
 
-/// Per step: (iteration, loss) from `metrics.jsonl`.
-fn loss_curve(run: &Path) -> Vec<(u64, f64)> {
+/// Every record of a finished run's `metrics.jsonl` (each line must be whole JSON).
+fn metrics_records(run: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+/// Per step: (iteration, loss) from `metrics.jsonl`.
+fn loss_curve(run: &Path) -> Vec<(u64, f64)> {
+    metrics_records(run)
+        .into_iter()
         .filter(|v| v.get("loss").is_some())
         .map(|v| {
             (
@@ -185,11 +182,7 @@ fn sigterm_checkpoints_and_resume_continues_the_same_loss_curve() {
     assert_eq!(done.last().map(|s| s.0), Some(stopped_at));
     assert!((30..STEPS).contains(&stopped_at), "stopped at {stopped_at}");
     let out = trainer(&stopped, &addr_s, &["--resume"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", text(&out));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["steps_run"], STEPS - stopped_at);
     let reference = reference.wait_with_output().unwrap();
@@ -199,10 +192,8 @@ fn sigterm_checkpoints_and_resume_continues_the_same_loss_curve() {
     let (a, b) = (loss_curve(&whole.join("run")), loss_curve(&run));
     assert_eq!(a.len() as u64, STEPS);
     assert_eq!(a, b);
-    let stop_events: Vec<u64> = std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    let stop_events: Vec<u64> = metrics_records(&run)
+        .into_iter()
         .filter(|v| v["event"] == "stopped")
         .map(|v| v["iteration"].as_u64().unwrap())
         .collect();
@@ -219,36 +210,37 @@ fn a_wrong_token_and_a_missing_token_file_are_clear_errors() {
     let (mut server, addr) = start_server(dir.path(), 20);
     let bad = dir.path().join("bad.token");
     std::fs::write(&bad, "nope\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_voxflow"))
-        .args([
+    let out_dir = dir.path().join("r");
+    let out_dir = out_dir.to_str().unwrap();
+    let out = voxflow(
+        &[
             "train",
             "--connect",
             &addr,
             "--token-file",
             bad.to_str().unwrap(),
-        ])
-        .args([
             "--out",
-            dir.path().join("r").to_str().unwrap(),
+            out_dir,
             "--device",
             "cpu",
-        ])
-        .output()
-        .unwrap();
+        ],
+        dir.path(),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("wrong token"), "{err}");
-    let out = Command::new(env!("CARGO_BIN_EXE_voxflow"))
-        .args([
+    let out = voxflow(
+        &[
             "train",
             "--connect",
             &addr,
             "--token-file",
             "/nonexistent/t",
-        ])
-        .args(["--out", dir.path().join("r").to_str().unwrap()])
-        .output()
-        .unwrap();
+            "--out",
+            out_dir,
+        ],
+        dir.path(),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/t"), "{err}");
     server.kill().unwrap();
@@ -269,21 +261,17 @@ fn presegment_runs_the_best_model_over_a_case_file_after_training() {
         })"#,
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_voxflow"))
-        .args([
+    let out = voxflow(
+        &[
             "run",
             g.to_str().unwrap(),
             "--out",
             dir.path().to_str().unwrap(),
             "-q",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        dir.path(),
     );
+    assert!(out.status.success(), "{}", text(&out));
     let cases = dir.path().join("cases.tsv");
     std::fs::write(&cases, "case\tct\np5\tct.nii.gz\n").unwrap();
     let out = trainer(
@@ -294,11 +282,7 @@ fn presegment_runs_the_best_model_over_a_case_file_after_training() {
     .current_dir(repo())
     .output()
     .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", text(&out));
     let case = dir.path().join("run/presegment/p5");
     for f in [
         "presegment_labels.nii.gz",
