@@ -709,7 +709,7 @@ fn plan_case(
     graph: &Path,
     args: &GraphArgs,
     case: &Case,
-) -> std::result::Result<voxflow_engine::validate::Plan, String> {
+) -> std::result::Result<voxflow_engine::validate::Plan, voxflow_engine::diag::Diagnostics> {
     crate::plan_case(registry, graph, args, &[], case)
 }
 

@@ -262,14 +262,14 @@ fn load_and_validate(
 }
 
 /// The plan of one case: its columns as graph params, then `args`' overrides (so `--set`
-/// wins over a column); a validation error as the case's failure text.
+/// wins over a column); its validation errors become the case's failure text.
 fn plan_case(
     registry: &voxflow_engine::Registry,
     graph: &Path,
     args: &GraphArgs,
     targets: &[String],
     case: &voxflow_engine::batch::Case,
-) -> std::result::Result<Plan, String> {
+) -> std::result::Result<Plan, voxflow_engine::diag::Diagnostics> {
     let mut set: Vec<Override> = case
         .params
         .iter()
@@ -280,7 +280,7 @@ fn plan_case(
         set,
         implementations: args.implementations.clone(),
     };
-    load_and_validate(registry, graph, &ga, targets).map_err(|d| d.to_string())
+    load_and_validate(registry, graph, &ga, targets)
 }
 
 /// A `--set` argument, split once here; one without `=` is reported by the graph loader
@@ -524,7 +524,7 @@ fn presegment(cases: &Path, model: &Path, out: &Path, quiet: bool) -> Result<Exi
 }
 
 /// `8G`, `512M`, `100k` or plain bytes.
-fn parse_size(s: &str) -> std::result::Result<u64, String> {
+fn parse_size(s: &str) -> Result<u64> {
     let t = s.trim();
     let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
         Some('K') => (&t[..t.len() - 1], 1u64 << 10),
@@ -538,7 +538,7 @@ fn parse_size(s: &str) -> std::result::Result<u64, String> {
         .ok()
         .filter(|v| *v > 0.0)
         .map(|v| (v * mult as f64) as u64)
-        .ok_or_else(|| format!("`{s}` is not a size like 8G, 512M or 1000000"))
+        .ok_or_else(|| anyhow::anyhow!("`{s}` is not a size like 8G, 512M or 1000000"))
 }
 
 /// The command line as typed, quoted for a shell (for failure records and provenance).

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
+use crate::diag::Diagnostics;
 use crate::fsutil::{write_atomic, WriteError};
 use crate::provenance::RunContext;
 use crate::run::RunOptions;
@@ -249,12 +250,12 @@ pub fn available_memory() -> u64 {
         .unwrap_or(4 << 30)
 }
 
-/// Run every case. `plan_case` loads and validates the graph for one case (errors become
-/// the case's failure). Each case's outputs, `provenance.json`, `tables.json` and failure
-/// records go under `out/<case>/`.
+/// Run every case. `plan_case` loads and validates the graph for one case (its
+/// diagnostics become the case's failure). Each case's outputs, `provenance.json`,
+/// `tables.json` and failure records go under `out/<case>/`.
 pub fn run_cases<F>(cases: &[Case], plan_case: F, opts: &BatchOptions) -> Vec<CaseOutcome>
 where
-    F: Fn(&Case) -> Result<Plan, String> + Sync,
+    F: Fn(&Case) -> Result<Plan, Diagnostics> + Sync,
 {
     let jobs = opts.jobs.max(1);
     let budget = if opts.memory_budget == 0 {
@@ -365,7 +366,7 @@ pub fn shell_quote(s: &str) -> String {
 
 fn run_case<F>(case: &Case, plan_case: &F, opts: &BatchOptions) -> CaseOutcome
 where
-    F: Fn(&Case) -> Result<Plan, String>,
+    F: Fn(&Case) -> Result<Plan, Diagnostics>,
 {
     let t = Instant::now();
     let dir = opts.out_dir.join(&case.id);
@@ -378,7 +379,8 @@ where
     let failed = |msg: String| outcome(CaseStatus::Failed(msg), BTreeMap::new());
     let plan = match plan_case(case) {
         Ok(p) => p,
-        Err(e) => {
+        Err(diags) => {
+            let e = diags.to_string();
             record_validation_failure(&dir, &case.id, &e);
             return failed(format!(
                 "invalid graph for this case: {}",

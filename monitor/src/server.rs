@@ -67,6 +67,11 @@ pub enum ServerError {
     NotAFolder(PathBuf),
 }
 
+/// A run the monitor does not know (the `run` of an API request).
+#[derive(Debug, thiserror::Error)]
+#[error("no run {0:?} under the runs folder")]
+pub struct UnknownRun(pub String);
+
 /// Whether binding to `addr` requires a token: anything beyond loopback does.
 pub fn needs_token(addr: &SocketAddr) -> bool {
     !addr.ip().is_loopback()
@@ -409,20 +414,21 @@ impl Monitor {
         Value::Array(list)
     }
 
-    /// The `GET /api/series` answer (see the module docs); `None` for an unknown run.
+    /// The `GET /api/series` answer (see the module docs); an error names the first
+    /// unknown run.
     pub fn series(
         &self,
         runs: &[String],
         range: Option<(f64, f64)>,
         max: usize,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, UnknownRun> {
         let inner = self.lock();
         let mut out = Map::new();
         for name in runs {
             let r = inner
                 .runs
                 .get(name)
-                .ok_or_else(|| format!("no run {name:?} under the runs folder"))?;
+                .ok_or_else(|| UnknownRun(name.clone()))?;
             let pts = match range {
                 Some((a, b)) => r.loss.range(a, b, max),
                 // Few enough to send as they are (the chunks' cache is decimated).
@@ -700,7 +706,7 @@ async fn series(State(m): State<Arc<Monitor>>, Query(q): Query<SeriesQuery>) -> 
     };
     match m.series(&run_list(&q.run), range, max) {
         Ok(v) => Json(v).into_response(),
-        Err(e) => bad(StatusCode::NOT_FOUND, e),
+        Err(e) => bad(StatusCode::NOT_FOUND, e.to_string()),
     }
 }
 
@@ -731,10 +737,7 @@ async fn logs(State(m): State<Arc<Monitor>>, Query(q): Query<LogsQuery>) -> Resp
     let limit = q.limit.unwrap_or(200).clamp(1, BATCH);
     let inner = m.lock();
     let Some(r) = inner.runs.get(&q.run) else {
-        return bad(
-            StatusCode::NOT_FOUND,
-            format!("no run {:?} under the runs folder", q.run),
-        );
+        return bad(StatusCode::NOT_FOUND, UnknownRun(q.run.clone()).to_string());
     };
     let end = q
         .before
