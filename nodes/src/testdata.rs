@@ -124,3 +124,26 @@ pub fn run_default(
 ) -> Result<BTreeMap<String, Value>, NodeError> {
     run_node(t, params, "default", inputs)
 }
+
+/// Sets `boxes` boxes of random corner and size (up to half the volume plus 2 voxels per
+/// axis, some sticking out of it so objects touch the border) in `mask`, a mask's bytes
+/// on grid `g`: the objects of the random masks the morphology and agreement tests use.
+pub fn random_boxes(
+    rng: &mut impl rand::Rng,
+    g: &voxflow_engine::Geometry,
+    mask: &mut [u8],
+    boxes: usize,
+) {
+    let dims = g.dims;
+    for _ in 0..boxes {
+        let lo: [i64; 3] = std::array::from_fn(|a| rng.random_range(-3..dims[a] as i64 + 1));
+        let len: [i64; 3] = std::array::from_fn(|a| rng.random_range(1..=dims[a] as i64 / 2 + 2));
+        for z in lo[2].max(0)..(lo[2] + len[2]).min(dims[2] as i64) {
+            for y in lo[1].max(0)..(lo[1] + len[1]).min(dims[1] as i64) {
+                for x in lo[0].max(0)..(lo[0] + len[0]).min(dims[0] as i64) {
+                    mask[g.index(x as usize, y as usize, z as usize)] = 1;
+                }
+            }
+        }
+    }
+}

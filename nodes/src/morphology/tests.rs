@@ -25,17 +25,7 @@ pub(crate) fn random_mask(
     let mut data: Vec<u8> = (0..g.len())
         .map(|_| rng.random_bool(density) as u8)
         .collect();
-    for _ in 0..boxes {
-        let lo: [i64; 3] = std::array::from_fn(|a| rng.random_range(-3..dims[a] as i64 + 1));
-        let len: [i64; 3] = std::array::from_fn(|a| rng.random_range(1..=dims[a] as i64 / 2 + 2));
-        for z in lo[2].max(0)..(lo[2] + len[2]).min(dims[2] as i64) {
-            for y in lo[1].max(0)..(lo[1] + len[1]).min(dims[1] as i64) {
-                for x in lo[0].max(0)..(lo[0] + len[0]).min(dims[0] as i64) {
-                    data[g.index(x as usize, y as usize, z as usize)] = 1;
-                }
-            }
-        }
-    }
+    crate::testdata::random_boxes(&mut rng, &g, &mut data, boxes);
     Mask::from_bytes(g, &data).unwrap()
 }
 
