@@ -125,6 +125,17 @@ pub fn run_default(
     run_node(t, params, "default", inputs)
 }
 
+/// The shared data folder and its reference measurements of the real CT
+/// (`reference_values_ct_sm.json`, made with scipy/numpy), or `None` when the data is
+/// absent (`test` is recorded as skipped, see [`shared_data`]).
+pub fn ct_sm_reference(test: &str) -> Option<(PathBuf, serde_json::Value)> {
+    let data = shared_data(test)?;
+    let path = data.join("reference_values_ct_sm.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let refs = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Some((data, refs))
+}
+
 /// Sets `boxes` boxes of random corner and size (up to half the volume plus 2 voxels per
 /// axis, some sticking out of it so objects touch the border) in `mask`, a mask's bytes
 /// on grid `g`: the objects of the random masks the morphology and agreement tests use.

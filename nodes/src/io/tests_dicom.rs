@@ -23,6 +23,17 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// A new folder holding copies of the series' files number `slices` (in name order),
+/// and all of the series' files.
+fn copy_of_slices(dir: &Path, slices: &[usize]) -> (tempfile::TempDir, Vec<PathBuf>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = files(dir);
+    for &i in slices {
+        std::fs::copy(&src[i], tmp.path().join(src[i].file_name().unwrap())).unwrap();
+    }
+    (tmp, src)
+}
+
 fn err_of(dir: &Path) -> String {
     load_dicom_series(dir).map(|_| ()).unwrap_err().to_string()
 }
@@ -194,11 +205,7 @@ fn folder_with_two_series_is_an_error() {
     use dicom_core::VR;
     use dicom_dictionary_std::tags;
     let Some(dir) = series() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let src = files(&dir);
-    for f in &src[..3] {
-        std::fs::copy(f, tmp.path().join(f.file_name().unwrap())).unwrap();
-    }
+    let (tmp, src) = copy_of_slices(&dir, &[0, 1, 2]);
     let mut obj = dicom_object::open_file(&src[3]).unwrap();
     obj.put_str(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, "1\\0\\0\\0\\0\\-1");
     obj.write_to_file(tmp.path().join("coronal.dcm")).unwrap();
@@ -222,11 +229,7 @@ fn folder_with_two_series_is_an_error() {
 #[test]
 fn uneven_spacing_is_an_error_giving_positions() {
     let Some(dir) = series() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let src = files(&dir);
-    for i in [0, 1, 2, 4] {
-        std::fs::copy(&src[i], tmp.path().join(src[i].file_name().unwrap())).unwrap();
-    }
+    let (tmp, _) = copy_of_slices(&dir, &[0, 1, 2, 4]);
     let e = err_of(tmp.path());
     assert!(
         e.contains("uneven slice spacing")
@@ -239,11 +242,7 @@ fn uneven_spacing_is_an_error_giving_positions() {
 #[test]
 fn hidden_files_are_skipped_and_other_files_named() {
     let Some(dir) = series() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let src = files(&dir);
-    for f in &src[..2] {
-        std::fs::copy(f, tmp.path().join(f.file_name().unwrap())).unwrap();
-    }
+    let (tmp, _) = copy_of_slices(&dir, &[0, 1]);
     std::fs::write(tmp.path().join(".DS_Store"), b"junk").unwrap();
     std::fs::create_dir(tmp.path().join("sub")).unwrap();
     let img = load_dicom_series(tmp.path()).unwrap();

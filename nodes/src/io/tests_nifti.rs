@@ -9,7 +9,7 @@ use super::nifti::{as_bytes, Dtype, Header, Sample};
 use super::nifti_load::{load_image, load_labels, load_mask, LoadLabels, LoadMask, LoadNifti};
 use super::nifti_save::{save_image, save_labels, save_mask, save_value, SaveNifti};
 use super::test_support::{gzip, peer_python, run_python};
-use crate::testdata::shared_data;
+use crate::testdata::{ct_sm_reference, shared_data};
 
 fn geom() -> Geometry {
     let mut g = Geometry::new([4, 3, 2], [0.5, 0.75, 2.0]);
@@ -506,13 +506,9 @@ fn nodes_load_and_save_through_the_context() {
 #[test]
 fn real_ct_matches_reference_and_the_nifti_crate() {
     use nifti::{IntoNdArray, NiftiObject, ReaderOptions};
-    let Some(data) = shared_data("real CT load") else {
+    let Some((data, refs)) = ct_sm_reference("real CT load") else {
         return;
     };
-    let refs: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(data.join("reference_values_ct_sm.json")).unwrap(),
-    )
-    .unwrap();
     let path = data.join("ct_sm.nii.gz");
     let img = load_image(&path).unwrap();
     let Image::I16(v) = &img else {

@@ -10,7 +10,7 @@ use voxflow_engine::{Cell, Geometry, Image, Mask, NodeContext, NodeType, Table, 
 use super::label_stats::{label_stats, LabelStats};
 use super::write_table::WriteTable;
 use crate::io::nifti_load::{load_image, load_labels, load_mask};
-use crate::testdata::shared_data;
+use crate::testdata::{ct_sm_reference, shared_data};
 
 /// Run LabelStats on values, returning (table, slices).
 fn run_stats(labels: Value, image: Option<Value>) -> Result<(Table, Table), String> {
@@ -47,13 +47,9 @@ fn assert_rel(got: f64, want: f64, what: &str) {
 
 #[test]
 fn real_tissue_masks_match_reference_values() {
-    let Some(data) = shared_data("LabelStats reference values") else {
+    let Some((data, refs)) = ct_sm_reference("LabelStats reference values") else {
         return;
     };
-    let refs: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(data.join("reference_values_ct_sm.json")).unwrap(),
-    )
-    .unwrap();
     let ct = Value::Image(Arc::new(load_image(&data.join("ct_sm.nii.gz")).unwrap()));
     for tissue in ["skeletal_muscle", "subcutaneous_fat", "torso_fat"] {
         let r = &refs[tissue];

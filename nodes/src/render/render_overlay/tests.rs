@@ -141,6 +141,16 @@ fn mask(m: Volume<u8>) -> Value {
     ))
 }
 
+/// [`run`] over the phantom CT on `g` with one mask, `a`.
+fn run_one(
+    params: serde_json::Value,
+    g: &Geometry,
+    a: Volume<u8>,
+    dir: &Path,
+) -> Result<(PathBuf, Table), NodeError> {
+    run(params, vec![("image", ct(g)), ("a", mask(a))], dir)
+}
+
 #[test]
 fn montage_dimensions_and_colours() {
     let dir = tempfile::tempdir().unwrap();
@@ -210,12 +220,19 @@ fn montage_dimensions_and_colours() {
     assert!(band.contains(&[255, 255, 255]), "legend text");
 }
 
-/// Count of the pixels of `text` drawn at scale 1 in white on the legend background.
-fn text_pixels(text: &str) -> usize {
+/// `text` drawn at scale 1 in white on `background` on its own: its size and its white
+/// pixels (x fastest), what a legend entry or a caption must show.
+fn text_pixels(text: &str, background: [u8; 3]) -> ((usize, usize), Vec<(usize, usize)>) {
     let (w, h) = crate::render::font::text_size(text, 1);
     let mut rgb = vec![0u8; w * h * 3];
-    draw_text(&mut rgb, w, 0, 0, text, 1, [255; 3], LEGEND_BACKGROUND);
-    rgb.chunks(3).filter(|p| p == &[255, 255, 255]).count()
+    draw_text(&mut rgb, w, 0, 0, text, 1, [255; 3], background);
+    let white = rgb
+        .chunks(3)
+        .enumerate()
+        .filter(|(_, p)| p == &[255, 255, 255])
+        .map(|(i, _)| (i % w, i / w))
+        .collect();
+    ((w, h), white)
 }
 
 #[test]
@@ -265,7 +282,8 @@ fn labels_are_named_in_a_legend_with_their_colours() {
     let white = band(&|p| p == [255, 255, 255]);
     assert_eq!(
         white,
-        text_pixels("1 abdominal wall") + text_pixels("2 paravertebral")
+        text_pixels("1 abdominal wall", LEGEND_BACKGROUND).1.len()
+            + text_pixels("2 paravertebral", LEGEND_BACKGROUND).1.len()
     );
     // With `b` the swatches are a, b and both, and the names follow as one key on a
     // second legend line (2 lines of 11 pixels and a 2-pixel margin under the tile).
@@ -294,7 +312,7 @@ fn labels_are_named_in_a_legend_with_their_colours() {
             "both",
             "labels: 1 abdominal wall, 2 paravertebral"
         ]
-        .map(text_pixels)
+        .map(|t| text_pixels(t, LEGEND_BACKGROUND).1.len())
         .iter()
         .sum::<usize>()
     );
@@ -316,7 +334,7 @@ fn labels_are_named_in_a_legend_with_their_colours() {
         .flat_map(|y| (0..png.w).map(move |x| (x, y)))
         .filter(|&(x, y)| png.px(x, y) == [255, 255, 255])
         .count();
-    assert_eq!(white, text_pixels("label 7"));
+    assert_eq!(white, text_pixels("label 7", LEGEND_BACKGROUND).1.len());
     // Label 0 or a label named twice is a param error.
     for bad in [json!([[0, "bg"]]), json!([[1, "a"], [1, "b"]])] {
         assert!(RenderOverlay
@@ -338,9 +356,10 @@ fn slice_numbers_are_drawn() {
     let dir = tempfile::tempdir().unwrap();
     let g = Geometry::new([100, 30, 12], [1.0; 3]);
     let a = volume(&g, |_, _, _| 0u8);
-    let (path, _) = run(
+    let (path, _) = run_one(
         json!({"path": "n.png", "slices": [11], "zoom": 1}),
-        vec![("image", ct(&g)), ("a", mask(a))],
+        &g,
+        a,
         dir.path(),
     )
     .unwrap();
@@ -355,16 +374,8 @@ fn slice_numbers_are_drawn() {
     });
     assert_eq!(tile_caption(&shifted, 11), "11 z=-29.2 mm");
     // Pixel for pixel the caption text, drawn at (2, 2) of the 100-pixel tile.
-    let caption = "11 z=11.0 mm";
-    let (tw, th) = crate::render::font::text_size(caption, 1);
-    let mut want = vec![0u8; tw * th * 3];
-    draw_text(&mut want, tw, 0, 0, caption, 1, [255; 3], [0; 3]);
-    let want: Vec<(usize, usize)> = want
-        .chunks(3)
-        .enumerate()
-        .filter(|(_, p)| p == &[255, 255, 255])
-        .map(|(i, _)| (2 + i % tw, 2 + i / tw))
-        .collect();
+    let (_, want) = text_pixels("11 z=11.0 mm", [0; 3]);
+    let want: Vec<(usize, usize)> = want.iter().map(|&(x, y)| (2 + x, 2 + y)).collect();
     assert_eq!(white_pixels(&png, 30), want, "caption pixels");
     assert!(want.len() > 100, "more than the two digits");
 
@@ -372,23 +383,21 @@ fn slice_numbers_are_drawn() {
     // rather than a caption clipped mid-word.
     let g = Geometry::new([40, 30, 12], [1.0; 3]);
     let a = volume(&g, |_, _, _| 0u8);
-    let (path, _) = run(
+    let (path, _) = run_one(
         json!({"path": "narrow.png", "slices": [11], "zoom": 1}),
-        vec![("image", ct(&g)), ("a", mask(a))],
+        &g,
+        a,
         dir.path(),
     )
     .unwrap();
     let png = Png::read(&path);
     let white = white_pixels(&png, 30);
-    let (nw, nh) = crate::render::font::text_size("11", 1);
+    let ((nw, nh), number) = text_pixels("11", [0; 3]);
     assert!(
         white.iter().all(|&(x, y)| x < 2 + nw && y < 2 + nh),
         "{white:?}"
     );
-    let mut number = vec![0u8; nw * nh * 3];
-    draw_text(&mut number, nw, 0, 0, "11", 1, [255; 3], [0; 3]);
-    let number = number.chunks(3).filter(|p| p == &[255, 255, 255]).count();
-    assert_eq!(white.len(), number);
+    assert_eq!(white.len(), number.len());
 }
 
 /// A blob on the patient's left and anterior must show on the image's right and top,
@@ -423,9 +432,10 @@ fn orientation_is_radiological() {
             u8::from(w[0] < centre[0] - 3.0 && w[1] > centre[1] + 2.0)
         });
         assert!(blob.as_slice().iter().any(|&v| v != 0));
-        let (path, _) = run(
+        let (path, _) = run_one(
             json!({"path": "o.png", "slices": [1], "zoom": 1}),
-            vec![("image", ct(&g)), ("a", mask(blob))],
+            &g,
+            blob,
             dir.path(),
         )
         .unwrap();
@@ -496,12 +506,7 @@ fn automatic_slices_follow_the_masks() {
     let a = volume(&g, |x, y, z| {
         u8::from((10..=40).contains(&z) && x == 5 && y == 5)
     });
-    let (_, t) = run(
-        json!({"path": "a.png"}),
-        vec![("image", ct(&g)), ("a", mask(a.clone()))],
-        dir.path(),
-    )
-    .unwrap();
+    let (_, t) = run_one(json!({"path": "a.png"}), &g, a.clone(), dir.path()).unwrap();
     let zs: Vec<i64> = t
         .rows
         .iter()
@@ -513,9 +518,10 @@ fn automatic_slices_follow_the_masks() {
     // Centred on the centre of mass (z = 25).
     assert!((zs[4] - 25).abs() <= 1, "{zs:?}");
     // `every` takes 0, n, 2n, ...
-    let (_, t) = run(
+    let (_, t) = run_one(
         json!({"path": "e.png", "every": 20}),
-        vec![("image", ct(&g)), ("a", mask(a.clone()))],
+        &g,
+        a.clone(),
         dir.path(),
     )
     .unwrap();
@@ -524,12 +530,7 @@ fn automatic_slices_follow_the_masks() {
         vec![Cell::Int(0), Cell::Int(20), Cell::Int(40)]
     );
     // A slice that does not exist is an error, and nothing is written.
-    let err = run(
-        json!({"path": "x.png", "slices": [60]}),
-        vec![("image", ct(&g)), ("a", mask(a))],
-        dir.path(),
-    )
-    .unwrap_err();
+    let err = run_one(json!({"path": "x.png", "slices": [60]}), &g, a, dir.path()).unwrap_err();
     assert!(err.to_string().contains("slice 60 does not exist"), "{err}");
     assert!(!dir.path().join("x.png").exists());
 }
@@ -540,22 +541,12 @@ fn grids_must_match_and_writes_are_atomic() {
     let g = Geometry::new([8, 8, 2], [1.0; 3]);
     let other = Geometry::new([8, 8, 2], [2.0, 1.0, 1.0]);
     let a = volume(&other, |_, _, _| 1u8);
-    let err = run(
-        json!({"path": "g.png"}),
-        vec![("image", ct(&g)), ("a", mask(a))],
-        dir.path(),
-    )
-    .unwrap_err();
+    let err = run_one(json!({"path": "g.png"}), &g, a, dir.path()).unwrap_err();
     assert!(matches!(err, NodeError::GridMismatch { .. }), "{err}");
     // Writing onto a folder fails with a file error and leaves no temporary file.
     std::fs::create_dir(dir.path().join("taken.png")).unwrap();
     let a = volume(&g, |_, _, _| 1u8);
-    let err = run(
-        json!({"path": "taken.png"}),
-        vec![("image", ct(&g)), ("a", mask(a))],
-        dir.path(),
-    )
-    .unwrap_err();
+    let err = run_one(json!({"path": "taken.png"}), &g, a, dir.path()).unwrap_err();
     assert!(matches!(err, NodeError::File { .. }), "{err}");
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()

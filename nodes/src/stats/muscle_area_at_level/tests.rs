@@ -11,7 +11,7 @@ use voxflow_engine::{Cell, Geometry, Labels, Mask, NodeContext, NodeType, Table,
 use super::{find_level, pixel_area_mm2, si_axis, vertebra_name, LevelError, MuscleAreaAtLevel};
 use crate::io::nifti_load::{load_labels, load_mask};
 use crate::phantom::{generate, phantom_geometry, vertebra_label_at, vertebrae, PhantomParams};
-use crate::testdata::{python, shared_data};
+use crate::testdata::{ct_sm_reference, python};
 
 /// Run the node on `muscle` and `vertebrae` with `params`; the table or the error text.
 fn run(muscle: Value, spine: Labels, params: serde_json::Value) -> Result<Table, String> {
@@ -281,13 +281,9 @@ fn permuted_and_sheared_grids() {
 /// areas (scipy/numpy, reference_values_ct_sm.json) and a numpy peer's centroid slice.
 #[test]
 fn real_ct_l1_l2_match_reference_areas_and_numpy() {
-    let Some(data) = shared_data("MuscleAreaAtLevel on ct_sm L1/L2") else {
+    let Some((data, refs)) = ct_sm_reference("MuscleAreaAtLevel on ct_sm L1/L2") else {
         return;
     };
-    let refs: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(data.join("reference_values_ct_sm.json")).unwrap(),
-    )
-    .unwrap();
     let per_slice: Vec<f64> = refs["skeletal_muscle"]["per_slice_area_cm2"]
         .as_array()
         .unwrap()
