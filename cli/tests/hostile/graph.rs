@@ -302,24 +302,21 @@ fn a_report_onto_a_node_output_is_refused_before_running() {
 #[test]
 fn templates_validate_with_a_note_and_run_still_needs_their_params() {
     let d = tmp();
-    let presegment = shipped("presegment.ron");
-    let o = voxflow(&["validate", presegment.to_str().unwrap()], d.path());
-    assert_eq!(o.code, Some(0), "{}", o.text());
-    assert!(
-        o.stdout
-            .contains("is a template: `voxflow run` needs --set ct=VALUE --set model=VALUE"),
-        "{}",
-        o.text()
+    let (presegment, compare) = (
+        shipped("presegment.ron"),
+        shipped("compare_segmentations.ron"),
     );
-    let compare = shipped("compare_segmentations.ron");
-    let o = voxflow(&["validate", compare.to_str().unwrap()], d.path());
-    assert_eq!(o.code, Some(0), "{}", o.text());
-    assert!(
-        o.stdout
-            .contains("needs --set ct=VALUE --set a=VALUE --set b=VALUE"),
-        "{}",
-        o.text()
-    );
+    for (graph, note) in [
+        (
+            &presegment,
+            "is a template: `voxflow run` needs --set ct=VALUE --set model=VALUE",
+        ),
+        (&compare, "needs --set ct=VALUE --set a=VALUE --set b=VALUE"),
+    ] {
+        let o = voxflow(&["validate", graph.to_str().unwrap()], d.path());
+        assert_eq!(o.code, Some(0), "{}: {}", graph.display(), o.text());
+        assert!(o.stdout.contains(note), "{}: {}", graph.display(), o.text());
+    }
 
     // `dot` draws a template.
     let o = voxflow(&["dot", presegment.to_str().unwrap()], d.path());
