@@ -88,6 +88,19 @@ pub trait Impls: Sized + Copy + 'static {
     }
 }
 
+/// Refuse a `#[param(required)]` string the graph left at its `""` default: an error at
+/// `name` saying "is required: {what}" (`what` says what the value names, e.g. "the
+/// NIfTI file to read"). For a node's `build`, before anything else uses the value.
+pub fn require_set(name: &str, value: &str, what: &str) -> Result<(), Vec<ParamError>> {
+    if value.is_empty() {
+        return Err(vec![ParamError::field(
+            name,
+            format!("is required: {what}"),
+        )]);
+    }
+    Ok(())
+}
+
 /// An implementation's version: the `#[version = N]` given, else 1.
 pub fn version(given: &[u32]) -> u32 {
     given.first().copied().unwrap_or(1)

@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 use voxflow_engine::{
-    node_impls, node_params, Example, Geometry, Image, Impls, Labels, Mask, Node, NodeContext,
-    NodeError, NodeSpec, NodeType, OutputSpec, ParamError, Params, PortType, Value, Volume,
+    node_impls, node_params, params::require_set, Example, Geometry, Image, Impls, Labels, Mask,
+    Node, NodeContext, NodeError, NodeSpec, NodeType, OutputSpec, ParamError, Params, PortType,
+    Value, Volume,
 };
 
 use super::nifti::{dispatch, par_map, par_min_max, read_samples, Dtype, NiftiReader, Sample};
@@ -24,17 +25,6 @@ node_params! {
         #[param(required)]
         pub path: String = String::new(),
     }
-}
-
-fn build_params(params: &serde_json::Value) -> Result<PathBuf, Vec<ParamError>> {
-    let p = LoadParams::from_json(params)?;
-    if p.path.is_empty() {
-        return Err(vec![ParamError::field(
-            "path",
-            "is required: the NIfTI file to read",
-        )]);
-    }
-    Ok(PathBuf::from(p.path))
 }
 
 node_impls! {
@@ -170,6 +160,39 @@ enum Kind {
     Labels,
 }
 
+impl Kind {
+    /// The spec of this kind's loader: all three share their params, implementations,
+    /// category and lack of inputs; they differ in name, texts and their one output.
+    fn spec(
+        self,
+        name: &'static str,
+        summary: &'static str,
+        doc: &'static str,
+        output: OutputSpec,
+    ) -> NodeSpec {
+        NodeSpec {
+            name,
+            summary,
+            doc,
+            category: "io",
+            inputs: vec![],
+            outputs: vec![output],
+            params: LoadParams::param_specs(),
+            impls: LoadImpl::specs(),
+        }
+    }
+
+    /// The loader of this kind for the file its params name.
+    fn build(self, params: &serde_json::Value) -> Result<Box<dyn Node>, Vec<ParamError>> {
+        let p = LoadParams::from_json(params)?;
+        require_set("path", &p.path, "the NIfTI file to read")?;
+        Ok(Box::new(LoadNode {
+            path: PathBuf::from(p.path),
+            kind: self,
+        }))
+    }
+}
+
 struct LoadNode {
     path: PathBuf,
     kind: Kind,
@@ -197,10 +220,10 @@ pub struct LoadNifti;
 
 impl NodeType for LoadNifti {
     fn spec(&self) -> NodeSpec {
-        NodeSpec {
-            name: "LoadNifti",
-            summary: "Read a NIfTI-1 file (.nii, .nii.gz) as an Image.",
-            doc: concat!(
+        Kind::Image.spec(
+            "LoadNifti",
+            "Read a NIfTI-1 file (.nii, .nii.gz) as an Image.",
+            concat!(
                 "The voxels stay i16 when the file holds int16, uint8 or int8 without scaling ",
                 "(or with a whole slope and intercept whose results fit in i16); anything else ",
                 "becomes f32, computed in f64 as value * scl_slope + scl_inter. ",
@@ -217,12 +240,12 @@ impl NodeType for LoadNifti {
                 "files, or 4D with a single volume; more volumes, complex or RGB data, NIfTI-2 and ",
                 ".hdr/.img pairs are errors naming the file."
             ),
-            category: "io",
-            inputs: vec![],
-            outputs: vec![OutputSpec::new("image", PortType::Image, "The voxels (HU for CT) and their grid.")],
-            params: LoadParams::param_specs(),
-            impls: LoadImpl::specs(),
-        }
+            OutputSpec::new(
+                "image",
+                PortType::Image,
+                "The voxels (HU for CT) and their grid.",
+            ),
+        )
     }
 
     fn examples(&self) -> Vec<Example> {
@@ -262,10 +285,7 @@ impl NodeType for LoadNifti {
         params: &serde_json::Value,
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        Ok(Box::new(LoadNode {
-            path: build_params(params)?,
-            kind: Kind::Image,
-        }))
+        Kind::Image.build(params)
     }
 }
 
@@ -274,23 +294,19 @@ pub struct LoadMask;
 
 impl NodeType for LoadMask {
     fn spec(&self) -> NodeSpec {
-        NodeSpec {
-            name: "LoadMask",
-            summary: "Read a NIfTI-1 file (.nii, .nii.gz) as a Mask; non-zero voxels become 1.",
-            doc: concat!(
+        Kind::Mask.spec(
+            "LoadMask",
+            "Read a NIfTI-1 file (.nii, .nii.gz) as a Mask; non-zero voxels become 1.",
+            concat!(
                 "Any voxel type is accepted; a voxel is foreground when its (scaled) value is ",
                 "neither 0 nor NaN. Formats, geometry and errors as LoadNifti."
             ),
-            category: "io",
-            inputs: vec![],
-            outputs: vec![OutputSpec::new(
+            OutputSpec::new(
                 "mask",
                 PortType::Mask,
                 "1 where the file is non-zero, else 0.",
-            )],
-            params: LoadParams::param_specs(),
-            impls: LoadImpl::specs(),
-        }
+            ),
+        )
     }
 
     fn examples(&self) -> Vec<Example> {
@@ -325,10 +341,7 @@ impl NodeType for LoadMask {
         params: &serde_json::Value,
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        Ok(Box::new(LoadNode {
-            path: build_params(params)?,
-            kind: Kind::Mask,
-        }))
+        Kind::Mask.build(params)
     }
 }
 
@@ -337,24 +350,20 @@ pub struct LoadLabels;
 
 impl NodeType for LoadLabels {
     fn spec(&self) -> NodeSpec {
-        NodeSpec {
-            name: "LoadLabels",
-            summary: "Read a NIfTI-1 label map (.nii, .nii.gz) as Labels.",
-            doc: concat!(
+        Kind::Labels.spec(
+            "LoadLabels",
+            "Read a NIfTI-1 label map (.nii, .nii.gz) as Labels.",
+            concat!(
                 "Integer files, or float files whose every (scaled) value is a whole number in ",
                 "0..=65535; otherwise an error names the file, the first bad value and its voxel. ",
                 "Formats, geometry and other errors as LoadNifti."
             ),
-            category: "io",
-            inputs: vec![],
-            outputs: vec![OutputSpec::new(
+            OutputSpec::new(
                 "labels",
                 PortType::Labels,
                 "The label map (0 = background).",
-            )],
-            params: LoadParams::param_specs(),
-            impls: LoadImpl::specs(),
-        }
+            ),
+        )
     }
 
     fn examples(&self) -> Vec<Example> {
@@ -393,9 +402,6 @@ impl NodeType for LoadLabels {
         params: &serde_json::Value,
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
-        Ok(Box::new(LoadNode {
-            path: build_params(params)?,
-            kind: Kind::Labels,
-        }))
+        Kind::Labels.build(params)
     }
 }

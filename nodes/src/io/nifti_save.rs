@@ -4,8 +4,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use voxflow_engine::{
-    node_impls, node_params, Example, Geometry, Image, Impls, InputSpec, Labels, Mask, Node,
-    NodeContext, NodeError, NodeSpec, NodeType, ParamError, Params, PortType, Value,
+    node_impls, node_params, params::require_set, Example, Geometry, Image, Impls, InputSpec,
+    Labels, Mask, Node, NodeContext, NodeError, NodeSpec, NodeType, ParamError, Params, PortType,
+    Value,
 };
 
 use super::nifti::{le_bytes, nifti_kind, par_min_max, write_file, ByteSource, Header, Sample};
@@ -194,12 +195,7 @@ impl NodeType for SaveNifti {
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
         let p = SaveNiftiParams::from_json(params)?;
-        if p.path.is_empty() {
-            return Err(vec![ParamError::field(
-                "path",
-                "is required: the .nii or .nii.gz file to write",
-            )]);
-        }
+        require_set("path", &p.path, "the .nii or .nii.gz file to write")?;
         if nifti_kind(Path::new(&p.path)).is_none() {
             return Err(vec![ParamError::field(
                 "path",

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use voxflow_engine::{
-    node_params, Example, ImplSpec, Node, NodeContext, NodeError, NodeSpec, NodeType, OutputSpec,
-    ParamError, Params, PortType, Value,
+    node_params, params::require_set, Example, ImplSpec, Node, NodeContext, NodeError, NodeSpec,
+    NodeType, OutputSpec, ParamError, Params, PortType, Value,
 };
 
 mod prescan;
@@ -175,12 +175,7 @@ impl NodeType for LoadDicomSeries {
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
         let p = LoadDicomParams::from_json(params)?;
-        if p.dir.is_empty() {
-            return Err(vec![ParamError::field(
-                "dir",
-                "is required: the folder of the series",
-            )]);
-        }
+        require_set("dir", &p.dir, "the folder of the series")?;
         Ok(Box::new(LoadDicomNode {
             dir: PathBuf::from(p.dir),
             series: p.series,
