@@ -226,41 +226,20 @@ pub enum Unusable {
 }
 
 /// Evaluate `$body` with the type alias `$T` bound to the Rust type of a [`Dtype`].
+///
+/// The arms come from one table of (variant, type) pairs (the `@arms` rule), so a new
+/// dtype is one entry here, not another copy of the arm.
 macro_rules! dispatch {
     ($dtype:expr, $T:ident => $body:expr) => {
+        $crate::io::nifti::dispatch!(@arms $dtype, $T, $body,
+            U8 u8, I8 i8, I16 i16, U16 u16, I32 i32, U32 u32, F32 f32, F64 f64)
+    };
+    (@arms $dtype:expr, $T:ident, $body:expr, $($variant:ident $ty:ty),*) => {
         match $dtype {
-            $crate::io::nifti::Dtype::U8 => {
-                type $T = u8;
+            $($crate::io::nifti::Dtype::$variant => {
+                type $T = $ty;
                 $body
-            }
-            $crate::io::nifti::Dtype::I8 => {
-                type $T = i8;
-                $body
-            }
-            $crate::io::nifti::Dtype::I16 => {
-                type $T = i16;
-                $body
-            }
-            $crate::io::nifti::Dtype::U16 => {
-                type $T = u16;
-                $body
-            }
-            $crate::io::nifti::Dtype::I32 => {
-                type $T = i32;
-                $body
-            }
-            $crate::io::nifti::Dtype::U32 => {
-                type $T = u32;
-                $body
-            }
-            $crate::io::nifti::Dtype::F32 => {
-                type $T = f32;
-                $body
-            }
-            $crate::io::nifti::Dtype::F64 => {
-                type $T = f64;
-                $body
-            }
+            })*
         }
     };
 }
