@@ -266,17 +266,13 @@ fn two_nodes_writing_one_file_are_refused_naming_both() {
 fn a_report_onto_a_node_output_is_refused_before_running() {
     let d = tmp();
     std::fs::write(d.path().join("small.ron"), SMALL).unwrap();
-    let o = voxflow(
-        &[
-            "run",
-            "small.ron",
-            "--out",
-            "out",
-            "--report",
-            "out/ct.nii.gz",
-        ],
-        d.path(),
-    );
+    let run_with_report = |report: &str| {
+        voxflow(
+            &["run", "small.ron", "--out", "out", "--report", report],
+            d.path(),
+        )
+    };
+    let o = run_with_report("out/ct.nii.gz");
     assert_clean_failure(
         &o,
         &["--report out/ct.nii.gz", "node `save` writes that file"],
@@ -284,17 +280,7 @@ fn a_report_onto_a_node_output_is_refused_before_running() {
     );
     assert_no_outputs(&d.path().join("out"));
     // Elsewhere it is written.
-    let o = voxflow(
-        &[
-            "run",
-            "small.ron",
-            "--out",
-            "out",
-            "--report",
-            "out/report.json",
-        ],
-        d.path(),
-    );
+    let o = run_with_report("out/report.json");
     assert_eq!(o.code, Some(0), "{}", o.text());
     assert!(d.path().join("out/report.json").is_file());
 }
