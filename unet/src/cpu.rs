@@ -34,6 +34,8 @@ use rayon::prelude::*;
 use crate::conv3x3::kernels::{product, Shared, View};
 use crate::model::{ConvBlock, UNet};
 
+mod winograd;
+
 /// Output columns (whole padded rows) one convolution task computes: its
 /// `[channels, columns]` block stays in the core's cache across the nine taps. 1024 took
 /// 3-10 % less CPU time than 2048 on a 512x512 slice (4096: more).
@@ -93,6 +95,26 @@ fn channel_block(channels: usize, chunks: usize) -> usize {
     channels.div_ceil(blocks).max(1)
 }
 
+/// Runs `task(rows, channels)` in parallel for every block of a layer's output on `p`
+/// with `channels` output channels: row chunks of [`Plane::chunks`] times channel blocks
+/// of [`channel_block`], as half-open ranges `(y0, y1)` and `(c0, c1)`.
+fn for_each_block(
+    p: Plane,
+    channels: usize,
+    task: impl Fn((usize, usize), (usize, usize)) + Sync + Send,
+) {
+    let (rows, chunks) = p.chunks();
+    let mb = channel_block(channels, chunks);
+    let blocks = channels.div_ceil(mb);
+    (0..chunks * blocks).into_par_iter().for_each(|t| {
+        let (chunk, blk) = (t / blocks, t % blocks);
+        task(
+            (chunk * rows, ((chunk + 1) * rows).min(p.h)),
+            (blk * mb, ((blk + 1) * mb).min(channels)),
+        );
+    });
+}
+
 /// A 3x3 convolution with batch norm folded in: per tap `t`, the `[c_out, c_in]` matrix
 /// at `weight[t * c_out * c_in..]` (row-major), and the bias.
 #[derive(Debug, Clone)]
@@ -100,6 +122,8 @@ struct Conv3 {
     weight: Vec<f32>,
     /// `[c_out, c_in * 9]` (burn's layout, folded): the matrix of [`conv3x3_relu_cols`].
     matrix: Vec<f32>,
+    /// `[16, c_out, c_in]`: the Winograd-transformed weights of [`winograd`].
+    winograd: Vec<f32>,
     bias: Vec<f32>,
     c_in: usize,
     c_out: usize,
@@ -210,6 +234,7 @@ fn conv3(conv: &Conv2d, norm: Option<&BatchNorm>) -> Option<Conv3> {
     }
     Some(Conv3 {
         weight,
+        winograd: winograd::weights(&w, c_in, c_out),
         matrix: w,
         bias,
         c_in,
@@ -423,25 +448,39 @@ impl CpuUNet {
 }
 
 /// `dst = relu(conv(src) + bias)`: `src` `conv.c_in` padded planes of `p`, `dst` the first
-/// `conv.c_out` padded planes of a buffer (its ring is not written). Per task (a chunk of
-/// rows, a block of output channels) nine matrix products, one per tap, each reading the
-/// source planes at the tap's offset (see [`crate::conv3x3::kernels`]), then bias and ReLU
-/// on the way out.
+/// `conv.c_out` padded planes of a buffer (its ring is not written). By Winograd
+/// F(2x2, 3x3) ([`winograd`]) wherever the plane's sizes are even and the layer sums over
+/// at least [`WINOGRAD_FROM_CHANNELS`] input channels (every layer of the seed network on
+/// a 512x512 slice but the first); otherwise as one column-matrix product
+/// ([`conv3x3_relu_cols`]: the first layer, and deep layers on odd planes) or nine per-tap
+/// products ([`conv3x3_relu_taps`]: shallow layers on odd planes).
 fn conv3x3_relu(src: &[f32], conv: &Conv3, dst: &mut [f32], p: Plane) {
-    if conv.c_out >= COLUMNS_FROM_CHANNELS {
-        return conv3x3_relu_cols(src, conv, dst, p);
+    if conv.c_in >= WINOGRAD_FROM_CHANNELS && winograd::fits(p) {
+        winograd::conv3x3_relu(src, conv, dst, p)
+    } else if conv.c_out >= COLUMNS_FROM_CHANNELS || conv.c_in < WINOGRAD_FROM_CHANNELS {
+        conv3x3_relu_cols(src, conv, dst, p)
+    } else {
+        conv3x3_relu_taps(src, conv, dst, p)
     }
+}
+
+/// Input channels from which a convolution runs by Winograd. Per layer of the seed
+/// network (one thread, CPU time, medians of 7, 2-core Xeon, docs/benchmarks.md), F(2x2)
+/// against the best other path: 16 -> 16 channels on 512x512 14.9 vs 15.8 ms, 64 -> 32 on
+/// 256x256 15.6 vs 23.0, 256 -> 128 on 64x64 12.3 vs 18.2; but the first layer (1 -> 16
+/// on 512x512), whose products sum over one channel, 5.2 ms against 4.0 as a column
+/// matrix.
+const WINOGRAD_FROM_CHANNELS: usize = 8;
+
+/// [`conv3x3_relu`] as nine matrix products per task (a chunk of rows, a block of output
+/// channels), one per tap, each reading the source planes at the tap's offset (see
+/// [`crate::conv3x3::kernels`]), then bias and ReLU on the way out.
+fn conv3x3_relu_taps(src: &[f32], conv: &Conv3, dst: &mut [f32], p: Plane) {
     let (plane, row) = (p.len(), p.row());
     let (c_in, c_out) = (conv.c_in, conv.c_out);
     assert!(src.len() >= c_in * plane && dst.len() >= c_out * plane);
-    let (rows, chunks) = p.chunks();
-    let mb = channel_block(c_out, chunks);
-    let blocks = c_out.div_ceil(mb);
     let out = Shared(dst.as_mut_ptr());
-    (0..chunks * blocks).into_par_iter().for_each(|task| {
-        let (chunk, blk) = (task / blocks, task % blocks);
-        let (y0, y1) = (chunk * rows, ((chunk + 1) * rows).min(p.h));
-        let (m0, m1) = (blk * mb, ((blk + 1) * mb).min(c_out));
+    for_each_block(p, c_out, |(y0, y1), (m0, m1)| {
         let m = m1 - m0;
         let n = (y1 - y0 - 1) * row + p.w;
         let mut acc = bias_rows(&conv.bias[m0..m1], n);
@@ -473,7 +512,7 @@ fn conv3x3_relu(src: &[f32], conv: &Conv3, dst: &mut [f32], p: Plane) {
                 );
             }
         }
-        // SAFETY: task (chunk, blk) alone writes rows y0..y1 of channels m0..m1, inside
+        // SAFETY: this task alone writes rows y0..y1 of channels m0..m1, inside
         // `dst` (asserted above).
         unsafe { store_relu(&acc, n, out, m0, (y0, y1), p) };
     });
@@ -482,9 +521,11 @@ fn conv3x3_relu(src: &[f32], conv: &Conv3, dst: &mut [f32], p: Plane) {
 /// A task's accumulator before its products add onto it: one row of `n` values per output
 /// channel, each starting at that channel's bias.
 fn bias_rows(bias: &[f32], n: usize) -> Vec<f32> {
-    bias.iter()
-        .flat_map(|&b| std::iter::repeat_n(b, n))
-        .collect()
+    let mut acc = Vec::with_capacity(bias.len() * n);
+    for &b in bias {
+        acc.resize(acc.len() + n, b);
+    }
+    acc
 }
 
 /// Writes a task's accumulator through ReLU into `out`: row `i` of `acc` (`n` values,
@@ -522,11 +563,12 @@ unsafe fn store_relu(
 /// output block stay in the core's L2 cache.
 const COLUMN_VALUES: usize = 1 << 16;
 
-/// Output channels from which a convolution runs as [`conv3x3_relu_cols`]: the deep,
-/// small-plane layers (128 and 256 channels of the seed network), where nine products
-/// over `c_in` and nine passes over the output block cost most; e.g. the first decoder
-/// convolution (256 -> 128 channels on 64x64) took 19 instead of 31 ms. On the shallow
-/// layers the two ways measured the same within the noise of the shared 2-core machine.
+/// Output channels from which a convolution that Winograd does not take runs as
+/// [`conv3x3_relu_cols`] rather than [`conv3x3_relu_taps`]: the deep, small-plane layers
+/// (128 and 256 channels of the seed network), where nine products over `c_in` and nine
+/// passes over the output block cost most; e.g. the first decoder convolution (256 -> 128
+/// channels on 64x64) took 19 instead of 31 ms. On the shallow layers the two ways
+/// measured the same within the noise of the shared 2-core machine.
 const COLUMNS_FROM_CHANNELS: usize = 128;
 
 /// [`conv3x3_relu`] as one matrix product per task: the task copies its `[c_in * 9, n]`
@@ -603,14 +645,8 @@ fn up2x2(src: &[f32], up: &Up2, ps: Plane, dst: &mut [f32], pd: Plane) {
     let (plane, row) = (ps.len(), ps.row());
     let (c_in, c_out) = (up.c_in, up.c_out);
     assert!(src.len() >= c_in * plane && dst.len() >= c_out * pd.len());
-    let (rows, chunks) = ps.chunks();
-    let mb = channel_block(c_out, chunks);
-    let blocks = c_out.div_ceil(mb);
     let out = Shared(dst.as_mut_ptr());
-    (0..chunks * blocks).into_par_iter().for_each(|task| {
-        let (chunk, blk) = (task / blocks, task % blocks);
-        let (y0, y1) = (chunk * rows, ((chunk + 1) * rows).min(ps.h));
-        let (o0, o1) = (blk * mb, ((blk + 1) * mb).min(c_out));
+    for_each_block(ps, c_out, |(y0, y1), (o0, o1)| {
         let m = 4 * (o1 - o0);
         let n = (y1 - y0 - 1) * row + ps.w;
         let mut acc = vec![0.0f32; m * n];
@@ -648,7 +684,7 @@ fn up2x2(src: &[f32], up: &Up2, ps: Plane, dst: &mut [f32], pd: Plane) {
                     &even[(y - y0) * row..][..ps.w],
                     &odd[(y - y0) * row..][..ps.w],
                 );
-                // SAFETY: task (chunk, blk) alone writes output rows 2*y0..2*y1 of
+                // SAFETY: this task alone writes output rows 2*y0..2*y1 of
                 // channels o0..o1; the row's 2 * ps.w = pd.w pixels lie inside `dst`.
                 let to = unsafe {
                     std::slice::from_raw_parts_mut(
@@ -777,7 +813,9 @@ mod tests {
 
     /// The seed architecture (5 levels, 16 filters, batch norm) on a whole 512x512 slice,
     /// and a batch of two non-square inputs: the same probabilities as burn's forward and
-    /// softmax on the same (folded at inference) weights.
+    /// softmax on the same (folded at inference) weights. At 512x512 every convolution but
+    /// the first runs by Winograd (the first as a column matrix); at 48x80 the bottleneck
+    /// (3x5, odd) runs as a column matrix.
     #[test]
     fn seed_network_matches_burn_on_real_size_and_batched_inputs() {
         let cfg = UNetConfig::seed();
