@@ -19,7 +19,7 @@ use std::time::Instant;
 use crate::cache::{Cache, KeyParts};
 use crate::node::{NodeContext, Source};
 use crate::validate::Plan;
-use crate::value::Value;
+use crate::value::{PortType, Value};
 
 /// Progress callback, called from worker threads.
 pub type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
@@ -429,7 +429,8 @@ fn launch<'s>(scope: &rayon::Scope<'s>, shared: &'s Shared<'s>, i: usize, mut ct
         let start_ms = t.duration_since(shared.t0).as_secs_f64() * 1e3;
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.node.run(&mut ctx)));
         let result = match result {
-            Ok(Ok(())) => check_outputs(node, std::mem::take(&mut ctx.outputs)),
+            Ok(Ok(())) => check_outputs(node, std::mem::take(&mut ctx.outputs))
+                .map_err(|e| e.to_string()),
             Ok(Err(e)) => Err(error_chain(&e)),
             Err(panic) => Err(format!("internal error (panic): {}", panic_message(&panic))),
         };
@@ -464,25 +465,42 @@ fn describe_inputs(ctx: &NodeContext) -> Vec<String> {
         .collect()
 }
 
+/// A node that broke its spec's promise about its outputs: a bug in the node type.
+#[derive(Debug, thiserror::Error)]
+enum OutputError {
+    /// A declared output was not set.
+    #[error("internal error: {node_type} did not produce its output `{port}`")]
+    Missing { node_type: String, port: String },
+    /// An output was set with another type than declared.
+    #[error("internal error: {node_type} produced {got} on output `{port}`, declared {declared}")]
+    WrongType {
+        node_type: String,
+        got: PortType,
+        port: String,
+        declared: PortType,
+    },
+}
+
 /// A node must set every output it declares, with the declared type.
 fn check_outputs(
     node: &crate::validate::PlanNode,
     outs: BTreeMap<String, Value>,
-) -> Result<BTreeMap<String, Value>, String> {
+) -> Result<BTreeMap<String, Value>, OutputError> {
     for (name, ty) in &node.outputs {
         match outs.get(name) {
             None => {
-                return Err(format!(
-                    "internal error: {} did not produce its output `{name}`",
-                    node.type_name
-                ))
+                return Err(OutputError::Missing {
+                    node_type: node.type_name.clone(),
+                    port: name.clone(),
+                })
             }
             Some(v) if v.port_type() != *ty => {
-                return Err(format!(
-                    "internal error: {} produced {} on output `{name}`, declared {ty}",
-                    node.type_name,
-                    v.port_type()
-                ))
+                return Err(OutputError::WrongType {
+                    node_type: node.type_name.clone(),
+                    got: v.port_type(),
+                    port: name.clone(),
+                    declared: *ty,
+                })
             }
             Some(_) => {}
         }
