@@ -552,8 +552,10 @@ unsafe fn store_relu(
             let to = unsafe {
                 std::slice::from_raw_parts_mut(out.ptr().add((c0 + i) * p.len() + p.at(y, 0)), p.w)
             };
-            for (t, f) in to.iter_mut().zip(from) {
-                *t = f.max(0.0);
+            // A comparison rather than f32::max, whose NaN rule keeps the compiler from
+            // using maxps; NaN gives 0.0 both ways.
+            for (t, &f) in to.iter_mut().zip(from) {
+                *t = if f > 0.0 { f } else { 0.0 };
             }
         }
     }

@@ -33,6 +33,13 @@ use crate::conv3x3::kernels::{product, Shared, View};
 /// took 10-40 % less time than 2^16 (products over fewer tiles) and the same as 2^19.
 const TASK_VALUES: usize = 1 << 18;
 
+/// Fewest tiles a task takes: the deep layers (128-256 channels on 64x64 and 32x32),
+/// where [`TASK_VALUES`] would give 32 tiles, then multiply their 16 weight matrices
+/// (up to 4 MB) by few columns; 64 took 9-21 % less time there than 16 (CPU time of
+/// both threads, medians of 9: 256 -> 128 channels on 64x64 10.5 vs 12.5 ms), 128 no
+/// less than 64.
+const MIN_TASK_TILES: usize = 64;
+
 /// Transforms the folded `[c_out, c_in, 3, 3]` weights into the 16 `[c_out, c_in]`
 /// matrices `U` (position `a * 4 + b` of `G g G^T` first), `[16, c_out, c_in]`.
 pub(super) fn weights(w: &[f32], c_in: usize, c_out: usize) -> Vec<f32> {
@@ -81,8 +88,11 @@ pub(super) fn conv3x3_relu(src: &[f32], conv: &Conv3, dst: &mut [f32], p: Plane)
     assert!(src.len() >= c_in * p.len() && dst.len() >= c_out * p.len());
     assert_eq!(conv.winograd.len(), 16 * c_out * c_in);
     let (tile_rows, tile_cols) = (p.h / 2, p.w / 2);
-    let tv = TASK_VALUES;
-    let want = (tv / (16 * (c_in + c_out))).max(16);
+    // At least MIN_TASK_TILES tiles (the deep layers' products read large weights), but
+    // at least two tasks.
+    let want = (TASK_VALUES / (16 * (c_in + c_out)))
+        .max(MIN_TASK_TILES)
+        .min((tile_rows * tile_cols).div_ceil(2));
     // Whole tile rows per task where a row is small enough, else segments of a row.
     let (rows, cols) = if want >= tile_cols {
         ((want / tile_cols).min(tile_rows), tile_cols)
@@ -151,6 +161,15 @@ fn input_transform(
     let span = 2 * jn + 2;
     let mut rows = vec![0.0f32; 4 * span];
     for ci in 0..c_in {
+        if ci + 1 < c_in {
+            prefetch_window(
+                src,
+                (ci + 1) * plane + 2 * r0 * row + 2 * j0,
+                row,
+                2 * (r1 - r0) + 2,
+                span,
+            );
+        }
         for r in r0..r1 {
             let at = |k: usize| &src[ci * plane + (2 * r + k) * row + 2 * j0..][..span];
             let (d0, d1, d2, d3) = (at(0), at(1), at(2), at(3));
@@ -178,6 +197,29 @@ fn input_transform(
             }
         }
     }
+}
+
+/// Asks the CPU to fetch `lines` rows of `len` values, `row` apart, from `start` of `src`
+/// into its caches: the next channel's window, while the task works on this one. The
+/// window's rows are short runs 1 MB apart (at 512x512) that the hardware prefetcher
+/// does not foresee; the loads waiting for them were most of the input transform's time.
+/// A slice took 183 instead of 190 ms of CPU time with it (one thread, three alternating
+/// pairs of runs).
+fn prefetch_window(src: &[f32], start: usize, row: usize, lines: usize, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for l in 0..lines {
+        for chunk in src[start + l * row..][..len].chunks(16) {
+            // SAFETY: a prefetch has no effect but on the caches; the address is inside
+            // `src` anyway.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    chunk.as_ptr().cast(),
+                )
+            };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (src, start, row, lines, len);
 }
 
 /// The four rows of `len` values at `start`, `start + stride`, ... of `v` (`stride >= len`).
