@@ -52,87 +52,16 @@ impl NiftiReader {
             .read(&mut magic)
             .map_err(|e| err(format!("cannot read: {e}")))?;
         let gz = n == 2 && magic == [0x1f, 0x8b];
-        let mut head = vec![0u8; HEADER_SIZE];
         let len = file.metadata().map(|m| m.len() as usize).unwrap_or(0);
         let indexed = if gz {
             IndexedGzip::open(&file, len)
         } else {
             None
         };
-        let (header, source) = if let Some((ix, head)) = indexed {
-            let header = Header::parse(&head).map_err(|e| NodeError::file(path, e))?;
-            if header.vox_offset != head.len() {
-                return Err(err(format!(
-                    "corrupt gzip block index: the header block holds {} bytes, vox_offset is {}",
-                    head.len(),
-                    header.vox_offset
-                )));
-            }
-            let total: usize = ix.blocks.iter().map(|b| b.2).sum();
-            if Some(total) != header.data_bytes() {
-                return Err(err(format!(
-                    "bad header or corrupt gzip block index: {} needs {} voxel bytes, the \
-                     block index holds {total}",
-                    header.describe_data(),
-                    header
-                        .data_bytes()
-                        .map_or("more than 2^64".into(), |b| b.to_string()),
-                )));
-            }
-            (header, Source::Indexed(ix))
-        } else if gz {
-            let mut gz = GzipStream::new(file).map_err(|e| err(format!("cannot read: {e}")))?;
-            gz.read_exact(&mut head).map_err(|e| {
-                if e.is_damage() {
-                    NodeError::file(path, e)
-                } else {
-                    err(format!(
-                        "not a NIfTI file: decompressed content is shorter than a header ({e})"
-                    ))
-                }
-            })?;
-            let header = Header::parse(&head).map_err(|e| NodeError::file(path, e))?;
-            let limit = len.saturating_mul(MAX_DEFLATE_RATIO);
-            match header.data_end() {
-                Some(need) if need <= limit => {}
-                need => {
-                    return Err(err(format!(
-                        "bad header or truncated file: {} needs {} bytes, more than a gzip \
-                         file of {len} bytes can hold (deflate expands at most \
-                         {MAX_DEFLATE_RATIO}:1, so at most {limit})",
-                        header.describe_data(),
-                        need.map_or("more than 2^64".into(), |b| b.to_string()),
-                    )))
-                }
-            }
-            gz.skip(header.vox_offset - HEADER_SIZE)
-                .map_err(|e| NodeError::file(path, e))?;
-            (header, Source::Gzip(gz))
-        } else {
-            file.seek(SeekFrom::Start(0))
-                .map_err(|e| err(format!("cannot read: {e}")))?;
-            let mut got = 0;
-            while got < HEADER_SIZE {
-                match file.read(&mut head[got..]) {
-                    Ok(0) => break,
-                    Ok(k) => got += k,
-                    Err(e) => return Err(err(format!("cannot read: {e}"))),
-                }
-            }
-            let header = Header::parse(&head[..got]).map_err(|e| NodeError::file(path, e))?;
-            match header.data_end() {
-                Some(need) if need <= len => {}
-                need => {
-                    return Err(err(format!(
-                        "truncated file or bad header: {} needs {} bytes, the file has {len}",
-                        header.describe_data(),
-                        need.map_or("more than 2^64".into(), |b| b.to_string()),
-                    )))
-                }
-            }
-            file.seek(SeekFrom::Start(header.vox_offset as u64))
-                .map_err(|e| err(format!("cannot read: {e}")))?;
-            (header, Source::Plain(file))
+        let (header, source) = match indexed {
+            Some((ix, head)) => open_indexed(path, ix, &head)?,
+            None if gz => open_gzip(path, file, len)?,
+            None => open_plain(path, file, len)?,
         };
         if header.volumes() > 1 {
             return Err(err(format!(
@@ -196,6 +125,105 @@ impl NiftiReader {
         }
         Ok(())
     }
+}
+
+/// A voxflow-written `.nii.gz` whose block index was read: the header block must end at
+/// `vox_offset` and the blocks must hold exactly the voxel bytes the header needs.
+fn open_indexed(path: &Path, ix: IndexedGzip, head: &[u8]) -> Result<(Header, Source), NodeError> {
+    let header = Header::parse(head).map_err(|e| NodeError::file(path, e))?;
+    if header.vox_offset != head.len() {
+        return Err(NodeError::file(
+            path,
+            format!(
+                "corrupt gzip block index: the header block holds {} bytes, vox_offset is {}",
+                head.len(),
+                header.vox_offset
+            ),
+        ));
+    }
+    let total: usize = ix.blocks.iter().map(|b| b.2).sum();
+    if Some(total) != header.data_bytes() {
+        return Err(NodeError::file(
+            path,
+            format!(
+                "bad header or corrupt gzip block index: {} needs {} voxel bytes, the block \
+                 index holds {total}",
+                header.describe_data(),
+                byte_count(header.data_bytes()),
+            ),
+        ));
+    }
+    Ok((header, Source::Indexed(ix)))
+}
+
+/// Any other `.nii.gz`, inflated as it is read: the voxels the header claims must fit in
+/// what `len` compressed bytes can expand to; the stream is left at the first voxel.
+fn open_gzip(path: &Path, file: File, len: usize) -> Result<(Header, Source), NodeError> {
+    let err = |m: String| NodeError::file(path, m);
+    let mut gz = GzipStream::new(file).map_err(|e| err(format!("cannot read: {e}")))?;
+    let mut head = vec![0u8; HEADER_SIZE];
+    gz.read_exact(&mut head).map_err(|e| {
+        if e.is_damage() {
+            NodeError::file(path, e)
+        } else {
+            err(format!(
+                "not a NIfTI file: decompressed content is shorter than a header ({e})"
+            ))
+        }
+    })?;
+    let header = Header::parse(&head).map_err(|e| NodeError::file(path, e))?;
+    let limit = len.saturating_mul(MAX_DEFLATE_RATIO);
+    match header.data_end() {
+        Some(need) if need <= limit => {}
+        need => {
+            return Err(err(format!(
+                "bad header or truncated file: {} needs {} bytes, more than a gzip file of \
+                 {len} bytes can hold (deflate expands at most {MAX_DEFLATE_RATIO}:1, so at \
+                 most {limit})",
+                header.describe_data(),
+                byte_count(need),
+            )))
+        }
+    }
+    gz.skip(header.vox_offset - HEADER_SIZE)
+        .map_err(|e| NodeError::file(path, e))?;
+    Ok((header, Source::Gzip(gz)))
+}
+
+/// A plain `.nii`: the voxels the header claims must fit in the file's `len` bytes; the
+/// file is left at the first voxel.
+fn open_plain(path: &Path, mut file: File, len: usize) -> Result<(Header, Source), NodeError> {
+    let err = |m: String| NodeError::file(path, m);
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| err(format!("cannot read: {e}")))?;
+    let mut head = vec![0u8; HEADER_SIZE];
+    let mut got = 0;
+    while got < HEADER_SIZE {
+        match file.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) => return Err(err(format!("cannot read: {e}"))),
+        }
+    }
+    let header = Header::parse(&head[..got]).map_err(|e| NodeError::file(path, e))?;
+    match header.data_end() {
+        Some(need) if need <= len => {}
+        need => {
+            return Err(err(format!(
+                "truncated file or bad header: {} needs {} bytes, the file has {len}",
+                header.describe_data(),
+                byte_count(need),
+            )))
+        }
+    }
+    file.seek(SeekFrom::Start(header.vox_offset as u64))
+        .map_err(|e| err(format!("cannot read: {e}")))?;
+    Ok((header, Source::Plain(file)))
+}
+
+/// A byte count for messages; `None` (it overflowed `usize`) reads "more than 2^64".
+fn byte_count(n: Option<usize>) -> String {
+    n.map_or("more than 2^64".into(), |b| b.to_string())
 }
 
 /// Fill `out` from `file` at `offset`, in 8 MiB pieces read by several threads (each
