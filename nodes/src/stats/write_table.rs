@@ -4,8 +4,8 @@ use std::path::Path;
 
 use voxflow_engine::fsutil::WriteError;
 use voxflow_engine::{
-    node_params, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec, NodeType,
-    ParamError, Params, PortType,
+    node_params, params::require_set, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError,
+    NodeSpec, NodeType, ParamError, Params, PortType,
 };
 
 node_params! {
@@ -99,12 +99,7 @@ impl NodeType for WriteTable {
         _implementation: &str,
     ) -> Result<Box<dyn Node>, Vec<ParamError>> {
         let p = WriteTableParams::from_json(params)?;
-        if p.path.is_empty() {
-            return Err(vec![ParamError::field(
-                "path",
-                "is required: the .csv, .tsv or .json file to write",
-            )]);
-        }
+        require_set("path", &p.path, "the .csv, .tsv or .json file to write")?;
         if !known_extension(Path::new(&p.path)) {
             return Err(vec![ParamError::field(
                 "path",
