@@ -18,13 +18,15 @@
 //!   less time than Flex's own at the training step's shapes, which made a CPU training
 //!   step faster than Keras + JAX (369 vs 549 ms on the 2-core EPYC).
 //!   Inference on Flex goes further: [`cpu::CpuUNet`] runs the whole network outside
-//!   burn (fused 3x3 convolution + bias + ReLU into per-level padded buffers, folded batch
-//!   norm, own pooling, transposed convolution and head), 1.7-2x faster than burn's
-//!   modules for a 512x512 slice (see `docs/benchmarks.md`). SIMD there comes from the
-//!   `gemm` crate's matrix products, which choose AVX-512 (burn's `x86-v4` feature
-//!   enables gemm's), AVX2 + FMA or portable kernels at run time; an AVX2 build of our
-//!   own loops around them, dispatched the same way, measured no gain (1.00x), so the
-//!   crate has no SIMD code of its own and a fast CPU build needs no `target-cpu`.
+//!   burn (3x3 convolutions by Winograd F(2x2, 3x3) + bias + ReLU into per-level padded
+//!   buffers, folded batch norm, own pooling, transposed convolution and head), 2.3-3.6x
+//!   faster than burn's modules for a 512x512 slice (see `docs/benchmarks.md`). SIMD there
+//!   comes from the `gemm` crate's matrix products, which choose AVX-512 (burn's `x86-v4`
+//!   feature enables gemm's), AVX2 + FMA or portable kernels at run time; AVX2 and
+//!   AVX-512 builds of our own loops around them (and of the Winograd transforms),
+//!   dispatched the same way, measured no gain, so the crate has no SIMD code of its own
+//!   (the compiler vectorises its loops for SSE2) and a fast CPU build needs no
+//!   `target-cpu`.
 //! - feature `wgpu`: burn's wgpu backend (Vulkan on Linux, which drives NVIDIA GPUs when
 //!   the Vulkan loader `libvulkan1` is installed): implementation `burn-wgpu`, which
 //!   becomes the default implementation of that build so `device: auto` picks the GPU when
