@@ -373,7 +373,7 @@ macro_rules! required_inputs {
         pub fn $name(&self, port: &str) -> Result<Arc<$variant>, NodeError> {
             match self.input(port) {
                 Some(Value::$variant(v)) => Ok(v.clone()),
-                Some(other) => Err(self.wrong_type(port, PortType::$variant, other)),
+                Some(other) => Err(self.wrong_type(port, &[PortType::$variant], other)),
                 None => Err(self.missing(port)),
             }
         }
@@ -461,6 +461,18 @@ impl NodeContext {
         }
     }
 
+    /// A required input that may carry one of several port types (e.g. a Labels or a
+    /// Mask), for the node to match on: the value when its type is one of `types`, else
+    /// the error naming the port (not connected, or `expected A or B, got C`, the types in
+    /// the order given).
+    pub fn input_of(&self, port: &str, types: &[PortType]) -> Result<&Value, NodeError> {
+        match self.input(port) {
+            Some(v) if types.contains(&v.port_type()) => Ok(v),
+            Some(other) => Err(self.wrong_type(port, types, other)),
+            None => Err(self.missing(port)),
+        }
+    }
+
     required_inputs! {
         image: Image,
         mask: Mask,
@@ -481,12 +493,19 @@ impl NodeContext {
                     message: format!("is a {ty} but not a {}", std::any::type_name::<T>()),
                 })
             }
-            Some(other) => Err(self.wrong_type(port, ty, other)),
+            Some(other) => Err(self.wrong_type(port, &[ty], other)),
             None => Err(self.missing(port)),
         }
     }
 
-    fn wrong_type(&self, port: &str, want: PortType, got: &Value) -> NodeError {
+    /// `expected A, B or C, got D` on `port`.
+    fn wrong_type(&self, port: &str, want: &[PortType], got: &Value) -> NodeError {
+        let names: Vec<String> = want.iter().map(PortType::to_string).collect();
+        let want = match names.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        };
         NodeError::Input {
             port: port.into(),
             message: format!("expected {want}, got {}", got.port_type()),
@@ -571,5 +590,26 @@ mod tests {
         assert!(e.to_string().contains("expected Config, got Table"), "{e}");
         let e = ctx.opaque::<u32>("none", CONFIG).unwrap_err();
         assert!(e.to_string().contains("not connected"), "{e}");
+    }
+
+    #[test]
+    fn inputs_of_several_types_name_them_all() {
+        let ctx = NodeContext::standalone("t", Path::new("."))
+            .with_input("cfg", Value::Opaque(CONFIG, Arc::new(7u32)))
+            .with_input("tab", Value::Table(Arc::new(crate::Table::new(["a"]))));
+        let v = ctx.input_of("cfg", &[PortType::Table, CONFIG]).unwrap();
+        assert_eq!(v.port_type(), CONFIG);
+        let e = ctx.input_of("tab", &[PortType::Labels, PortType::Mask]);
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "input `tab`: expected Labels or Mask, got Table"
+        );
+        let e = ctx.input_of("tab", &[PortType::Image, PortType::Mask, PortType::Labels]);
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "input `tab`: expected Image, Mask or Labels, got Table"
+        );
+        let e = ctx.input_of("none", &[PortType::Labels, PortType::Mask]);
+        assert_eq!(e.unwrap_err().to_string(), "input `none`: not connected");
     }
 }

@@ -275,27 +275,17 @@ impl Node for LabelStatsNode {
         if image.is_some() {
             ctx.check_same_grid("labels", "image")?;
         }
-        let (stats, geometry) = match ctx.input("labels") {
-            Some(Value::Labels(l)) => (
+        let labels = ctx.input_of("labels", &[PortType::Labels, PortType::Mask])?;
+        let (stats, geometry) = match labels {
+            Value::Labels(l) => (
                 label_stats(l.as_slice(), l.dims(), image.as_deref()),
                 l.geometry().clone(),
             ),
-            Some(Value::Mask(m)) => (
+            Value::Mask(m) => (
                 label_stats(&m.to_bytes(), m.dims(), image.as_deref()),
                 m.geometry().clone(),
             ),
-            Some(other) => {
-                return Err(NodeError::Input {
-                    port: "labels".into(),
-                    message: format!("expected Labels or Mask, got {}", other.port_type()),
-                })
-            }
-            None => {
-                return Err(NodeError::Input {
-                    port: "labels".into(),
-                    message: "not connected".into(),
-                })
-            }
+            _ => unreachable!("input_of admits Labels and Mask only"),
         };
         let (table, slices) = stats_tables(&stats, &geometry);
         ctx.set_output("table", Value::Table(Arc::new(table)));

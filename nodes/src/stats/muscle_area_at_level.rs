@@ -504,21 +504,9 @@ impl Node for MuscleAreaAtLevelNode {
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
         let vertebrae = ctx.labels("vertebrae")?;
         ctx.check_same_grid("muscle", "vertebrae")?;
-        let muscle = match ctx.input("muscle") {
-            Some(v @ (Value::Labels(_) | Value::Mask(_))) => v.clone(),
-            Some(other) => {
-                return Err(NodeError::Input {
-                    port: "muscle".into(),
-                    message: format!("expected Mask or Labels, got {}", other.port_type()),
-                })
-            }
-            None => {
-                return Err(NodeError::Input {
-                    port: "muscle".into(),
-                    message: "not connected".into(),
-                })
-            }
-        };
+        let muscle = ctx
+            .input_of("muscle", &[PortType::Mask, PortType::Labels])?
+            .clone();
         let a =
             muscle_area_at_level(&muscle, &vertebrae, self.label, self.height_m).map_err(|e| {
                 NodeError::Input {

@@ -243,3 +243,11 @@ fn write_table_by_extension() {
     let e = write_table("taken.csv", dir.path(), t).unwrap_err();
     assert!(e.contains("taken.csv") && e.contains("cannot write"), "{e}");
 }
+
+#[test]
+fn labels_must_be_labels_or_a_mask() {
+    let a = Geometry::new([4, 4, 2], [1.0; 3]);
+    let img = Value::Image(Arc::new(Image::I16(Volume::filled(a, 5))));
+    let e = run_stats(img, None).unwrap_err();
+    assert_eq!(e, "input `labels`: expected Labels or Mask, got Image");
+}
