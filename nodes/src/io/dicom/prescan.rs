@@ -15,6 +15,8 @@ use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
 use dicom_core::{Tag, VR};
 use dicom_dictionary_std::StandardDataDictionary;
 
+use crate::shared::bytes::Endian;
+
 /// Sequences nested deeper than this are refused. Real files nest a handful of levels
 /// (PS3.3 IODs rarely exceed 5); dicom-object recurses per level, and 64 levels stay far
 /// below what a 2 MiB thread stack holds.
@@ -203,36 +205,6 @@ impl Level {
     }
 }
 
-/// Little or big endian reads at an offset already bounds-checked by the caller.
-struct Bytes<'a> {
-    buf: &'a [u8],
-    big: bool,
-}
-
-impl Bytes<'_> {
-    fn u16(&self, at: usize) -> u16 {
-        let b = [self.buf[at], self.buf[at + 1]];
-        if self.big {
-            u16::from_be_bytes(b)
-        } else {
-            u16::from_le_bytes(b)
-        }
-    }
-    fn u32(&self, at: usize) -> u32 {
-        let b = [
-            self.buf[at],
-            self.buf[at + 1],
-            self.buf[at + 2],
-            self.buf[at + 3],
-        ];
-        if self.big {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        }
-    }
-}
-
 /// VRs whose explicit-VR header has 2 reserved bytes and a 4-byte length.
 fn long_length(vr: &[u8]) -> bool {
     matches!(
@@ -271,10 +243,7 @@ pub fn check(file: &[u8]) -> Result<Layout, PrescanError> {
         return Err(PrescanError::NoMagic);
     };
     // File meta group: always explicit VR little endian, group 0002, no sequences.
-    let b = Bytes {
-        buf: file,
-        big: false,
-    };
+    let b = Endian::new(file, false);
     let mut pos = magic + 4;
     let mut transfer_syntax = None;
     while file.len() - pos >= 8 && b.u16(pos) == 0x0002 {
@@ -327,7 +296,7 @@ pub fn check(file: &[u8]) -> Result<Layout, PrescanError> {
 /// Walk a data set's elements, iteratively, checking lengths and depth.
 fn walk(buf: &[u8], explicit_root: bool, big: bool) -> Result<(), PrescanError> {
     let mut w = Walker {
-        b: Bytes { buf, big },
+        b: Endian::new(buf, big),
         explicit_root,
         stack: Vec::new(),
         depth: 0,
@@ -365,7 +334,7 @@ fn walk(buf: &[u8], explicit_root: bool, big: bool) -> Result<(), PrescanError> 
 
 /// The state of [`walk`]: where it stands in the data set and which levels are open.
 struct Walker<'a> {
-    b: Bytes<'a>,
+    b: Endian<'a>,
     /// Whether the data set's own elements use explicit VR.
     explicit_root: bool,
     stack: Vec<Level>,
@@ -487,7 +456,7 @@ impl Walker<'_> {
         if !explicit {
             return Ok((None, self.b.u32(pos + 4), 8));
         }
-        let vr = [self.b.buf[pos + 4], self.b.buf[pos + 5]];
+        let vr: [u8; 2] = self.b.array(pos + 4);
         if long_length(&vr) {
             if limit - pos < 12 {
                 return Err(PrescanError::HeaderCutShort { tag, pos });

@@ -2,6 +2,8 @@
 
 use voxflow_engine::volume::NiftiHeaderMeta;
 
+use crate::shared::bytes::Endian;
+
 use super::{HEADER_SIZE, MAX_VOX_OFFSET, WRITE_VOX_OFFSET};
 
 /// Voxel types of NIfTI-1 that voxflow reads.
@@ -295,31 +297,6 @@ fn text_field(b: &[u8]) -> Vec<u8> {
     b[..end].to_vec()
 }
 
-/// Read a little- or big-endian value at a byte offset of a header.
-struct Fields<'a> {
-    b: &'a [u8],
-    big: bool,
-}
-
-impl Fields<'_> {
-    fn i16(&self, at: usize) -> i16 {
-        let a = [self.b[at], self.b[at + 1]];
-        if self.big {
-            i16::from_be_bytes(a)
-        } else {
-            i16::from_le_bytes(a)
-        }
-    }
-    fn f32(&self, at: usize) -> f32 {
-        let a = [self.b[at], self.b[at + 1], self.b[at + 2], self.b[at + 3]];
-        if self.big {
-            f32::from_be_bytes(a)
-        } else {
-            f32::from_le_bytes(a)
-        }
-    }
-}
-
 impl Header {
     /// Parse the first 348 bytes of a file; the error says what is wrong.
     pub fn parse(b: &[u8]) -> Result<Header, HeaderError> {
@@ -350,7 +327,7 @@ impl Header {
                     .to_string(),
             });
         }
-        let f = Fields { b, big };
+        let f = Endian::new(b, big);
         let dim: [i16; 8] = std::array::from_fn(|i| f.i16(40 + 2 * i));
         if !(1..=7).contains(&dim[0]) {
             return Err(HeaderError::Rank(dim[0]));
