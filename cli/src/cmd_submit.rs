@@ -138,6 +138,32 @@ struct Spec {
 }
 
 impl Spec {
+    /// A new submission of `cases` (read from `cases_file`) through `graph` with `args`,
+    /// no array submitted yet. `graph` as given is kept for messages; the paths the jobs
+    /// read are absolute.
+    fn new(
+        run_id: String,
+        graph: &Path,
+        cases_file: &Path,
+        cases: &[Case],
+        args: &GraphArgs,
+        threads: Option<usize>,
+        out: &Path,
+    ) -> Spec {
+        let json = json!({
+            "run_id": run_id,
+            "graph": absolute(graph),
+            "graph_as_given": graph,
+            "cases": absolute(cases_file),
+            "case_ids": cases.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
+            "set": args.set.iter().map(Override::to_string).collect::<Vec<_>>(),
+            "impl": args.implementations,
+            "threads": threads,
+            "out": out,
+            "arrays": [],
+        });
+        Spec { json }
+    }
     fn path(out: &Path) -> PathBuf {
         out.join(STATE_DIR).join("submit.json")
     }
@@ -337,19 +363,16 @@ fn new_plan(args: &SubmitArgs) -> Result<(Spec, PathBuf, Vec<usize>)> {
         "nothing submitted",
     )?;
     let out = absolute(&args.out);
-    let json = json!({
-        "run_id": run_id("", graph),
-        "graph": absolute(graph),
-        "graph_as_given": graph,
-        "cases": absolute(cases_file),
-        "case_ids": cases.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
-        "set": args.args.set.iter().map(Override::to_string).collect::<Vec<_>>(),
-        "impl": args.args.implementations,
-        "threads": args.cpus_per_task,
-        "out": out,
-        "arrays": [],
-    });
-    Ok((Spec { json }, out, (0..cases.len()).collect()))
+    let spec = Spec::new(
+        run_id("", graph),
+        graph,
+        cases_file,
+        &cases,
+        &args.args,
+        args.cpus_per_task,
+        &out,
+    );
+    Ok((spec, out, (0..cases.len()).collect()))
 }
 
 /// Folder of a `--train` run's presegmentation, under the trainer's run folder: where
@@ -378,6 +401,7 @@ fn presegment_plan(
         implementations: vec![],
     };
     let registry = voxflow::registry();
+    // Every case, not some (check_some_case_validates): a bad one would show only after training.
     if let Some((c, e)) = cases
         .iter()
         .find_map(|c| plan_case(&registry, graph, &ga, c).err().map(|e| (c, e)))
@@ -391,19 +415,16 @@ fn presegment_plan(
             graph.display()
         );
     }
-    let json = json!({
-        "run_id": format!("{run_id}-presegment"),
-        "graph": absolute(graph),
-        "graph_as_given": absolute(graph),
-        "cases": absolute(cases_file),
-        "case_ids": cases.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
-        "set": ga.set.iter().map(Override::to_string).collect::<Vec<_>>(),
-        "impl": ga.implementations,
-        "threads": threads,
-        "out": out,
-        "arrays": [],
-    });
-    Ok((Spec { json }, (0..cases.len()).collect()))
+    let spec = Spec::new(
+        format!("{run_id}-presegment"),
+        &absolute(graph),
+        cases_file,
+        &cases,
+        &ga,
+        threads,
+        out,
+    );
+    Ok((spec, (0..cases.len()).collect()))
 }
 
 /// A submission's id: `voxflow-{kind}{graph's file stem as a job name}-{unix seconds}`.
