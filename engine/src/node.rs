@@ -461,15 +461,23 @@ impl NodeContext {
         }
     }
 
+    /// A required input of whatever type the spec allows (e.g. `SaveNifti`'s volume, or
+    /// a node's own union of types): the value, else the "not connected" error naming
+    /// the port.
+    pub fn required(&self, port: &str) -> Result<&Value, NodeError> {
+        self.input(port).ok_or_else(|| self.missing(port))
+    }
+
     /// A required input that may carry one of several port types (e.g. a Labels or a
     /// Mask), for the node to match on: the value when its type is one of `types`, else
     /// the error naming the port (not connected, or `expected A or B, got C`, the types in
     /// the order given).
     pub fn input_of(&self, port: &str, types: &[PortType]) -> Result<&Value, NodeError> {
-        match self.input(port) {
-            Some(v) if types.contains(&v.port_type()) => Ok(v),
-            Some(other) => Err(self.wrong_type(port, types, other)),
-            None => Err(self.missing(port)),
+        let v = self.required(port)?;
+        if types.contains(&v.port_type()) {
+            Ok(v)
+        } else {
+            Err(self.wrong_type(port, types, v))
         }
     }
 

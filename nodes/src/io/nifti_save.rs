@@ -122,13 +122,7 @@ impl Node for SaveNode {
     }
 
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
-        let value = ctx
-            .input("volume")
-            .cloned()
-            .ok_or_else(|| NodeError::Input {
-                port: "volume".into(),
-                message: "not connected".into(),
-            })?;
+        let value = ctx.required("volume")?.clone();
         let path: PathBuf = ctx.output_path(&self.path);
         save_value(&path, &value)?;
         ctx.file_written(&path);

@@ -293,13 +293,23 @@ pub enum LabelInput {
 }
 
 impl LabelInput {
-    /// Read a Mask or Labels input port (`None` when not connected).
+    /// Read an optional Mask or Labels input port (`None` when not connected).
     pub fn from_ctx(ctx: &NodeContext, port: &str) -> Result<Option<LabelInput>, NodeError> {
-        match ctx.input(port) {
-            None => Ok(None),
-            Some(Value::Mask(m)) => Ok(Some(LabelInput::Mask(m.clone()))),
-            Some(Value::Labels(l)) => Ok(Some(LabelInput::Labels(l.clone()))),
-            Some(other) => Err(NodeError::Input {
+        ctx.input(port)
+            .map(|v| LabelInput::from_value(port, v))
+            .transpose()
+    }
+
+    /// Read a required Mask or Labels input port ("not connected" when it is not).
+    pub fn required(ctx: &NodeContext, port: &str) -> Result<LabelInput, NodeError> {
+        LabelInput::from_value(port, ctx.required(port)?)
+    }
+
+    fn from_value(port: &str, value: &Value) -> Result<LabelInput, NodeError> {
+        match value {
+            Value::Mask(m) => Ok(LabelInput::Mask(m.clone())),
+            Value::Labels(l) => Ok(LabelInput::Labels(l.clone())),
+            other => Err(NodeError::Input {
                 port: port.into(),
                 message: format!("expected Mask or Labels, got {}", other.port_type()),
             }),
@@ -373,12 +383,8 @@ struct RowResult {
 
 impl Node for CompareMasksNode {
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
-        let missing = |port: &str| NodeError::Input {
-            port: port.into(),
-            message: "not connected".into(),
-        };
-        let a = LabelInput::from_ctx(ctx, "a")?.ok_or_else(|| missing("a"))?;
-        let b = LabelInput::from_ctx(ctx, "b")?.ok_or_else(|| missing("b"))?;
+        let a = LabelInput::required(ctx, "a")?;
+        let b = LabelInput::required(ctx, "b")?;
         ctx.check_same_grid("a", "b")?;
         let region_input = LabelInput::from_ctx(ctx, "region")?;
         if region_input.is_some() {

@@ -244,10 +244,7 @@ impl Node for RenderOverlayNode {
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
         let p = &self.p;
         let image = ctx.image("image")?;
-        let a = LabelInput::from_ctx(ctx, "a")?.ok_or_else(|| NodeError::Input {
-            port: "a".into(),
-            message: "not connected".into(),
-        })?;
+        let a = LabelInput::required(ctx, "a")?;
         ctx.check_same_grid("image", "a")?;
         let b = LabelInput::from_ctx(ctx, "b")?;
         if b.is_some() {
