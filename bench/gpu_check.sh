@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The GPU checks of issues 7 and 8 in one run on an NVIDIA machine (burn wgpu over Vulkan),
 # next to the Keras 3 + JAX peer on the same GPU:
-#   1. training step (seed U-Net, batch 8 of 128x128) and the trainer's wait share;
-#   2. inference on 512x512 slices by batch size;
+#   1. training step (seed U-Net, batch 8 of 128x128) and the trainer's wait share, in two
+#      processes: the second starts with the kernel cache the first filled;
+#   2. inference on 512x512 slices by batch size, and on the real CT series with the CPU's
+#      labels beside the GPU's (voxels differing);
 #   3. the real-data training graph (graphs/train_ct_sm.ron) on the GPU, then its test-slice
 #      evaluation on the GPU twice (determinism) and on the CPU (GPU/CPU agreement).
 #
@@ -20,7 +22,8 @@ set -u
 BIN=${BIN:-.gpubin}
 DATA=${DATA:-.gpudata/data}
 OUT=${OUT:-gpu_out}
-# GPU=cpu runs the same steps on the CPU (a dry run of this script on a machine without one).
+# GPU=cpu runs the same steps on the CPU (a dry run of this script on a machine without one);
+# VOXFLOW_WGPU_CPU_ADAPTER=1 with GPU=gpu runs the GPU path on Mesa's llvmpipe instead.
 GPU=${GPU:-gpu}
 mkdir -p "$OUT"
 export VOXFLOW_PEERS=${VOXFLOW_PEERS:-$PWD/.gpudata/peers}
@@ -48,8 +51,18 @@ nproc | sed 's/^/cpu cores: /' | tee -a "$OUT/machine.txt"
 # STEPS="1 2 3" (default) picks the sections to run.
 STEPS=${STEPS:-1 2 3}
 if [[ $STEPS == *1* ]]; then
-echo "== 1. training step"
-VOXFLOW_BENCH_DEVICE=$GPU timeout 200 "$BIN/train_step" 30 2>&1 | tee "$OUT/train_step.txt"
+echo "== 1. training step, twice: a cold kernel cache, then the one the first run filled"
+# The second process should skip tuning: its warm-up steps and wall time show what the
+# persistent cache (unet/src/gpu_cache.rs) saves.
+export VOXFLOW_GPU_CACHE=${VOXFLOW_GPU_CACHE:-/tmp/voxflow-gpu-cache}
+rm -rf "$VOXFLOW_GPU_CACHE"
+for pass in cold warm; do
+    echo "-- $pass kernel cache ($VOXFLOW_GPU_CACHE)" | tee -a "$OUT/train_step.txt"
+    t0=$(date +%s.%N)
+    VOXFLOW_BENCH_DEVICE=$GPU timeout 200 "$BIN/train_step" 30 2>&1 | tee -a "$OUT/train_step.txt"
+    echo "process wall: $(awk "BEGIN{print $(date +%s.%N) - $t0}") s" | tee -a "$OUT/train_step.txt"
+done
+du -sh "$VOXFLOW_GPU_CACHE" | tee -a "$OUT/train_step.txt"
 
 fi
 if [[ $STEPS == *2* ]]; then

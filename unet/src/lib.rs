@@ -36,9 +36,11 @@
 //!   slow (below).
 //! - feature `wgpu-tuned`: `wgpu` plus burn's `autotune`, `fusion` and `vulkan` (the SPIR-V
 //!   compiler, so convolutions can use cooperative-matrix instructions); the first two
-//!   are burn's defaults for its GPU backends. Every process tunes and compiles its
-//!   kernels for each new shape first (about 55 s for the seed network's training run,
-//!   13 s for an inference run on an H200); after that a training step is 6x faster.
+//!   are burn's defaults for its GPU backends. Kernels are tuned and compiled for each
+//!   new shape first (about 55 s for the seed network's training run, 13 s for an
+//!   inference run on an H200); after that a training step is 6x faster. The tuning
+//!   results and compiled kernels persist in one folder per user ([`gpu_cache`],
+//!   `VOXFLOW_GPU_CACHE`), so later processes on the same machine skip that work.
 //!   Two features rather than one because cargo features are fixed at build time and the
 //!   trade (a minute at start for 6x per step) suits training, not one-off inference.
 //!
@@ -77,6 +79,8 @@ pub mod conv3x3;
 pub mod cpu;
 #[cfg(feature = "wgpu")]
 pub mod gpu;
+#[cfg(any(test, feature = "wgpu"))]
+pub mod gpu_cache;
 pub mod infer;
 pub mod model;
 pub mod node;

@@ -91,13 +91,21 @@ fn main() {
     )
     .expect("train");
     client.bye();
-    // The step times of metrics.jsonl, without the 2 warm-up steps.
-    let mut step_s: Vec<f64> = std::fs::read_to_string(dir.path().join("run/metrics.jsonl"))
+    // The step times of metrics.jsonl by iteration; the median leaves out the 2 warm-up
+    // steps, whose time (kernel tuning and compilation on a GPU, unless the kernel cache
+    // already holds them) is printed apart.
+    let steps: Vec<(u64, f64)> = std::fs::read_to_string(dir.path().join("run/metrics.jsonl"))
         .expect("metrics")
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["iteration"].as_u64().is_some_and(|i| i > 2))
-        .filter_map(|v| v["step_s"].as_f64())
+        .filter_map(|v| Some((v["iteration"].as_u64()?, v["step_s"].as_f64()?)))
+        .collect();
+    let warm_up: f64 = steps.iter().filter(|(i, _)| *i <= 2).map(|(_, t)| t).sum();
+    println!("burn: the 2 warm-up steps took {warm_up:.2} s");
+    let mut step_s: Vec<f64> = steps
+        .iter()
+        .filter(|(i, _)| *i > 2)
+        .map(|(_, t)| *t)
         .collect();
     step_s.sort_by(f64::total_cmp);
     let median = step_s[step_s.len() / 2];

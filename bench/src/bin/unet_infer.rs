@@ -98,8 +98,9 @@ fn main() {
     // 2. Whole 512x512 slices through the node's pipeline: the fused CPU kernels by batch
     // size, and burn's modules (the path before them) at batch 8.
     let image = ct(512, slices);
+    let on_gpu = device_name.starts_with("gpu");
     // A GPU wants bigger batches; the CPU gains nothing past 8.
-    let runs: Vec<(usize, Forward)> = if device_name.starts_with("gpu") {
+    let runs: Vec<(usize, Forward)> = if on_gpu {
         vec![(1, Forward::Auto), (8, Forward::Auto), (32, Forward::Auto)]
     } else {
         vec![(1, Forward::Auto), (8, Forward::Auto), (8, Forward::Burn)]
@@ -124,7 +125,8 @@ fn main() {
     // Label agreement and whole-CT throughput on the real 512x512 CT series, when present.
     real_ct(
         &model,
-        &device,
+        (&device, on_gpu),
+        &path,
         &voxflow_bench::peers_dir().join("../data/dicom/ct_series"),
     );
 
@@ -246,9 +248,16 @@ fn time_predict(
     (median(total), median(net), what)
 }
 
-/// The real CT series (512x512 slices): whole-CT throughput of the default forward pass,
-/// and how many voxels' labels differ between it and burn's modules.
-fn real_ct(model: &SavedModel, device: &Device, dir: &std::path::Path) {
+/// The real CT series (512x512 slices): whole-CT throughput of the default forward pass on
+/// `device`, and how many voxels' labels differ from a reference: on the CPU, burn's
+/// modules (the fused kernels sum in another order); on a GPU, the CPU's default path with
+/// the same weights (`model_path`), so a GPU run reports CPU-vs-GPU agreement.
+fn real_ct(
+    model: &SavedModel,
+    (device, on_gpu): (&Device, bool),
+    model_path: &std::path::Path,
+    dir: &std::path::Path,
+) {
     let image = match voxflow_nodes::io::dicom::load_dicom_series(dir) {
         Ok(image) => image,
         Err(e) => {
@@ -258,13 +267,20 @@ fn real_ct(model: &SavedModel, device: &Device, dir: &std::path::Path) {
     };
     let [nx, ny, nz] = image.geometry().dims;
     let opts = InferOptions::default();
-    let run = |forward| {
+    let run = |model: &SavedModel, device: &Device, forward| {
         let t = Instant::now();
         let p = predict_with(model, device, &image, &opts, forward).expect("predict");
         (p, t.elapsed().as_secs_f64())
     };
-    let (fast, t_fast) = run(Forward::Auto);
-    let (reference, t_ref) = run(Forward::Burn);
+    let (fast, t_fast) = run(model, device, Forward::Auto);
+    let (reference, t_ref) = if on_gpu {
+        let cpu = Device::flex();
+        let on_cpu = SavedModel::load(model_path, &cpu).expect("load the model on the CPU");
+        run(&on_cpu, &cpu, Forward::Auto)
+    } else {
+        run(model, device, Forward::Burn)
+    };
+    let (this, other) = if on_gpu { ("gpu", "cpu") } else { ("", "") };
     let differing = fast
         .labels
         .as_slice()
@@ -280,8 +296,8 @@ fn real_ct(model: &SavedModel, device: &Device, dir: &std::path::Path) {
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
     println!(
-        "real CT {nx}x{ny}x{nz} ({}): {} {:.2} s ({:.2} slices/s), {} {:.2} s ({:.2} \
-         slices/s); labels differ in {differing} of {} voxels, max |dp| {max_dp:.1e}",
+        "real CT {nx}x{ny}x{nz} ({}): {this} {} {:.2} s ({:.2} slices/s), {other} {} {:.2} s \
+         ({:.2} slices/s); labels differ in {differing} of {} voxels, max |dp| {max_dp:.1e}",
         dir.display(),
         fast.stats.forward,
         t_fast,
