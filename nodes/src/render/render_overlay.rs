@@ -7,8 +7,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use voxflow_engine::fsutil::{write_atomic, WriteError};
 use voxflow_engine::{
-    node_params, Cell, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError, NodeSpec,
-    NodeType, OutputSpec, ParamError, Params, PortType, Table, Value,
+    node_params, params, Cell, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError,
+    NodeSpec, NodeType, OutputSpec, ParamError, Params, PortType, Table, Value,
 };
 
 use super::kernels::{
@@ -74,11 +74,12 @@ node_params! {
 impl RenderOverlayParams {
     fn check(&self) -> Vec<ParamError> {
         let mut errs = Vec::new();
-        if self.path.is_empty() {
-            errs.push(ParamError::field(
-                "path",
-                "required: the PNG file to write, e.g. \"overlay.png\"",
-            ));
+        if let Err(e) = params::require_set(
+            "path",
+            &self.path,
+            "the PNG file to write, e.g. \"overlay.png\"",
+        ) {
+            errs.extend(e);
         } else if !self.path.to_ascii_lowercase().ends_with(".png") {
             errs.push(ParamError::field(
                 "path",

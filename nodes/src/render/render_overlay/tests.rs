@@ -570,6 +570,17 @@ fn build_rejects_bad_params() {
     ] {
         assert!(RenderOverlay.build(&p, "cpu").is_err(), "accepted {p}");
     }
+    // The missing path is said the way every node says a required param is missing.
+    let Err(errs) = RenderOverlay.build(&json!({}), "cpu") else {
+        panic!("accepted no path")
+    };
+    assert_eq!(
+        errs,
+        vec![ParamError::field(
+            "path",
+            "is required: the PNG file to write, e.g. \"overlay.png\""
+        )]
+    );
     assert!(RenderOverlay
         .build(
             &json!({"path": "x.PNG", "mode": "difference", "every": 2}),
