@@ -280,7 +280,7 @@ fn real_ct(
     } else {
         run(model, device, Forward::Burn)
     };
-    let (this, other) = if on_gpu { ("gpu", "cpu") } else { ("", "") };
+    let (this, other) = if on_gpu { ("gpu ", "cpu ") } else { ("", "") };
     let differing = fast
         .labels
         .as_slice()
@@ -296,7 +296,7 @@ fn real_ct(
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
     println!(
-        "real CT {nx}x{ny}x{nz} ({}): {this} {} {:.2} s ({:.2} slices/s), {other} {} {:.2} s \
+        "real CT {nx}x{ny}x{nz} ({}): {this}{} {:.2} s ({:.2} slices/s), {other}{} {:.2} s \
          ({:.2} slices/s); labels differ in {differing} of {} voxels, max |dp| {max_dp:.1e}",
         dir.display(),
         fast.stats.forward,
