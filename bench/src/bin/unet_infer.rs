@@ -125,7 +125,8 @@ fn main() {
     // Label agreement and whole-CT throughput on the real 512x512 CT series, when present.
     real_ct(
         &model,
-        (&device, on_gpu),
+        &device,
+        on_gpu,
         &path,
         &voxflow_bench::peers_dir().join("../data/dicom/ct_series"),
     );
@@ -254,7 +255,8 @@ fn time_predict(
 /// the same weights (`model_path`), so a GPU run reports CPU-vs-GPU agreement.
 fn real_ct(
     model: &SavedModel,
-    (device, on_gpu): (&Device, bool),
+    device: &Device,
+    on_gpu: bool,
     model_path: &std::path::Path,
     dir: &std::path::Path,
 ) {
