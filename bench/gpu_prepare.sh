@@ -16,18 +16,18 @@ cd "$(dirname "$0")/.."
 TARGET=${GPU_TARGET:-target/gpu}
 SHARED=${SHARED:-../shared}
 bins=(train_step unet_infer)
-[[ ${WITH_VOXFLOW:-0} == 1 ]] && bins+=(voxflow)
+features=voxflow-bench/wgpu-tuned
+build_args=(-p voxflow-bench --bin train_step --bin unet_infer)
+if [[ ${WITH_VOXFLOW:-0} == 1 ]]; then
+    bins+=(voxflow)
+    features+=,voxflow-cli/wgpu-tuned
+    build_args+=(-p voxflow-cli --bin voxflow)
+fi
 
 for d in .gpubin .gpudata .gl .whl; do
     grep -qx "/$d/" .git/info/exclude 2>/dev/null || echo "/$d/" >>.git/info/exclude
 done
 
-features=voxflow-bench/wgpu-tuned
-build_args=(-p voxflow-bench --bin train_step --bin unet_infer)
-if [[ ${WITH_VOXFLOW:-0} == 1 ]]; then
-    features+=,voxflow-cli/wgpu-tuned
-    build_args+=(-p voxflow-cli --bin voxflow)
-fi
 CARGO_TARGET_DIR=$TARGET cargo build --release --features "$features" "${build_args[@]}"
 
 rm -rf .gpubin && mkdir .gpubin
@@ -41,7 +41,7 @@ cp "$SHARED"/data/ct_sm*.nii.gz .gpudata/data/
 cp -r "$SHARED/data/dicom" .gpudata/data/
 cp -r "$SHARED/peers" .gpudata/peers
 
-rm -rf .gl && mkdir .gl /tmp/gpu_prepare_apt
+rm -rf .gl && mkdir -p .gl /tmp/gpu_prepare_apt
 apt_o=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/gpu_prepare_apt)
 apt-get "${apt_o[@]}" update -qq
 (cd .gl && apt-get "${apt_o[@]}" download libvulkan1)
