@@ -20,12 +20,7 @@ pub fn wgpu_device() -> Option<(Device, String)> {
     static FOUND: OnceLock<Option<(Device, String)>> = OnceLock::new();
     FOUND
         .get_or_init(|| {
-            let cache = GpuCache::from_env();
-            let cache_note = if cache.install() {
-                cache.describe()
-            } else {
-                "kernel cache as CubeCL configured it".to_string()
-            };
+            let cache_note = GpuCache::from_env().install();
             let mut kinds = vec![
                 (DeviceKind::DiscreteGpu(0), "discrete GPU 0"),
                 (DeviceKind::IntegratedGpu(0), "integrated GPU 0"),

@@ -67,26 +67,36 @@ impl GpuCache {
         )
     }
 
-    /// Hand this choice to CubeCL before its first device starts. Settings from a
-    /// `cubecl.toml` / `burn.toml` above the current folder and CubeCL's own environment
-    /// variables are kept; only the store's folder and the two cache switches are ours.
-    /// Returns false when CubeCL had already read its configuration (a device was made
-    /// before voxflow's probe), so its own defaults apply.
-    pub fn install(&self) -> bool {
+    /// Hand this choice to CubeCL before its first device starts, and say for the run
+    /// report what came of it. Settings from a `cubecl.toml` / `burn.toml` above the
+    /// current folder and CubeCL's own environment variables are kept; only the store's
+    /// folder and the two cache switches are ours. A folder that cannot be created (a
+    /// file, no permission) turns the cache off, said in the report: CubeCL would carry on
+    /// without it silently. When CubeCL had already read its configuration (a device was
+    /// made before voxflow's probe), its own defaults apply.
+    pub fn install(&self) -> String {
         use cubecl_runtime::config::{cache::CacheConfig, CubeClRuntimeConfig, RuntimeConfig};
+        let (dir, note) = match self {
+            GpuCache::Dir(dir) => match std::fs::create_dir_all(dir) {
+                Ok(()) => (Some(dir), self.describe()),
+                Err(e) => (
+                    None,
+                    format!("kernel cache off: cannot create {}: {e}", dir.display()),
+                ),
+            },
+            GpuCache::Off => (None, self.describe()),
+        };
         let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
-        match self {
-            GpuCache::Dir(dir) => {
-                config.environment.path = CacheConfig::Directory(dir.clone());
-                config.autotune.disable_cache = false;
-                config.compilation.cache = true;
-            }
-            GpuCache::Off => {
-                config.autotune.disable_cache = true;
-                config.compilation.cache = false;
-            }
+        config.autotune.disable_cache = dir.is_none();
+        config.compilation.cache = dir.is_some();
+        if let Some(dir) = dir {
+            config.environment.path = CacheConfig::Directory(dir.clone());
         }
-        CubeClRuntimeConfig::try_set(config)
+        if CubeClRuntimeConfig::try_set(config) {
+            note
+        } else {
+            "kernel cache as CubeCL configured it".to_string()
+        }
     }
 }
 
