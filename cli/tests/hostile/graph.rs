@@ -383,3 +383,37 @@ fn printing_into_a_closed_pipe_ends_cleanly() {
     let (code, stderr) = with_closed_stdout(&["validate", "bad.ron"], d.path());
     assert_eq!(code, Some(1), "{stderr}");
 }
+
+#[test]
+fn a_resampling_spacing_too_fine_for_memory_is_refused_naming_the_node() {
+    // 1 µm voxels over the phantom's 48 x 48 x 12 mm: 2e18 voxels. The allocation used to
+    // abort the process (exit 134, "memory allocation of ... bytes failed").
+    let d = tmp();
+    let text = r#"Graph(
+    name: "fine",
+    nodes: {
+        "p": (node: "Phantom", params: (seed: 1, dims: (32, 32, 4))),
+        "img": (node: "Resample", inputs: (image: "p.ct"), params: (spacing_mm: Some((0.001, 0.001, 0.001)))),
+        "lab": (node: "ResampleLabels", inputs: (labels: "p.truth"), params: (spacing_mm: Some((0.001, 0.001, 0.001)))),
+        "save_img": (node: "SaveNifti", inputs: (volume: "img"), params: (path: "img.nii.gz")),
+        "save_lab": (node: "SaveNifti", inputs: (volume: "lab"), params: (path: "lab.nii.gz")),
+    },
+)
+"#;
+    let o = run_fails(
+        d.path(),
+        "fine.ron",
+        text,
+        &[
+            "node `img` (Resample",
+            "node `lab` (ResampleLabels",
+            "spacing_mm: [0.001, 0.001, 0.001] mm",
+            "48000x48000x12000 voxels, more than 1073741824",
+        ],
+    );
+    // A spacing that makes a grid of a sane size still runs.
+    let ok = text.replace("0.001, 0.001, 0.001", "3.0, 3.0, 6.0");
+    std::fs::write(d.path().join("ok.ron"), ok).unwrap();
+    let o2 = voxflow(&["run", "ok.ron", "--out", "out"], d.path());
+    assert_eq!(o2.code, Some(0), "{}\n{}", o.text(), o2.text());
+}

@@ -11,6 +11,11 @@ use rayon::prelude::*;
 use voxflow_engine::axes::AxisMap;
 use voxflow_engine::{Geometry, Image, Labels, Volume};
 
+/// The most voxels a grid made by [`grid_with_spacing`] may have: 1024^3, the largest
+/// grid `Phantom` makes (4 GiB as f32). A finer spacing would otherwise ask for a buffer
+/// no machine has, and the failed allocation aborts the process (a whole batch).
+pub const MAX_GRID_VOXELS: u64 = 1 << 30;
+
 /// Why a grid cannot be made or sampled.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GeometryError {
@@ -22,6 +27,21 @@ pub enum GeometryError {
         /// The spacing given.
         spacing_mm: f64,
     },
+    /// The target grid would hold more than [`MAX_GRID_VOXELS`] voxels.
+    #[error(
+        "{spacing_mm:?} mm over the input's {src_dims:?} voxels of {src_spacing:?} mm makes a \
+         grid of {dims} voxels, more than {MAX_GRID_VOXELS} (1024^3); choose a coarser spacing"
+    )]
+    TooLarge {
+        /// The spacing asked for.
+        spacing_mm: [f64; 3],
+        /// The source grid's dims.
+        src_dims: [usize; 3],
+        /// The source grid's spacing.
+        src_spacing: [f64; 3],
+        /// The target dims, `XxYxZ`.
+        dims: String,
+    },
     /// The source affine cannot be inverted, so no target voxel can be placed in it.
     #[error("the source grid's affine is singular")]
     SingularAffine,
@@ -29,7 +49,8 @@ pub enum GeometryError {
 
 /// The grid covering the same field of view as `src` with voxels of `spacing_mm`: along
 /// each axis `round(n * s / s_new)` voxels (at least 1), same directions, the first
-/// voxel's outer edge on the source's. Errors name a spacing that is not finite and > 0.
+/// voxel's outer edge on the source's. Errors name a spacing that is not finite and > 0,
+/// or one that makes more than [`MAX_GRID_VOXELS`] voxels.
 pub fn grid_with_spacing(src: &Geometry, spacing_mm: [f64; 3]) -> Result<Geometry, GeometryError> {
     for (axis, s) in ["x", "y", "z"].into_iter().zip(spacing_mm) {
         if !(s.is_finite() && s > 0.0) {
@@ -39,10 +60,21 @@ pub fn grid_with_spacing(src: &Geometry, spacing_mm: [f64; 3]) -> Result<Geometr
             });
         }
     }
-    let dims: [usize; 3] = std::array::from_fn(|a| {
-        let n = (src.dims[a] as f64 * src.spacing[a] / spacing_mm[a]).round();
-        n.max(1.0) as usize
+    // Counted in f64 first: a tiny spacing would overflow usize.
+    let counts: [f64; 3] = std::array::from_fn(|a| {
+        (src.dims[a] as f64 * src.spacing[a] / spacing_mm[a])
+            .round()
+            .max(1.0)
     });
+    if counts.iter().product::<f64>() > MAX_GRID_VOXELS as f64 {
+        return Err(GeometryError::TooLarge {
+            spacing_mm,
+            src_dims: src.dims,
+            src_spacing: src.spacing,
+            dims: counts.map(|n| format!("{n:.0}")).join("x"),
+        });
+    }
+    let dims: [usize; 3] = counts.map(|n| n as usize);
     // Source index of the new voxel (0, 0, 0): half a new voxel in from the outer edge.
     let start: [f64; 3] = std::array::from_fn(|a| 0.5 * spacing_mm[a] / src.spacing[a] - 0.5);
     let origin = src.to_world(start);
