@@ -23,7 +23,7 @@
 use std::time::Instant;
 
 use burn::tensor::activation::softmax;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, ExecutionError, Tensor, TensorData};
 use rayon::prelude::*;
 use voxflow_engine::volume::ShapeError;
 use voxflow_engine::{Image, Labels, Volume};
@@ -144,6 +144,29 @@ pub fn gaussian_weights(h: usize, w: usize) -> Vec<f32> {
     out
 }
 
+/// What a device failure says, in one line: CubeCL's reason lists every kernel it skipped
+/// because of the failure ("skipped `Kernel`: it needed memory ..."), hundreds of lines
+/// that bury the cause (e.g. "can't allocate buffer of size: 268435456"); those and the
+/// "Caused by:" / backtrace headers are left out, and the causes joined by ": ".
+pub fn device_failure(e: &ExecutionError) -> String {
+    let lines: Vec<&str> = e
+        .reason()
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !(l.is_empty()
+                || l.starts_with("skipped `")
+                || matches!(*l, "Caused by:" | "Asked at:" | "No backtrace available"))
+        })
+        .collect();
+    let text = lines.join(": ");
+    if e.is_device_poisoned() {
+        format!("the device is lost ({text}); restart the process to use it again")
+    } else {
+        text
+    }
+}
+
 /// One network input: slice `z`, window origin `(y0, x0)`.
 #[derive(Debug, Clone, Copy)]
 struct Unit {
@@ -176,6 +199,22 @@ pub enum InferError {
     /// burn's output could not be read as f32 values (its message).
     #[error("reading the network output: {0}")]
     Output(String),
+    /// The device failed running a batch: typically a GPU out of memory, where burn would
+    /// otherwise panic when the output is read back.
+    #[error(
+        "the device failed on a batch of {inputs} input(s) of {height}x{width}: {reason}; a \
+         smaller batch_size (or tile) needs less device memory"
+    )]
+    Device {
+        /// Network inputs in the batch.
+        inputs: usize,
+        /// Input height (pixels).
+        height: usize,
+        /// Input width (pixels).
+        width: usize,
+        /// The device's words, see [`device_failure`].
+        reason: String,
+    },
     /// The output volumes did not match the input grid (a bug).
     #[error("building the output volumes: {0}")]
     Shape(#[from] ShapeError),
@@ -307,7 +346,13 @@ pub fn predict_with(
                     let data = TensorData::new(input, [batch.len(), 1, th, tw]);
                     let x = Tensor::<4>::from_data(data, device);
                     softmax(model.net.forward(x), 1)
-                        .into_data()
+                        .try_into_data()
+                        .map_err(|e| InferError::Device {
+                            inputs: batch.len(),
+                            height: th,
+                            width: tw,
+                            reason: device_failure(&e),
+                        })?
                         .try_into_vec::<f32>()
                         .map_err(|e| InferError::Output(format!("{e:?}")))?
                 }
@@ -377,6 +422,29 @@ pub fn predict_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shape of the reason CubeCL gave when llvmpipe could not allocate a 256 MiB
+    /// buffer for a batch of 8 whole slices (the skipped-kernel list is hundreds of lines).
+    #[test]
+    fn device_failures_keep_the_cause_and_drop_the_skipped_kernels() {
+        let mut reason = String::from("Several failures at once\nCaused by:\n");
+        for id in 0..300 {
+            reason += &format!("  skipped `DirectConv2dKernel`: it needed memory {id}\n");
+        }
+        reason += "  The bytes were never written\nCaused by:\n  can't allocate buffer of \
+                   size: 268435456\nNo backtrace available\nAsked at:\nNo backtrace available";
+        let text = device_failure(&ExecutionError::with_context(reason));
+        assert_eq!(
+            text,
+            "Several failures at once: The bytes were never written: can't allocate buffer \
+             of size: 268435456"
+        );
+        let lost = device_failure(&ExecutionError::device_poisoned("illegal address"));
+        assert!(
+            lost.contains("illegal address") && lost.contains("restart"),
+            "{lost}"
+        );
+    }
 
     #[test]
     fn axis_plans_cover_the_padded_slice_on_the_pooling_grid() {

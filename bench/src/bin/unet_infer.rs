@@ -16,7 +16,7 @@ use std::time::Instant;
 use voxflow_engine::{Geometry, Image, Volume};
 use voxflow_unet::burn::tensor::{Device, Tensor, TensorData};
 use voxflow_unet::cpu::CpuUNet;
-use voxflow_unet::infer::FORWARD_OWN;
+use voxflow_unet::infer::{InferError, FORWARD_OWN};
 use voxflow_unet::{
     predict_with, write_random_model, Forward, InferOptions, SavedModel, UNetConfig,
 };
@@ -268,11 +268,21 @@ fn real_ct(
         }
     };
     let [nx, ny, nz] = image.geometry().dims;
-    let opts = InferOptions::default();
+    // The node's default batch, halved while the device runs out of memory (a software
+    // Vulkan driver such as llvmpipe caps buffers at 256 MiB); the error names the cause.
     let run = |model: &SavedModel, device: &Device, forward| {
-        let t = Instant::now();
-        let p = predict_with(model, device, &image, &opts, forward).expect("predict");
-        (p, t.elapsed().as_secs_f64())
+        let mut opts = InferOptions::default();
+        loop {
+            let t = Instant::now();
+            match predict_with(model, device, &image, &opts, forward) {
+                Ok(p) => return (p, t.elapsed().as_secs_f64()),
+                Err(e @ InferError::Device { .. }) if opts.batch_size > 1 => {
+                    println!("real CT, batch {}: {e}", opts.batch_size);
+                    opts.batch_size /= 2;
+                }
+                Err(e) => panic!("predict: {e}"),
+            }
+        }
     };
     let (fast, t_fast) = run(model, device, Forward::Auto);
     let (reference, t_ref) = if on_gpu {
