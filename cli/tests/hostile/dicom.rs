@@ -362,3 +362,30 @@ fn series_param_of_the_wrong_type_is_named() {
     );
     assert_no_outputs(&d.join("out"));
 }
+
+#[test]
+fn a_slice_off_the_stack_or_of_another_pixel_size_is_named() {
+    // Both used to load silently, every slice placed like the first: the middle slice's
+    // voxels 1 mm (two pixels) or a factor of two in size from where they were scanned.
+    refused(
+        slice(1, &[(0x20, 0x32, "0\\1\\2")], &[], None),
+        "lies 0.000 mm along the rows and 1.000 mm along the columns from a.dcm",
+    );
+    refused(
+        slice(1, &[(0x28, 0x30, "0.25\\0.25")], &[], None),
+        "PixelSpacing [0.25, 0.25] differs from [0.5, 0.5] of a.dcm",
+    );
+    // A gantry tilt: every slice shifted a little further along the columns.
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::create_dir(d.join("series")).unwrap();
+    for z in 0..4 {
+        let ipp = format!("0\\{}\\{}", 0.4 * z as f64, 2 * z);
+        std::fs::write(
+            d.join(format!("series/{z}.dcm")),
+            slice(z, &[(0x20, 0x32, &ipp)], &[], None),
+        )
+        .unwrap();
+    }
+    run_and_check(d, &["series/1.dcm", "not stacked along their normal"]);
+}

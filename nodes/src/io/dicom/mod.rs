@@ -126,7 +126,8 @@ impl NodeType for LoadDicomSeries {
                 "degenerate ImagePositionPatient/ImageOrientationPatient/PixelSpacing, ",
                 "RescaleSlope 0 or non-finite rescale (or one beyond the f32 range), PALETTE ",
                 "COLOR or colour, multi-frame; duplicate or unevenly spaced slices (files and ",
-                "positions given). Several series (different SeriesInstanceUID when set, size ",
+                "positions given), a slice of another PixelSpacing, slices shifted across the ",
+                "plane (a gantry tilt: one voxel grid cannot hold them). Several series (different SeriesInstanceUID when set, size ",
                 "or orientation): an error listing UID, number, description, modality and slice ",
                 "count of each unless `series` picks one."
             ),

@@ -127,6 +127,7 @@ pub(super) fn load(
     let normal = axes.normal;
     slices.sort_by(|a, b| dot(a.ipp, normal).total_cmp(&dot(b.ipp, normal)));
     let dz = slice_spacing(dir, &slices, normal)?;
+    check_stack(&slices, axes)?;
     let image = hu_image(&slices, axes, dz)?;
     Ok((image, notes))
 }
@@ -244,6 +245,59 @@ fn slice_spacing(dir: &Path, slices: &[Slice], normal: [f64; 3]) -> Result<f64, 
         })
         .unwrap_or(1.0)
     })
+}
+
+/// Largest in-plane offset (mm) between slices of one stack accepted as none: 0.01 mm
+/// plus a tenth of the pixel size (positions are written with 2 to 6 decimals; a tenth
+/// of a pixel moves no voxel).
+fn in_plane_tolerance(pixel_mm: f64) -> f64 {
+    0.01 + 0.1 * pixel_mm
+}
+
+/// Pixel sizes (mm) of two slices accepted as equal: within 0.1 % (the slice spacing's
+/// relative tolerance; over 512 pixels, half a pixel at the far edge).
+fn same_pixel_size(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-3 * a.max(b)
+}
+
+/// The grid puts every slice where the first one is, moved along the normal only, with
+/// the first slice's pixel size. A slice whose PixelSpacing differs, or whose position
+/// drifts across the plane (a gantry tilt: each slice shifted along the column
+/// direction), would silently land its voxels millimetres from where they were
+/// scanned: an error naming the file.
+fn check_stack(slices: &[Slice], axes: Axes) -> Result<(), NodeError> {
+    let first = &slices[0];
+    let [sy, sx] = first.pixel_spacing;
+    for s in &slices[1..] {
+        let [ry, rx] = s.pixel_spacing;
+        if !same_pixel_size(ry, sy) || !same_pixel_size(rx, sx) {
+            return Err(NodeError::file(
+                &s.path,
+                format!(
+                    "PixelSpacing {:?} differs from {:?} of {} in the same series: one volume \
+                     needs one pixel size",
+                    s.pixel_spacing,
+                    first.pixel_spacing,
+                    name(&first.path)
+                ),
+            ));
+        }
+        let d: [f64; 3] = std::array::from_fn(|k| s.ipp[k] - first.ipp[k]);
+        let (along_row, along_col) = (dot(d, axes.row), dot(d, axes.col));
+        if along_row.abs() > in_plane_tolerance(sx) || along_col.abs() > in_plane_tolerance(sy) {
+            return Err(NodeError::file(
+                &s.path,
+                format!(
+                    "lies {along_row:.3} mm along the rows and {along_col:.3} mm along the \
+                     columns from {} across the slice plane: the slices are not stacked along \
+                     their normal (a gantry tilt?), which one voxel grid cannot hold; correct \
+                     the tilt first (e.g. dcm2niix does)",
+                    name(&first.path)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The slices' voxels in HU on their grid: each slice decoded (in parallel) and
