@@ -417,3 +417,27 @@ fn a_resampling_spacing_too_fine_for_memory_is_refused_naming_the_node() {
     let o2 = voxflow(&["run", "ok.ron", "--out", "out"], d.path());
     assert_eq!(o2.code, Some(0), "{}\n{}", o.text(), o2.text());
 }
+
+#[test]
+fn a_param_using_itself_or_a_later_param_is_named_as_such() {
+    // Both were reported as "the graph declares no param `b`" (with "did you mean `b`?")
+    // although the graph declares it.
+    let d = tmp();
+    for (params, name) in [
+        (r#""a": "${b}", "b": "${a}""#, "b"),
+        (r#""a": "x${a}""#, "a"),
+    ] {
+        let text = format!(
+            "Graph(name: \"c\", params: {{ {params} }}, nodes: {{ \"p\": (node: \"Phantom\", params: (seed: 1)) }})"
+        );
+        let o = validate_fails(
+            d.path(),
+            "order.ron",
+            &text,
+            &[&format!(
+                "`${{{name}}}`: a graph param can use only the params declared before it, and `{name}` is this param or comes after it"
+            )],
+        );
+        assert!(!o.text().contains("declares no param"), "{}", o.text());
+    }
+}

@@ -214,7 +214,20 @@ impl Loader {
             .unwrap_or_else(|| name.to_string())
     }
 
+    /// `${name}` names no param substituted so far: undeclared, or (in a graph param's
+    /// value, which params fill in declaration order) the param itself or a later one.
     fn unresolved(&mut self, at: Location, name: &str, declared: &[String]) {
+        if declared.iter().any(|d| d == name) {
+            self.err(
+                at,
+                format!(
+                    "unresolved `${{{name}}}`: a graph param can use only the params declared \
+                     before it, and `{name}` is this param or comes after it"
+                ),
+                None,
+            );
+            return;
+        }
         self.err(
             at,
             format!("unresolved `${{{name}}}`: the graph declares no param `{name}`"),
