@@ -95,6 +95,24 @@ pub fn read_cases(path: &Path) -> Result<Vec<Case>, CasesError> {
             ),
         ));
     }
+    // Each column sets the graph param of its name: a second column of one name would
+    // silently win over the first, and a nameless one surfaced only as `--set =VALUE`.
+    for (i, col) in header.iter().enumerate().skip(1) {
+        if col.is_empty() {
+            return Err(fmt(
+                1,
+                format!("column {} of the header has no name", i + 1),
+            ));
+        }
+        if header[1..i].contains(col) {
+            return Err(fmt(
+                1,
+                format!(
+                    "column `{col}` appears twice in the header; each graph param needs one column"
+                ),
+            ));
+        }
+    }
     let mut cases: Vec<Case> = Vec::new();
     for (n, rec) in reader.records().enumerate() {
         let line = rec

@@ -189,3 +189,26 @@ fn reserved_case_ids_and_absurd_thread_counts_are_refused() {
         assert!(o.text().contains("1..=1024"), "{}", o.text());
     }
 }
+
+#[test]
+fn a_case_file_header_naming_a_param_twice_or_not_at_all_is_refused() {
+    // Two `seed` columns used to run, one of them silently ignored.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    for (header, says) in [
+        (
+            "case\tseed\tseed",
+            "cases.tsv:1: column `seed` appears twice in the header",
+        ),
+        (
+            "case\tseed\t",
+            "cases.tsv:1: column 3 of the header has no name",
+        ),
+    ] {
+        std::fs::write(d.join("cases.tsv"), format!("{header}\nc1\t1\t2\n")).unwrap();
+        let o = batch(d, &[]);
+        assert_clean_failure(&o, &[says], 1024.0);
+        assert!(!d.join("out").exists(), "ran `{header}`:\n{}", o.text());
+    }
+}
