@@ -638,8 +638,12 @@ fn cmd_run(
         }
         Err(e) => eprintln!("warning: cannot write the failure records: {e}"),
     }
-    if let Some(written) = provenance {
-        written.context("writing provenance.json")?;
+    // A provenance or report that cannot be written fails the run, but after the node
+    // errors: returning early here would hide why the nodes failed.
+    let mut failed = false;
+    if let Some(Err(e)) = provenance {
+        eprintln!("error: writing provenance.json: {e}");
+        failed = true;
     }
     if args.explain {
         for n in report.nodes.iter().filter(|n| n.cache.is_some()) {
@@ -647,9 +651,10 @@ fn cmd_run(
         }
     }
     if let Some(path) = &args.report {
-        report
-            .write(path)
-            .with_context(|| format!("writing the run report {}", path.display()))?;
+        if let Err(e) = report.write(path) {
+            eprintln!("error: writing the run report {}: {e}", path.display());
+            failed = true;
+        }
     }
     if args.outputs.is_empty() {
         if !args.quiet {
@@ -665,7 +670,6 @@ fn cmd_run(
             }
         }
     }
-    let mut failed = false;
     for n in &report.nodes {
         match &n.status {
             Status::Failed(e) => {

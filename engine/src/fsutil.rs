@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     /// Creating, writing or renaming the file failed.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {error}")]
     Io {
         /// The file that was being written.
         path: PathBuf,
-        /// What the operating system said.
-        source: std::io::Error,
+        /// What the operating system said. In the message and deliberately not the
+        /// error's `source()`: anyhow's `{:#}` would print it a second time.
+        error: std::io::Error,
     },
     /// The extension does not say which format to write.
     #[error("cannot tell the format of {path} from its extension (expected {expected})")]
@@ -30,9 +31,9 @@ pub fn write_atomic<F>(path: &Path, fill: F) -> Result<(), WriteError>
 where
     F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
 {
-    let io = |source| WriteError::Io {
+    let io = |error| WriteError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

@@ -441,3 +441,36 @@ fn a_param_using_itself_or_a_later_param_is_named_as_such() {
         assert!(!o.text().contains("declares no param"), "{}", o.text());
     }
 }
+
+#[test]
+fn a_folder_where_a_file_is_written_is_reported_once() {
+    // The OS's reason was printed twice: "cannot write o2: Is a directory (os error 21):
+    // Is a directory (os error 21)" for --report, and "out/ct.nii.gz: cannot write:
+    // cannot write out/ct.nii.gz: Is a directory" for SaveNifti.
+    let d = tmp();
+    std::fs::write(d.path().join("small.ron"), SMALL).unwrap();
+    std::fs::create_dir_all(d.path().join("out/ct.nii.gz")).unwrap();
+    std::fs::create_dir_all(d.path().join("report.json")).unwrap();
+    let o = voxflow(
+        &[
+            "run",
+            "small.ron",
+            "--out",
+            "out",
+            "--report",
+            "report.json",
+        ],
+        d.path(),
+    );
+    assert_clean_failure(
+        &o,
+        &[
+            "out/ct.nii.gz: cannot write: Is a directory (os error 21)",
+            "writing the run report report.json: cannot write report.json: Is a directory (os error 21)",
+        ],
+        MAX_MIB,
+    );
+    for line in o.text().lines() {
+        assert!(line.matches("os error 21").count() <= 1, "{line}");
+    }
+}

@@ -320,8 +320,8 @@ impl Node for RenderOverlayNode {
         let mh = mh + lh;
         let path = ctx.output_path(&p.path);
         write_atomic(&path, |wr| write_png(wr, mw, mh, &rgb)).map_err(|e| match e {
-            WriteError::Io { source, .. } => {
-                NodeError::file(&path, format!("cannot write: {source}"))
+            WriteError::Io { error, .. } => {
+                NodeError::file(&path, format!("cannot write: {error}"))
             }
             other => NodeError::file(&path, other),
         })?;

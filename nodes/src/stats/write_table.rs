@@ -39,8 +39,8 @@ impl Node for WriteTableNode {
         let table = ctx.table("table")?;
         let path = ctx.output_path(&self.path);
         table.write(&path).map_err(|e| match e {
-            WriteError::Io { source, .. } => {
-                NodeError::file(&path, format!("cannot write: {source}"))
+            WriteError::Io { error, .. } => {
+                NodeError::file(&path, format!("cannot write: {error}"))
             }
             WriteError::UnknownExtension { expected, .. } => {
                 NodeError::file(&path, format!("unknown extension: expected {expected}"))

@@ -5,6 +5,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
+use voxflow_engine::fsutil::WriteError;
 use voxflow_engine::{Geometry, NodeError};
 
 use super::gzip::{GzipError, GzipStream, IndexedGzip};
@@ -266,7 +267,10 @@ pub fn write_file(path: &Path, header: &Header, voxels: &ByteSource) -> Result<(
             (0..voxels.blocks()).try_for_each(|k| w.write_all(&voxels.block(k)))
         })
     };
-    result.map_err(|e| NodeError::file(path, format!("cannot write: {e}")))
+    result.map_err(|e| match e {
+        WriteError::Io { error, .. } => NodeError::file(path, format!("cannot write: {error}")),
+        other => NodeError::file(path, other),
+    })
 }
 
 /// Whether a path names a gzip-compressed NIfTI (`.nii.gz`), a plain one (`.nii`), or
