@@ -41,6 +41,7 @@ use burn::tensor::{Bytes, Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use voxflow_engine::clock::utc_now;
 use voxflow_unet::artifact::{default_class_names, Provenance};
+use voxflow_unet::infer::device_failure;
 use voxflow_unet::{InvalidModel, SavedModel, UNet, UNetConfig};
 
 use crate::client::Client;
@@ -82,6 +83,18 @@ pub enum TrainError {
     /// The trained network does not make a model (architecture or normalisation refused).
     #[error("training config: {0}")]
     Model(InvalidModel),
+    /// The device failed (typically a GPU out of memory), where burn would otherwise panic
+    /// when a value is read back.
+    #[error(
+        "the device failed at iteration {iteration}: {reason}; a smaller batch_size or \
+         patch_size needs less device memory"
+    )]
+    Device {
+        /// The step (or, for a validation, the steps done before it).
+        iteration: u64,
+        /// The device's words ([`voxflow_unet::infer::device_failure`]).
+        reason: String,
+    },
     /// `--resume` cannot continue this run.
     #[error("cannot resume: {0}")]
     Resume(String),
@@ -363,7 +376,11 @@ pub fn train(client: &mut Client, mut opts: TrainOptions) -> Result<TrainSummary
             &class_names,
             pad,
             &opts.device,
-        );
+        )
+        .map_err(|reason| TrainError::Device {
+            iteration: 0,
+            reason,
+        })?;
         log(validation_line(&v, false))?;
         history.validations.push(v);
     }
@@ -390,7 +407,10 @@ pub fn train(client: &mut Client, mut opts: TrainOptions) -> Result<TrainSummary
         let t_step = Instant::now();
         let [l, ce, dl] = {
             let (loss, ce, dl) = loss(&net, &batch, arch.classes, &h, &ad);
-            let values = read_back([&loss, &ce, &dl]);
+            let values = read_back([&loss, &ce, &dl]).map_err(|reason| TrainError::Device {
+                iteration: i,
+                reason,
+            })?;
             let grads = GradientsParams::from_grads(loss.backward(), &net);
             net = optim.step(h.learning_rate, net, grads);
             values
@@ -424,7 +444,11 @@ pub fn train(client: &mut Client, mut opts: TrainOptions) -> Result<TrainSummary
                 &class_names,
                 pad,
                 &opts.device,
-            );
+            )
+            .map_err(|reason| TrainError::Device {
+                iteration: state.iteration,
+                reason,
+            })?;
             let v = Validation {
                 iteration: state.iteration,
                 ..v
@@ -495,11 +519,18 @@ fn validation_line(v: &Validation, best: bool) -> serde_json::Value {
 pub const BEST: &str = "best.vxmodel";
 
 /// The values of one-element tensors, in one transfer: on a GPU each read waits for the
-/// queue, so the step's three losses are read together.
-fn read_back<const N: usize>(ts: [&Tensor<1>; N]) -> [f64; N] {
+/// queue, so the step's three losses are read together. This is where a device failure
+/// of the step (forward, backward or optimizer) surfaces: `Err` carries its reason.
+fn read_back<const N: usize>(ts: [&Tensor<1>; N]) -> Result<[f64; N], String> {
     let all = Tensor::cat(ts.iter().map(|t| (*t).clone()).collect(), 0);
-    let v = all.into_data().try_into_vec::<f32>().unwrap_or_default();
-    std::array::from_fn(|i| v.get(i).map_or(f64::NAN, |&x| f64::from(x)))
+    let v = all
+        .try_into_data()
+        .map_err(|e| device_failure(&e))?
+        .try_into_vec::<f32>()
+        .unwrap_or_default();
+    Ok(std::array::from_fn(|i| {
+        v.get(i).map_or(f64::NAN, |&x| f64::from(x))
+    }))
 }
 
 /// Weighted cross-entropy and soft Dice (see the module docs): `(loss, ce, dice_loss)`.
@@ -544,7 +575,7 @@ fn loss(
 }
 
 /// Dice per foreground class over all weighted pixels of the validation slices, each
-/// slice padded as inference pads it.
+/// slice padded as inference pads it. `Err`: the device failed ([`device_failure`]).
 pub fn validate(
     net: &UNet,
     set: &ValidationSet,
@@ -552,7 +583,7 @@ pub fn validate(
     class_names: &[String],
     pad: f32,
     device: &Device,
-) -> Validation {
+) -> Result<Validation, String> {
     let classes = arch.classes;
     let m = arch.size_multiple();
     // (intersection, predicted, reference) per class
@@ -566,7 +597,8 @@ pub fn validate(
         let x = Tensor::<4>::from_data(TensorData::new(img, [1, 1, ph, pw]), device);
         let am = net.forward(x).argmax(1);
         let pred: Vec<i64> = am
-            .into_data()
+            .try_into_data()
+            .map_err(|e| device_failure(&e))?
             .try_into_vec_as::<i64>()
             .expect("argmax is integral");
         for y in 0..s.height {
@@ -598,11 +630,11 @@ pub fn validate(
     } else {
         defined.iter().sum::<f64>() / defined.len() as f64
     };
-    Validation {
+    Ok(Validation {
         iteration: 0,
         dice,
         mean_dice,
-    }
+    })
 }
 
 /// Replace folder `dir` with what `fill` writes into `dir.tmp/` (see the module docs).

@@ -156,6 +156,7 @@ pub fn device_failure(e: &ExecutionError) -> String {
         .filter(|l| {
             !(l.is_empty()
                 || l.starts_with("skipped `")
+                || l.contains("skip record(s) were dropped")
                 || matches!(*l, "Caused by:" | "Asked at:" | "No backtrace available"))
         })
         .collect();
@@ -431,6 +432,7 @@ mod tests {
         for id in 0..300 {
             reason += &format!("  skipped `DirectConv2dKernel`: it needed memory {id}\n");
         }
+        reason += "  (25 older skip record(s) were dropped; the walk may stop before the root)\n";
         reason += "  The bytes were never written\nCaused by:\n  can't allocate buffer of \
                    size: 268435456\nNo backtrace available\nAsked at:\nNo backtrace available";
         let text = device_failure(&ExecutionError::with_context(reason));
