@@ -36,7 +36,9 @@ node_params! {
         /// present, else the CPU.
         #[param(ty = "\"auto\" | \"cpu\" | \"gpu\"")]
         pub device: DeviceChoice = DeviceChoice::Auto,
-        /// Network inputs (slices or tiles) per forward pass.
+        /// Network inputs (slices or tiles) per forward pass. Device memory grows with it:
+        /// a GPU that runs out fails the node with an error saying so, and a smaller
+        /// batch_size runs (results do not depend on it).
         pub batch_size: usize = 8,
         /// Tile size (a multiple of 2^(levels-1)); None: whole slices.
         #[param(unit = "px")]
