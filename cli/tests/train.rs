@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{repo, start_patch_server, text, voxflow};
+use common::{repo, start_patch_server, start_server_graph, text, voxflow};
 
 fn start_server(dir: &Path, iterations: u64) -> (Child, String) {
     start_patch_server(dir, iterations, 20)
@@ -202,6 +202,41 @@ fn sigterm_checkpoints_and_resume_continues_the_same_loss_curve() {
         let _ = s.kill();
         let _ = s.wait();
     }
+}
+
+/// The shipped server-only graph (what docs/cluster.md submits) serves a trainer in
+/// another process, and ends when the trainer is done.
+#[test]
+fn the_shipped_serve_graph_trains_a_trainer_in_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let graph = repo().join("graphs/serve.ron");
+    let (mut server, addr) =
+        start_server_graph(dir.path(), &graph, &["iterations=12", "validate_every=6"]);
+    let out = trainer(dir.path(), &addr, &[]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let records = metrics_records(&dir.path().join("run"));
+    let losses = records.iter().filter(|v| v.get("loss").is_some()).count();
+    let validations: Vec<u64> = records
+        .iter()
+        .filter(|v| v.get("mean_dice").is_some())
+        .filter_map(|v| v["iteration"].as_u64())
+        .collect();
+    assert_eq!(losses, 12, "{records:?}");
+    assert_eq!(validations, [0, 6, 12], "validate_every reaches the config");
+    assert!(dir.path().join("run/best.vxmodel/model.json").exists());
+    // Its trainer done, the server's run ends by itself, successfully.
+    let t = Instant::now();
+    let status = loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the server did not end"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "server exit {status}");
 }
 
 #[test]

@@ -201,6 +201,12 @@ pub fn fix_the_two_bad(d: &Path, good: u64) {
 /// at most).
 pub fn start_patch_server(dir: &Path, iterations: u64, validate_every: u64) -> (Child, String) {
     let graph = sparse_server_graph(dir, iterations, validate_every);
+    start_server_graph(dir, &graph, &[])
+}
+
+/// Starts `voxflow run GRAPH --set SETS... --out DIR/server` (a server-only graph) and
+/// waits for its address.
+pub fn start_server_graph(dir: &Path, graph: &Path, sets: &[&str]) -> (Child, String) {
     let out = dir.join("server");
     let child = Command::new(env!("CARGO_BIN_EXE_voxflow"))
         .args([
@@ -210,6 +216,7 @@ pub fn start_patch_server(dir: &Path, iterations: u64, validate_every: u64) -> (
             out.to_str().unwrap(),
             "-q",
         ])
+        .args(sets.iter().flat_map(|s| ["--set", s]))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
