@@ -33,6 +33,7 @@ struct Nii {
     quatern: [f32; 3],
     qoffset: [f32; 3],
     srow: [[f32; 4]; 3],
+    scl: [f32; 2],
 }
 
 impl Nii {
@@ -51,6 +52,7 @@ impl Nii {
                 [0.0, 1.0, 0.0, 0.0],
                 [0.0, 0.0, 1.0, 0.0],
             ],
+            scl: [0.0, 0.0],
         }
     }
 
@@ -69,6 +71,8 @@ impl Nii {
             put(76 + 4 * i, &p.to_le_bytes());
         }
         put(108, &self.vox_offset.to_le_bytes());
+        put(112, &self.scl[0].to_le_bytes());
+        put(116, &self.scl[1].to_le_bytes());
         put(123, &[2]); // mm
         put(252, &self.qform_code.to_le_bytes());
         put(254, &self.sform_code.to_le_bytes());
@@ -214,6 +218,12 @@ fn lying_headers_fail_cleanly_naming_the_file() {
                 h.sform_code = 0;
             },
             "qoffset_x is NaN",
+        ),
+        // nibabel refuses it too ("Valid slope but invalid intercept").
+        (
+            "scl_inter_nan",
+            |h| h.scl = [2.0, f32::NAN],
+            "scl_slope is 2 but scl_inter is NaN",
         ),
         (
             "pixdim_nan",

@@ -161,6 +161,18 @@ pub enum HeaderError {
     /// A `datatype` voxflow does not read.
     #[error(transparent)]
     Dtype(#[from] UnsupportedDtype),
+    /// A data scaling with a valid slope and a NaN or infinite intercept: every value
+    /// would be NaN or infinite, and reading it as 0 would shift the HU silently.
+    #[error(
+        "bad header: scl_slope is {slope} but scl_inter is {inter}; a scaled file needs a \
+         finite intercept"
+    )]
+    Intercept {
+        /// `scl_slope`.
+        slope: f32,
+        /// `scl_inter`.
+        inter: f32,
+    },
     /// `vox_offset` not a whole number in the accepted range (or NaN).
     #[error(
         "bad header: vox_offset is {0}, expected a whole number from {WRITE_VOX_OFFSET} (header \
@@ -344,13 +356,20 @@ impl Header {
         if !(vox >= WRITE_VOX_OFFSET as f32 && vox <= MAX_VOX_OFFSET as f32 && vox.fract() == 0.0) {
             return Err(HeaderError::VoxOffset(vox));
         }
+        let (scl_slope, scl_inter) = (f.f32(112), f.f32(116));
+        if scl_slope.is_finite() && scl_slope != 0.0 && !scl_inter.is_finite() {
+            return Err(HeaderError::Intercept {
+                slope: scl_slope,
+                inter: scl_inter,
+            });
+        }
         Ok(Header {
             dim,
             dtype,
             pixdim,
             vox_offset: vox as usize,
-            scl_slope: f.f32(112),
-            scl_inter: f.f32(116),
+            scl_slope,
+            scl_inter,
             xyzt_units: b[123],
             qform_code: f.i16(252),
             sform_code: f.i16(254),
@@ -414,13 +433,13 @@ impl Header {
     }
 
     /// The data scaling `(slope, intercept)`, `None` when the header asks for none
-    /// (slope 0 or not finite, or slope 1 with intercept 0).
+    /// (slope 0 or not finite, or slope 1 with intercept 0). With a slope, the intercept
+    /// is finite ([`Header::parse`] refuses others).
     pub fn scaling(&self) -> Option<(f64, f64)> {
         let (s, i) = (self.scl_slope, self.scl_inter);
         if s == 0.0 || !s.is_finite() {
             return None;
         }
-        let i = if i.is_finite() { i } else { 0.0 };
         if s == 1.0 && i == 0.0 {
             None
         } else {
