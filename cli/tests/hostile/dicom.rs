@@ -26,7 +26,7 @@ fn el(out: &mut Vec<u8>, group: u16, elem: u16, vr: &str, value: &[u8]) {
 }
 
 /// A 2 x 2 CT slice at height `z`; `set` overrides DS/CS strings by tag element number
-/// in group 0020/0028; `before_pixels` is spliced in (after SeriesDescription) and
+/// in group 0020/0028 (and the Modality, 0008,0060); `before_pixels` is spliced in (after SeriesDescription) and
 /// `pixels` replaces the PixelData element when given.
 fn slice(z: usize, set: &[(u16, u16, &str)], extra: &[u8], pixels: Option<&[u8]>) -> Vec<u8> {
     let get = |g: u16, e: u16, default: &str| -> String {
@@ -43,7 +43,7 @@ fn slice(z: usize, set: &[(u16, u16, &str)], extra: &[u8], pixels: Option<&[u8]>
     f.extend(b"DICM");
     el(&mut f, 2, 0, "UL", &(meta.len() as u32).to_le_bytes());
     f.extend(meta);
-    el(&mut f, 8, 0x60, "CS", b"CT");
+    el(&mut f, 8, 0x60, "CS", get(8, 0x60, "CT").as_bytes());
     el(&mut f, 8, 0x103E, "LO", b"hostile");
     f.extend(extra);
     el(&mut f, 0x20, 0x11, "IS", get(0x20, 0x11, "1").as_bytes());
@@ -158,6 +158,30 @@ fn valid_series_loads() {
     assert!(files_under(&d.join("out"))
         .iter()
         .any(|p| p.ends_with("ct.nii.gz")));
+}
+
+/// An MR series loads (its rescaled values are right), and the run says they are not HU.
+#[test]
+fn a_series_of_another_modality_loads_with_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::create_dir(d.join("series")).unwrap();
+    for z in 0..3 {
+        let mr = slice(z, &[(8, 0x60, "MR")], &[], None);
+        std::fs::write(d.join(format!("series/{z}.dcm")), mr).unwrap();
+    }
+    let o = load_and_save(d);
+    assert_eq!(o.code, Some(0), "{}", o.text());
+    assert!(
+        o.text().contains("Modality MR: the values are not Hounsfield units"),
+        "{}",
+        o.text()
+    );
+    // A CT series says nothing of the kind.
+    let tmp = tempfile::tempdir().unwrap();
+    axial_series(tmp.path(), 3);
+    let o = load_and_save(tmp.path());
+    assert!(!o.text().contains("Hounsfield"), "{}", o.text());
 }
 
 #[test]

@@ -129,7 +129,9 @@ impl NodeType for LoadDicomSeries {
                 "positions given), a slice of another PixelSpacing, slices shifted across the ",
                 "plane (a gantry tilt: one voxel grid cannot hold them). Several series (different SeriesInstanceUID when set, size ",
                 "or orientation): an error listing UID, number, description, modality and slice ",
-                "count of each unless `series` picks one."
+                "count of each unless `series` picks one. A Modality other than CT (MR, PT...) ",
+                "loads, rescaled all the same, with a warning in the run report that the values ",
+                "are not HU."
             ),
             category: "io",
             inputs: vec![],

@@ -122,7 +122,17 @@ pub(super) fn load(
 ) -> Result<(Image, Vec<String>), NodeError> {
     let slices = read_folder(dir, false)?;
     let mut slices = pick_series(dir, slices, choice)?;
-    let notes = series_identity(&slices[0].obj);
+    let mut notes = series_identity(&slices[0].obj);
+    // Loaded all the same (rescaled values are still right), but HU windows would not be.
+    let modality = slices[0].modality.trim();
+    if !modality.is_empty() && modality != "CT" {
+        let note = format!(
+            "Modality {modality}: the values are not Hounsfield units; HU windows and the \
+             CT graphs do not apply"
+        );
+        tracing::warn!("{}: {note}", dir.display());
+        notes.push(note);
+    }
     let axes = slice_axes(&slices[0])?;
     let normal = axes.normal;
     slices.sort_by(|a, b| dot(a.ipp, normal).total_cmp(&dot(b.ipp, normal)));
