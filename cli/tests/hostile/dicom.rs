@@ -173,7 +173,8 @@ fn a_series_of_another_modality_loads_with_a_warning() {
     let o = load_and_save(d);
     assert_eq!(o.code, Some(0), "{}", o.text());
     assert!(
-        o.text().contains("Modality MR: the values are not Hounsfield units"),
+        o.text()
+            .contains("Modality MR: the values are not Hounsfield units"),
         "{}",
         o.text()
     );
