@@ -443,6 +443,54 @@ fn a_param_using_itself_or_a_later_param_is_named_as_such() {
 }
 
 #[test]
+fn a_nan_or_infinite_param_is_named_as_not_finite() {
+    // RON reads NaN and inf, which reached the node as null: "invalid type: null,
+    // expected f64", as if the param had been left out.
+    let d = tmp();
+    let graph = |min: &str| {
+        format!(
+            "Graph(name: \"w\", nodes: {{ \"p\": (node: \"Phantom\", params: (seed: 1, dims: (16, 16, 2))), \
+             \"w\": (node: \"HuWindow\", inputs: (image: \"p.ct\"), params: (min: {min}, max: 150.0)) }})"
+        )
+    };
+    for (min, shown) in [("NaN", "NaN"), ("-inf", "-inf")] {
+        let o = validate_fails(
+            d.path(),
+            "w.ron",
+            &graph(min),
+            &[&format!(
+                "HuWindow param `min`: {shown} is not a finite number"
+            )],
+        );
+        assert!(!o.text().contains("null"), "{}", o.text());
+    }
+    // Inside a Some(tuple), named by its path.
+    let text = "Graph(name: \"d\", nodes: { \"p\": (node: \"Phantom\", params: (seed: 1, dims: (16, 16, 2))), \
+                \"d\": (node: \"Dilation\", inputs: (mask: \"p.truth\"), params: (radius_mm: Some((1.0, NaN, 1.0)))) })";
+    validate_fails(
+        d.path(),
+        "d.ron",
+        text,
+        &["Dilation param `radius_mm.1`: NaN is not a finite number"],
+    );
+    // From the command line too, pointing at the --set value.
+    std::fs::write(d.path().join("w.ron"), graph("-29.0")).unwrap();
+    let o = voxflow(
+        &["run", "w.ron", "--set", "w.max=inf", "--out", "out"],
+        d.path(),
+    );
+    assert_clean_failure(
+        &o,
+        &[
+            "--set w.max=inf",
+            "HuWindow param `max`: inf is not a finite number",
+        ],
+        MAX_MIB,
+    );
+    assert_no_outputs(&d.path().join("out"));
+}
+
+#[test]
 fn a_folder_where_a_file_is_written_is_reported_once() {
     // The OS's reason was printed twice: "cannot write o2: Is a directory (os error 21):
     // Is a directory (os error 21)" for --report, and "out/ct.nii.gz: cannot write:

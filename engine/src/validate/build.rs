@@ -75,7 +75,7 @@ impl Validator<'_> {
                 span: p.span,
             })
             .unwrap_or(n.loc);
-        if !self.param_names_known(n, spec, params_loc) {
+        if !self.param_names_known(n, spec, params_loc) || !self.params_finite(n, spec) {
             return unbuilt(chosen);
         }
         let json = n

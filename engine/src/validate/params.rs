@@ -4,7 +4,7 @@
 use crate::diag::Location;
 use crate::graph::GraphNode;
 use crate::node::{NodeSpec, ParamError};
-use crate::ron_spanned::RonValue;
+use crate::ron_spanned::{RonValue, Span, Spanned};
 use crate::suggest::hint;
 
 use super::{choices, Validator};
@@ -56,6 +56,54 @@ impl Validator<'_> {
             }
         }
         ok
+    }
+
+    /// NaN and infinities, each at its value; `false` when there is one. RON reads them,
+    /// but on the way to the node's typed params they become JSON null: a number param
+    /// said "invalid type: null", and an `Option` param quietly took `None`.
+    pub(super) fn params_finite(&mut self, n: &GraphNode, spec: &NodeSpec) -> bool {
+        fn walk(v: &Spanned, path: &mut Vec<String>, found: &mut Vec<(Vec<String>, f64, Span)>) {
+            match &v.value {
+                RonValue::Float(f) if !f.is_finite() => found.push((path.clone(), *f, v.span)),
+                RonValue::Struct { fields, .. } => {
+                    for (k, item) in fields {
+                        path.push(k.name.clone());
+                        walk(item, path, found);
+                        path.pop();
+                    }
+                }
+                RonValue::List(items) | RonValue::Tuple(_, items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        path.push(i.to_string());
+                        walk(item, path, found);
+                        path.pop();
+                    }
+                }
+                RonValue::Some(inner) => walk(inner, path, found),
+                _ => {}
+            }
+        }
+        let Some(p) = &n.params else {
+            return true;
+        };
+        let mut found = Vec::new();
+        walk(p, &mut Vec::new(), &mut found);
+        for (path, f, span) in &found {
+            let loc = Location {
+                file: param_file(n, path),
+                span: *span,
+            };
+            self.error(
+                loc,
+                format!(
+                    "{} param `{}`: {f} is not a finite number; give a finite value",
+                    spec.name,
+                    path.join(".")
+                ),
+                None,
+            );
+        }
+        found.is_empty()
     }
 
     /// What the node type's `build` refused, each at the value it names; a value that is
