@@ -47,7 +47,8 @@ node_impls! {
         /// ellipsoids; parallel over slices.
         Fast = "fast",
         /// Reference: the direct definition, offset by offset on bytes, with the same
-        /// border conventions. Slow; for checking.
+        /// border conventions. Slow; for checking: refuses elements that would take it
+        /// past 1e11 (voxel, offset) pairs.
         Naive = "naive",
     }
 }
@@ -153,6 +154,40 @@ pub fn coarse_grid_warning(radius_mm: [f64; 3], spacing: [f64; 3], e: &Element) 
     })
 }
 
+/// Most (voxel, element offset) pairs the `naive` implementation takes on: about a
+/// minute on a 2-core machine. Its work is voxels x element size, so an element of
+/// radius 400 on a 32x32x4 mask (2e12 pairs) ran for tens of minutes where `fast` takes
+/// a fraction of a second; past this it refuses instead of seeming to hang.
+pub const NAIVE_MAX_PAIRS: f64 = 1e11;
+
+/// `Err` when `naive` would test more than [`NAIVE_MAX_PAIRS`] pairs; closing and
+/// opening run on the mask padded by the element's radius, twice.
+fn naive_work_ok(mask: &Mask, element: &Element, op: Op) -> Result<(), NodeError> {
+    let r = element.radius();
+    let n = mask.dims();
+    let (pad, passes) = match op {
+        Op::Dilate | Op::Erode => (0, 1.0),
+        Op::Close | Op::Open => (1, 2.0),
+    };
+    let voxels: f64 = (0..3).map(|a| (n[a] + 2 * pad * r[a]) as f64).product();
+    let size: f64 = r.iter().map(|&ra| (2 * ra + 1) as f64).product();
+    let pairs = passes * voxels * size;
+    if pairs > NAIVE_MAX_PAIRS {
+        return Err(NodeError::Other(format!(
+            "the naive implementation would test {pairs:.1e} (voxel, offset) pairs for a \
+             {}x{}x{} element on this {}x{}x{} mask, over its limit of {NAIVE_MAX_PAIRS:.0e} \
+             (it is the slow reference); use the default implementation, fast",
+            2 * r[0] + 1,
+            2 * r[1] + 1,
+            2 * r[2] + 1,
+            n[0],
+            n[1],
+            n[2]
+        )));
+    }
+    Ok(())
+}
+
 struct MorphologyNode {
     op: Op,
     shape: Shape,
@@ -175,6 +210,9 @@ impl Node for MorphologyNode {
                 e
             }
         };
+        if self.imp == Imp::Naive {
+            naive_work_ok(&mask, &element, self.op)?;
+        }
         let out: Mask = match (self.imp, self.op) {
             (Imp::Fast, Op::Dilate) => kernels::dilate(&mask, &element),
             (Imp::Fast, Op::Erode) => kernels::erode(&mask, &element),

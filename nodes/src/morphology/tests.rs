@@ -257,3 +257,31 @@ fn huge_ellipsoid_is_a_run_error() {
     .unwrap_err();
     assert!(err.contains("radius_mm"), "{err}");
 }
+
+#[test]
+fn naive_refuses_work_past_its_limit_and_fast_does_it() {
+    // Radius 400 voxels on a 32x32x4 mask: 2.2e12 pairs for naive (tens of minutes).
+    let m = random_mask([32, 32, 4], [1.0, 1.0, 1.0], 1, 0.5, 0);
+    let params = serde_json::json!({"radius_mm": [400.0, 400.0, 400.0]});
+    let t = std::time::Instant::now();
+    let err = run(&Dilation, params.clone(), "naive", m.clone()).unwrap_err();
+    assert!(
+        err.contains("801x801x801 element on this 32x32x4 mask") && err.contains("fast"),
+        "{err}"
+    );
+    assert!(
+        t.elapsed().as_secs() < 5,
+        "refused only after {:?}",
+        t.elapsed()
+    );
+    // The same on the fast kernels: every voxel within reach of a set one is set, and a
+    // radius this large reaches across the whole mask.
+    let out = run(&Dilation, params, "fast", m.clone()).unwrap();
+    assert_eq!(out.count(), if m.count() > 0 { 32 * 32 * 4 } else { 0 });
+    // Small elements still run on naive, closing included (padded, two passes).
+    let small = serde_json::json!({"kernel": [3, 3, 1]});
+    assert_eq!(
+        run(&Closing, small.clone(), "naive", m.clone()).unwrap(),
+        run(&Closing, small, "fast", m).unwrap()
+    );
+}
