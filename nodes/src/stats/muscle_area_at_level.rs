@@ -509,13 +509,18 @@ impl Node for MuscleAreaAtLevelNode {
             .clone();
         let a =
             muscle_area_at_level(&muscle, &vertebrae, self.label, self.height_m).map_err(|e| {
+                // The error names the label and its vertebra; a level_name of the user's
+                // own is said too. (The port is named by NodeError::Input.)
+                let named =
+                    vertebra_name(self.label).unwrap_or_else(|| format!("label_{}", self.label));
+                let message = if self.level_name == named {
+                    e.to_string()
+                } else {
+                    format!("level `{}`: {e}", self.level_name)
+                };
                 NodeError::Input {
                     port: "vertebrae".into(),
-                    message: format!(
-                        "{} ({}): {e}",
-                        self.level_name,
-                        ctx.describe_input("vertebrae")
-                    ),
+                    message,
                 }
             })?;
         if a.truncated {

@@ -178,6 +178,21 @@ fn missing_vertebra_is_an_error_listing_the_labels_present() {
     for want in ["L5", "label 27 (L5) is absent", "28 L4, 29 L3, 30 L2"] {
         assert!(err.contains(want), "`{want}` in: {err}");
     }
+    // The port is named once, right before the cause (it was "input `vertebrae`: L5
+    // (input `vertebrae`): label 27 ...").
+    assert!(
+        err.starts_with("input `vertebrae`: label 27 (L5) is absent"),
+        "{err}"
+    );
+    assert_eq!(err.matches("vertebrae`").count(), 1, "{err}");
+    // A level name of the user's own is kept.
+    let err = run(
+        Value::Labels(Arc::new(generate(&p).truth)),
+        vertebrae(&p),
+        serde_json::json!({ "label": 99, "level_name": "lowest" }),
+    )
+    .unwrap_err();
+    assert!(err.contains("level `lowest`: label 99 is absent"), "{err}");
     // A map that is not a vertebra map says so, and shows what it holds.
     let truth = generate(&p).truth;
     match find_level(&truth, 29) {
