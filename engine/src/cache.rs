@@ -229,7 +229,7 @@ impl Cache {
     }
 }
 
-/// blake3 of a file's content, or of every file in a folder (sorted by name).
+/// blake3 of a file's content, or of every regular file in a folder (sorted by name).
 pub fn hash_path(path: &Path) -> std::io::Result<String> {
     let mut hasher = blake3::Hasher::new();
     if path.is_dir() {
@@ -242,8 +242,12 @@ pub fn hash_path(path: &Path) -> std::io::Result<String> {
             hasher.update(e.file_name().unwrap_or_default().as_encoded_bytes());
             hasher.update_reader(std::fs::File::open(&e)?)?;
         }
-    } else {
+    } else if std::fs::metadata(path)?.is_file() {
         hasher.update_reader(std::fs::File::open(path)?)?;
+    } else {
+        // A FIFO would block the open (and a device never end); not cached, the node
+        // itself then says what is wrong with its file.
+        return Err(std::io::Error::other("not a regular file"));
     }
     Ok(hasher.finalize().to_hex().to_string())
 }

@@ -186,6 +186,17 @@ fn a_series_of_another_modality_loads_with_a_warning() {
 }
 
 #[test]
+fn a_fifo_in_the_series_folder_is_named_without_waiting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    axial_series(d, 2);
+    fifo(&d.join("series/pipe.dcm"));
+    let t = std::time::Instant::now();
+    run_and_check(d, &["pipe.dcm", "not a regular file"]);
+    assert!(t.elapsed().as_secs() < 10, "waited {:?}", t.elapsed());
+}
+
+#[test]
 fn non_finite_or_degenerate_geometry() {
     for (g, e, v, needle) in [
         (

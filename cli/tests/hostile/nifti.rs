@@ -262,6 +262,36 @@ fn lying_headers_fail_cleanly_naming_the_file() {
 }
 
 #[test]
+fn a_fifo_or_device_as_the_file_is_refused_without_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    fifo(&d.join("ct.nii"));
+    let t = std::time::Instant::now();
+    let o = run(&d, "ct.nii");
+    assert!(
+        t.elapsed().as_secs() < 10,
+        "waited {:?} on the FIFO",
+        t.elapsed()
+    );
+    assert_clean_failure(&o, &["ct.nii", "is not a regular file"], 1024.0);
+    // With a cache, whose key hashes the input file's content, as well.
+    let o = voxflow(
+        &[
+            "run", "load.ron", "--set", "f=ct.nii", "--out", "out", "--cache", "cache",
+        ],
+        &d,
+    );
+    assert!(
+        t.elapsed().as_secs() < 10,
+        "waited {:?} on the FIFO",
+        t.elapsed()
+    );
+    assert_clean_failure(&o, &["ct.nii", "is not a regular file"], 1024.0);
+    let o = run(&d, "/dev/zero");
+    assert_clean_failure(&o, &["/dev/zero", "is not a regular file"], 1024.0);
+}
+
+#[test]
 fn a_gzip_stream_shorter_than_its_header_claims_fails_in_little_memory() {
     // 512x512x256 int16 (128 MiB) claimed, 48 bytes of voxels held: within deflate's
     // ratio for the file size (stored blocks are large), so only reading finds it.

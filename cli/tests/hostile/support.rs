@@ -1,6 +1,7 @@
 //! Running the `voxflow` binary and checking that it failed cleanly.
 
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -99,4 +100,24 @@ pub fn assert_no_outputs(out: &Path) {
         })
         .collect();
     assert!(stray.is_empty(), "outputs left behind: {stray:?}");
+}
+
+/// Makes a FIFO at `path`. Opening one for reading waits for a writer, so should voxflow
+/// (wrongly) open it, a thread plays the writer from 20 s on, again and again: the test
+/// then fails on its time check instead of hanging.
+pub fn fifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().expect("utf-8 path")).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates the node.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(20));
+        while path.exists() {
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&path);
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    });
 }

@@ -138,9 +138,15 @@ pub fn optional_float(
 /// `headers_only` the pixel data is not kept.
 pub fn open(path: &Path, headers_only: bool) -> Result<DefaultDicomObject, NodeError> {
     let not_dicom = |why: String| NodeError::file(path, format!("not a DICOM file: {why}"));
-    let size = std::fs::metadata(path)
-        .map_err(|e| NodeError::file(path, format!("cannot read: {e}")))?
-        .len();
+    let meta =
+        std::fs::metadata(path).map_err(|e| NodeError::file(path, format!("cannot read: {e}")))?;
+    // Reading a FIFO waits for a writer, possibly forever.
+    if !meta.is_file() {
+        return Err(not_dicom(
+            "not a regular file (a FIFO, socket or device)".into(),
+        ));
+    }
+    let size = meta.len();
     if size > MAX_FILE_BYTES {
         return Err(NodeError::file(
             path,

@@ -44,6 +44,17 @@ impl NiftiReader {
     /// never as an allocation failure.
     pub fn open(path: &Path) -> Result<NiftiReader, NodeError> {
         let err = |m: String| NodeError::file(path, m);
+        // Opening a FIFO for reading waits for a writer, possibly forever; devices and
+        // sockets hold no NIfTI either. Folders fail below, at the read.
+        if let Ok(m) = std::fs::metadata(path) {
+            if !m.is_file() && !m.is_dir() {
+                return Err(err(
+                    "is not a regular file (a FIFO, socket or device); give a .nii or .nii.gz \
+                     file"
+                        .into(),
+                ));
+            }
+        }
         let mut file = File::open(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => err("file not found".into()),
             _ => err(format!("cannot open: {e}")),
