@@ -289,9 +289,17 @@ fn parse_override(arg: &str) -> std::result::Result<Override, std::convert::Infa
     Ok(Override::parse(arg))
 }
 
-/// Refuse a `--report` path that a node writes: the report would replace its result (or
-/// it the report). Compared as absolute paths, relative outputs under `out`.
+/// Refuse a `--report` path that is a folder (found only after the run otherwise) or that
+/// a node writes: the report would replace its result (or it the report). Compared as
+/// absolute paths, relative outputs under `out`.
 fn check_report_path(report: &Path, out: &Path, plan: &Plan) -> Result<()> {
+    if report.is_dir() {
+        bail!(
+            "--report {}: is a folder; give the report's file path, e.g. {}",
+            report.display(),
+            report.join("report.json").display()
+        );
+    }
     let norm = |p: &Path| -> PathBuf {
         std::path::absolute(p)
             .unwrap_or_else(|_| p.to_path_buf())

@@ -279,6 +279,11 @@ fn a_report_onto_a_node_output_is_refused_before_running() {
         MAX_MIB,
     );
     assert_no_outputs(&d.path().join("out"));
+    // A folder is refused before running too (it was found only after the run).
+    std::fs::create_dir(d.path().join("reports")).unwrap();
+    let o = run_with_report("reports");
+    assert_clean_failure(&o, &["--report reports: is a folder"], MAX_MIB);
+    assert_no_outputs(&d.path().join("out"));
     // Elsewhere it is written.
     let o = run_with_report("out/report.json");
     assert_eq!(o.code, Some(0), "{}", o.text());
@@ -498,7 +503,8 @@ fn a_folder_where_a_file_is_written_is_reported_once() {
     let d = tmp();
     std::fs::write(d.path().join("small.ron"), SMALL).unwrap();
     std::fs::create_dir_all(d.path().join("out/ct.nii.gz")).unwrap();
-    std::fs::create_dir_all(d.path().join("report.json")).unwrap();
+    // A report in a "folder" that is a file fails only when written, after the run
+    // (a report path that is a folder is refused before it).
     let o = voxflow(
         &[
             "run",
@@ -506,7 +512,7 @@ fn a_folder_where_a_file_is_written_is_reported_once() {
             "--out",
             "out",
             "--report",
-            "report.json",
+            "small.ron/report.json",
         ],
         d.path(),
     );
@@ -514,11 +520,11 @@ fn a_folder_where_a_file_is_written_is_reported_once() {
         &o,
         &[
             "out/ct.nii.gz: cannot write: Is a directory (os error 21)",
-            "writing the run report report.json: cannot write report.json: Is a directory (os error 21)",
+            "writing the run report small.ron/report.json: ",
         ],
         MAX_MIB,
     );
     for line in o.text().lines() {
-        assert!(line.matches("os error 21").count() <= 1, "{line}");
+        assert!(line.matches("os error").count() <= 1, "{line}");
     }
 }
