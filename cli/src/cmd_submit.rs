@@ -357,6 +357,7 @@ fn new_plan(args: &SubmitArgs) -> Result<(Spec, PathBuf, Vec<usize>)> {
     let cases = crate::read_cases(cases_file)?;
     let registry = voxflow::registry();
     crate::check_some_case_validates(
+        graph,
         cases_file,
         &cases,
         |c| plan_case(&registry, graph, &args.args, c),

@@ -371,6 +371,7 @@ fn read_cases(cases_file: &Path) -> Result<Vec<voxflow_engine::batch::Case>> {
 /// first case's errors are printed once and the error ends with `nothing_done`. Cases
 /// that fail on their own are left to the run, which records their failure.
 fn check_some_case_validates<P, E: std::fmt::Display>(
+    graph: &Path,
     cases_file: &Path,
     cases: &[voxflow_engine::batch::Case],
     plan_case: impl Fn(&voxflow_engine::batch::Case) -> std::result::Result<P, E>,
@@ -378,6 +379,11 @@ fn check_some_case_validates<P, E: std::fmt::Display>(
 ) -> Result<()> {
     if cases.iter().any(|c| plan_case(c).is_ok()) {
         return Ok(());
+    }
+    // A column the graph has no param for fails every case; said of the case file, since
+    // the graph loader would point at a `--set` the user never typed.
+    if let Some(why) = unknown_case_columns(graph, cases_file, &cases[0]) {
+        bail!("{why}; {nothing_done}");
     }
     if let Err(e) = plan_case(&cases[0]) {
         eprintln!("{e}");
@@ -387,6 +393,44 @@ fn check_some_case_validates<P, E: std::fmt::Display>(
         cases_file.display(),
         cases[0].id
     );
+}
+
+/// "cases.tsv: column `zz` is not a param of c.ron (its params: `seed`)" for the columns
+/// of `case` (a case file's header) that name no graph param; `None` when all do, when a
+/// column sets a node param (`node.param`, `macro/node.param`), or when the graph does
+/// not load (its own errors are the ones to show).
+fn unknown_case_columns(
+    graph: &Path,
+    cases_file: &Path,
+    case: &voxflow_engine::batch::Case,
+) -> Option<String> {
+    let declared = load_graph(graph, &LoadOptions { set: Vec::new() })
+        .ok()?
+        .params;
+    let unknown: Vec<&str> = case
+        .params
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| !k.contains(['.', '/']) && !declared.contains_key(*k))
+        .collect();
+    let first = unknown.first()?;
+    let names: Vec<&str> = declared.keys().map(String::as_str).collect();
+    let known = if names.is_empty() {
+        "it declares none".to_string()
+    } else {
+        format!("its params: `{}`", names.join("`, `"))
+    };
+    let hint = voxflow_engine::suggest::hint(first, &names)
+        .map(|h| format!("; {h}"))
+        .unwrap_or_default();
+    Some(format!(
+        "{}: column{} `{}` {} not a param of {} ({known}{hint})",
+        cases_file.display(),
+        if unknown.len() > 1 { "s" } else { "" },
+        unknown.join("`, `"),
+        if unknown.len() > 1 { "are" } else { "is" },
+        graph.display()
+    ))
 }
 
 fn cmd_batch(
@@ -408,6 +452,7 @@ fn cmd_batch(
         |case: &batch::Case| plan_case(registry, graph, &args.args, &args.outputs, case);
     // An earlier run's outputs and summary stay as they were.
     check_some_case_validates(
+        graph,
         cases_file,
         &cases,
         plan_case,

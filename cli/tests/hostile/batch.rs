@@ -205,10 +205,17 @@ fn a_case_file_header_naming_a_param_twice_or_not_at_all_is_refused() {
             "case\tseed\t",
             "cases.tsv:1: column 3 of the header has no name",
         ),
+        // Said of the case file, not of a `--set zz=2` at `<command line>:2:10`.
+        (
+            "case\tseed\tsede",
+            "cases.tsv: column `sede` is not a param of stale.ron (its params: `seed`, `min`; \
+             did you mean `seed`?); nothing ran",
+        ),
     ] {
         std::fs::write(d.join("cases.tsv"), format!("{header}\nc1\t1\t2\n")).unwrap();
         let o = batch(d, &[]);
         assert_clean_failure(&o, &[says], 1024.0);
         assert!(!d.join("out").exists(), "ran `{header}`:\n{}", o.text());
+        assert!(!o.text().contains("<command line>"), "{}", o.text());
     }
 }
