@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 
+use crate::fsutil::WriteError;
 use crate::mask::Mask;
 use crate::table::Table;
 use crate::value::{PortType, Value};
@@ -337,6 +338,21 @@ impl NodeError {
         NodeError::File {
             path: path.to_path_buf(),
             message: message.to_string(),
+        }
+    }
+}
+
+/// An output file a node could not write, as every file-writing node reports it:
+/// `PATH: cannot write: REASON` (the path once, the OS's reason once).
+impl From<WriteError> for NodeError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Io { path, error } => {
+                NodeError::file(&path, format!("cannot write: {error}"))
+            }
+            WriteError::UnknownExtension { path, expected } => {
+                NodeError::file(&path, format!("unknown extension: expected {expected}"))
+            }
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::png::write_png;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use voxflow_engine::fsutil::{write_atomic, WriteError};
+use voxflow_engine::fsutil::write_atomic;
 use voxflow_engine::{
     node_params, params, Cell, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError,
     NodeSpec, NodeType, OutputSpec, ParamError, Params, PortType, Table, Value,
@@ -319,12 +319,7 @@ impl Node for RenderOverlayNode {
         rgb.extend_from_slice(&band);
         let mh = mh + lh;
         let path = ctx.output_path(&p.path);
-        write_atomic(&path, |wr| write_png(wr, mw, mh, &rgb)).map_err(|e| match e {
-            WriteError::Io { error, .. } => {
-                NodeError::file(&path, format!("cannot write: {error}"))
-            }
-            other => NodeError::file(&path, other),
-        })?;
+        write_atomic(&path, |wr| write_png(wr, mw, mh, &rgb))?;
         ctx.file_written(&path);
 
         let plane = dims[0] * dims[1];

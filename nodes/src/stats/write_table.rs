@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-use voxflow_engine::fsutil::WriteError;
 use voxflow_engine::{
     node_params, params::require_set, Example, ImplSpec, InputSpec, Node, NodeContext, NodeError,
     NodeSpec, NodeType, ParamError, Params, PortType,
@@ -38,14 +37,7 @@ impl Node for WriteTableNode {
     fn run(&self, ctx: &mut NodeContext) -> Result<(), NodeError> {
         let table = ctx.table("table")?;
         let path = ctx.output_path(&self.path);
-        table.write(&path).map_err(|e| match e {
-            WriteError::Io { error, .. } => {
-                NodeError::file(&path, format!("cannot write: {error}"))
-            }
-            WriteError::UnknownExtension { expected, .. } => {
-                NodeError::file(&path, format!("unknown extension: expected {expected}"))
-            }
-        })?;
+        table.write(&path)?;
         ctx.file_written(&path);
         Ok(())
     }

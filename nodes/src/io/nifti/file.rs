@@ -5,7 +5,6 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-use voxflow_engine::fsutil::WriteError;
 use voxflow_engine::{Geometry, NodeError};
 
 use super::gzip::{GzipError, GzipStream, IndexedGzip};
@@ -278,10 +277,7 @@ pub fn write_file(path: &Path, header: &Header, voxels: &ByteSource) -> Result<(
             (0..voxels.blocks()).try_for_each(|k| w.write_all(&voxels.block(k)))
         })
     };
-    result.map_err(|e| match e {
-        WriteError::Io { error, .. } => NodeError::file(path, format!("cannot write: {error}")),
-        other => NodeError::file(path, other),
-    })
+    result.map_err(NodeError::from)
 }
 
 /// Whether a path names a gzip-compressed NIfTI (`.nii.gz`), a plain one (`.nii`), or
