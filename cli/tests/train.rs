@@ -105,15 +105,20 @@ fn sigkill_then_resume_continues_from_the_last_checkpoint() {
     assert!(run.join("best.vxmodel/model.json").is_file());
     assert!(run.join("loss.png").is_file());
     // The trainer said Bye, so the standalone server finishes on its own.
+    server_ends_by_itself(&mut server, Duration::from_secs(30));
+}
+
+/// Waits up to `within` for the server process to end, and checks it ended well.
+fn server_ends_by_itself(server: &mut Child, within: Duration) {
     let t = Instant::now();
     loop {
         if let Some(status) = server.try_wait().unwrap() {
-            assert!(status.success());
-            break;
+            assert!(status.success(), "server exit {status}");
+            return;
         }
         assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "server did not finish"
+            t.elapsed() < within,
+            "server did not finish within {within:?}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -225,18 +230,7 @@ fn the_shipped_serve_graph_trains_a_trainer_in_another_process() {
     assert_eq!(validations, [0, 6, 12], "validate_every reaches the config");
     assert!(dir.path().join("run/best.vxmodel/model.json").exists());
     // Its trainer done, the server's run ends by itself, successfully.
-    let t = Instant::now();
-    let status = loop {
-        if let Some(status) = server.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "the server did not end"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "server exit {status}");
+    server_ends_by_itself(&mut server, Duration::from_secs(60));
 }
 
 #[test]

@@ -132,6 +132,12 @@ impl From<ProtocolError> for TrainError {
     }
 }
 
+/// [`TrainError::Device`] at `iteration`, from the reason [`read_back`] or [`validate`]
+/// gave.
+fn device_failed_at(iteration: u64) -> impl FnOnce(String) -> TrainError {
+    move |reason| TrainError::Device { iteration, reason }
+}
+
 fn file_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
     TrainError::File {
         path: path.to_path_buf(),
@@ -377,10 +383,7 @@ pub fn train(client: &mut Client, mut opts: TrainOptions) -> Result<TrainSummary
             pad,
             &opts.device,
         )
-        .map_err(|reason| TrainError::Device {
-            iteration: 0,
-            reason,
-        })?;
+        .map_err(device_failed_at(0))?;
         log(validation_line(&v, false))?;
         history.validations.push(v);
     }
@@ -407,10 +410,7 @@ pub fn train(client: &mut Client, mut opts: TrainOptions) -> Result<TrainSummary
         let t_step = Instant::now();
         let [l, ce, dl] = {
             let (loss, ce, dl) = loss(&net, &batch, arch.classes, &h, &ad);
-            let values = read_back([&loss, &ce, &dl]).map_err(|reason| TrainError::Device {
-                iteration: i,
-                reason,
-            })?;
+            let values = read_back([&loss, &ce, &dl]).map_err(device_failed_at(i))?;
             let grads = GradientsParams::from_grads(loss.backward(), &net);
             net = optim.step(h.learning_rate, net, grads);
             values
@@ -445,10 +445,7 @@ pub fn train(client: &mut Client, mut opts: TrainOptions) -> Result<TrainSummary
                 pad,
                 &opts.device,
             )
-            .map_err(|reason| TrainError::Device {
-                iteration: state.iteration,
-                reason,
-            })?;
+            .map_err(device_failed_at(state.iteration))?;
             let v = Validation {
                 iteration: state.iteration,
                 ..v
