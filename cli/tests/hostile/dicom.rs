@@ -26,8 +26,8 @@ fn el(out: &mut Vec<u8>, group: u16, elem: u16, vr: &str, value: &[u8]) {
 }
 
 /// A 2 x 2 CT slice at height `z`; `set` overrides DS/CS strings by tag element number
-/// in group 0020/0028 (and the Modality, 0008,0060); `before_pixels` is spliced in (after SeriesDescription) and
-/// `pixels` replaces the PixelData element when given.
+/// in group 0020/0028 and the Modality (0008,0060); `extra` is spliced in (after
+/// SeriesDescription) and `pixels` replaces the PixelData element when given.
 fn slice(z: usize, set: &[(u16, u16, &str)], extra: &[u8], pixels: Option<&[u8]>) -> Vec<u8> {
     let get = |g: u16, e: u16, default: &str| -> String {
         set.iter()
@@ -117,9 +117,14 @@ fn refused(bad: Vec<u8>, needle: &str) {
 
 /// `n` good axial slices `0.dcm`, `1.dcm`, ... in a new folder `d/series`.
 fn axial_series(d: &Path, n: usize) {
+    series_of(d, n, |z| slice(z, &[], &[], None));
+}
+
+/// Slices `make(0)`, `make(1)`, ... as `0.dcm`, `1.dcm`, ... in a new folder `d/series`.
+fn series_of(d: &Path, n: usize, make: impl Fn(usize) -> Vec<u8>) {
     std::fs::create_dir(d.join("series")).unwrap();
     for z in 0..n {
-        std::fs::write(d.join(format!("series/{z}.dcm")), slice(z, &[], &[], None)).unwrap();
+        std::fs::write(d.join(format!("series/{z}.dcm")), make(z)).unwrap();
     }
 }
 
@@ -165,11 +170,7 @@ fn valid_series_loads() {
 fn a_series_of_another_modality_loads_with_a_warning() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    std::fs::create_dir(d.join("series")).unwrap();
-    for z in 0..3 {
-        let mr = slice(z, &[(8, 0x60, "MR")], &[], None);
-        std::fs::write(d.join(format!("series/{z}.dcm")), mr).unwrap();
-    }
+    series_of(d, 3, |z| slice(z, &[(8, 0x60, "MR")], &[], None));
     let o = load_and_save(d);
     assert_eq!(o.code, Some(0), "{}", o.text());
     assert!(
@@ -414,14 +415,9 @@ fn a_slice_off_the_stack_or_of_another_pixel_size_is_named() {
     // A gantry tilt: every slice shifted a little further along the columns.
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    std::fs::create_dir(d.join("series")).unwrap();
-    for z in 0..4 {
+    series_of(d, 4, |z| {
         let ipp = format!("0\\{}\\{}", 0.4 * z as f64, 2 * z);
-        std::fs::write(
-            d.join(format!("series/{z}.dcm")),
-            slice(z, &[(0x20, 0x32, &ipp)], &[], None),
-        )
-        .unwrap();
-    }
+        slice(z, &[(0x20, 0x32, &ipp)], &[], None)
+    });
     run_and_check(d, &["series/1.dcm", "not stacked along their normal"]);
 }
